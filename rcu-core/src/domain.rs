@@ -1,0 +1,845 @@
+//! The grace-period engine: one [`Inner`] per RCU domain.
+//!
+//! The process-wide domain behind the free functions is a `static Inner`;
+//! [`RcuDomain`] makes independent ones (tests, loom models, isolation).
+
+use crate::barrier::{self, AtomicCounter, Mode};
+use crate::config::{Config, ConfigError, ForcedCauses, Stats};
+use crate::event::Event;
+use crate::queue::Queue;
+use crate::reader::{NotifierFn, NotifierHandle, RawGuard, Record, Registry};
+use crate::sync::{
+    Arc, AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Mutex, Ordering, fence, lock,
+    spin_loop, thread, thread_local,
+};
+use std::cell::Cell;
+use std::marker::PhantomData;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::{Duration, Instant};
+
+/// Normal-state re-scans before the first sleep: the first spin with growing
+/// pauses (most critical sections are sub-microsecond), the rest yield.
+#[cfg(not(rcu_loom))]
+const SPIN_RESCANS: u32 = 8;
+#[cfg(not(rcu_loom))]
+const YIELD_RESCANS: u32 = 8;
+#[cfg(rcu_loom)]
+const SPIN_RESCANS: u32 = 1;
+#[cfg(rcu_loom)]
+const YIELD_RESCANS: u32 = 0;
+
+/// A value alone on its cache line (two, for adjacent-line prefetch).
+#[repr(align(128))]
+pub(crate) struct Padded<T>(pub(crate) T);
+
+#[cfg(not(rcu_loom))]
+thread_local! {
+    /// The domain whose reclaim callback or notifier this thread is running.
+    static CONTEXT: Cell<*const Inner> = const { Cell::new(std::ptr::null()) };
+}
+#[cfg(rcu_loom)]
+thread_local! {
+    /// The domain whose reclaim callback or notifier this thread is running.
+    static CONTEXT: Cell<*const Inner> = Cell::new(std::ptr::null());
+}
+
+/// Runs `f` with [`CONTEXT`] set to `domain`.
+fn in_context<R>(domain: &Inner, f: impl FnOnce() -> R) -> R {
+    struct Restore(*const Inner);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let old = self.0;
+            let _ = CONTEXT.try_with(|c| c.set(old));
+        }
+    }
+    let _restore = Restore(CONTEXT.with(|c| c.replace(domain)));
+    f()
+}
+
+/// Why the forced state was entered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cause {
+    Expedite,
+    Drain,
+    Callbacks,
+    Polls,
+}
+
+#[derive(Default)]
+struct Counters {
+    grace_periods: AtomicCounter,
+    forced: AtomicCounter,
+    forced_callbacks: AtomicCounter,
+    forced_polls: AtomicCounter,
+    forced_drain: AtomicCounter,
+    forced_expedite: AtomicCounter,
+    polls: AtomicCounter,
+    notifier_calls: AtomicCounter,
+    reader_wakeups: AtomicCounter,
+    heavy_barriers: AtomicCounter,
+    callbacks_queued: AtomicCounter,
+    callbacks_run: AtomicCounter,
+    callback_panics: AtomicCounter,
+    longest_gp_ns: AtomicU64,
+}
+
+impl Counters {
+    loom_const_fn! {
+        fn new() -> Self {
+            Counters {
+                grace_periods: AtomicCounter::new(),
+                forced: AtomicCounter::new(),
+                forced_callbacks: AtomicCounter::new(),
+                forced_polls: AtomicCounter::new(),
+                forced_drain: AtomicCounter::new(),
+                forced_expedite: AtomicCounter::new(),
+                polls: AtomicCounter::new(),
+                notifier_calls: AtomicCounter::new(),
+                reader_wakeups: AtomicCounter::new(),
+                heavy_barriers: AtomicCounter::new(),
+                callbacks_queued: AtomicCounter::new(),
+                callbacks_run: AtomicCounter::new(),
+                callback_panics: AtomicCounter::new(),
+                longest_gp_ns: AtomicU64::new(0),
+            }
+        }
+    }
+}
+
+/// How the reclaim thread holds its domain.
+pub(crate) enum Handle {
+    #[cfg_attr(rcu_loom, allow(dead_code))]
+    Static(&'static Inner),
+    Shared(Arc<Inner>),
+}
+
+impl std::ops::Deref for Handle {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        match self {
+            Handle::Static(i) => i,
+            Handle::Shared(i) => i,
+        }
+    }
+}
+
+/// One RCU domain's state: the grace-period counter, the reader registry,
+/// the callback queue, and the events and statistics that tie them together.
+///
+/// Once started, an `Inner` must not move (records and the queue point into
+/// it): it is either a `static` or inside an `Arc`.
+pub(crate) struct Inner {
+    /// Bit 0 always set; +2 per grace period. Read by every reader's lock.
+    pub(crate) gp_ctr: Padded<AtomicU64>,
+    started: AtomicBool,
+    mode: AtomicU8,
+    start_lock: Mutex<()>,
+    callback_threshold: AtomicUsize,
+    poll_interval_ns: AtomicU64,
+    max_polls: AtomicU32,
+    allow_membarrier: AtomicBool,
+    pub(crate) registry: Mutex<Registry>,
+    /// Serialises grace periods; holds the scratch list of readers the
+    /// current grace period waits for.
+    gp: Mutex<Vec<Arc<Record>>>,
+    /// Grace-period sequence: odd while one runs, +2 per grace period.
+    gp_seq: AtomicU64,
+    /// Readers signal it when they leave in the forced state.
+    gp_event: Event,
+    /// Interrupts the normal-state sleep: force now.
+    kick: Event,
+    queue: Queue,
+    /// Callbacks queued and not yet taken into a batch (plus the batch in
+    /// flight, until its grace period ends).
+    pending: AtomicUsize,
+    call_ready: Event,
+    drains: AtomicUsize,
+    expedites: AtomicUsize,
+    reclaim_started: AtomicBool,
+    reclaim: Mutex<Option<thread::JoinHandle<()>>>,
+    shutdown: AtomicBool,
+    stats: Counters,
+}
+
+impl Inner {
+    loom_const_fn! {
+        pub(crate) fn new() -> Self {
+            Inner {
+                gp_ctr: Padded(AtomicU64::new(1)),
+                started: AtomicBool::new(false),
+                mode: AtomicU8::new(0),
+                start_lock: Mutex::new(()),
+                callback_threshold: AtomicUsize::new(Config::DEFAULT.callback_threshold),
+                poll_interval_ns: AtomicU64::new(Config::DEFAULT.poll_interval.as_nanos() as u64),
+                max_polls: AtomicU32::new(Config::DEFAULT.max_polls),
+                allow_membarrier: AtomicBool::new(Config::DEFAULT.membarrier),
+                registry: Mutex::new(Registry::new()),
+                gp: Mutex::new(Vec::new()),
+                gp_seq: AtomicU64::new(0),
+                gp_event: Event::new(),
+                kick: Event::new(),
+                queue: Queue::new(),
+                pending: AtomicUsize::new(0),
+                call_ready: Event::new(),
+                drains: AtomicUsize::new(0),
+                expedites: AtomicUsize::new(0),
+                reclaim_started: AtomicBool::new(false),
+                reclaim: Mutex::new(None),
+                shutdown: AtomicBool::new(false),
+                stats: Counters::new(),
+            }
+        }
+    }
+
+    /// Sets the tunables; refused once the domain has started.
+    pub(crate) fn configure(&self, config: &Config) -> Result<(), ConfigError> {
+        if config.callback_threshold == 0 {
+            return Err(ConfigError::Invalid(
+                "callback_threshold must be at least 1",
+            ));
+        }
+        if config.poll_interval.is_zero() {
+            return Err(ConfigError::Invalid("poll_interval must be non-zero"));
+        }
+        let _g = lock(&self.start_lock);
+        // Relaxed: read under `start_lock`, which `start` also holds.
+        if self.started.load(Ordering::Relaxed) {
+            return Err(ConfigError::AlreadyStarted);
+        }
+        // Relaxed (all four): published to other threads by the Release store
+        // of `started` in `start`, which every user of the domain passes.
+        self.callback_threshold
+            .store(config.callback_threshold, Ordering::Relaxed);
+        let ns = u64::try_from(config.poll_interval.as_nanos()).unwrap_or(u64::MAX);
+        self.poll_interval_ns.store(ns, Ordering::Relaxed);
+        self.max_polls.store(config.max_polls, Ordering::Relaxed);
+        self.allow_membarrier
+            .store(config.membarrier, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Starts the domain: fixes the configuration and the barrier mode.
+    /// Idempotent and cheap after the first call.
+    #[inline]
+    pub(crate) fn start(&self) {
+        // Acquire: pairs with the Release store below; whoever sees `true`
+        // sees the mode, the configuration and the initialised queue.
+        if !self.started.load(Ordering::Acquire) {
+            self.start_slow();
+        }
+    }
+
+    #[cold]
+    fn start_slow(&self) {
+        let _g = lock(&self.start_lock);
+        // Relaxed: under `start_lock`.
+        if self.started.load(Ordering::Relaxed) {
+            return;
+        }
+        // Relaxed: under `start_lock`, written by `configure` under it too.
+        let mode = if self.allow_membarrier.load(Ordering::Relaxed) {
+            barrier::process_mode()
+        } else {
+            Mode::Fence
+        };
+        // Relaxed: published by the Release store of `started`.
+        self.mode.store(mode.as_u8(), Ordering::Relaxed);
+        self.queue.init();
+        // Release: pairs with the Acquire load in `start`.
+        self.started.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn mode(&self) -> Mode {
+        // Relaxed: written before the Release store of `started`, which the
+        // caller has Acquire-loaded (every path calls `start` first).
+        if self.mode.load(Ordering::Relaxed) == Mode::Membarrier.as_u8() {
+            Mode::Membarrier
+        } else {
+            Mode::Fence
+        }
+    }
+
+    /// Registers the calling thread as a reader.
+    pub(crate) fn register(&self) -> Arc<Record> {
+        self.start();
+        lock(&self.registry).acquire(self, self.mode())
+    }
+
+    pub(crate) fn unregister(&self, rec: &Record) {
+        lock(&self.registry).release(rec);
+    }
+
+    /// Called by a reader that left its critical section while a forced
+    /// grace period waited for it.
+    pub(crate) fn reader_woke(&self) {
+        self.stats.reader_wakeups.bump();
+        self.gp_event.set();
+    }
+
+    /// Panics on the calls that would wait for the caller itself.
+    fn check_caller(&self, what: &str) {
+        let context = CONTEXT.try_with(|c| c.get()).unwrap_or(std::ptr::null());
+        if std::ptr::eq(context, self) {
+            panic!(
+                "rcu: {what}() called from a reclaim callback or force-quiescent notifier; \
+                 it would wait for itself"
+            );
+        }
+        if lock(&self.registry).current_thread_reading() {
+            panic!(
+                "rcu: {what}() called inside a read-side critical section; the grace period \
+                 would wait for the caller forever (drop the ReadGuard first)"
+            );
+        }
+    }
+
+    /// `synchronize()` / `synchronize_expedited()`.
+    pub(crate) fn synchronize(&self, expedite: bool) {
+        self.start();
+        self.check_caller(if expedite {
+            "synchronize_expedited"
+        } else {
+            "synchronize"
+        });
+        if expedite {
+            // SeqCst: read by `force_cause` on the grace-period thread, which
+            // must see it before it sleeps again (the kick orders it too).
+            self.expedites.fetch_add(1, Ordering::SeqCst);
+            self.kick.set();
+            self.wait_grace_period();
+            self.expedites.fetch_sub(1, Ordering::SeqCst);
+        } else {
+            self.wait_grace_period();
+        }
+    }
+
+    /// Waits for a full grace period that starts after this call, sharing
+    /// grace periods with concurrent callers.
+    ///
+    /// The sequence `gp_seq` is odd while a grace period runs. A caller that
+    /// sees `s` needs the sequence to reach `(s + 3) & !1`: the end of the
+    /// next grace period if none runs, of the one after the running one
+    /// otherwise. Grace periods run under the `gp` lock, so callers that
+    /// queue on the lock during one grace period are all served by the next.
+    pub(crate) fn wait_grace_period(&self) {
+        // SeqCst fence: orders the caller's earlier stores (an unpublish)
+        // before its snapshot, hence before the start of any grace period
+        // that the snapshot counts; that grace period's heavy barrier then
+        // orders them before its scans (the Dekker pair with the readers).
+        fence(Ordering::SeqCst);
+        // SeqCst: part of the total order the fence above relies on.
+        let target = (self.gp_seq.load(Ordering::SeqCst) + 3) & !1;
+        let mut holders = lock(&self.gp);
+        // SeqCst: see above; written only under `gp`.
+        while self.gp_seq.load(Ordering::SeqCst) < target {
+            self.run_grace_period(&mut holders);
+        }
+    }
+
+    /// One grace period. Caller holds the `gp` lock.
+    fn run_grace_period(&self, holders: &mut Vec<Arc<Record>>) {
+        let started = Instant::now();
+        // SeqCst: see `wait_grace_period`.
+        self.gp_seq.fetch_add(1, Ordering::SeqCst);
+        let mode = self.mode();
+        let gp = {
+            let registry = lock(&self.registry);
+            // Relaxed: `gp_ctr` is written only here, under the `gp` lock.
+            let gp = self.gp_ctr.0.load(Ordering::Relaxed) + 2;
+            // Relaxed: the heavy barrier below orders it before the scans;
+            // readers that still read the old value only look older.
+            self.gp_ctr.0.store(gp, Ordering::Relaxed);
+            // Orders every earlier store of ours (and, through the fence in
+            // `wait_grace_period`, of the callers we serve) before the scans.
+            barrier::heavy(mode, &self.stats.heavy_barriers);
+            holders.clear();
+            holders.extend(
+                registry
+                    .records
+                    .iter()
+                    .filter(|r| holding_up(r, gp))
+                    .cloned(),
+            );
+            gp
+        };
+        let forced = self.wait_for_readers(holders, gp, mode);
+        holders.clear();
+
+        let stats = &self.stats;
+        stats.grace_periods.bump();
+        if let Some(cause) = forced {
+            stats.forced.bump();
+            match cause {
+                Cause::Expedite => stats.forced_expedite.bump(),
+                Cause::Drain => stats.forced_drain.bump(),
+                Cause::Callbacks => stats.forced_callbacks.bump(),
+                Cause::Polls => stats.forced_polls.bump(),
+            }
+        }
+        let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        // Relaxed: a statistic.
+        stats.longest_gp_ns.fetch_max(ns, Ordering::Relaxed);
+        // SeqCst: see `wait_grace_period`. It also publishes the grace
+        // period's end to callers that read it (their Acquire-or-stronger
+        // load, then the free, is ordered after our Acquire scans).
+        self.gp_seq.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The condition that forces the current grace period, if any.
+    fn force_cause(&self, polls: u32) -> Option<Cause> {
+        // SeqCst (all three): each is paired with a `kick.set()` after the
+        // writer's update; the normal state resets `kick` before it checks
+        // here, so a change is either seen here or wakes the sleep.
+        if self.expedites.load(Ordering::SeqCst) > 0 {
+            Some(Cause::Expedite)
+        } else if self.drains.load(Ordering::SeqCst) > 0 {
+            Some(Cause::Drain)
+        } else if self.pending.load(Ordering::SeqCst)
+            // Relaxed: configuration, fixed at start.
+            >= self.callback_threshold.load(Ordering::Relaxed)
+        {
+            Some(Cause::Callbacks)
+        // Relaxed: configuration, fixed at start.
+        } else if polls >= self.max_polls.load(Ordering::Relaxed) {
+            Some(Cause::Polls)
+        } else {
+            None
+        }
+    }
+
+    /// The seed's unified wait: poll in the normal state, force when a
+    /// condition holds. Returns the cause if the grace period was forced.
+    fn wait_for_readers(
+        &self,
+        holders: &mut Vec<Arc<Record>>,
+        gp: u64,
+        mode: Mode,
+    ) -> Option<Cause> {
+        let mut forced = None;
+        let mut rescans = 0u32;
+        let mut polls = 0u32;
+        loop {
+            if holders.is_empty() {
+                return forced;
+            }
+            if forced.is_none() {
+                forced = self.force_cause(polls);
+                if forced.is_some() {
+                    self.notify(holders);
+                }
+            }
+            if forced.is_some() {
+                // Forced state. Re-arm on every iteration: a reader that
+                // cleared `waiting` and re-entered with a stale counter would
+                // otherwise never signal again (the lost wake-up in the seed
+                // patch, which sets `waiting` once).
+                self.gp_event.reset();
+                for r in holders.iter() {
+                    // Relaxed: ordered before the scan below by the heavy
+                    // barrier; the reader's side is its unlock's light barrier.
+                    r.waiting.store(true, Ordering::Relaxed);
+                }
+                barrier::heavy(mode, &self.stats.heavy_barriers);
+                holders.retain(|r| {
+                    let holding = holding_up(r, gp);
+                    if !holding {
+                        // Relaxed: a hint; a stale `true` costs one spurious
+                        // wake-up at that reader's next unlock.
+                        r.waiting.store(false, Ordering::Relaxed);
+                    }
+                    holding
+                });
+                if !holders.is_empty() {
+                    self.gp_event.wait();
+                }
+            } else if rescans < SPIN_RESCANS + YIELD_RESCANS {
+                if rescans < SPIN_RESCANS {
+                    for _ in 0..1u32 << (2 * rescans) {
+                        spin_loop();
+                    }
+                } else {
+                    thread::yield_now();
+                }
+                rescans += 1;
+                holders.retain(|r| holding_up(r, gp));
+            } else {
+                // Normal state: sleep, interruptibly. Reset before checking,
+                // so a kick after the check cuts the sleep short.
+                self.kick.reset();
+                if self.force_cause(polls).is_some() {
+                    continue;
+                }
+                // Relaxed: configuration, fixed at start.
+                let interval = Duration::from_nanos(self.poll_interval_ns.load(Ordering::Relaxed));
+                self.kick.wait_timeout(interval);
+                polls += 1;
+                self.stats.polls.bump();
+                holders.retain(|r| holding_up(r, gp));
+            }
+        }
+    }
+
+    /// Calls the force-quiescent notifiers of the readers in `holders`, with
+    /// no lock held, catching panics.
+    fn notify(&self, holders: &[Arc<Record>]) {
+        let notifiers: Vec<NotifierFn> = holders
+            .iter()
+            .flat_map(|r| {
+                lock(&r.cold)
+                    .notifiers
+                    .iter()
+                    .map(|(_, f)| Arc::clone(f))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        in_context(self, || {
+            for f in notifiers {
+                self.stats.notifier_calls.bump();
+                if catch_unwind(AssertUnwindSafe(|| f())).is_err() {
+                    eprintln!("rcu: a force-quiescent notifier panicked; the grace period goes on");
+                }
+            }
+        });
+    }
+
+    /// `call_rcu`: queues `f` to run after a grace period.
+    pub(crate) fn call_rcu<F: FnOnce() + Send + 'static>(
+        &self,
+        handle: impl FnOnce() -> Handle,
+        f: F,
+    ) {
+        self.start();
+        self.ensure_reclaim_thread(handle);
+        self.queue.push(f);
+        self.stats.callbacks_queued.bump();
+        // SeqCst: the reclaim thread's `reset; load pending; wait` and our
+        // `increment; set` form a Dekker pair; the count is also read by
+        // `force_cause`.
+        let pending = self.pending.fetch_add(1, Ordering::SeqCst) + 1;
+        if pending == 1 {
+            self.call_ready.set();
+        }
+        // Relaxed: configuration, fixed at start.
+        if pending >= self.callback_threshold.load(Ordering::Relaxed) {
+            self.kick.set();
+        }
+    }
+
+    /// `drain()`: waits until every callback queued before it has run.
+    pub(crate) fn drain(&self, handle: impl FnOnce() -> Handle) {
+        self.start();
+        self.check_caller("drain");
+        // SeqCst: see `force_cause`.
+        self.drains.fetch_add(1, Ordering::SeqCst);
+        self.kick.set();
+        let done = Arc::new(Event::new());
+        let signal = Arc::clone(&done);
+        // The queue is FIFO, so when this runs, everything before it has.
+        self.call_rcu(handle, move || signal.set());
+        done.wait();
+        self.drains.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    fn ensure_reclaim_thread(&self, handle: impl FnOnce() -> Handle) {
+        // Acquire: pairs with the Release store below (nothing is read
+        // through it but the flag; kept for clarity of the once-only start).
+        if self.reclaim_started.load(Ordering::Acquire) {
+            return;
+        }
+        let mut slot = lock(&self.reclaim);
+        // Relaxed: under `reclaim`.
+        if self.reclaim_started.load(Ordering::Relaxed) {
+            return;
+        }
+        let handle = handle();
+        *slot = Some(spawn_reclaim(handle));
+        // Release: see above.
+        self.reclaim_started.store(true, Ordering::Release);
+    }
+
+    /// Stops the reclaim thread after it has run every queued callback.
+    pub(crate) fn shutdown(&self) {
+        // SeqCst: read by the reclaim thread after it finds nothing pending.
+        self.shutdown.store(true, Ordering::SeqCst);
+        self.call_ready.set();
+        let thread = lock(&self.reclaim).take();
+        if let Some(t) = thread {
+            let own = CONTEXT
+                .try_with(|c| std::ptr::eq(c.get(), self))
+                .unwrap_or(false);
+            if !own {
+                let _ = t.join();
+            }
+        }
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let s = &self.stats;
+        // SeqCst: a snapshot for users; no ordering is derived from it.
+        let pending = self.pending.load(Ordering::SeqCst) as u64;
+        let started = self.started.load(Ordering::Acquire);
+        Stats {
+            grace_periods: s.grace_periods.get(),
+            forced_grace_periods: s.forced.get(),
+            expedited_grace_periods: s.forced_expedite.get(),
+            forced_by: ForcedCauses {
+                callbacks: s.forced_callbacks.get(),
+                polls: s.forced_polls.get(),
+                drain: s.forced_drain.get(),
+                expedite: s.forced_expedite.get(),
+            },
+            polls: s.polls.get(),
+            notifier_calls: s.notifier_calls.get(),
+            reader_wakeups: s.reader_wakeups.get(),
+            heavy_barriers: s.heavy_barriers.get(),
+            callbacks_queued: s.callbacks_queued.get(),
+            callbacks_run: s.callbacks_run.get(),
+            callbacks_pending: pending,
+            callback_panics: s.callback_panics.get(),
+            readers: lock(&self.registry).registered(),
+            // Relaxed: a statistic.
+            longest_grace_period: Duration::from_nanos(s.longest_gp_ns.load(Ordering::Relaxed)),
+            membarrier: started && self.mode() == Mode::Membarrier,
+        }
+    }
+}
+
+/// Whether the reader holds up the grace period `gp`.
+#[inline]
+fn holding_up(r: &Record, gp: u64) -> bool {
+    // Acquire: pairs with the reader's Release stores of `ctr` (0 at unlock,
+    // the snapshot at lock): once we see either, every access of the critical
+    // section before it is done, so the memory it read may be reclaimed.
+    let c = r.ctr.load(Ordering::Acquire);
+    c != 0 && c != gp
+}
+
+fn spawn_reclaim(handle: Handle) -> thread::JoinHandle<()> {
+    #[cfg(not(rcu_loom))]
+    {
+        thread::Builder::new()
+            .name("rcu-reclaim".into())
+            .spawn(move || reclaim_loop(handle))
+            .expect("failed to spawn the RCU reclaim thread")
+    }
+    #[cfg(rcu_loom)]
+    {
+        thread::spawn(move || reclaim_loop(handle))
+    }
+}
+
+/// The reclaim thread: waits for callbacks, starts a grace period at once,
+/// then runs the batch counted before it.
+fn reclaim_loop(inner: Handle) {
+    in_context(&inner, || {
+        loop {
+            let n = loop {
+                inner.call_ready.reset();
+                // SeqCst: see `call_rcu`.
+                let n = inner.pending.load(Ordering::SeqCst);
+                if n > 0 {
+                    break n;
+                }
+                // SeqCst: see `shutdown`.
+                if inner.shutdown.load(Ordering::SeqCst) {
+                    return;
+                }
+                inner.call_ready.wait();
+            };
+            inner.wait_grace_period();
+            // Subtract only now, so the threshold check during the grace
+            // period saw the batch in flight.
+            inner.pending.fetch_sub(n, Ordering::SeqCst);
+            for _ in 0..n {
+                let callback = inner.queue.pop();
+                if catch_unwind(AssertUnwindSafe(|| callback.run())).is_err() {
+                    inner.stats.callback_panics.bump();
+                    eprintln!("rcu: a call_rcu callback panicked; the reclaim thread carries on");
+                }
+                inner.stats.callbacks_run.bump();
+            }
+        }
+    });
+}
+
+/// An independent RCU domain with its own grace periods, readers, callbacks
+/// and reclaim thread.
+///
+/// Most programs use the process-wide domain through the free functions
+/// ([`read_lock`](crate::read_lock), [`synchronize`](crate::synchronize), …).
+/// A separate domain isolates a subsystem's grace periods from the rest of the
+/// process (and lets tests observe exact statistics). Threads read through a
+/// [`Reader`] registered with [`register`](Self::register).
+///
+/// ```
+/// let domain = rcu_core::RcuDomain::new();
+/// let reader = domain.register();
+/// {
+///     let _guard = reader.read_lock();
+///     // ... read RCU-protected data ...
+/// }
+/// domain.synchronize();
+/// assert_eq!(domain.stats().grace_periods, 1);
+/// ```
+pub struct RcuDomain {
+    inner: Arc<Inner>,
+}
+
+impl RcuDomain {
+    /// A domain with the default [`Config`].
+    pub fn new() -> Self {
+        Self::with_config(Config::default())
+    }
+
+    /// A domain with `config`.
+    ///
+    /// # Panics
+    /// If the configuration is invalid (a zero threshold or interval).
+    pub fn with_config(config: Config) -> Self {
+        let inner = Inner::new();
+        if let Err(e) = inner.configure(&config) {
+            panic!("{e}");
+        }
+        RcuDomain {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Registers the calling thread as a reader of this domain.
+    pub fn register(&self) -> Reader<'_> {
+        let rec = self.inner.register();
+        Reader {
+            domain: self,
+            rec,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Waits for a grace period: every read-side critical section of this
+    /// domain that was running when it was called has ended.
+    ///
+    /// # Panics
+    /// Inside a read-side critical section of this domain on this thread, or
+    /// inside one of its callbacks or notifiers.
+    pub fn synchronize(&self) {
+        self.inner.synchronize(false);
+    }
+
+    /// Like [`synchronize`](Self::synchronize), but forces the grace period
+    /// at once: notifiers run and readers are asked to signal their exit.
+    ///
+    /// # Panics
+    /// As [`synchronize`](Self::synchronize).
+    pub fn synchronize_expedited(&self) {
+        self.inner.synchronize(true);
+    }
+
+    /// Runs `f` on the reclaim thread after a grace period.
+    pub fn call_rcu(&self, f: impl FnOnce() + Send + 'static) {
+        self.inner
+            .call_rcu(|| Handle::Shared(Arc::clone(&self.inner)), f);
+    }
+
+    /// Drops `value` on the reclaim thread after a grace period.
+    pub fn defer_drop<T: Send + 'static>(&self, value: T) {
+        self.call_rcu(move || drop(value));
+    }
+
+    /// Waits until every callback queued before this call has run.
+    ///
+    /// # Panics
+    /// As [`synchronize`](Self::synchronize).
+    pub fn drain(&self) {
+        self.inner.drain(|| Handle::Shared(Arc::clone(&self.inner)));
+    }
+
+    /// A snapshot of this domain's statistics.
+    pub fn stats(&self) -> Stats {
+        self.inner.stats()
+    }
+}
+
+impl Default for RcuDomain {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for RcuDomain {
+    /// Runs every queued callback (each after its grace period), then stops
+    /// the reclaim thread.
+    fn drop(&mut self) {
+        self.inner.shutdown();
+    }
+}
+
+impl std::fmt::Debug for RcuDomain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RcuDomain")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// A thread's registration with an [`RcuDomain`]: enters its read-side
+/// critical sections. Unregisters on drop. Neither `Send` nor `Sync`.
+pub struct Reader<'d> {
+    domain: &'d RcuDomain,
+    rec: Arc<Record>,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Reader<'_> {
+    /// Enters a read-side critical section, which lasts until the guard is
+    /// dropped. Nestable; guards may be dropped in any order.
+    #[inline]
+    pub fn read_lock(&self) -> DomainGuard<'_> {
+        DomainGuard {
+            raw: RawGuard::new(&self.rec, &self.domain.inner.gp_ctr.0),
+        }
+    }
+
+    /// Registers `f` to be called when a grace period of this domain is
+    /// forced while this thread holds it up. `f` runs on the grace-period
+    /// thread and must return quickly (e.g. set a flag the reader polls).
+    pub fn on_force_quiescent(&self, f: impl Fn() + Send + Sync + 'static) -> NotifierHandle {
+        NotifierHandle::register(Arc::clone(&self.rec), Arc::new(f))
+    }
+}
+
+impl Drop for Reader<'_> {
+    fn drop(&mut self) {
+        self.domain.inner.unregister(&self.rec);
+    }
+}
+
+impl std::fmt::Debug for Reader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader").finish_non_exhaustive()
+    }
+}
+
+/// A read-side critical section of an [`RcuDomain`]; see
+/// [`Reader::read_lock`].
+#[must_use = "the critical section ends when the guard is dropped"]
+pub struct DomainGuard<'r> {
+    raw: RawGuard<'r>,
+}
+
+impl DomainGuard<'_> {
+    /// Reports a quiescent state: leaves the critical section and enters a
+    /// new one, so grace periods that waited for this thread can end.
+    /// References read under the guard cannot survive it (it takes
+    /// `&mut self`). Returns `false`, doing nothing, when the thread holds
+    /// other (nested) guards of this domain.
+    pub fn quiescent(&mut self) -> bool {
+        let rec = self.raw.rec;
+        rec.quiesce(&rec.domain().gp_ctr.0)
+    }
+}
+
+impl std::fmt::Debug for DomainGuard<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DomainGuard").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,148 @@
+//! A one-bit event with a lock-free fast path, like QEMU's `QemuEvent`.
+//!
+//! `set` is a single load when the event is already set, and takes the lock
+//! only when a thread is (or is about to be) blocked in `wait`. `reset` never
+//! blocks. The grace-period thread uses one for readers' wake-ups in the
+//! forced state, the reclaim thread one for "callbacks arrived", and the
+//! normal state one for "stop sleeping and force now".
+
+use crate::sync::{AtomicU32, Condvar, Mutex, Ordering, lock};
+use std::time::Duration;
+
+const FREE: u32 = 0;
+const SET: u32 = 1;
+/// Not set, and at least one waiter may be blocked: `set` must notify.
+const BUSY: u32 = 2;
+
+pub(crate) struct Event {
+    state: AtomicU32,
+    lock: Mutex<()>,
+    cond: Condvar,
+}
+
+impl Event {
+    loom_const_fn! {
+        pub(crate) fn new() -> Self {
+            Self { state: AtomicU32::new(FREE), lock: Mutex::new(()), cond: Condvar::new() }
+        }
+    }
+
+    /// Sets the event, waking every waiter.
+    pub(crate) fn set(&self) {
+        // SeqCst: the fast-path load and the swap take part in the Dekker
+        // pattern with `wait` (waiter: store BUSY, load condition; setter:
+        // store condition, load state). Both sides use SeqCst so neither can
+        // miss the other.
+        if self.state.load(Ordering::SeqCst) != SET
+            && self.state.swap(SET, Ordering::SeqCst) == BUSY
+        {
+            // Take the lock so the notify cannot fall between a waiter's check
+            // of `state` and its sleep (it checks with the lock held).
+            let _g = lock(&self.lock);
+            self.cond.notify_all();
+        }
+    }
+
+    /// Clears the event if it is set. Events set after this call are seen by
+    /// the next `wait`.
+    pub(crate) fn reset(&self) {
+        // SeqCst: orders the reset before the caller's following stores (the
+        // `waiting` flags), which readers read before they `set`.
+        let _ = self
+            .state
+            .compare_exchange(SET, FREE, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn is_set(&self) -> bool {
+        self.state.load(Ordering::SeqCst) == SET
+    }
+
+    /// Blocks until the event is set.
+    pub(crate) fn wait(&self) {
+        self.wait_inner(None);
+    }
+
+    /// Blocks until the event is set or `timeout` passes. Returns whether it
+    /// was set.
+    pub(crate) fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.wait_inner(Some(timeout))
+    }
+
+    fn wait_inner(&self, timeout: Option<Duration>) -> bool {
+        // SeqCst: see `set`.
+        if self.state.load(Ordering::SeqCst) == SET {
+            return true;
+        }
+        // Announce a waiter: FREE -> BUSY (already BUSY is fine too).
+        if let Err(SET) =
+            self.state
+                .compare_exchange(FREE, BUSY, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            return true;
+        }
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        let mut g = lock(&self.lock);
+        loop {
+            if self.state.load(Ordering::SeqCst) == SET {
+                return true;
+            }
+            match deadline {
+                None => {
+                    g = match self.cond.wait(g) {
+                        Ok(g) => g,
+                        Err(p) => p.into_inner(),
+                    }
+                }
+                Some(deadline) => {
+                    let now = std::time::Instant::now();
+                    if now >= deadline {
+                        return false;
+                    }
+                    #[cfg(not(rcu_loom))]
+                    {
+                        g = match self.cond.wait_timeout(g, deadline - now) {
+                            Ok((g, _)) => g,
+                            Err(p) => p.into_inner().0,
+                        };
+                    }
+                    #[cfg(rcu_loom)]
+                    {
+                        // loom has no time: a timed sleep is a yield, and the
+                        // caller's poll loop plays the role of the clock.
+                        drop(g);
+                        crate::sync::thread::yield_now();
+                        return self.state.load(Ordering::SeqCst) == SET;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(all(test, not(rcu_loom)))]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn set_wakes_a_blocked_waiter() {
+        let e = Arc::new(Event::new());
+        let e2 = Arc::clone(&e);
+        let t = std::thread::spawn(move || e2.wait());
+        std::thread::sleep(Duration::from_millis(20));
+        e.set();
+        t.join().unwrap();
+        assert!(e.is_set());
+    }
+
+    #[test]
+    fn reset_clears_and_timeout_expires() {
+        let e = Event::new();
+        e.set();
+        assert!(e.wait_timeout(Duration::from_millis(1)));
+        e.reset();
+        assert!(!e.is_set());
+        assert!(!e.wait_timeout(Duration::from_millis(5)));
+    }
+}

@@ -1,0 +1,369 @@
+//! RCU-protected pointers of the process-wide domain: [`RcuPtr`] and
+//! [`RcuCell`].
+
+use crate::{ReadGuard, defer_drop, synchronize};
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::ptr::{self, NonNull};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+/// An atomic, owning, nullable pointer whose readers need no lock.
+///
+/// Readers [`load`](Self::load) under a [`ReadGuard`] and get a plain `&T`
+/// that lives as long as the guard. Writers [`store`](Self::store) (the old
+/// value is dropped after a grace period, on the reclaim thread) or
+/// [`swap`](Self::swap) (the old value comes back as an [`Unlinked`], for the
+/// caller to retire).
+///
+/// ```
+/// use rcu_core::{RcuPtr, read_lock};
+///
+/// let ptr = RcuPtr::new(String::from("v1"));
+/// {
+///     let guard = read_lock();
+///     assert_eq!(ptr.load(&guard).map(String::as_str), Some("v1"));
+/// }
+/// ptr.store(Some(String::from("v2"))); // "v1" is dropped after a grace period
+/// let old = ptr.swap(None).unwrap();
+/// assert_eq!(*old, "v2");
+/// assert_eq!(old.into_inner(), "v2"); // waits for a grace period
+/// ```
+pub struct RcuPtr<T: Send + Sync + 'static> {
+    ptr: AtomicPtr<T>,
+    _owns: PhantomData<Box<T>>,
+}
+
+impl<T: Send + Sync + 'static> RcuPtr<T> {
+    /// A pointer to `value`.
+    pub fn new(value: T) -> Self {
+        Self::from_box(Some(Box::new(value)))
+    }
+
+    /// A null pointer.
+    pub const fn null() -> Self {
+        RcuPtr {
+            ptr: AtomicPtr::new(ptr::null_mut()),
+            _owns: PhantomData,
+        }
+    }
+
+    fn from_box(value: Option<Box<T>>) -> Self {
+        RcuPtr {
+            ptr: AtomicPtr::new(into_raw(value)),
+            _owns: PhantomData,
+        }
+    }
+
+    /// The current value, valid while `guard` lives.
+    #[inline]
+    pub fn load<'g>(&'g self, _guard: &'g ReadGuard) -> Option<&'g T> {
+        // Acquire: pairs with the Release (AcqRel) publication in
+        // `swap`/`compare_exchange`: the pointee's initialisation is visible.
+        let p = self.ptr.load(Ordering::Acquire);
+        // SAFETY: a non-null pointer here came from `Box::into_raw` and is
+        // freed only after a grace period that starts after it was unlinked
+        // (`Unlinked`'s drop or `into_inner`), or when `self` is dropped,
+        // which the borrow `'g` of `self` rules out. The grace period waits
+        // for `guard`'s critical section, which covers this load: `guard` is
+        // a `ReadGuard` of the process-wide domain, the one `Unlinked` uses.
+        unsafe { p.as_ref() }
+    }
+
+    /// Whether the pointer is null now.
+    pub fn is_null(&self) -> bool {
+        // Relaxed: a snapshot; nothing is dereferenced.
+        self.ptr.load(Ordering::Relaxed).is_null()
+    }
+
+    /// Publishes `value`; the old value is dropped after a grace period.
+    pub fn store(&self, value: Option<T>) {
+        drop(self.swap(value));
+    }
+
+    /// Publishes `value` and returns the old one, which readers may still
+    /// see until a grace period has passed.
+    pub fn swap(&self, value: Option<T>) -> Option<Unlinked<T>> {
+        let new = into_raw(value.map(Box::new));
+        // AcqRel: Release publishes `new` to readers' Acquire loads; Acquire
+        // pairs with the previous publisher so we own what we unlinked.
+        let old = self.ptr.swap(new, Ordering::AcqRel);
+        NonNull::new(old).map(Unlinked::new)
+    }
+
+    /// Takes the value out, leaving null.
+    pub fn take(&self) -> Option<Unlinked<T>> {
+        self.swap(None)
+    }
+
+    /// Publishes `new` if the pointer still points to `current` (compared by
+    /// address; `None` is null). On success returns the unlinked old value;
+    /// on failure gives `new` back with the value found.
+    pub fn compare_exchange<'g>(
+        &'g self,
+        current: Option<&T>,
+        new: Option<T>,
+        _guard: &'g ReadGuard,
+    ) -> Result<Option<Unlinked<T>>, CompareExchangeError<'g, T>> {
+        let current = current.map_or(ptr::null_mut(), |r| ptr::from_ref(r).cast_mut());
+        let new_raw = into_raw(new.map(Box::new));
+        // AcqRel on success: as in `swap`. Acquire on failure: we return a
+        // reference to the value found, as `load` does.
+        match self
+            .ptr
+            .compare_exchange(current, new_raw, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(old) => Ok(NonNull::new(old).map(Unlinked::new)),
+            Err(found) => {
+                // SAFETY: `new_raw` came from `into_raw` just above and was
+                // never published.
+                let new = unsafe { from_raw(new_raw) }.map(|b| *b);
+                // SAFETY: as in `load`: `found` was published and cannot be
+                // freed before `_guard`'s critical section ends.
+                let current = unsafe { found.as_ref() };
+                Err(CompareExchangeError { current, new })
+            }
+        }
+    }
+
+    /// The value, through exclusive access: no reader can hold it.
+    pub fn get_mut(&mut self) -> Option<&mut T> {
+        // SAFETY: `&mut self` excludes readers (they borrow `self`) and
+        // writers; the pointer is null or owned by `self`.
+        unsafe { self.ptr.get_mut().as_mut() }
+    }
+
+    /// The value, by value.
+    pub fn into_inner(mut self) -> Option<T> {
+        let p = std::mem::replace(self.ptr.get_mut(), ptr::null_mut());
+        // SAFETY: we own the pointee: `self` is consumed, so no reader or
+        // writer can reach it.
+        unsafe { from_raw(p) }.map(|b| *b)
+    }
+}
+
+impl<T: Send + Sync + 'static> Drop for RcuPtr<T> {
+    fn drop(&mut self) {
+        // SAFETY: as in `into_inner`: `&mut self` in `drop` means no borrow
+        // (hence no reader's reference) remains.
+        drop(unsafe { from_raw(*self.ptr.get_mut()) });
+    }
+}
+
+impl<T: Send + Sync + 'static> Default for RcuPtr<T> {
+    fn default() -> Self {
+        Self::null()
+    }
+}
+
+impl<T: Send + Sync + fmt::Debug + 'static> fmt::Debug for RcuPtr<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let guard = crate::read_lock();
+        f.debug_tuple("RcuPtr").field(&self.load(&guard)).finish()
+    }
+}
+
+/// The error of [`RcuPtr::compare_exchange`].
+pub struct CompareExchangeError<'g, T> {
+    /// The value found instead of the expected one.
+    pub current: Option<&'g T>,
+    /// The value that was not published, given back.
+    pub new: Option<T>,
+}
+
+impl<T: fmt::Debug> fmt::Debug for CompareExchangeError<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CompareExchangeError")
+            .field("current", &self.current)
+            .field("new", &self.new)
+            .finish()
+    }
+}
+
+fn into_raw<T>(b: Option<Box<T>>) -> *mut T {
+    b.map_or(ptr::null_mut(), Box::into_raw)
+}
+
+/// # Safety
+/// `p` is null or came from `Box::into_raw`, and the caller owns it.
+unsafe fn from_raw<T>(p: *mut T) -> Option<Box<T>> {
+    // SAFETY: by the contract above.
+    NonNull::new(p).map(|p| unsafe { Box::from_raw(p.as_ptr()) })
+}
+
+/// A value unlinked from an [`RcuPtr`] or [`RcuCell`] that readers may still
+/// be reading.
+///
+/// It derefs to the value (shared access, as readers have). Dropping it
+/// defers the value's drop to the reclaim thread after a grace period;
+/// [`into_inner`](Self::into_inner) waits for a grace period here and returns
+/// the value.
+pub struct Unlinked<T: Send + Sync + 'static> {
+    ptr: NonNull<T>,
+    _owns: PhantomData<Box<T>>,
+}
+
+// SAFETY: `Unlinked<T>` owns a `Box<T>` that readers share; sending it
+// needs `T: Send` (it may be dropped elsewhere) and sharing needs `T: Sync`,
+// both required by the type's bounds.
+unsafe impl<T: Send + Sync + 'static> Send for Unlinked<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send + Sync + 'static> Sync for Unlinked<T> {}
+
+impl<T: Send + Sync + 'static> Unlinked<T> {
+    fn new(ptr: NonNull<T>) -> Self {
+        Unlinked {
+            ptr,
+            _owns: PhantomData,
+        }
+    }
+
+    fn into_box_unsynchronized(self) -> Box<T> {
+        let p = self.ptr;
+        std::mem::forget(self);
+        // SAFETY: `p` came from `Box::into_raw` and `self`, its only owner, is
+        // consumed (forgotten) above.
+        unsafe { Box::from_raw(p.as_ptr()) }
+    }
+
+    /// Waits for a grace period, after which no reader can see the value,
+    /// and returns it.
+    ///
+    /// # Panics
+    /// Inside a read-side critical section or a reclaim callback, as
+    /// [`synchronize`](crate::synchronize).
+    pub fn into_inner(self) -> T {
+        synchronize();
+        *self.into_box_unsynchronized()
+    }
+}
+
+impl<T: Send + Sync + 'static> Deref for Unlinked<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the value is alive until `self` is dropped or consumed;
+        // readers hold only shared references too.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl<T: Send + Sync + 'static> Drop for Unlinked<T> {
+    fn drop(&mut self) {
+        // SAFETY: `self.ptr` came from `Box::into_raw` and `self` owns it;
+        // the box is dropped only after a grace period, when no reader that
+        // could see it is left.
+        let b = unsafe { Box::from_raw(self.ptr.as_ptr()) };
+        defer_drop(b);
+    }
+}
+
+impl<T: Send + Sync + fmt::Debug + 'static> fmt::Debug for Unlinked<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Unlinked").field(&**self).finish()
+    }
+}
+
+/// A value that readers read without locks and writers replace whole: the
+/// read-mostly configuration table.
+///
+/// It always holds a value. Writers are serialised; [`update`](Self::update)
+/// is a copy-update: it builds the new value from the current one.
+///
+/// ```
+/// use rcu_core::{RcuCell, read_lock};
+///
+/// #[derive(Clone)]
+/// struct Limits { max_conns: u32 }
+///
+/// let limits = RcuCell::new(Limits { max_conns: 100 });
+/// limits.update(|old| Limits { max_conns: old.max_conns * 2 });
+/// let guard = read_lock();
+/// assert_eq!(limits.read(&guard).max_conns, 200);
+/// ```
+pub struct RcuCell<T: Send + Sync + 'static> {
+    ptr: RcuPtr<T>,
+    writer: Mutex<()>,
+}
+
+impl<T: Send + Sync + 'static> RcuCell<T> {
+    /// A cell holding `value`.
+    pub fn new(value: T) -> Self {
+        RcuCell {
+            ptr: RcuPtr::new(value),
+            writer: Mutex::new(()),
+        }
+    }
+
+    /// The current value, valid while `guard` lives.
+    #[inline]
+    pub fn read<'g>(&'g self, guard: &'g ReadGuard) -> &'g T {
+        self.ptr
+            .load(guard)
+            .expect("an RcuCell always holds a value")
+    }
+
+    /// A clone of the current value.
+    pub fn get(&self) -> T
+    where
+        T: Clone,
+    {
+        let guard = crate::read_lock();
+        self.read(&guard).clone()
+    }
+
+    /// Publishes `value`, returning the old one (dropped after a grace
+    /// period when the `Unlinked` is dropped).
+    pub fn replace(&self, value: T) -> Unlinked<T> {
+        let _w = lock_writer(&self.writer);
+        self.ptr
+            .swap(Some(value))
+            .expect("an RcuCell always holds a value")
+    }
+
+    /// Copy-update: publishes `f(current)` and returns the old value. Writers
+    /// are serialised, so no update is lost. If `f` panics, nothing changes.
+    pub fn update(&self, f: impl FnOnce(&T) -> T) -> Unlinked<T> {
+        let _w = lock_writer(&self.writer);
+        // Relaxed: we are the only writer (the lock above); the value was
+        // published by a writer whose unlock we acquired.
+        let current = self.ptr.ptr.load(Ordering::Relaxed);
+        // SAFETY: only writers replace the pointer and they are serialised by
+        // `writer`, which we hold; a value is freed only after it is
+        // replaced, so `current` stays valid while we hold the lock.
+        let new = f(unsafe { &*current });
+        self.ptr
+            .swap(Some(new))
+            .expect("an RcuCell always holds a value")
+    }
+
+    /// The value, through exclusive access.
+    pub fn get_mut(&mut self) -> &mut T {
+        self.ptr.get_mut().expect("an RcuCell always holds a value")
+    }
+
+    /// The value, by value.
+    pub fn into_inner(self) -> T {
+        self.ptr
+            .into_inner()
+            .expect("an RcuCell always holds a value")
+    }
+}
+
+fn lock_writer(m: &Mutex<()>) -> std::sync::MutexGuard<'_, ()> {
+    // A panic in an update closure leaves the cell unchanged: ignore poison.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl<T: Send + Sync + Default + 'static> Default for RcuCell<T> {
+    fn default() -> Self {
+        Self::new(T::default())
+    }
+}
+
+impl<T: Send + Sync + fmt::Debug + 'static> fmt::Debug for RcuCell<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let guard = crate::read_lock();
+        f.debug_tuple("RcuCell").field(self.read(&guard)).finish()
+    }
+}
