@@ -10,7 +10,8 @@ use std::time::Duration;
 ///
 /// ```
 /// use std::time::Duration;
-/// let config = rcu_core::Config { poll_interval: Duration::from_millis(5), ..Default::default() };
+/// let config = rcu_core::Config::default().poll_interval(Duration::from_millis(5)).max_polls(3);
+/// assert_eq!(config.callback_threshold, 30);
 /// let domain = rcu_core::RcuDomain::with_config(config);
 /// domain.synchronize();
 /// ```
@@ -37,6 +38,36 @@ impl Config {
         max_polls: 5,
         membarrier: true,
     };
+}
+
+impl Config {
+    /// Sets [`callback_threshold`](Self::callback_threshold).
+    #[must_use]
+    pub const fn callback_threshold(mut self, n: usize) -> Self {
+        self.callback_threshold = n;
+        self
+    }
+
+    /// Sets [`poll_interval`](Self::poll_interval).
+    #[must_use]
+    pub const fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// Sets [`max_polls`](Self::max_polls).
+    #[must_use]
+    pub const fn max_polls(mut self, n: u32) -> Self {
+        self.max_polls = n;
+        self
+    }
+
+    /// Sets [`membarrier`](Self::membarrier).
+    #[must_use]
+    pub const fn membarrier(mut self, allow: bool) -> Self {
+        self.membarrier = allow;
+        self
+    }
 }
 
 impl Default for Config {
@@ -110,7 +141,7 @@ pub struct Stats {
     pub heavy_barriers: u64,
     /// Callbacks queued with `call_rcu` / `defer_drop` (and one per `drain`).
     pub callbacks_queued: u64,
-    /// Callbacks run (including ones that panicked).
+    /// Callbacks run or running (including ones that panicked).
     pub callbacks_run: u64,
     /// Callbacks queued and not yet handed to a grace period's batch.
     pub callbacks_pending: u64,

@@ -9,8 +9,8 @@ use crate::event::Event;
 use crate::queue::Queue;
 use crate::reader::{NotifierFn, NotifierHandle, RawGuard, Record, Registry};
 use crate::sync::{
-    Arc, AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Mutex, Ordering, fence, lock,
-    spin_loop, thread, thread_local,
+    Arc, AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering, fence,
+    lock, spin_loop, thread, thread_local,
 };
 use std::cell::Cell;
 use std::marker::PhantomData;
@@ -106,6 +106,26 @@ impl Counters {
     }
 }
 
+/// Grace-period leadership: one caller runs grace periods at a time.
+struct GpState {
+    leading: bool,
+    /// Scratch list of the readers the current grace period waits for, kept
+    /// to save an allocation per grace period.
+    holders: Vec<Arc<Record>>,
+}
+
+/// Ends a leader's turn: clears `leading` and wakes the followers.
+struct Finish<'a> {
+    inner: &'a Inner,
+}
+
+impl Drop for Finish<'_> {
+    fn drop(&mut self) {
+        lock(&self.inner.gp).leading = false;
+        self.inner.gp_done.notify_all();
+    }
+}
+
 /// How the reclaim thread holds its domain.
 pub(crate) enum Handle {
     #[cfg_attr(rcu_loom, allow(dead_code))]
@@ -139,9 +159,10 @@ pub(crate) struct Inner {
     max_polls: AtomicU32,
     allow_membarrier: AtomicBool,
     pub(crate) registry: Mutex<Registry>,
-    /// Serialises grace periods; holds the scratch list of readers the
-    /// current grace period waits for.
-    gp: Mutex<Vec<Arc<Record>>>,
+    /// Who leads grace periods, and the leader's scratch list.
+    gp: Mutex<GpState>,
+    /// Signalled when a grace period ends.
+    gp_done: Condvar,
     /// Grace-period sequence: odd while one runs, +2 per grace period.
     gp_seq: AtomicU64,
     /// Readers signal it when they leave in the forced state.
@@ -174,7 +195,8 @@ impl Inner {
                 max_polls: AtomicU32::new(Config::DEFAULT.max_polls),
                 allow_membarrier: AtomicBool::new(Config::DEFAULT.membarrier),
                 registry: Mutex::new(Registry::new()),
-                gp: Mutex::new(Vec::new()),
+                gp: Mutex::new(GpState { leading: false, holders: Vec::new() }),
+                gp_done: Condvar::new(),
                 gp_seq: AtomicU64::new(0),
                 gp_event: Event::new(),
                 kick: Event::new(),
@@ -319,8 +341,10 @@ impl Inner {
     /// The sequence `gp_seq` is odd while a grace period runs. A caller that
     /// sees `s` needs the sequence to reach `(s + 3) & !1`: the end of the
     /// next grace period if none runs, of the one after the running one
-    /// otherwise. Grace periods run under the `gp` lock, so callers that
-    /// queue on the lock during one grace period are all served by the next.
+    /// otherwise. One caller at a time leads (runs grace periods); the
+    /// others sleep on `gp_done` and are served by whichever grace period
+    /// reaches their target, so all callers that arrive while one grace
+    /// period runs share the next one.
     pub(crate) fn wait_grace_period(&self) {
         // SeqCst fence: orders the caller's earlier stores (an unpublish)
         // before its snapshot, hence before the start of any grace period
@@ -329,14 +353,36 @@ impl Inner {
         fence(Ordering::SeqCst);
         // SeqCst: part of the total order the fence above relies on.
         let target = (self.gp_seq.load(Ordering::SeqCst) + 3) & !1;
-        let mut holders = lock(&self.gp);
-        // SeqCst: see above; written only under `gp`.
+        let mut state = lock(&self.gp);
+        // SeqCst: see above; written only by the leader.
         while self.gp_seq.load(Ordering::SeqCst) < target {
+            if state.leading {
+                state = match self.gp_done.wait(state) {
+                    Ok(g) => g,
+                    Err(p) => p.into_inner(),
+                };
+                continue;
+            }
+            state.leading = true;
+            let mut holders = std::mem::take(&mut state.holders);
+            drop(state);
+            // Clear `leading` and wake the followers even if a notifier's
+            // panic escapes (they are caught, but be robust).
+            let finish = Finish { inner: self };
+            // Let callers that are runnable right now take their snapshots
+            // first, so this grace period serves them too: without it, on a
+            // machine with fewer cores than callers, a grace period that
+            // takes microseconds ends before the others are even scheduled,
+            // and each caller runs its own.
+            thread::yield_now();
             self.run_grace_period(&mut holders);
+            drop(finish);
+            state = lock(&self.gp);
+            state.holders = holders;
         }
     }
 
-    /// One grace period. Caller holds the `gp` lock.
+    /// One grace period. Only the leader runs it.
     fn run_grace_period(&self, holders: &mut Vec<Arc<Record>>) {
         let started = Instant::now();
         // SeqCst: see `wait_grace_period`.
@@ -652,11 +698,13 @@ fn reclaim_loop(inner: Handle) {
             inner.pending.fetch_sub(n, Ordering::SeqCst);
             for _ in 0..n {
                 let callback = inner.queue.pop();
+                // Counted before it runs: a `drain` returns from inside its
+                // own marker callback, and must find it counted.
+                inner.stats.callbacks_run.bump();
                 if catch_unwind(AssertUnwindSafe(|| callback.run())).is_err() {
                     inner.stats.callback_panics.bump();
                     eprintln!("rcu: a call_rcu callback panicked; the reclaim thread carries on");
                 }
-                inner.stats.callbacks_run.bump();
             }
         }
     });

@@ -374,3 +374,8 @@ mod global {
         !p.is_null() && unsafe { &*p }.in_critical_section()
     }
 }
+
+/// The README's example, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

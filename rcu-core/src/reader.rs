@@ -43,6 +43,10 @@ pub(crate) struct Record {
     pub(crate) cold: Mutex<Cold>,
 }
 
+// A reader record fits one cache line (DESIGN: readers touch one line).
+#[cfg(all(not(rcu_loom), target_pointer_width = "64"))]
+const _: () = assert!(size_of::<Record>() == 64);
+
 // SAFETY: the only non-`Sync` parts are `nesting` and `domain`. `nesting` is
 // read and written only by the thread that owns the record (lock, unlock and
 // release all run on the owner; the registry never touches it). `domain` is

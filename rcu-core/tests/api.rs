@@ -1,0 +1,322 @@
+//! The public API: misuse panics, callbacks, pointers, configuration.
+
+mod common;
+
+use common::{DropCount, eventually};
+use rcu_core::{Config, ConfigError, RcuCell, RcuDomain, RcuPtr, read_lock};
+use static_assertions::{assert_impl_all, assert_not_impl_any};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+
+assert_not_impl_any!(rcu_core::ReadGuard: Send, Sync);
+assert_not_impl_any!(rcu_core::DomainGuard<'static>: Send, Sync);
+assert_not_impl_any!(rcu_core::Reader<'static>: Send, Sync);
+assert_impl_all!(RcuDomain: Send, Sync);
+assert_impl_all!(RcuPtr<String>: Send, Sync);
+assert_impl_all!(RcuCell<Vec<u8>>: Send, Sync);
+assert_impl_all!(rcu_core::Unlinked<String>: Send, Sync);
+assert_impl_all!(rcu_core::NotifierHandle: Send, Sync);
+
+fn panic_message(r: std::thread::Result<()>) -> String {
+    let e = r.expect_err("expected a panic");
+    e.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+#[test]
+fn waiting_inside_a_critical_section_panics() {
+    let calls: [(&str, fn()); 3] = [
+        ("synchronize", rcu_core::synchronize),
+        ("synchronize_expedited", rcu_core::synchronize_expedited),
+        ("drain", rcu_core::drain),
+    ];
+    for (name, f) in calls {
+        let guard = read_lock();
+        let msg = panic_message(catch_unwind(f));
+        assert!(
+            msg.contains("inside a read-side critical section"),
+            "{name}: {msg}"
+        );
+        assert!(msg.contains(name), "{name}: {msg}");
+        drop(guard);
+        f(); // fine outside
+    }
+}
+
+#[test]
+fn waiting_inside_a_nested_domain_critical_section_panics() {
+    let domain = RcuDomain::new();
+    let reader = domain.register();
+    let outer = reader.read_lock();
+    let inner = reader.read_lock();
+    drop(outer); // out of order: still inside
+    let msg = panic_message(catch_unwind(AssertUnwindSafe(|| domain.synchronize())));
+    assert!(msg.contains("inside a read-side critical section"), "{msg}");
+    drop(inner);
+    domain.synchronize();
+    // Another domain's critical section does not block this one.
+    let other = RcuDomain::new();
+    let _g = reader.read_lock();
+    other.synchronize();
+}
+
+#[test]
+fn waiting_inside_a_callback_panics() {
+    let (tx, rx) = mpsc::channel();
+    let calls: [fn(); 3] = [
+        rcu_core::synchronize,
+        rcu_core::synchronize_expedited,
+        rcu_core::drain,
+    ];
+    for f in calls {
+        let tx = tx.clone();
+        rcu_core::call_rcu(move || {
+            tx.send(panic_message(catch_unwind(f))).unwrap();
+        });
+    }
+    rcu_core::drain();
+    for _ in 0..3 {
+        let msg = rx.recv().unwrap();
+        assert!(msg.contains("reclaim callback"), "{msg}");
+    }
+}
+
+#[test]
+fn panicking_callback_is_reported_and_reclaim_goes_on() {
+    let domain = RcuDomain::new();
+    let ran = Arc::new(AtomicBool::new(false));
+    domain.call_rcu(|| panic!("callback panic on purpose (test)"));
+    let r = Arc::clone(&ran);
+    domain.call_rcu(move || r.store(true, Ordering::SeqCst));
+    domain.drain();
+    assert!(ran.load(Ordering::SeqCst));
+    let s = domain.stats();
+    assert_eq!(s.callback_panics, 1, "{s:?}");
+    assert_eq!(s.callbacks_run, s.callbacks_queued, "{s:?}");
+}
+
+#[test]
+fn callbacks_run_once_in_order_per_producer() {
+    let domain = RcuDomain::new();
+    const PRODUCERS: usize = 4;
+    const EACH: usize = 500;
+    let seen: Arc<std::sync::Mutex<Vec<Vec<usize>>>> =
+        Arc::new(std::sync::Mutex::new(vec![Vec::new(); PRODUCERS]));
+    std::thread::scope(|s| {
+        for p in 0..PRODUCERS {
+            let (domain, seen) = (&domain, Arc::clone(&seen));
+            s.spawn(move || {
+                for i in 0..EACH {
+                    let seen = Arc::clone(&seen);
+                    domain.call_rcu(move || seen.lock().unwrap()[p].push(i));
+                }
+            });
+        }
+    });
+    domain.drain();
+    let seen = seen.lock().unwrap();
+    for per in seen.iter() {
+        assert_eq!(*per, (0..EACH).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn deferred_values_are_all_dropped_after_drain() {
+    let drops = DropCount::default();
+    for _ in 0..1000 {
+        rcu_core::defer_drop(drops.token());
+    }
+    rcu_core::drain();
+    assert_eq!(drops.get(), 1000);
+}
+
+#[test]
+fn domain_drop_runs_pending_callbacks() {
+    let drops = DropCount::default();
+    let domain = RcuDomain::new();
+    for _ in 0..100 {
+        domain.defer_drop(drops.token());
+    }
+    drop(domain);
+    assert_eq!(drops.get(), 100);
+}
+
+#[test]
+fn rcu_ptr_load_store_swap_cas() {
+    let p = RcuPtr::new(1u64);
+    let g = read_lock();
+    assert_eq!(p.load(&g), Some(&1));
+    drop(g);
+    p.store(Some(2));
+    let old = p.swap(Some(3)).unwrap();
+    assert_eq!(*old, 2);
+    assert_eq!(old.into_inner(), 2);
+    let g = read_lock();
+    let cur = p.load(&g);
+    // Wrong expectation: fails, gives the value back.
+    let err = p.compare_exchange(None, Some(9), &g).unwrap_err();
+    assert_eq!((err.current, err.new), (cur, Some(9)));
+    // Right expectation: succeeds.
+    let unlinked = p.compare_exchange(cur, Some(4), &g).unwrap().unwrap();
+    assert_eq!(*unlinked, 3);
+    assert_eq!(p.load(&g), Some(&4));
+    drop(g);
+    assert_eq!(p.take().map(|u| u.into_inner()), Some(4));
+    assert!(p.is_null());
+    assert_eq!(p.into_inner(), None);
+}
+
+#[test]
+fn rcu_ptr_drops_its_value_and_deferred_ones() {
+    let drops = DropCount::default();
+    let p = RcuPtr::new(drops.token());
+    p.store(Some(drops.token()));
+    p.store(Some(drops.token()));
+    drop(p);
+    rcu_core::drain();
+    assert_eq!(drops.get(), 3);
+}
+
+/// A value that knows whether it has been dropped.
+struct Canary {
+    alive: AtomicBool,
+    value: usize,
+}
+
+impl Drop for Canary {
+    fn drop(&mut self) {
+        self.alive.store(false, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn rcu_cell_readers_never_see_a_dropped_value() {
+    let cell = RcuCell::new(Canary {
+        alive: AtomicBool::new(true),
+        value: 0,
+    });
+    let stop = AtomicBool::new(false);
+    let reads = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                let mut last = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let g = read_lock();
+                    let c = cell.read(&g);
+                    assert!(c.alive.load(Ordering::SeqCst), "read a reclaimed value");
+                    assert!(c.value >= last, "went back in time");
+                    last = c.value;
+                    drop(g);
+                    reads.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        for i in 1..=2000 {
+            let old = cell.update(|old| Canary {
+                alive: AtomicBool::new(true),
+                value: old.value + 1,
+            });
+            assert_eq!(old.value, i - 1);
+            if i % 100 == 0 {
+                drop(old.into_inner()); // synchronous reclaim
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    assert_eq!(cell.get_value(), 2000);
+    assert!(reads.load(Ordering::Relaxed) > 0);
+}
+
+trait GetValue {
+    fn get_value(&self) -> usize;
+}
+impl GetValue for RcuCell<Canary> {
+    fn get_value(&self) -> usize {
+        self.read(&read_lock()).value
+    }
+}
+
+#[test]
+fn rcu_cell_update_panic_leaves_the_value() {
+    let cell = RcuCell::new(5);
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        cell.update(|_| panic!("update panic on purpose (test)"));
+    }));
+    assert!(r.is_err());
+    assert_eq!(cell.get(), 5);
+    drop(cell.replace(6));
+    assert_eq!(cell.get(), 6);
+    assert_eq!(cell.into_inner(), 6);
+}
+
+#[test]
+fn configure_after_start_is_an_error() {
+    drop(read_lock()); // the global domain has started
+    assert_eq!(
+        rcu_core::configure(Config::default()),
+        Err(ConfigError::AlreadyStarted)
+    );
+    let e = rcu_core::configure(Config::default().callback_threshold(0)).unwrap_err();
+    assert!(matches!(e, ConfigError::Invalid(_)), "{e}");
+    assert!(
+        ConfigError::AlreadyStarted
+            .to_string()
+            .contains("already started")
+    );
+}
+
+#[test]
+#[should_panic(expected = "callback_threshold")]
+fn invalid_domain_config_panics() {
+    let _ = RcuDomain::with_config(Config::default().callback_threshold(0));
+}
+
+#[test]
+fn notifier_handle_drop_unregisters() {
+    let domain = Arc::new(RcuDomain::new());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = mpsc::channel::<()>();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let t = {
+        let (domain, calls) = (Arc::clone(&domain), Arc::clone(&calls));
+        std::thread::spawn(move || {
+            let reader = domain.register();
+            let c = Arc::clone(&calls);
+            let handle = reader.on_force_quiescent(move || {
+                c.fetch_add(1, Ordering::SeqCst);
+            });
+            drop(handle);
+            let _g = reader.read_lock();
+            ready_tx.send(()).unwrap();
+            rx.recv().unwrap(); // leave when told
+        })
+    };
+    ready_rx.recv().unwrap();
+    let d = Arc::clone(&domain);
+    let sync = std::thread::spawn(move || d.synchronize_expedited());
+    // The grace period is forced and waiting on the reader, whose notifier
+    // was removed: it is never called.
+    assert!(eventually(|| domain.stats().heavy_barriers >= 2));
+    tx.send(()).unwrap();
+    sync.join().unwrap();
+    t.join().unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert_eq!(domain.stats().notifier_calls, 0);
+}
+
+#[test]
+fn quiescent_is_refused_while_nested() {
+    let mut outer = read_lock();
+    let inner = read_lock();
+    assert!(!outer.quiescent());
+    drop(inner);
+    assert!(outer.quiescent());
+    assert!(rcu_core::in_critical_section());
+    drop(outer);
+    assert!(!rcu_core::in_critical_section());
+}
