@@ -17,12 +17,14 @@ use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
-/// Normal-state re-scans before the first sleep: the first spin with growing
-/// pauses (most critical sections are sub-microsecond), the rest yield.
+/// Normal-state re-scans before the first sleep: the first spin with
+/// doubling pauses (1 + 2 + ... + 512 spin hints, tens of microseconds in
+/// all: most critical sections are sub-microsecond), the rest yield (a
+/// reader preempted inside its critical section gets to finish it).
 #[cfg(not(rcu_loom))]
-const SPIN_RESCANS: u32 = 8;
+const SPIN_RESCANS: u32 = 10;
 #[cfg(not(rcu_loom))]
-const YIELD_RESCANS: u32 = 8;
+const YIELD_RESCANS: u32 = 10;
 #[cfg(rcu_loom)]
 const SPIN_RESCANS: u32 = 1;
 #[cfg(rcu_loom)]
@@ -500,7 +502,7 @@ impl Inner {
                 }
             } else if rescans < SPIN_RESCANS + YIELD_RESCANS {
                 if rescans < SPIN_RESCANS {
-                    for _ in 0..1u32 << (2 * rescans) {
+                    for _ in 0..1u32 << rescans {
                         spin_loop();
                     }
                 } else {

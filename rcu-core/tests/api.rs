@@ -320,3 +320,32 @@ fn quiescent_is_refused_while_nested() {
     drop(outer);
     assert!(!rcu_core::in_critical_section());
 }
+
+/// `read_lock` from a thread-local destructor that runs after the thread's
+/// RCU registration was torn down still protects, and grace periods go on.
+#[test]
+fn read_lock_in_a_late_thread_local_destructor() {
+    struct Late(mpsc::Sender<bool>);
+    impl Drop for Late {
+        fn drop(&mut self) {
+            let cell = RcuCell::new(7u32);
+            let g = read_lock();
+            let ok = *cell.read(&g) == 7 && rcu_core::in_critical_section();
+            drop(g);
+            drop(cell.replace(8));
+            let _ = self.0.send(ok);
+        }
+    }
+    thread_local!(static LATE: std::cell::RefCell<Option<Late>> = const { std::cell::RefCell::new(None) });
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        // Registered first, so destroyed after the RCU registration.
+        LATE.with(|l| *l.borrow_mut() = Some(Late(tx)));
+        drop(read_lock());
+    })
+    .join()
+    .unwrap();
+    assert!(rx.recv().unwrap());
+    rcu_core::synchronize();
+    rcu_core::drain();
+}
