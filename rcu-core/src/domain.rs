@@ -82,29 +82,56 @@ struct Counters {
     callbacks_queued: AtomicCounter,
     callbacks_run: AtomicCounter,
     callback_panics: AtomicCounter,
-    longest_gp_ns: AtomicU64,
+    longest_gp_ns: std::sync::atomic::AtomicU64,
 }
 
 impl Counters {
-    loom_const_fn! {
-        fn new() -> Self {
-            Counters {
-                grace_periods: AtomicCounter::new(),
-                forced: AtomicCounter::new(),
-                forced_callbacks: AtomicCounter::new(),
-                forced_polls: AtomicCounter::new(),
-                forced_drain: AtomicCounter::new(),
-                forced_expedite: AtomicCounter::new(),
-                polls: AtomicCounter::new(),
-                notifier_calls: AtomicCounter::new(),
-                reader_wakeups: AtomicCounter::new(),
-                heavy_barriers: AtomicCounter::new(),
-                callbacks_queued: AtomicCounter::new(),
-                callbacks_run: AtomicCounter::new(),
-                callback_panics: AtomicCounter::new(),
-                longest_gp_ns: AtomicU64::new(0),
-            }
+    const fn new() -> Self {
+        Counters {
+            grace_periods: AtomicCounter::new(),
+            forced: AtomicCounter::new(),
+            forced_callbacks: AtomicCounter::new(),
+            forced_polls: AtomicCounter::new(),
+            forced_drain: AtomicCounter::new(),
+            forced_expedite: AtomicCounter::new(),
+            polls: AtomicCounter::new(),
+            notifier_calls: AtomicCounter::new(),
+            reader_wakeups: AtomicCounter::new(),
+            heavy_barriers: AtomicCounter::new(),
+            callbacks_queued: AtomicCounter::new(),
+            callbacks_run: AtomicCounter::new(),
+            callback_panics: AtomicCounter::new(),
+            longest_gp_ns: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+}
+
+/// Deliberate defects for the loom models' self-checks (set before a
+/// model's threads start; plain `std` atomics, not part of the protocol).
+#[cfg(rcu_loom)]
+pub(crate) struct LoomDefects {
+    /// Arm `waiting` on the first forced iteration only (the seed patch).
+    pub(crate) arm_waiting_once: std::sync::atomic::AtomicBool,
+    /// Never arm `waiting`: readers never signal the forced state.
+    pub(crate) never_arm_waiting: std::sync::atomic::AtomicBool,
+    /// Return from a grace period without waiting for readers.
+    pub(crate) skip_wait_for_readers: std::sync::atomic::AtomicBool,
+}
+
+#[cfg(rcu_loom)]
+impl LoomDefects {
+    fn new() -> Self {
+        use std::sync::atomic::AtomicBool;
+        LoomDefects {
+            arm_waiting_once: AtomicBool::new(false),
+            never_arm_waiting: AtomicBool::new(false),
+            skip_wait_for_readers: AtomicBool::new(false),
+        }
+    }
+
+    fn get(flag: &std::sync::atomic::AtomicBool) -> bool {
+        // Relaxed: set before the model's threads start.
+        flag.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -182,6 +209,9 @@ pub(crate) struct Inner {
     reclaim: Mutex<Option<thread::JoinHandle<()>>>,
     shutdown: AtomicBool,
     stats: Counters,
+    /// loom models only: deliberate defects, to show the models can fail.
+    #[cfg(rcu_loom)]
+    pub(crate) defects: LoomDefects,
 }
 
 impl Inner {
@@ -211,6 +241,8 @@ impl Inner {
                 reclaim: Mutex::new(None),
                 shutdown: AtomicBool::new(false),
                 stats: Counters::new(),
+                #[cfg(rcu_loom)]
+                defects: LoomDefects::new(),
             }
         }
     }
@@ -337,6 +369,39 @@ impl Inner {
         }
     }
 
+    /// The grace-period sequence value that marks "a full grace period has
+    /// elapsed since now": the end of the next grace period if none runs, of
+    /// the one after the running one otherwise (`gp_seq` is odd while one
+    /// runs, +2 per grace period).
+    pub(crate) fn cookie(&self) -> u64 {
+        // SeqCst fence: orders the caller's earlier stores (an unpublish)
+        // before its snapshot, hence before the start of any grace period
+        // that the snapshot counts; that grace period's heavy barrier then
+        // orders them before its scans (the Dekker pair with the readers).
+        fence(Ordering::SeqCst);
+        // SeqCst: part of the total order the fence above relies on.
+        (self.gp_seq.load(Ordering::SeqCst) + 3) & !1
+    }
+
+    /// Whether the grace period a [`cookie`](Self::cookie) names has ended.
+    pub(crate) fn poll(&self, cookie: u64) -> bool {
+        // SeqCst (at least Acquire): pairs with the leader's final increment,
+        // which follows its Acquire scans, so what the caller frees next is
+        // ordered after the readers' critical sections.
+        self.gp_seq.load(Ordering::SeqCst) >= cookie
+    }
+
+    /// Waits until the grace period `target` names has ended, running grace
+    /// periods (or sharing other callers') as needed.
+    pub(crate) fn synchronize_since(&self, target: u64) {
+        self.start();
+        if self.poll(target) {
+            return;
+        }
+        self.check_caller("synchronize_since");
+        self.wait_for(target);
+    }
+
     /// Waits for a full grace period that starts after this call, sharing
     /// grace periods with concurrent callers.
     ///
@@ -348,16 +413,12 @@ impl Inner {
     /// reaches their target, so all callers that arrive while one grace
     /// period runs share the next one.
     pub(crate) fn wait_grace_period(&self) {
-        // SeqCst fence: orders the caller's earlier stores (an unpublish)
-        // before its snapshot, hence before the start of any grace period
-        // that the snapshot counts; that grace period's heavy barrier then
-        // orders them before its scans (the Dekker pair with the readers).
-        fence(Ordering::SeqCst);
-        // SeqCst: part of the total order the fence above relies on.
-        let target = (self.gp_seq.load(Ordering::SeqCst) + 3) & !1;
+        self.wait_for(self.cookie());
+    }
+
+    fn wait_for(&self, target: u64) {
         let mut state = lock(&self.gp);
-        // SeqCst: see above; written only by the leader.
-        while self.gp_seq.load(Ordering::SeqCst) < target {
+        while !self.poll(target) {
             if state.leading {
                 state = match self.gp_done.wait(state) {
                     Ok(g) => g,
@@ -410,6 +471,16 @@ impl Inner {
             );
             gp
         };
+        // A deliberately broken engine, for the self-checks of the loom
+        // models and of the torture test (`--cfg rcu_broken_synchronize`):
+        // the grace period ends without waiting for anyone.
+        #[cfg(rcu_loom)]
+        let broken = LoomDefects::get(&self.defects.skip_wait_for_readers);
+        #[cfg(not(rcu_loom))]
+        let broken = cfg!(rcu_broken_synchronize);
+        if broken {
+            holders.clear();
+        }
         let forced = self.wait_for_readers(holders, gp, mode);
         holders.clear();
 
@@ -426,7 +497,9 @@ impl Inner {
         }
         let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         // Relaxed: a statistic.
-        stats.longest_gp_ns.fetch_max(ns, Ordering::Relaxed);
+        stats
+            .longest_gp_ns
+            .fetch_max(ns, std::sync::atomic::Ordering::Relaxed);
         // SeqCst: see `wait_grace_period`. It also publishes the grace
         // period's end to callers that read it (their Acquire-or-stronger
         // load, then the free, is ordered after our Acquire scans).
@@ -464,6 +537,7 @@ impl Inner {
         mode: Mode,
     ) -> Option<Cause> {
         let mut forced = None;
+        let mut armed = false;
         let mut rescans = 0u32;
         let mut polls = 0u32;
         loop {
@@ -482,10 +556,14 @@ impl Inner {
                 // otherwise never signal again (the lost wake-up in the seed
                 // patch, which sets `waiting` once).
                 self.gp_event.reset();
-                for r in holders.iter() {
-                    // Relaxed: ordered before the scan below by the heavy
-                    // barrier; the reader's side is its unlock's light barrier.
-                    r.waiting.store(true, Ordering::Relaxed);
+                if self.arm_waiting(armed) {
+                    for r in holders.iter() {
+                        // Relaxed: ordered before the scan below by the heavy
+                        // barrier; the reader's side is its unlock's light
+                        // barrier.
+                        r.waiting.store(true, Ordering::Relaxed);
+                    }
+                    armed = true;
                 }
                 barrier::heavy(mode, &self.stats.heavy_barriers);
                 holders.retain(|r| {
@@ -527,6 +605,24 @@ impl Inner {
         }
     }
 
+    /// Whether this forced iteration arms `waiting`: always, except under
+    /// the loom models' deliberate defects.
+    #[inline]
+    fn arm_waiting(&self, armed_before: bool) -> bool {
+        #[cfg(rcu_loom)]
+        {
+            let d = &self.defects;
+            if LoomDefects::get(&d.never_arm_waiting) {
+                return false;
+            }
+            if LoomDefects::get(&d.arm_waiting_once) && armed_before {
+                return false;
+            }
+        }
+        let _ = armed_before;
+        true
+    }
+
     /// Calls the force-quiescent notifiers of the readers in `holders`, with
     /// no lock held, catching panics.
     fn notify(&self, holders: &[Arc<Record>]) {
@@ -536,7 +632,7 @@ impl Inner {
                 lock(&r.cold)
                     .notifiers
                     .iter()
-                    .map(|(_, f)| Arc::clone(f))
+                    .map(|(_, f)| std::sync::Arc::clone(f))
                     .collect::<Vec<_>>()
             })
             .collect();
@@ -646,7 +742,9 @@ impl Inner {
             callback_panics: s.callback_panics.get(),
             readers: lock(&self.registry).registered(),
             // Relaxed: a statistic.
-            longest_grace_period: Duration::from_nanos(s.longest_gp_ns.load(Ordering::Relaxed)),
+            longest_grace_period: Duration::from_nanos(
+                s.longest_gp_ns.load(std::sync::atomic::Ordering::Relaxed),
+            ),
             membarrier: started && self.mode() == Mode::Membarrier,
         }
     }
@@ -688,9 +786,16 @@ fn reclaim_loop(inner: Handle) {
                 if n > 0 {
                     break n;
                 }
-                // SeqCst: see `shutdown`.
+                // SeqCst (Acquire is what matters): pairs with the store in
+                // `shutdown`, which follows every `call_rcu` that must still
+                // run. Only after seeing it is `pending` re-read: the load
+                // above may predate a callback queued just before shutdown
+                // (loom found this exit with a callback still queued).
                 if inner.shutdown.load(Ordering::SeqCst) {
-                    return;
+                    if inner.pending.load(Ordering::SeqCst) == 0 {
+                        return;
+                    }
+                    continue;
                 }
                 inner.call_ready.wait();
             };
@@ -710,6 +815,16 @@ fn reclaim_loop(inner: Handle) {
             }
         }
     });
+}
+
+/// A point in a domain's grace-period sequence, from
+/// [`cookie`](crate::cookie): [`poll`](crate::poll) it to learn whether a
+/// full grace period has elapsed since.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GpCookie {
+    pub(crate) seq: u64,
+    /// The address of the domain it belongs to.
+    pub(crate) domain: usize,
 }
 
 /// An independent RCU domain with its own grace periods, readers, callbacks
@@ -732,7 +847,7 @@ fn reclaim_loop(inner: Handle) {
 /// assert_eq!(domain.stats().grace_periods, 1);
 /// ```
 pub struct RcuDomain {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl RcuDomain {
@@ -782,6 +897,43 @@ impl RcuDomain {
     /// As [`synchronize`](Self::synchronize).
     pub fn synchronize_expedited(&self) {
         self.inner.synchronize(true);
+    }
+
+    /// A cookie for polling: see [`crate::cookie`].
+    pub fn cookie(&self) -> GpCookie {
+        self.inner.start();
+        GpCookie {
+            seq: self.inner.cookie(),
+            domain: Arc::as_ptr(&self.inner).addr(),
+        }
+    }
+
+    /// Whether a full grace period has elapsed since `cookie` was taken.
+    ///
+    /// # Panics
+    /// If `cookie` came from another domain.
+    pub fn poll(&self, cookie: GpCookie) -> bool {
+        assert_eq!(
+            cookie.domain,
+            Arc::as_ptr(&self.inner).addr(),
+            "GpCookie from another domain"
+        );
+        self.inner.poll(cookie.seq)
+    }
+
+    /// Waits until a full grace period has elapsed since `cookie` was taken;
+    /// returns at once if one has.
+    ///
+    /// # Panics
+    /// If `cookie` came from another domain; otherwise as
+    /// [`synchronize`](Self::synchronize) when it has to wait.
+    pub fn synchronize_since(&self, cookie: GpCookie) {
+        assert_eq!(
+            cookie.domain,
+            Arc::as_ptr(&self.inner).addr(),
+            "GpCookie from another domain"
+        );
+        self.inner.synchronize_since(cookie.seq);
     }
 
     /// Runs `f` on the reclaim thread after a grace period.
@@ -853,7 +1005,7 @@ impl Reader<'_> {
     /// forced while this thread holds it up. `f` runs on the grace-period
     /// thread and must return quickly (e.g. set a flag the reader polls).
     pub fn on_force_quiescent(&self, f: impl Fn() + Send + Sync + 'static) -> NotifierHandle {
-        NotifierHandle::register(Arc::clone(&self.rec), Arc::new(f))
+        NotifierHandle::register(Arc::clone(&self.rec), std::sync::Arc::new(f))
     }
 }
 

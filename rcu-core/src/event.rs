@@ -6,7 +6,7 @@
 //! forced state, the reclaim thread one for "callbacks arrived", and the
 //! normal state one for "stop sleeping and force now".
 
-use crate::sync::{AtomicU32, Condvar, Mutex, Ordering, lock};
+use crate::sync::{AtomicU32, Condvar, Mutex, Ordering, fence, lock};
 use std::time::Duration;
 
 const FREE: u32 = 0;
@@ -28,13 +28,21 @@ impl Event {
     }
 
     /// Sets the event, waking every waiter.
+    ///
+    /// Callers update their condition first, then `set`; waiters `reset`,
+    /// then check the condition, then `wait`. The fences in `set` and
+    /// `reset` make that a proper Dekker pair: either the waiter's check sees
+    /// the update, or this `set` sees the waiter's reset and stores SET. (The
+    /// fast path below would otherwise see a stale SET, skip the swap, and
+    /// lose the wake-up that the reset erased.)
     pub(crate) fn set(&self) {
-        // SeqCst: the fast-path load and the swap take part in the Dekker
-        // pattern with `wait` (waiter: store BUSY, load condition; setter:
-        // store condition, load state). Both sides use SeqCst so neither can
-        // miss the other.
-        if self.state.load(Ordering::SeqCst) != SET
-            && self.state.swap(SET, Ordering::SeqCst) == BUSY
+        fence(Ordering::SeqCst);
+        // Relaxed: ordered by the fence above (pairs with the fence in
+        // `reset`); the swap is what publishes.
+        if self.state.load(Ordering::Relaxed) != SET
+            // AcqRel: Release publishes the caller's condition to a waiter
+            // whose CAS or reset reads SET; Acquire sees BUSY from `wait`.
+            && self.state.swap(SET, Ordering::AcqRel) == BUSY
         {
             // Take the lock so the notify cannot fall between a waiter's check
             // of `state` and its sleep (it checks with the lock held).
@@ -43,19 +51,21 @@ impl Event {
         }
     }
 
-    /// Clears the event if it is set. Events set after this call are seen by
-    /// the next `wait`.
+    /// Clears the event if it is set. A `set` after this call is seen by the
+    /// next `wait`, and the condition the caller checks next is at least as
+    /// new as any `set` that this reset erased (see `set`).
     pub(crate) fn reset(&self) {
-        // SeqCst: orders the reset before the caller's following stores (the
-        // `waiting` flags), which readers read before they `set`.
+        // AcqRel: Acquire pairs with the Release of the `set` we erase.
         let _ = self
             .state
-            .compare_exchange(SET, FREE, Ordering::SeqCst, Ordering::SeqCst);
+            .compare_exchange(SET, FREE, Ordering::AcqRel, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
     }
 
-    #[cfg(test)]
+    #[cfg(all(test, not(rcu_loom)))]
     pub(crate) fn is_set(&self) -> bool {
-        self.state.load(Ordering::SeqCst) == SET
+        // Acquire: a test's look.
+        self.state.load(Ordering::Acquire) == SET
     }
 
     /// Blocks until the event is set.
@@ -70,21 +80,23 @@ impl Event {
     }
 
     fn wait_inner(&self, timeout: Option<Duration>) -> bool {
-        // SeqCst: see `set`.
-        if self.state.load(Ordering::SeqCst) == SET {
+        // Acquire: pairs with the Release swap in `set`.
+        if self.state.load(Ordering::Acquire) == SET {
             return true;
         }
         // Announce a waiter: FREE -> BUSY (already BUSY is fine too).
+        // AcqRel: Release so `set`'s swap sees BUSY; Acquire as above.
         if let Err(SET) =
             self.state
-                .compare_exchange(FREE, BUSY, Ordering::SeqCst, Ordering::SeqCst)
+                .compare_exchange(FREE, BUSY, Ordering::AcqRel, Ordering::Acquire)
         {
             return true;
         }
         let deadline = timeout.map(|t| std::time::Instant::now() + t);
         let mut g = lock(&self.lock);
         loop {
-            if self.state.load(Ordering::SeqCst) == SET {
+            // Acquire: as above; checked under the lock `set` notifies under.
+            if self.state.load(Ordering::Acquire) == SET {
                 return true;
             }
             match deadline {
@@ -112,7 +124,8 @@ impl Event {
                         // caller's poll loop plays the role of the clock.
                         drop(g);
                         crate::sync::thread::yield_now();
-                        return self.state.load(Ordering::SeqCst) == SET;
+                        // Acquire: as above.
+                        return self.state.load(Ordering::Acquire) == SET;
                     }
                 }
             }

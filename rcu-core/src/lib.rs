@@ -112,13 +112,15 @@ mod barrier;
 mod config;
 mod domain;
 mod event;
+#[cfg(all(test, rcu_loom))]
+mod loom_tests;
 #[cfg(not(rcu_loom))]
 mod ptr;
 mod queue;
 mod reader;
 
 pub use config::{Config, ConfigError, ForcedCauses, Stats};
-pub use domain::{DomainGuard, RcuDomain, Reader};
+pub use domain::{DomainGuard, GpCookie, RcuDomain, Reader};
 #[cfg(not(rcu_loom))]
 pub use global::*;
 #[cfg(not(rcu_loom))]
@@ -130,7 +132,7 @@ pub use reader::NotifierHandle;
 #[cfg(not(rcu_loom))]
 mod global {
     use crate::config::{Config, ConfigError, Stats};
-    use crate::domain::{Handle, Inner};
+    use crate::domain::{GpCookie, Handle, Inner};
     use crate::reader::{NotifierHandle, RawGuard, Record};
     use crate::sync::Arc;
     use std::cell::{Cell, RefCell};
@@ -337,6 +339,57 @@ mod global {
             .with(|r| r.0.borrow().clone())
             .expect("on_force_quiescent: the thread is being torn down");
         NotifierHandle::register(rec, Arc::new(f))
+    }
+
+    /// Takes a cookie for polled grace periods: cheap, never blocks.
+    ///
+    /// [`poll`] says whether a full grace period has elapsed since; an
+    /// updater can unlink something, take a cookie, do other work, and free
+    /// it once `poll` is true, without ever blocking (Linux's
+    /// `get_state_synchronize_rcu`).
+    ///
+    /// ```
+    /// let c = rcu_core::cookie();
+    /// assert!(!rcu_core::poll(c)); // no grace period has run since
+    /// rcu_core::synchronize();
+    /// assert!(rcu_core::poll(c));
+    /// rcu_core::synchronize_since(c); // returns at once
+    /// ```
+    pub fn cookie() -> GpCookie {
+        GLOBAL.start();
+        GpCookie {
+            seq: GLOBAL.cookie(),
+            domain: ptr::from_ref(&GLOBAL).addr(),
+        }
+    }
+
+    /// Whether a full grace period has elapsed since `cookie` was taken.
+    /// Cheap; never blocks, never starts a grace period.
+    ///
+    /// # Panics
+    /// If `cookie` came from an [`RcuDomain`](crate::RcuDomain).
+    pub fn poll(cookie: GpCookie) -> bool {
+        check_global(cookie);
+        GLOBAL.poll(cookie.seq)
+    }
+
+    /// Waits until a full grace period has elapsed since `cookie` was taken;
+    /// returns at once when one has.
+    ///
+    /// # Panics
+    /// If `cookie` came from an [`RcuDomain`](crate::RcuDomain); otherwise
+    /// as [`synchronize`] when it has to wait.
+    pub fn synchronize_since(cookie: GpCookie) {
+        check_global(cookie);
+        GLOBAL.synchronize_since(cookie.seq);
+    }
+
+    fn check_global(cookie: GpCookie) {
+        assert_eq!(
+            cookie.domain,
+            ptr::from_ref(&GLOBAL).addr(),
+            "GpCookie from an RcuDomain used with the process-wide domain"
+        );
     }
 
     /// A snapshot of the process-wide domain's statistics.

@@ -1,7 +1,7 @@
 //! RCU-protected pointers of the process-wide domain: [`RcuPtr`] and
 //! [`RcuCell`].
 
-use crate::{ReadGuard, defer_drop, synchronize};
+use crate::{ReadGuard, call_rcu, synchronize};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
@@ -250,13 +250,26 @@ impl<T: Send + Sync + 'static> Deref for Unlinked<T> {
 
 impl<T: Send + Sync + 'static> Drop for Unlinked<T> {
     fn drop(&mut self) {
-        // SAFETY: `self.ptr` came from `Box::into_raw` and `self` owns it;
-        // the box is dropped only after a grace period, when no reader that
-        // could see it is left.
-        let b = unsafe { Box::from_raw(self.ptr.as_ptr()) };
-        defer_drop(b);
+        let owned = OwnedPtr(self.ptr);
+        // The `Box` is made only inside the callback, after the grace period:
+        // a `Box` asserts unique access, which readers' `&T` deny until then
+        // (Miri reports the early `Box::from_raw` as a data race).
+        call_rcu(move || {
+            let owned = owned;
+            // SAFETY: `owned.0` came from `Box::into_raw` and was owned by the
+            // `Unlinked` that handed it here; a grace period has passed since
+            // it was unlinked, so no reader can reach it any more.
+            drop(unsafe { Box::from_raw(owned.0.as_ptr()) });
+        });
     }
 }
+
+/// An owned, unlinked pointer on its way to the reclaim thread.
+struct OwnedPtr<T>(NonNull<T>);
+
+// SAFETY: `OwnedPtr<T>` owns a `T` (it is a `Box<T>` in waiting), so it may
+// move to another thread when `T` may.
+unsafe impl<T: Send> Send for OwnedPtr<T> {}
 
 impl<T: Send + Sync + fmt::Debug + 'static> fmt::Debug for Unlinked<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -10,8 +10,9 @@ use crate::sync::{Arc, AtomicBool, AtomicU64, Mutex, Ordering, lock, thread};
 use std::cell::Cell;
 use std::marker::PhantomData;
 
-/// A force-quiescent notifier: called on the grace-period thread.
-pub(crate) type NotifierFn = Arc<dyn Fn() + Send + Sync + 'static>;
+/// A force-quiescent notifier: called on the grace-period thread. (A `std`
+/// `Arc` even under loom, whose `Arc` cannot hold a `dyn Fn`.)
+pub(crate) type NotifierFn = std::sync::Arc<dyn Fn() + Send + Sync + 'static>;
 
 /// Data of a record that only slow paths touch.
 #[derive(Default)]

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{DropCount, eventually};
+use common::{DropCount, eventually, scaled};
 use rcu_core::{Config, ConfigError, RcuCell, RcuDomain, RcuPtr, read_lock};
 use static_assertions::{assert_impl_all, assert_not_impl_any};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -102,8 +102,8 @@ fn panicking_callback_is_reported_and_reclaim_goes_on() {
 #[test]
 fn callbacks_run_once_in_order_per_producer() {
     let domain = RcuDomain::new();
-    const PRODUCERS: usize = 4;
-    const EACH: usize = 500;
+    const PRODUCERS: usize = scaled(4, 2);
+    const EACH: usize = scaled(500, 10);
     let seen: Arc<std::sync::Mutex<Vec<Vec<usize>>>> =
         Arc::new(std::sync::Mutex::new(vec![Vec::new(); PRODUCERS]));
     std::thread::scope(|s| {
@@ -127,22 +127,24 @@ fn callbacks_run_once_in_order_per_producer() {
 #[test]
 fn deferred_values_are_all_dropped_after_drain() {
     let drops = DropCount::default();
-    for _ in 0..1000 {
+    let n = scaled(1000, 40);
+    for _ in 0..n {
         rcu_core::defer_drop(drops.token());
     }
     rcu_core::drain();
-    assert_eq!(drops.get(), 1000);
+    assert_eq!(drops.get(), n);
 }
 
 #[test]
 fn domain_drop_runs_pending_callbacks() {
     let drops = DropCount::default();
     let domain = RcuDomain::new();
-    for _ in 0..100 {
+    let n = scaled(100, 10);
+    for _ in 0..n {
         domain.defer_drop(drops.token());
     }
     drop(domain);
-    assert_eq!(drops.get(), 100);
+    assert_eq!(drops.get(), n);
 }
 
 #[test]
@@ -216,19 +218,20 @@ fn rcu_cell_readers_never_see_a_dropped_value() {
                 }
             });
         }
-        for i in 1..=2000 {
+        let updates = scaled(2000, 30);
+        for i in 1..=updates {
             let old = cell.update(|old| Canary {
                 alive: AtomicBool::new(true),
                 value: old.value + 1,
             });
             assert_eq!(old.value, i - 1);
-            if i % 100 == 0 {
+            if i % 10 == 0 {
                 drop(old.into_inner()); // synchronous reclaim
             }
         }
         stop.store(true, Ordering::Relaxed);
     });
-    assert_eq!(cell.get_value(), 2000);
+    assert_eq!(cell.get_value(), scaled(2000, 30));
     assert!(reads.load(Ordering::Relaxed) > 0);
 }
 

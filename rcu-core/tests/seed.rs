@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Holder, config, eventually, finishes};
+use common::{Holder, config, eventually, finishes, scaled};
 use rcu_core::RcuDomain;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -55,16 +55,17 @@ fn normal_state_never_makes_readers_signal() {
         })
     };
     assert!(eventually(|| sections.load(Ordering::Relaxed) > 0));
-    for _ in 0..200 {
+    let calls = scaled(200, 10);
+    for _ in 0..calls {
         domain.synchronize();
     }
     stop.store(true, Ordering::Relaxed);
     reader.join().unwrap();
     let s = domain.stats();
-    assert_eq!(s.grace_periods, 200, "{s:?}");
+    assert_eq!(s.grace_periods, calls as u64, "{s:?}");
     assert_eq!(s.reader_wakeups, 0, "{s:?}");
     assert_eq!(s.forced_grace_periods, 0, "{s:?}");
-    assert!(sections.load(Ordering::Relaxed) > 200);
+    assert!(sections.load(Ordering::Relaxed) > 0);
 }
 
 /// Two readers hold the grace period up; each notifier fires exactly once.
@@ -253,6 +254,10 @@ fn long_reader_with_notifier_never_stalls_reclamation() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "how much sharing happens depends on the scheduler; Miri's is not an OS's"
+)]
 fn concurrent_synchronize_callers_share_grace_periods() {
     const THREADS: usize = 8;
     const CALLS: usize = 100;

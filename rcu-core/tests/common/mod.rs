@@ -8,10 +8,15 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// `n`, or `miri` under Miri (which runs about a thousand times slower).
+pub const fn scaled(n: usize, miri: usize) -> usize {
+    if cfg!(miri) { miri } else { n }
+}
+
 /// The bound for "this stall ends": generous, because the behaviour under
 /// test is that it ends at all (the unbounded alternatives are 60 s sleeps or
 /// forever).
-pub const STALL_BOUND: Duration = Duration::from_secs(5);
+pub const STALL_BOUND: Duration = Duration::from_secs(if cfg!(miri) { 600 } else { 5 });
 
 /// Polls `cond` until it holds or `STALL_BOUND` passes; returns whether it held.
 pub fn eventually(mut cond: impl FnMut() -> bool) -> bool {
