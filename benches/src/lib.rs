@@ -1,6 +1,16 @@
-//! Shared pieces of the `rcu-bench` benchmarks: the workloads each
-//! benchmark measures, written once so the criterion benches and the
-//! instruction-count probe measure the same code.
+//! The `rcu-bench` head-to-head runner and the pieces the criterion benches
+//! share with it.
+//!
+//! * [`harness`]: fixed-duration measurement. Every thread of a measurement
+//!   runs for the same wall-clock time and counts its own operations, so a
+//!   slow peer cannot stretch another thread's timing (as criterion's `iter`
+//!   would when readers and writers share a measurement).
+//! * [`suites`]: the groups of comparisons (read side, grace periods).
+//! * [`report`]: the table, JSON, CSV and SVG outputs.
+
+pub mod harness;
+pub mod report;
+pub mod suites;
 
 use std::hint::black_box;
 

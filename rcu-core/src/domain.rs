@@ -663,8 +663,11 @@ impl Inner {
         if pending == 1 {
             self.call_ready.set();
         }
+        // Kick the normal-state sleep when the count reaches the threshold;
+        // it rises one at a time, so every upward crossing passes here, and
+        // the forced state, once entered, does not need more kicks.
         // Relaxed: configuration, fixed at start.
-        if pending >= self.callback_threshold.load(Ordering::Relaxed) {
+        if pending == self.callback_threshold.load(Ordering::Relaxed) {
             self.kick.set();
         }
     }
