@@ -180,8 +180,37 @@ fn main() {
         print!("{json}");
     } else {
         print!("{}", report::table(&meta, &groups));
+        print_engine_stats();
         println!("results: {}", args.out.display());
     }
+}
+
+/// What the process-wide domain did during the run.
+fn print_engine_stats() {
+    let s = rcu_core::stats();
+    let f = &s.forced_by;
+    println!("\nrcu-rs engine during the run (process-wide domain):");
+    println!(
+        "  grace periods {} ({} forced: callbacks {}, polls {}, drain {}, expedite {}, memory {}), longest {:?}",
+        s.grace_periods,
+        s.forced_grace_periods,
+        f.callbacks,
+        f.polls,
+        f.drain,
+        f.expedite,
+        f.memory,
+        s.longest_grace_period
+    );
+    println!("  grace period times: {}", s.histogram);
+    println!(
+        "  polls {}, reader wake-ups {}, stalls {}, callbacks {} run of {} queued, most bytes pending {}",
+        s.polls,
+        s.reader_wakeups,
+        s.stalls,
+        s.callbacks_run,
+        s.callbacks_queued,
+        s.max_pending_bytes
+    );
 }
 
 fn write_outputs(

@@ -112,9 +112,17 @@ fn main() {
         stats.grace_periods - stats.forced_grace_periods,
         stats.forced_grace_periods
     );
+    let f = &stats.forced_by;
+    println!(
+        "  forced by         callbacks {}, polls {}, drain {}, expedite {}, memory {}",
+        f.callbacks, f.polls, f.drain, f.expedite, f.memory
+    );
     println!("  longest grace period {:?}", stats.longest_grace_period);
+    println!("  grace period times {}", stats.histogram);
     println!("  polls (10 ms sleeps) {}", stats.polls);
     println!("  reader wake-ups   {}", stats.reader_wakeups);
+    println!("  stalls reported   {}", stats.stalls);
+    println!("  most bytes pending {}", stats.max_pending_bytes);
     println!(
         "  callbacks run     {} of {} queued",
         stats.callbacks_run, stats.callbacks_queued

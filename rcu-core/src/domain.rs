@@ -4,7 +4,9 @@
 //! [`RcuDomain`] makes independent ones (tests, loom models, isolation).
 
 use crate::barrier::{self, AtomicCounter, Mode};
-use crate::config::{Config, ConfigError, ForcedCauses, Stats};
+use crate::config::{
+    Config, ConfigError, ForcedCauses, GpHistogram, HISTOGRAM_BUCKETS, StallWarning, Stats,
+};
 use crate::event::Event;
 use crate::queue::Queue;
 use crate::reader::{NotifierFn, NotifierHandle, RawGuard, Record, Registry};
@@ -63,9 +65,14 @@ fn in_context<R>(domain: &Inner, f: impl FnOnce() -> R) -> R {
 enum Cause {
     Expedite,
     Drain,
+    Memory,
     Callbacks,
     Polls,
 }
+
+/// The stall hook: called with each stall warning, on the grace-period
+/// thread.
+pub(crate) type StallHook = std::sync::Arc<dyn Fn(&StallWarning) + Send + Sync + 'static>;
 
 #[derive(Default)]
 struct Counters {
@@ -75,6 +82,10 @@ struct Counters {
     forced_polls: AtomicCounter,
     forced_drain: AtomicCounter,
     forced_expedite: AtomicCounter,
+    forced_memory: AtomicCounter,
+    stalls: AtomicCounter,
+    histogram: [AtomicCounter; HISTOGRAM_BUCKETS],
+    max_pending_bytes: std::sync::atomic::AtomicU64,
     polls: AtomicCounter,
     notifier_calls: AtomicCounter,
     reader_wakeups: AtomicCounter,
@@ -94,6 +105,10 @@ impl Counters {
             forced_polls: AtomicCounter::new(),
             forced_drain: AtomicCounter::new(),
             forced_expedite: AtomicCounter::new(),
+            forced_memory: AtomicCounter::new(),
+            stalls: AtomicCounter::new(),
+            histogram: [const { AtomicCounter::new() }; HISTOGRAM_BUCKETS],
+            max_pending_bytes: std::sync::atomic::AtomicU64::new(0),
             polls: AtomicCounter::new(),
             notifier_calls: AtomicCounter::new(),
             reader_wakeups: AtomicCounter::new(),
@@ -135,6 +150,15 @@ impl LoomDefects {
     }
 }
 
+/// The stalls one grace period has reported. (Unread under loom, which has
+/// no clock for stall warnings.)
+#[cfg_attr(rcu_loom, allow(dead_code))]
+struct StallCheck {
+    started: Instant,
+    /// Records (by address) already reported in this grace period.
+    reported: Vec<usize>,
+}
+
 /// Grace-period leadership: one caller runs grace periods at a time.
 struct GpState {
     leading: bool,
@@ -162,6 +186,15 @@ pub(crate) enum Handle {
     Shared(Arc<Inner>),
 }
 
+impl Clone for Handle {
+    fn clone(&self) -> Self {
+        match self {
+            Handle::Static(i) => Handle::Static(i),
+            Handle::Shared(i) => Handle::Shared(Arc::clone(i)),
+        }
+    }
+}
+
 impl std::ops::Deref for Handle {
     type Target = Inner;
     fn deref(&self) -> &Inner {
@@ -187,6 +220,10 @@ pub(crate) struct Inner {
     poll_interval_ns: AtomicU64,
     max_polls: AtomicU32,
     allow_membarrier: AtomicBool,
+    memory_limit: AtomicUsize,
+    stall_timeout_ns: AtomicU64,
+    /// `None`: the default hook (one line on stderr).
+    stall_hook: std::sync::Mutex<Option<StallHook>>,
     pub(crate) registry: Mutex<Registry>,
     /// Who leads grace periods, and the leader's scratch list.
     gp: Mutex<GpState>,
@@ -202,6 +239,8 @@ pub(crate) struct Inner {
     /// Callbacks queued and not yet taken into a batch (plus the batch in
     /// flight, until its grace period ends).
     pending: AtomicUsize,
+    /// Bytes held by callbacks queued and not yet run.
+    pending_bytes: AtomicUsize,
     call_ready: Event,
     drains: AtomicUsize,
     expedites: AtomicUsize,
@@ -226,6 +265,9 @@ impl Inner {
                 poll_interval_ns: AtomicU64::new(Config::DEFAULT.poll_interval.as_nanos() as u64),
                 max_polls: AtomicU32::new(Config::DEFAULT.max_polls),
                 allow_membarrier: AtomicBool::new(Config::DEFAULT.membarrier),
+                memory_limit: AtomicUsize::new(Config::DEFAULT.memory_limit),
+                stall_timeout_ns: AtomicU64::new(Config::DEFAULT.stall_timeout.as_nanos() as u64),
+                stall_hook: std::sync::Mutex::new(None),
                 registry: Mutex::new(Registry::new()),
                 gp: Mutex::new(GpState { leading: false, holders: Vec::new() }),
                 gp_done: Condvar::new(),
@@ -234,6 +276,7 @@ impl Inner {
                 kick: Event::new(),
                 queue: Queue::new(),
                 pending: AtomicUsize::new(0),
+                pending_bytes: AtomicUsize::new(0),
                 call_ready: Event::new(),
                 drains: AtomicUsize::new(0),
                 expedites: AtomicUsize::new(0),
@@ -257,6 +300,9 @@ impl Inner {
         if config.poll_interval.is_zero() {
             return Err(ConfigError::Invalid("poll_interval must be non-zero"));
         }
+        if config.stall_timeout.is_zero() {
+            return Err(ConfigError::Invalid("stall_timeout must be non-zero"));
+        }
         let _g = lock(&self.start_lock);
         // Relaxed: read under `start_lock`, which `start` also holds.
         if self.started.load(Ordering::Relaxed) {
@@ -271,6 +317,10 @@ impl Inner {
         self.max_polls.store(config.max_polls, Ordering::Relaxed);
         self.allow_membarrier
             .store(config.membarrier, Ordering::Relaxed);
+        self.memory_limit
+            .store(config.memory_limit, Ordering::Relaxed);
+        let ns = u64::try_from(config.stall_timeout.as_nanos()).unwrap_or(u64::MAX);
+        self.stall_timeout_ns.store(ns, Ordering::Relaxed);
         Ok(())
     }
 
@@ -481,7 +531,7 @@ impl Inner {
         if broken {
             holders.clear();
         }
-        let forced = self.wait_for_readers(holders, gp, mode);
+        let forced = self.wait_for_readers(holders, gp, mode, started);
         holders.clear();
 
         let stats = &self.stats;
@@ -491,11 +541,14 @@ impl Inner {
             match cause {
                 Cause::Expedite => stats.forced_expedite.bump(),
                 Cause::Drain => stats.forced_drain.bump(),
+                Cause::Memory => stats.forced_memory.bump(),
                 Cause::Callbacks => stats.forced_callbacks.bump(),
                 Cause::Polls => stats.forced_polls.bump(),
             }
         }
-        let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let elapsed = started.elapsed();
+        stats.histogram[GpHistogram::bucket_of(elapsed)].bump();
+        let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         // Relaxed: a statistic.
         stats
             .longest_gp_ns
@@ -515,6 +568,11 @@ impl Inner {
             Some(Cause::Expedite)
         } else if self.drains.load(Ordering::SeqCst) > 0 {
             Some(Cause::Drain)
+        } else if self.pending_bytes.load(Ordering::SeqCst)
+            // Relaxed: configuration, fixed at start.
+            >= self.memory_limit.load(Ordering::Relaxed)
+        {
+            Some(Cause::Memory)
         } else if self.pending.load(Ordering::SeqCst)
             // Relaxed: configuration, fixed at start.
             >= self.callback_threshold.load(Ordering::Relaxed)
@@ -535,7 +593,12 @@ impl Inner {
         holders: &mut Vec<Arc<Record>>,
         gp: u64,
         mode: Mode,
+        started: Instant,
     ) -> Option<Cause> {
+        let mut stalls = StallCheck {
+            started,
+            reported: Vec::new(),
+        };
         let mut forced = None;
         let mut armed = false;
         let mut rescans = 0u32;
@@ -576,7 +639,7 @@ impl Inner {
                     holding
                 });
                 if !holders.is_empty() {
-                    self.gp_event.wait();
+                    self.wait_forced(holders, &mut stalls);
                 }
             } else if rescans < SPIN_RESCANS + YIELD_RESCANS {
                 if rescans < SPIN_RESCANS {
@@ -601,8 +664,93 @@ impl Inner {
                 polls += 1;
                 self.stats.polls.bump();
                 holders.retain(|r| holding_up(r, gp));
+                self.check_stalls(holders, &mut stalls);
             }
         }
+    }
+
+    /// The forced state's wait for a reader's signal. It wakes up now and
+    /// then to report stalls (the caller then re-arms and rescans).
+    fn wait_forced(&self, holders: &[Arc<Record>], stalls: &mut StallCheck) {
+        #[cfg(rcu_loom)]
+        {
+            // No clocks under loom: block, so a lost wake-up is a deadlock
+            // the model reports.
+            let _ = (holders, stalls);
+            self.gp_event.wait();
+        }
+        #[cfg(not(rcu_loom))]
+        {
+            let slice =
+                (self.stall_timeout() / 4).clamp(Duration::from_millis(1), Duration::from_secs(1));
+            if !self.gp_event.wait_timeout(slice) {
+                self.check_stalls(holders, stalls);
+            }
+        }
+    }
+
+    #[cfg_attr(rcu_loom, allow(dead_code))]
+    fn stall_timeout(&self) -> Duration {
+        // Relaxed: configuration, fixed at start.
+        Duration::from_nanos(self.stall_timeout_ns.load(Ordering::Relaxed))
+    }
+
+    /// Stall warnings need a clock, which loom models do not have.
+    #[cfg(rcu_loom)]
+    fn check_stalls(&self, _holders: &[Arc<Record>], _stalls: &mut StallCheck) {}
+
+    /// Reports, once per stall, each reader that has held up this grace
+    /// period for longer than the stall timeout.
+    #[cfg(not(rcu_loom))]
+    fn check_stalls(&self, holders: &[Arc<Record>], stalls: &mut StallCheck) {
+        let stalled_for = stalls.started.elapsed();
+        if stalled_for < self.stall_timeout() {
+            return;
+        }
+        let mut warnings = Vec::new();
+        for r in holders {
+            let key = Arc::as_ptr(r).addr();
+            if stalls.reported.contains(&key) {
+                continue;
+            }
+            stalls.reported.push(key);
+            if let Some(thread) = &lock(&r.cold).owner {
+                warnings.push(StallWarning {
+                    thread_id: thread.id(),
+                    thread_name: thread.name().map(str::to_owned),
+                    stalled_for,
+                });
+            }
+        }
+        if warnings.is_empty() {
+            return;
+        }
+        let hook = self
+            .stall_hook
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        in_context(self, || {
+            for w in &warnings {
+                self.stats.stalls.bump();
+                match &hook {
+                    Some(hook) => {
+                        if catch_unwind(AssertUnwindSafe(|| hook(w))).is_err() {
+                            eprintln!("rcu: the stall hook panicked");
+                        }
+                    }
+                    None => eprintln!("{w}"),
+                }
+            }
+        });
+    }
+
+    /// Replaces the stall hook (`None`: the default, one line on stderr).
+    pub(crate) fn set_stall_hook(&self, hook: Option<StallHook>) {
+        *self
+            .stall_hook
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = hook;
     }
 
     /// Whether this forced iteration arms `waiting`: always, except under
@@ -646,15 +794,33 @@ impl Inner {
         });
     }
 
-    /// `call_rcu`: queues `f` to run after a grace period.
+    /// `call_rcu`: queues `f` to run after a grace period. It counts toward
+    /// the memory limit with its own size plus `extra_bytes`.
     pub(crate) fn call_rcu<F: FnOnce() + Send + 'static>(
         &self,
         handle: impl FnOnce() -> Handle,
         f: F,
+        extra_bytes: usize,
     ) {
         self.start();
         self.ensure_reclaim_thread(handle);
-        self.queue.push(f);
+        let bytes = size_of::<F>().saturating_add(extra_bytes);
+        self.queue.push(f, bytes);
+        // SeqCst: read by `force_cause`; the kick below orders it too.
+        let held = self
+            .pending_bytes
+            .fetch_add(bytes, Ordering::SeqCst)
+            .saturating_add(bytes);
+        // Relaxed: a statistic.
+        self.stats
+            .max_pending_bytes
+            .fetch_max(held as u64, std::sync::atomic::Ordering::Relaxed);
+        // Kick the normal-state sleep when the bytes cross the limit.
+        // Relaxed: configuration, fixed at start.
+        let limit = self.memory_limit.load(Ordering::Relaxed);
+        if held >= limit && held - bytes < limit {
+            self.kick.set();
+        }
         self.stats.callbacks_queued.bump();
         // SeqCst: the reclaim thread's `reset; load pending; wait` and our
         // `increment; set` form a Dekker pair; the count is also read by
@@ -682,7 +848,7 @@ impl Inner {
         let done = Arc::new(Event::new());
         let signal = Arc::clone(&done);
         // The queue is FIFO, so when this runs, everything before it has.
-        self.call_rcu(handle, move || signal.set());
+        self.call_rcu(handle, move || signal.set(), 0);
         done.wait();
         self.drains.fetch_sub(1, Ordering::SeqCst);
     }
@@ -734,6 +900,7 @@ impl Inner {
                 polls: s.forced_polls.get(),
                 drain: s.forced_drain.get(),
                 expedite: s.forced_expedite.get(),
+                memory: s.forced_memory.get(),
             },
             polls: s.polls.get(),
             notifier_calls: s.notifier_calls.get(),
@@ -748,6 +915,16 @@ impl Inner {
             longest_grace_period: Duration::from_nanos(
                 s.longest_gp_ns.load(std::sync::atomic::Ordering::Relaxed),
             ),
+            histogram: GpHistogram {
+                buckets: std::array::from_fn(|i| s.histogram[i].get()),
+            },
+            stalls: s.stalls.get(),
+            // SeqCst: a snapshot for users.
+            callbacks_pending_bytes: self.pending_bytes.load(Ordering::SeqCst) as u64,
+            // Relaxed: a statistic.
+            max_pending_bytes: s
+                .max_pending_bytes
+                .load(std::sync::atomic::Ordering::Relaxed),
             membarrier: started && self.mode() == Mode::Membarrier,
         }
     }
@@ -808,9 +985,14 @@ fn reclaim_loop(inner: Handle) {
             inner.pending.fetch_sub(n, Ordering::SeqCst);
             for _ in 0..n {
                 let callback = inner.queue.pop();
-                // Counted before it runs: a `drain` returns from inside its
-                // own marker callback, and must find it counted.
+                // Counted as run, and its bytes as released, before it runs:
+                // a `drain` returns from inside its own marker callback, and
+                // must find it counted.
                 inner.stats.callbacks_run.bump();
+                // SeqCst: read by `force_cause`.
+                inner
+                    .pending_bytes
+                    .fetch_sub(callback.bytes(), Ordering::SeqCst);
                 if catch_unwind(AssertUnwindSafe(|| callback.run())).is_err() {
                     inner.stats.callback_panics.bump();
                     eprintln!("rcu: a call_rcu callback panicked; the reclaim thread carries on");
@@ -942,12 +1124,31 @@ impl RcuDomain {
     /// Runs `f` on the reclaim thread after a grace period.
     pub fn call_rcu(&self, f: impl FnOnce() + Send + 'static) {
         self.inner
-            .call_rcu(|| Handle::Shared(Arc::clone(&self.inner)), f);
+            .call_rcu(|| Handle::Shared(Arc::clone(&self.inner)), f, 0);
     }
 
     /// Drops `value` on the reclaim thread after a grace period.
     pub fn defer_drop<T: Send + 'static>(&self, value: T) {
         self.call_rcu(move || drop(value));
+    }
+
+    /// Like [`defer_drop`](Self::defer_drop), counting `heap_bytes` more
+    /// toward [`Config::memory_limit`] (what `value` owns on the heap).
+    pub fn defer_drop_sized<T: Send + 'static>(&self, value: T, heap_bytes: usize) {
+        let handle = || Handle::Shared(Arc::clone(&self.inner));
+        self.inner.call_rcu(handle, move || drop(value), heap_bytes);
+    }
+
+    /// A future that resolves after a grace period of this domain: see
+    /// [`crate::synchronize_async`].
+    #[cfg(not(rcu_loom))]
+    pub fn synchronize_async(&self) -> crate::SynchronizeFuture {
+        crate::SynchronizeFuture::new(Handle::Shared(Arc::clone(&self.inner)))
+    }
+
+    /// Replaces this domain's stall hook: see [`crate::set_stall_hook`].
+    pub fn set_stall_hook(&self, hook: impl Fn(&StallWarning) + Send + Sync + 'static) {
+        self.inner.set_stall_hook(Some(std::sync::Arc::new(hook)));
     }
 
     /// Waits until every callback queued before this call has run.

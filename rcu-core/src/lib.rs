@@ -112,6 +112,8 @@ mod barrier;
 mod config;
 mod domain;
 mod event;
+#[cfg(not(rcu_loom))]
+mod future;
 #[cfg(all(test, rcu_loom))]
 mod loom_tests;
 #[cfg(not(rcu_loom))]
@@ -119,8 +121,12 @@ mod ptr;
 mod queue;
 mod reader;
 
-pub use config::{Config, ConfigError, ForcedCauses, Stats};
+pub use config::{
+    Config, ConfigError, ForcedCauses, GpHistogram, HISTOGRAM_BUCKETS, StallWarning, Stats,
+};
 pub use domain::{DomainGuard, GpCookie, RcuDomain, Reader};
+#[cfg(not(rcu_loom))]
+pub use future::SynchronizeFuture;
 #[cfg(not(rcu_loom))]
 pub use global::*;
 #[cfg(not(rcu_loom))]
@@ -131,7 +137,7 @@ pub use reader::NotifierHandle;
 /// whose models build their own domains.)
 #[cfg(not(rcu_loom))]
 mod global {
-    use crate::config::{Config, ConfigError, Stats};
+    use crate::config::{Config, ConfigError, StallWarning, Stats};
     use crate::domain::{GpCookie, Handle, Inner};
     use crate::reader::{NotifierHandle, RawGuard, Record};
     use crate::sync::Arc;
@@ -273,6 +279,32 @@ mod global {
         GLOBAL.synchronize(true);
     }
 
+    /// A future that resolves after a full grace period, driven by the
+    /// reclaim thread: async code waits for a grace period without blocking
+    /// an executor thread. Needs no async runtime.
+    ///
+    /// ```
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     use std::sync::Arc;
+    /// #     use std::task::{Context, Poll, Wake, Waker};
+    /// #     struct Unpark(std::thread::Thread);
+    /// #     impl Wake for Unpark { fn wake(self: Arc<Self>) { self.0.unpark() } }
+    /// #     let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    /// #     let mut cx = Context::from_waker(&waker);
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop { if let Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } std::thread::park(); }
+    /// # }
+    /// let old = Box::new(42);
+    /// block_on(async {
+    ///     // ... unpublish `old` ...
+    ///     rcu_core::synchronize_async().await;
+    ///     drop(old); // no reader can see it any more
+    /// });
+    /// ```
+    pub fn synchronize_async() -> crate::SynchronizeFuture {
+        crate::SynchronizeFuture::new(handle())
+    }
+
     /// Runs `f` on the reclaim thread after a grace period. Wait-free for
     /// the caller; callable anywhere, including inside a critical section.
     /// A panicking callback is reported on stderr and counted in
@@ -286,13 +318,41 @@ mod global {
     /// assert!(RAN.load(Ordering::SeqCst));
     /// ```
     pub fn call_rcu(f: impl FnOnce() + Send + 'static) {
-        GLOBAL.call_rcu(handle, f);
+        GLOBAL.call_rcu(handle, f, 0);
     }
 
     /// Drops `value` on the reclaim thread after a grace period (QEMU's
-    /// `g_free_rcu`).
+    /// `g_free_rcu`). It counts `size_of::<T>()` bytes toward
+    /// [`Config::memory_limit`](crate::Config::memory_limit).
     pub fn defer_drop<T: Send + 'static>(value: T) {
         call_rcu(move || drop(value));
+    }
+
+    /// Like [`defer_drop`], counting `heap_bytes` more toward
+    /// [`Config::memory_limit`](crate::Config::memory_limit): what `value`
+    /// owns on the heap (a `Vec`'s capacity, say), which its size does not
+    /// show.
+    ///
+    /// ```
+    /// let buffer = vec![0u8; 1 << 20];
+    /// let bytes = buffer.capacity();
+    /// rcu_core::defer_drop_sized(buffer, bytes);
+    /// ```
+    pub fn defer_drop_sized<T: Send + 'static>(value: T, heap_bytes: usize) {
+        GLOBAL.call_rcu(handle, move || drop(value), heap_bytes);
+    }
+
+    /// Replaces the process-wide domain's stall hook, called once per stall
+    /// with each reader that has held up a grace period for longer than
+    /// [`Config::stall_timeout`](crate::Config::stall_timeout) (default
+    /// 10 s). The default hook writes one line to stderr. The hook runs on
+    /// the grace-period thread and must return quickly.
+    ///
+    /// ```
+    /// rcu_core::set_stall_hook(|w| eprintln!("stall: {:?} for {:?}", w.thread_name, w.stalled_for));
+    /// ```
+    pub fn set_stall_hook(hook: impl Fn(&StallWarning) + Send + Sync + 'static) {
+        GLOBAL.set_stall_hook(Some(Arc::new(hook)));
     }
 
     /// Waits until every callback queued (by any thread) before this call

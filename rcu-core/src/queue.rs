@@ -17,6 +17,8 @@ pub(crate) struct Head {
     next: AtomicPtr<Head>,
     /// Runs and frees the node. Null only for the stub.
     run: Option<unsafe fn(*mut Head)>,
+    /// Bytes the callback holds, counted toward the domain's memory limit.
+    bytes: usize,
 }
 
 #[repr(C)]
@@ -42,6 +44,12 @@ unsafe fn run_node<F: FnOnce()>(head: *mut Head) {
 pub(crate) struct Callback(*mut Head);
 
 impl Callback {
+    /// The bytes it was queued with.
+    pub(crate) fn bytes(&self) -> usize {
+        // SAFETY: `self.0` is a popped, not yet run node that we own.
+        unsafe { (*self.0).bytes }
+    }
+
     /// Runs the callback and frees it.
     pub(crate) fn run(self) {
         let head = self.0;
@@ -80,7 +88,7 @@ impl Queue {
             Queue {
                 head: Cell::new(ptr::null_mut()),
                 tail: AtomicPtr::new(ptr::null_mut()),
-                stub: Head { next: AtomicPtr::new(ptr::null_mut()), run: None },
+                stub: Head { next: AtomicPtr::new(ptr::null_mut()), run: None, bytes: 0 },
             }
         }
     }
@@ -96,12 +104,14 @@ impl Queue {
         self.tail.store(stub, Ordering::Release);
     }
 
-    /// Enqueues `f`. Wait-free: one allocation, one swap, one store.
-    pub(crate) fn push<F: FnOnce() + Send + 'static>(&self, f: F) {
+    /// Enqueues `f`, holding `bytes`. Wait-free: one allocation, one swap,
+    /// one store.
+    pub(crate) fn push<F: FnOnce() + Send + 'static>(&self, f: F, bytes: usize) {
         let node = Box::into_raw(Box::new(Node {
             head: Head {
                 next: AtomicPtr::new(ptr::null_mut()),
                 run: Some(run_node::<F>),
+                bytes,
             },
             f,
         }))

@@ -18,8 +18,9 @@ pub(crate) type NotifierFn = std::sync::Arc<dyn Fn() + Send + Sync + 'static>;
 #[derive(Default)]
 pub(crate) struct Cold {
     pub(crate) notifiers: Vec<(u64, NotifierFn)>,
-    /// The thread that owns the record, `None` while it is free.
-    pub(crate) owner: Option<thread::ThreadId>,
+    /// The thread that owns the record (its id, and its name for stall
+    /// warnings), `None` while the record is free.
+    pub(crate) owner: Option<thread::Thread>,
 }
 
 /// One reader thread's state, scanned by the grace period.
@@ -187,7 +188,7 @@ impl Registry {
                 rec
             }
         };
-        lock(&rec.cold).owner = Some(thread::current().id());
+        lock(&rec.cold).owner = Some(thread::current());
         rec
     }
 
@@ -222,9 +223,10 @@ impl Registry {
     /// Whether the calling thread holds a critical section in this registry.
     pub(crate) fn current_thread_reading(&self) -> bool {
         let me = thread::current().id();
-        self.records
-            .iter()
-            .any(|r| r.in_critical_section() && lock(&r.cold).owner == Some(me))
+        self.records.iter().any(|r| {
+            r.in_critical_section()
+                && lock(&r.cold).owner.as_ref().map(thread::Thread::id) == Some(me)
+        })
     }
 }
 

@@ -1,0 +1,99 @@
+//! `synchronize_async`: a grace period as a `Future`, with no runtime
+//! dependency. The reclaim thread drives it: the first poll queues a
+//! callback, which marks the future done and wakes its task.
+
+use crate::domain::Handle;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+/// What the callback and the future share: done, and who to wake.
+#[derive(Default)]
+struct Shared {
+    done: bool,
+    waker: Option<Waker>,
+}
+
+/// A future that resolves after a full grace period that starts after its
+/// first poll. From [`synchronize_async`](crate::synchronize_async) or
+/// [`RcuDomain::synchronize_async`](crate::RcuDomain::synchronize_async).
+///
+/// Unlike [`synchronize`](crate::synchronize) it never blocks a thread, so
+/// an async task can wait for a grace period without holding up its
+/// executor. Do not hold a read guard across its `.await`: the grace period
+/// would wait for the guard, and the guard for the grace period. Dropping it
+/// early is fine (the queued callback still runs, to no one's notice).
+#[must_use = "futures do nothing unless polled"]
+pub struct SynchronizeFuture {
+    domain: Option<Handle>,
+    shared: Option<Arc<Mutex<Shared>>>,
+}
+
+impl SynchronizeFuture {
+    pub(crate) fn new(domain: Handle) -> Self {
+        SynchronizeFuture {
+            domain: Some(domain),
+            shared: None,
+        }
+    }
+}
+
+impl Future for SynchronizeFuture {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        if let Some(shared) = &this.shared {
+            let mut s = shared.lock().unwrap_or_else(PoisonError::into_inner);
+            if s.done {
+                return Poll::Ready(());
+            }
+            match &mut s.waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                slot => *slot = Some(cx.waker().clone()),
+            }
+            return Poll::Pending;
+        }
+        // First poll: register the waker, then queue the callback.
+        let Some(domain) = this.domain.take() else {
+            return Poll::Ready(()); // polled after completion
+        };
+        let shared = Arc::new(Mutex::new(Shared {
+            done: false,
+            waker: Some(cx.waker().clone()),
+        }));
+        let signal = Arc::clone(&shared);
+        let handle = domain.clone();
+        domain.call_rcu(
+            move || handle,
+            move || {
+                let waker = {
+                    let mut s = signal.lock().unwrap_or_else(PoisonError::into_inner);
+                    s.done = true;
+                    s.waker.take()
+                };
+                if let Some(w) = waker {
+                    w.wake();
+                }
+            },
+            0,
+        );
+        this.shared = Some(shared);
+        Poll::Pending
+    }
+}
+
+impl fmt::Debug for SynchronizeFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.shared {
+            None => "not polled",
+            Some(s) if s.lock().unwrap_or_else(PoisonError::into_inner).done => "done",
+            Some(_) => "waiting",
+        };
+        f.debug_struct("SynchronizeFuture")
+            .field("state", &state)
+            .finish()
+    }
+}

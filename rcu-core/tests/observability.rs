@@ -1,0 +1,279 @@
+//! Beyond QEMU: polled and async grace periods, stall warnings, statistics,
+//! and the memory bound on pending callbacks.
+
+mod common;
+
+use common::{Holder, config, eventually, finishes, scaled};
+use rcu_core::{Config, GpHistogram, RcuDomain, StallWarning};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+#[test]
+fn cookie_before_synchronize_polls_true_after_it() {
+    let domain = RcuDomain::new();
+    let c = domain.cookie();
+    assert!(!domain.poll(c));
+    domain.synchronize();
+    assert!(domain.poll(c));
+    let gps = domain.stats().grace_periods;
+    domain.synchronize_since(c); // returns at once
+    assert_eq!(domain.stats().grace_periods, gps);
+    // A fresh cookie needs a fresh grace period.
+    let c2 = domain.cookie();
+    assert!(!domain.poll(c2));
+    domain.synchronize_since(c2);
+    assert!(domain.poll(c2));
+}
+
+#[test]
+fn global_cookie_polls_after_synchronize() {
+    let c = rcu_core::cookie();
+    rcu_core::synchronize();
+    assert!(rcu_core::poll(c));
+}
+
+#[test]
+#[should_panic(expected = "GpCookie from another domain")]
+fn a_cookie_belongs_to_its_domain() {
+    let (a, b) = (RcuDomain::new(), RcuDomain::new());
+    let c = a.cookie();
+    let _ = b.poll(c);
+}
+
+#[test]
+fn cookie_taken_inside_a_critical_section_stays_false_while_it_is_open() {
+    let domain = Arc::new(RcuDomain::with_config(config(
+        1 << 20,
+        u32::MAX,
+        Duration::from_millis(1),
+    )));
+    let (cookie_tx, cookie_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let reader = {
+        let domain = Arc::clone(&domain);
+        std::thread::spawn(move || {
+            let reader = domain.register();
+            let _guard = reader.read_lock();
+            cookie_tx.send(domain.cookie()).unwrap();
+            release_rx.recv().unwrap();
+        })
+    };
+    let c = cookie_rx.recv().unwrap();
+    let syncer = {
+        let domain = Arc::clone(&domain);
+        std::thread::spawn(move || domain.synchronize())
+    };
+    // Grace periods are running (polling the reader) the whole time.
+    for _ in 0..scaled(50, 5) {
+        assert!(
+            !domain.poll(c),
+            "a grace period ended inside the critical section"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(domain.stats().polls > 0);
+    release_tx.send(()).unwrap();
+    reader.join().unwrap();
+    syncer.join().unwrap();
+    assert!(eventually(|| domain.poll(c)));
+}
+
+/// The smallest executor: park until woken.
+fn block_on<F: Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
+
+#[test]
+fn synchronize_async_resolves_after_a_grace_period() {
+    let domain = Arc::new(RcuDomain::new());
+    let holder = Holder::start(&domain);
+    let c = domain.cookie();
+    let fut = domain.synchronize_async();
+    let d = Arc::clone(&domain);
+    // The reader leaves only when the grace period is forced (after 5 polls).
+    assert!(finishes(move || block_on(fut)));
+    assert!(domain.poll(c), "resolved before a full grace period");
+    assert_eq!(holder.notifications(), 1);
+    drop(d);
+    // The process-wide one too.
+    block_on(rcu_core::synchronize_async());
+}
+
+#[test]
+fn synchronize_async_does_not_block_a_tokio_executor() {
+    let domain = Arc::new(RcuDomain::new());
+    let holder = Holder::start(&domain); // holds every grace period ~50 ms
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    rt.block_on(async {
+        let ticker = {
+            let (ticks, done) = (Arc::clone(&ticks), Arc::clone(&done));
+            tokio::spawn(async move {
+                while !done.load(Ordering::SeqCst) {
+                    ticks.fetch_add(1, Ordering::SeqCst);
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        let c = domain.cookie();
+        domain.synchronize_async().await;
+        assert!(domain.poll(c));
+        done.store(true, Ordering::SeqCst);
+        ticker.await.unwrap();
+    });
+    // The one executor thread kept running the other task meanwhile.
+    assert!(
+        ticks.load(Ordering::SeqCst) > 10,
+        "the executor was blocked"
+    );
+    assert_eq!(holder.notifications(), 1);
+}
+
+#[test]
+fn a_stalled_reader_is_reported_once_with_its_name() {
+    let domain = Arc::new(RcuDomain::with_config(
+        Config::default()
+            .stall_timeout(Duration::from_millis(100))
+            .max_polls(u32::MAX),
+    ));
+    let warnings: Arc<Mutex<Vec<StallWarning>>> = Arc::default();
+    {
+        let warnings = Arc::clone(&warnings);
+        domain.set_stall_hook(move |w| warnings.lock().unwrap().push(w.clone()));
+    }
+    let (entered_tx, entered_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let reader = {
+        let domain = Arc::clone(&domain);
+        std::thread::Builder::new()
+            .name("stuck-reader".into())
+            .spawn(move || {
+                let reader = domain.register();
+                let _guard = reader.read_lock();
+                entered_tx.send(std::thread::current().id()).unwrap();
+                release_rx.recv().unwrap(); // a reader that never leaves on its own
+            })
+            .unwrap()
+    };
+    let reader_id = entered_rx.recv().unwrap();
+    let syncer = {
+        let domain = Arc::clone(&domain);
+        std::thread::spawn(move || domain.synchronize())
+    };
+    assert!(eventually(|| !warnings.lock().unwrap().is_empty()));
+    // Three more stall timeouts: still one report for this stall.
+    std::thread::sleep(Duration::from_millis(300));
+    {
+        let w = warnings.lock().unwrap();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].thread_id, reader_id);
+        assert_eq!(w[0].thread_name.as_deref(), Some("stuck-reader"));
+        assert!(w[0].stalled_for >= Duration::from_millis(100), "{:?}", w[0]);
+        assert!(w[0].to_string().contains("stuck-reader"));
+    }
+    release_tx.send(()).unwrap();
+    reader.join().unwrap();
+    syncer.join().unwrap();
+    assert_eq!(domain.stats().stalls, 1);
+}
+
+#[test]
+fn stats_histogram_counts_every_grace_period() {
+    let domain = RcuDomain::new();
+    for _ in 0..20 {
+        domain.synchronize();
+    }
+    let s = domain.stats();
+    assert_eq!(s.histogram.total(), s.grace_periods);
+    assert!(
+        s.longest_grace_period
+            >= GpHistogram::lower_bound(s.histogram.buckets.iter().rposition(|&n| n > 0).unwrap())
+    );
+    assert!(!s.histogram.to_string().is_empty());
+    assert_eq!(GpHistogram::bucket_of(Duration::from_nanos(500)), 0);
+    assert_eq!(GpHistogram::bucket_of(Duration::from_micros(1)), 1);
+    assert_eq!(GpHistogram::bucket_of(Duration::from_micros(3)), 2);
+    assert_eq!(GpHistogram::bucket_of(Duration::from_micros(4)), 3);
+    assert_eq!(
+        GpHistogram::bucket_of(Duration::from_secs(3600)),
+        rcu_core::HISTOGRAM_BUCKETS - 1
+    );
+}
+
+/// Floods a domain, whose grace periods a long reader holds up, with 4 KiB
+/// values; returns the most bytes the pending callbacks ever held.
+fn flood(memory_limit: usize) -> (u64, rcu_core::Stats) {
+    const CHUNK: usize = 4096;
+    let chunks = scaled(2000, 40);
+    // Only the memory limit (or the final drain) forces grace periods.
+    let domain = Arc::new(RcuDomain::with_config(
+        config(usize::MAX, u32::MAX, Duration::from_millis(10)).memory_limit(memory_limit),
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (domain, stop) = (Arc::clone(&domain), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let reader = domain.register();
+            let asked = Arc::new(AtomicBool::new(false));
+            let a = Arc::clone(&asked);
+            let _n = reader.on_force_quiescent(move || a.store(true, Ordering::SeqCst));
+            let mut guard = reader.read_lock();
+            while !stop.load(Ordering::SeqCst) {
+                if asked.swap(false, Ordering::SeqCst) {
+                    guard.quiescent(); // step out, then hold the next one up
+                }
+                std::thread::yield_now();
+            }
+        })
+    };
+    for _ in 0..chunks {
+        domain.defer_drop([0u8; CHUNK]);
+        std::thread::yield_now();
+    }
+    let peak = domain.stats().max_pending_bytes;
+    stop.store(true, Ordering::SeqCst);
+    reader.join().unwrap();
+    domain.drain();
+    (peak, domain.stats())
+}
+
+#[test]
+fn the_memory_limit_bounds_pending_callbacks() {
+    const LIMIT: usize = 256 << 10;
+    let (peak, s) = flood(LIMIT);
+    assert!(s.forced_by.memory > 0, "{s:?}");
+    // The limit forces a grace period as soon as it is crossed; the reader
+    // steps out when notified, so the backlog stays near the limit.
+    assert!(
+        peak <= 4 * LIMIT as u64,
+        "peak {peak} bytes with a {LIMIT}-byte limit"
+    );
+    assert_eq!(s.callbacks_pending_bytes, 0, "{s:?}");
+    // Control: without the limit the same flood piles up.
+    let (unbounded, s) = flood(usize::MAX);
+    assert_eq!(s.forced_by.memory, 0);
+    assert!(
+        unbounded > 4 * LIMIT as u64 || cfg!(miri),
+        "control peaked at {unbounded} bytes"
+    );
+}
