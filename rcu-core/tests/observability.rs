@@ -74,7 +74,14 @@ fn cookie_taken_inside_a_critical_section_stays_false_while_it_is_open() {
         );
         std::thread::sleep(Duration::from_millis(1));
     }
-    assert!(domain.stats().polls > 0);
+    // ... and keep polling it without ending while it stays open.
+    assert!(eventually(|| {
+        assert!(
+            !domain.poll(c),
+            "a grace period ended inside the critical section"
+        );
+        domain.stats().polls > 0
+    }));
     release_tx.send(()).unwrap();
     reader.join().unwrap();
     syncer.join().unwrap();
@@ -259,13 +266,15 @@ fn flood(memory_limit: usize) -> (u64, rcu_core::Stats) {
 
 #[test]
 fn the_memory_limit_bounds_pending_callbacks() {
-    const LIMIT: usize = 256 << 10;
+    const LIMIT: usize = scaled(256 << 10, 16 << 10);
     let (peak, s) = flood(LIMIT);
     assert!(s.forced_by.memory > 0, "{s:?}");
     // The limit forces a grace period as soon as it is crossed; the reader
-    // steps out when notified, so the backlog stays near the limit.
+    // steps out when notified, so the backlog stays near the limit. (How
+    // near is a matter of scheduling, which Miri's is not: there only the
+    // forcing and the accounting are checked.)
     assert!(
-        peak <= 4 * LIMIT as u64,
+        peak <= 4 * LIMIT as u64 || cfg!(miri),
         "peak {peak} bytes with a {LIMIT}-byte limit"
     );
     assert_eq!(s.callbacks_pending_bytes, 0, "{s:?}");
