@@ -58,6 +58,24 @@ pub struct Meta {
     pub threads: usize,
 }
 
+impl Meta {
+    /// "DATE on CPU (N CPUs, MODE), S s per measurement".
+    pub fn summary(&self) -> String {
+        format!(
+            "{} on {} ({} CPUs, {}), {:.2} s per measurement",
+            self.date,
+            self.cpu,
+            self.cpus,
+            if self.membarrier {
+                "membarrier"
+            } else {
+                "fence fallback"
+            },
+            self.duration_s
+        )
+    }
+}
+
 fn fmt_ns(ns: f64) -> String {
     if ns >= 1e6 {
         format!("{:.2} ms", ns / 1e6)
@@ -70,20 +88,7 @@ fn fmt_ns(ns: f64) -> String {
 
 /// The human-readable table.
 pub fn table(meta: &Meta, groups: &[Group]) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "rcu-bench {} on {} ({} CPUs), {}, {:.2} s per measurement",
-        meta.date,
-        meta.cpu,
-        meta.cpus,
-        if meta.membarrier {
-            "membarrier"
-        } else {
-            "fence fallback"
-        },
-        meta.duration_s
-    );
+    let mut out = format!("rcu-bench {}\n", meta.summary());
     for g in groups {
         let _ = writeln!(out, "\n## {} ({})", g.name, g.unit);
         let _ = writeln!(
@@ -118,20 +123,7 @@ pub fn table(meta: &Meta, groups: &[Group]) -> String {
 
 /// The table as Markdown, for the README.
 pub fn markdown(meta: &Meta, groups: &[Group]) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "Measured {} on {} ({} CPUs, {}), {:.2} s per measurement.\n",
-        meta.date,
-        meta.cpu,
-        meta.cpus,
-        if meta.membarrier {
-            "membarrier"
-        } else {
-            "fence fallback"
-        },
-        meta.duration_s
-    );
+    let mut out = format!("Measured {}.\n\n", meta.summary());
     for g in groups {
         let _ = writeln!(out, "**{}** ({})\n", g.name, g.unit);
         out.push_str(

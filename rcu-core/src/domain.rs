@@ -308,7 +308,7 @@ impl Inner {
         if self.started.load(Ordering::Relaxed) {
             return Err(ConfigError::AlreadyStarted);
         }
-        // Relaxed (all four): published to other threads by the Release store
+        // Relaxed (all six): published to other threads by the Release store
         // of `started` in `start`, which every user of the domain passes.
         self.callback_threshold
             .store(config.callback_threshold, Ordering::Relaxed);

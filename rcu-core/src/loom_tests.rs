@@ -225,20 +225,23 @@ impl Slots {
     }
 }
 
+/// A reader thread: one critical section that reads the published slot.
+fn spawn_slot_reader(domain: &Arc<RcuDomain>, slots: &Arc<Slots>) -> thread::JoinHandle<()> {
+    let (domain, slots) = (Arc::clone(domain), Arc::clone(slots));
+    thread::spawn(move || {
+        let reader = domain.register();
+        let guard = reader.read_lock();
+        slots.read();
+        drop(guard);
+    })
+}
+
 /// Model 1: a reader that loaded the old slot never sees it reclaimed.
 fn publish_read_reclaim(defect: Defect) {
     model(move || {
         let domain = domain(defect);
         let slots = Arc::new(Slots::new());
-        let reader = {
-            let (domain, slots) = (Arc::clone(&domain), Arc::clone(&slots));
-            thread::spawn(move || {
-                let reader = domain.register();
-                let guard = reader.read_lock();
-                slots.read();
-                drop(guard);
-            })
-        };
+        let reader = spawn_slot_reader(&domain, &slots);
         slots.publish();
         domain.synchronize();
         slots.reclaim();
@@ -397,15 +400,7 @@ fn engine_shared_grace_periods_are_full() {
     bounded_model(Some(3), || {
         let domain = domain(Defect::None);
         let slots = Arc::new(Slots::new());
-        let reader = {
-            let (domain, slots) = (Arc::clone(&domain), Arc::clone(&slots));
-            thread::spawn(move || {
-                let reader = domain.register();
-                let guard = reader.read_lock();
-                slots.read();
-                drop(guard);
-            })
-        };
+        let reader = spawn_slot_reader(&domain, &slots);
         let other = {
             let domain = Arc::clone(&domain);
             thread::spawn(move || domain.synchronize())
