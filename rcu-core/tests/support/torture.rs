@@ -155,7 +155,11 @@ impl Shared {
         if age > 1 {
             self.age_errors.fetch_add(1, Ordering::Relaxed);
         }
-        self.max_age_seen.fetch_max(age, Ordering::Relaxed);
+        // Write the shared maximum only when it grows: an RMW per read
+        // would make rperf measure this counter's cache line, not RCU.
+        if age > self.max_age_seen.load(Ordering::Relaxed) {
+            self.max_age_seen.fetch_max(age, Ordering::Relaxed);
+        }
         if generation.is_some_and(|old| old != g) {
             self.reuse_errors.fetch_add(1, Ordering::Relaxed);
         }
@@ -187,6 +191,16 @@ impl Shared {
         s.age.store(2, Ordering::Relaxed);
         s.alive.store(false, Ordering::Relaxed);
         self.free.lock().unwrap().push(i);
+    }
+
+    /// rperf's read: one critical section around the load and the check,
+    /// with no delay and no nesting: what a read costs.
+    fn plain_read(&self) {
+        let guard = rcu_core::read_lock();
+        // Acquire: as in `read`.
+        let i = self.current.load(Ordering::Acquire);
+        self.check(i, None);
+        drop(guard);
     }
 }
 
@@ -225,7 +239,7 @@ fn delay(rng: &mut Rng) {
     }
 }
 
-fn reader_thread(shared: &Shared, seed: u64, churn: bool) {
+fn reader_thread(shared: &Shared, seed: u64, churn: bool, plain: bool) {
     shared.reader_threads.fetch_add(1, Ordering::Relaxed);
     let mut rng = Rng::new(seed);
     let lifetime = if churn {
@@ -236,7 +250,11 @@ fn reader_thread(shared: &Shared, seed: u64, churn: bool) {
     let start = Instant::now();
     let mut n = 0;
     while !shared.stopped() && n < lifetime {
-        shared.read(&mut rng);
+        if plain {
+            shared.plain_read();
+        } else {
+            shared.read(&mut rng);
+        }
         n += 1;
     }
     shared.reads.fetch_add(n, Ordering::Relaxed);
@@ -297,7 +315,10 @@ fn writer_thread(shared: &Arc<Shared>, opts: &Options) -> Duration {
                 shared.reclaim(old);
             }
             3 => {
+                // A cookie does not start a grace period: queue a no-op
+                // callback so one starts (Linux's start_poll_synchronize_rcu).
                 let c = rcu_core::cookie();
+                rcu_core::call_rcu(|| {});
                 while !rcu_core::poll(c) {
                     if shared.stopped() {
                         rcu_core::synchronize_since(c);
@@ -345,13 +366,14 @@ pub fn run(opts: &Options) -> Report {
         };
         for r in 0..readers {
             let (shared, churn) = (&shared, opts.churn && opts.mode == Mode::Stress);
+            let plain = opts.mode == Mode::Rperf;
             let seed = opts.seed.wrapping_add(r as u64 * 7919);
             s.spawn(move || {
                 let mut round = 0;
                 loop {
                     // A churned reader runs on a fresh thread each time.
                     std::thread::scope(|t| {
-                        t.spawn(|| reader_thread(shared, seed.wrapping_add(round), churn));
+                        t.spawn(|| reader_thread(shared, seed.wrapping_add(round), churn, plain));
                     });
                     round += 1;
                     if !churn || shared.stopped() {
