@@ -73,7 +73,8 @@
 //!     `poll_interval` (10 ms) between scans. Readers are never asked to
 //!     signal, so their unlock never leaves its fast path.
 //!   - *Forced*, entered when ≥ `callback_threshold` (30) callbacks are
-//!     pending, after `max_polls` (5) sleeps, while a [`drain`] runs, or for
+//!     pending (or they hold `memory_limit` bytes), after `max_polls` (5)
+//!     sleeps, while a [`drain`] runs, or for
 //!     [`synchronize_expedited`]: call the force-quiescent notifiers of the
 //!     readers still holding it up, then loop: reset the event, set `waiting`
 //!     on each of them, heavy barrier, rescan, block on the event. `waiting`
@@ -102,6 +103,13 @@
 //! * Long-running readers: keep the [`NotifierHandle`] from
 //!   [`on_force_quiescent`] and leave the critical section (or call
 //!   [`ReadGuard::quiescent`]) when it fires.
+//! * Non-blocking updaters: take a [`cookie`] after unlinking, [`poll`] it
+//!   later, free once it says a grace period has passed; or await
+//!   [`synchronize_async`] from async code.
+//! * Operations: [`stats`] (grace periods by cause, a duration histogram,
+//!   callbacks and bytes pending), [`set_stall_hook`] for readers that hold a
+//!   grace period up longer than [`Config::stall_timeout`], and
+//!   [`Config::memory_limit`] to bound what pending callbacks hold.
 //! * Isolation and tests: [`RcuDomain`] is an independent domain with its own
 //!   grace periods and reclaim thread; its threads register a [`Reader`].
 //! * Tunables: [`configure`] before the process-wide domain starts.
