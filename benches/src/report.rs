@@ -166,9 +166,10 @@ fn json_str(s: &str) -> String {
     out
 }
 
+/// A JSON number at full precision (a ratio can be far below 0.0001).
 fn json_num(x: f64) -> String {
     if x.is_finite() {
-        format!("{x:.4}")
+        format!("{x:e}")
     } else {
         "null".into()
     }
