@@ -8,7 +8,7 @@ use crate::config::{
     Config, ConfigError, ForcedCauses, GpHistogram, HISTOGRAM_BUCKETS, StallWarning, Stats,
 };
 use crate::event::Event;
-use crate::queue::Queue;
+use crate::queue::{Callback, Queue};
 use crate::reader::{NotifierFn, NotifierHandle, RawGuard, Record, Registry};
 use crate::sync::{
     Arc, AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering, fence,
@@ -811,10 +811,12 @@ impl Inner {
             .pending_bytes
             .fetch_add(bytes, Ordering::SeqCst)
             .saturating_add(bytes);
-        // Relaxed: a statistic.
-        self.stats
-            .max_pending_bytes
-            .fetch_max(held as u64, std::sync::atomic::Ordering::Relaxed);
+        // Relaxed (both): a statistic. Written only when it grows, so the
+        // common call does not take the line for an RMW.
+        let max = &self.stats.max_pending_bytes;
+        if held as u64 > max.load(std::sync::atomic::Ordering::Relaxed) {
+            max.fetch_max(held as u64, std::sync::atomic::Ordering::Relaxed);
+        }
         // Kick the normal-state sleep when the bytes cross the limit.
         // Relaxed: configuration, fixed at start.
         let limit = self.memory_limit.load(Ordering::Relaxed);
@@ -957,6 +959,8 @@ fn spawn_reclaim(handle: Handle) -> thread::JoinHandle<()> {
 /// The reclaim thread: waits for callbacks, starts a grace period at once,
 /// then runs the batch counted before it.
 fn reclaim_loop(inner: Handle) {
+    // The batch being run, kept to save an allocation per grace period.
+    let mut batch = Vec::new();
     in_context(&inner, || {
         loop {
             let n = loop {
@@ -983,16 +987,18 @@ fn reclaim_loop(inner: Handle) {
             // Subtract only now, so the threshold check during the grace
             // period saw the batch in flight.
             inner.pending.fetch_sub(n, Ordering::SeqCst);
-            for _ in 0..n {
-                let callback = inner.queue.pop();
-                // Counted as run, and its bytes as released, before it runs:
-                // a `drain` returns from inside its own marker callback, and
-                // must find it counted.
-                inner.stats.callbacks_run.bump();
-                // SeqCst: read by `force_cause`.
-                inner
-                    .pending_bytes
-                    .fetch_sub(callback.bytes(), Ordering::SeqCst);
+            // Take the whole batch off the queue, then account for it once:
+            // per-callback RMWs here would bounce the counters' cache lines
+            // between this thread and the producers on every callback. It is
+            // counted as run, and its bytes as released, before any of it
+            // runs: a `drain` returns from inside its own marker callback,
+            // and must find the batch counted.
+            batch.extend((0..n).map(|_| inner.queue.pop()));
+            let bytes = batch.iter().map(Callback::bytes).sum::<usize>();
+            inner.stats.callbacks_run.add(n as u64);
+            // SeqCst: read by `force_cause`.
+            inner.pending_bytes.fetch_sub(bytes, Ordering::SeqCst);
+            for callback in batch.drain(..) {
                 if catch_unwind(AssertUnwindSafe(|| callback.run())).is_err() {
                     inner.stats.callback_panics.bump();
                     eprintln!("rcu: a call_rcu callback panicked; the reclaim thread carries on");
