@@ -8,6 +8,7 @@ use crate::config::{
     Config, ConfigError, ForcedCauses, GpHistogram, HISTOGRAM_BUCKETS, StallWarning, Stats,
 };
 use crate::event::Event;
+use crate::guard::{Guard, OwnedReadGuard};
 use crate::queue::{Callback, Queue};
 use crate::reader::{NotifierFn, NotifierHandle, RawGuard, Record, Registry};
 use crate::sync::{
@@ -31,6 +32,56 @@ const YIELD_RESCANS: u32 = 10;
 const SPIN_RESCANS: u32 = 1;
 #[cfg(rcu_loom)]
 const YIELD_RESCANS: u32 = 0;
+
+/// Shards of the owned-guard record pool.
+#[cfg(not(rcu_loom))]
+const OWNED_SHARDS: usize = 8;
+#[cfg(rcu_loom)]
+const OWNED_SHARDS: usize = 1;
+
+#[cfg(not(rcu_loom))]
+macro_rules! owned_shards {
+    () => {
+        [const { Mutex::new(Vec::new()) }; OWNED_SHARDS]
+    };
+}
+#[cfg(rcu_loom)]
+macro_rules! owned_shards {
+    () => {
+        [Mutex::new(Vec::new())]
+    };
+}
+
+/// The owned-guard pool shard of the calling thread.
+fn owned_shard() -> usize {
+    #[cfg(not(rcu_loom))]
+    {
+        thread_local! {
+            static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+        }
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        SHARD
+            .try_with(|s| {
+                if s.get() == usize::MAX {
+                    // Relaxed: only spreads threads over shards.
+                    s.set(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % OWNED_SHARDS);
+                }
+                s.get()
+            })
+            .unwrap_or(0)
+    }
+    #[cfg(rcu_loom)]
+    {
+        0
+    }
+}
+
+/// The next domain id (0 is the process-wide domain).
+fn next_domain_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    // Relaxed: only uniqueness matters.
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
 
 /// A value alone on its cache line (two, for adjacent-line prefetch).
 #[repr(align(128))]
@@ -213,6 +264,15 @@ impl std::ops::Deref for Handle {
 pub(crate) struct Inner {
     /// Bit 0 always set; +2 per grace period. Read by every reader's lock.
     pub(crate) gp_ctr: Padded<AtomicU64>,
+    /// Unique for the life of the process (0: the process-wide domain), so a
+    /// cookie of a dropped domain is never taken for a new one's.
+    pub(crate) id: u64,
+    /// [`RcuDomain`] handles alive (not counting the reclaim thread's): the
+    /// last one to go shuts the reclaim thread down.
+    owners: std::sync::atomic::AtomicUsize,
+    /// Records of owned guards not in use, sharded by thread so taking and
+    /// dropping an owned guard takes no domain-wide lock.
+    owned_free: [Mutex<Vec<Arc<Record>>>; OWNED_SHARDS],
     started: AtomicBool,
     mode: AtomicU8,
     start_lock: Mutex<()>,
@@ -255,9 +315,12 @@ pub(crate) struct Inner {
 
 impl Inner {
     loom_const_fn! {
-        pub(crate) fn new() -> Self {
+        pub(crate) fn new(id: u64) -> Self {
             Inner {
                 gp_ctr: Padded(AtomicU64::new(1)),
+                id,
+                owners: std::sync::atomic::AtomicUsize::new(1),
+                owned_free: owned_shards!(),
                 started: AtomicBool::new(false),
                 mode: AtomicU8::new(0),
                 start_lock: Mutex::new(()),
@@ -371,8 +434,37 @@ impl Inner {
         lock(&self.registry).acquire(self, self.mode())
     }
 
+    /// Takes a record for an owned guard from the calling thread's shard of
+    /// the pool (or makes one) and enters a critical section on it.
+    pub(crate) fn lock_owned(
+        &self,
+        taken_at: &'static std::panic::Location<'static>,
+    ) -> Arc<Record> {
+        self.start();
+        let pooled = lock(&self.owned_free[owned_shard()]).pop();
+        let rec = match pooled {
+            Some(rec) => rec,
+            None => lock(&self.registry).acquire_owned(self, self.mode()),
+        };
+        {
+            let mut cold = lock(&rec.cold);
+            cold.owner = Some(thread::current());
+            cold.taken_at = Some(taken_at);
+        }
+        rec.lock(&self.gp_ctr.0);
+        rec
+    }
+
+    /// Leaves an owned guard's critical section and pools its record.
+    pub(crate) fn unlock_owned(&self, rec: Arc<Record>) {
+        rec.unlock();
+        lock(&self.owned_free[owned_shard()]).push(rec);
+    }
+
     pub(crate) fn unregister(&self, rec: &Record) {
-        lock(&self.registry).release(rec);
+        let notifiers = lock(&self.registry).release(rec);
+        // User closures: dropped with no lock of ours held.
+        drop(notifiers);
     }
 
     /// Called by a reader that left its critical section while a forced
@@ -780,6 +872,7 @@ impl Inner {
                 lock(&r.cold)
                     .notifiers
                     .iter()
+                    .flat_map(|l| l.iter())
                     .map(|(_, f)| std::sync::Arc::clone(f))
                     .collect::<Vec<_>>()
             })
@@ -1014,18 +1107,26 @@ fn reclaim_loop(inner: Handle) {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct GpCookie {
     pub(crate) seq: u64,
-    /// The address of the domain it belongs to.
-    pub(crate) domain: usize,
+    /// The id of the domain it belongs to (unique for the process's life).
+    pub(crate) domain: u64,
 }
 
-/// An independent RCU domain with its own grace periods, readers, callbacks
-/// and reclaim thread.
+/// An RCU domain: its own grace periods, readers, callbacks and reclaim
+/// thread. A cheap handle: clones share the domain.
 ///
 /// Most programs use the process-wide domain through the free functions
-/// ([`read_lock`](crate::read_lock), [`synchronize`](crate::synchronize), …).
-/// A separate domain isolates a subsystem's grace periods from the rest of the
-/// process (and lets tests observe exact statistics). Threads read through a
-/// [`Reader`] registered with [`register`](Self::register).
+/// ([`read_lock`](crate::read_lock), [`synchronize`](crate::synchronize), …);
+/// [`RcuDomain::global`] is a handle to it. [`RcuDomain::new`] makes an
+/// independent one, which isolates a subsystem's grace periods from the rest
+/// of the process (and lets tests observe exact statistics). Threads read
+/// through a [`Reader`] registered with [`register`](Self::register), or take
+/// an [`OwnedReadGuard`](crate::OwnedReadGuard) with
+/// [`read_lock_owned`](Self::read_lock_owned).
+///
+/// Data bound to a domain ([`RcuCell::new_in`](crate::RcuCell::new_in), the
+/// structures' `new_in`) keeps a clone of the handle. The reclaim thread of an
+/// independent domain stops, after running every queued callback, when the
+/// last handle is dropped.
 ///
 /// ```
 /// let domain = rcu_core::RcuDomain::new();
@@ -1038,26 +1139,72 @@ pub struct GpCookie {
 /// assert_eq!(domain.stats().grace_periods, 1);
 /// ```
 pub struct RcuDomain {
-    pub(crate) inner: Arc<Inner>,
+    pub(crate) inner: Handle,
 }
 
 impl RcuDomain {
-    /// A domain with the default [`Config`].
+    /// A new independent domain with the default [`Config`].
     pub fn new() -> Self {
         Self::with_config(Config::default())
     }
 
-    /// A domain with `config`.
+    /// A new independent domain with `config`.
     ///
     /// # Panics
     /// If the configuration is invalid (a zero threshold or interval).
     pub fn with_config(config: Config) -> Self {
-        let inner = Inner::new();
+        let inner = Inner::new(next_domain_id());
         if let Err(e) = inner.configure(&config) {
             panic!("{e}");
         }
         RcuDomain {
-            inner: Arc::new(inner),
+            inner: Handle::Shared(Arc::new(inner)),
+        }
+    }
+
+    /// A handle to the process-wide domain, the one the free functions
+    /// ([`read_lock`](crate::read_lock), [`call_rcu`](crate::call_rcu), …)
+    /// use. Dropping it does nothing.
+    ///
+    /// ```
+    /// let d = rcu_core::RcuDomain::global();
+    /// assert!(d.is_global());
+    /// assert!(rcu_core::Guard::protects(&rcu_core::read_lock(), &d));
+    /// ```
+    #[cfg(not(rcu_loom))]
+    pub const fn global() -> Self {
+        RcuDomain {
+            inner: Handle::Static(&crate::global::GLOBAL),
+        }
+    }
+
+    /// Whether this is the process-wide domain.
+    #[inline]
+    pub fn is_global(&self) -> bool {
+        matches!(self.inner, Handle::Static(_))
+    }
+
+    /// The address of the engine, for guard checks.
+    #[inline]
+    pub(crate) fn inner_ptr(&self) -> *const Inner {
+        match &self.inner {
+            Handle::Static(i) => *i,
+            Handle::Shared(a) => Arc::as_ptr(a),
+        }
+    }
+
+    /// Panics unless `guard` protects this domain. Every read of data bound
+    /// to a domain checks its guard this way; for the process-wide
+    /// [`ReadGuard`](crate::ReadGuard) the check is a compare of the
+    /// handle's kind.
+    ///
+    /// # Panics
+    /// If `guard` is a guard of another domain.
+    #[inline]
+    #[track_caller]
+    pub fn assert_guard(&self, guard: &impl Guard) {
+        if !guard.protects(self) {
+            guard_mismatch(self);
         }
     }
 
@@ -1069,6 +1216,15 @@ impl RcuDomain {
             rec,
             _not_send: PhantomData,
         }
+    }
+
+    /// Enters a read-side critical section that is not tied to a thread:
+    /// the guard is `Send + Sync + 'static`, so async code can hold it across
+    /// `.await` on a multi-threaded runtime and drop it on another thread.
+    /// See [`OwnedReadGuard`](crate::OwnedReadGuard).
+    #[track_caller]
+    pub fn read_lock_owned(&self) -> OwnedReadGuard {
+        OwnedReadGuard::new(self.inner.clone())
     }
 
     /// Waits for a grace period: every read-side critical section of this
@@ -1095,7 +1251,7 @@ impl RcuDomain {
         self.inner.start();
         GpCookie {
             seq: self.inner.cookie(),
-            domain: Arc::as_ptr(&self.inner).addr(),
+            domain: self.inner.id,
         }
     }
 
@@ -1104,11 +1260,7 @@ impl RcuDomain {
     /// # Panics
     /// If `cookie` came from another domain.
     pub fn poll(&self, cookie: GpCookie) -> bool {
-        assert_eq!(
-            cookie.domain,
-            Arc::as_ptr(&self.inner).addr(),
-            "GpCookie from another domain"
-        );
+        self.check_cookie(cookie);
         self.inner.poll(cookie.seq)
     }
 
@@ -1119,18 +1271,23 @@ impl RcuDomain {
     /// If `cookie` came from another domain; otherwise as
     /// [`synchronize`](Self::synchronize) when it has to wait.
     pub fn synchronize_since(&self, cookie: GpCookie) {
-        assert_eq!(
-            cookie.domain,
-            Arc::as_ptr(&self.inner).addr(),
-            "GpCookie from another domain"
-        );
+        self.check_cookie(cookie);
         self.inner.synchronize_since(cookie.seq);
     }
 
-    /// Runs `f` on the reclaim thread after a grace period.
+    #[track_caller]
+    fn check_cookie(&self, cookie: GpCookie) {
+        assert_eq!(
+            cookie.domain, self.inner.id,
+            "rcu: a GpCookie of domain {} used with domain {}",
+            cookie.domain, self.inner.id
+        );
+    }
+
+    /// Runs `f` on the reclaim thread after a grace period. Wait-free for
+    /// the caller; callable anywhere, including inside a critical section.
     pub fn call_rcu(&self, f: impl FnOnce() + Send + 'static) {
-        self.inner
-            .call_rcu(|| Handle::Shared(Arc::clone(&self.inner)), f, 0);
+        self.inner.call_rcu(|| self.inner.clone(), f, 0);
     }
 
     /// Drops `value` on the reclaim thread after a grace period.
@@ -1141,15 +1298,58 @@ impl RcuDomain {
     /// Like [`defer_drop`](Self::defer_drop), counting `heap_bytes` more
     /// toward [`Config::memory_limit`] (what `value` owns on the heap).
     pub fn defer_drop_sized<T: Send + 'static>(&self, value: T, heap_bytes: usize) {
-        let handle = || Handle::Shared(Arc::clone(&self.inner));
-        self.inner.call_rcu(handle, move || drop(value), heap_bytes);
+        self.inner
+            .call_rcu(|| self.inner.clone(), move || drop(value), heap_bytes);
+    }
+
+    /// Retires a node: drops the `Box` that `ptr` came from after a grace
+    /// period, on the reclaim thread (crossbeam's `defer_destroy`, Linux's
+    /// `kfree_rcu`). Nothing that asserts unique access to the node (no
+    /// `Box`, no `&mut`) is made before the grace period has passed, so
+    /// readers may keep their `&T` until their critical sections end.
+    ///
+    /// # Safety
+    /// 1. `ptr` came from [`Box::into_raw`] (of a `Box<T>`).
+    /// 2. It is already unreachable for readers that start a critical section
+    ///    of this domain from now on (unlinked, with the unlinking store done
+    ///    before this call).
+    /// 3. It is retired once: nothing else frees it, now or later, and the
+    ///    caller does not use it mutably after this call.
+    /// 4. The readers that may still hold it read it under guards of this
+    ///    domain.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicPtr, Ordering};
+    /// let domain = rcu_core::RcuDomain::new();
+    /// let slot = AtomicPtr::new(Box::into_raw(Box::new(1u64)));
+    /// let old = slot.swap(Box::into_raw(Box::new(2)), Ordering::AcqRel);
+    /// // SAFETY: `old` came from `Box::into_raw`, is unlinked, retired once.
+    /// unsafe { domain.defer_free(old) };
+    /// # drop(unsafe { Box::from_raw(slot.into_inner()) });
+    /// domain.drain();
+    /// ```
+    pub unsafe fn defer_free<T: Send + 'static>(&self, ptr: *mut T) {
+        let owned = OwnedPtr(ptr);
+        let bytes = size_of::<T>();
+        self.inner.call_rcu(
+            || self.inner.clone(),
+            move || {
+                let owned = owned;
+                // SAFETY: by `defer_free`'s contract `owned.0` came from
+                // `Box::into_raw`, is retired once, and was unreachable for new
+                // readers before the grace period that has now passed; so no
+                // reader can still hold it and we are its only owner.
+                drop(unsafe { Box::from_raw(owned.0) });
+            },
+            bytes,
+        );
     }
 
     /// A future that resolves after a grace period of this domain: see
     /// [`crate::synchronize_async`].
     #[cfg(not(rcu_loom))]
     pub fn synchronize_async(&self) -> crate::SynchronizeFuture {
-        crate::SynchronizeFuture::new(Handle::Shared(Arc::clone(&self.inner)))
+        crate::SynchronizeFuture::new(self.inner.clone())
     }
 
     /// Replaces this domain's stall hook: see [`crate::set_stall_hook`].
@@ -1162,7 +1362,7 @@ impl RcuDomain {
     /// # Panics
     /// As [`synchronize`](Self::synchronize).
     pub fn drain(&self) {
-        self.inner.drain(|| Handle::Shared(Arc::clone(&self.inner)));
+        self.inner.drain(|| self.inner.clone());
     }
 
     /// A snapshot of this domain's statistics.
@@ -1171,23 +1371,72 @@ impl RcuDomain {
     }
 }
 
+/// A retired `Box<T>` pointer on its way to the reclaim thread.
+struct OwnedPtr<T>(*mut T);
+
+// SAFETY: `OwnedPtr<T>` owns a `T` (it is a `Box<T>` in waiting, by
+// `defer_free`'s contract), so it may move to another thread when `T` may.
+unsafe impl<T: Send> Send for OwnedPtr<T> {}
+
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn guard_mismatch(domain: &RcuDomain) -> ! {
+    if domain.is_global() {
+        panic!(
+            "rcu: a guard of another RcuDomain was used with data of the process-wide domain \
+             (use rcu_core::read_lock())"
+        );
+    }
+    panic!(
+        "rcu: a guard of another domain was used with data bound to RcuDomain #{} (take the \
+         guard from that domain)",
+        domain.inner.id
+    );
+}
+
 impl Default for RcuDomain {
     fn default() -> Self {
         Self::new()
     }
 }
 
+impl Clone for RcuDomain {
+    fn clone(&self) -> Self {
+        // Relaxed: as `Arc`'s clone; the handle we clone keeps it above 0.
+        self.inner
+            .owners
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        RcuDomain {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
 impl Drop for RcuDomain {
-    /// Runs every queued callback (each after its grace period), then stops
-    /// the reclaim thread.
+    /// The last handle of an independent domain runs every queued callback
+    /// (each after its grace period), then stops the reclaim thread.
     fn drop(&mut self) {
-        self.inner.shutdown();
+        if self.is_global() {
+            return;
+        }
+        // AcqRel: as `Arc`'s drop: the last owner sees every other owner's
+        // work before it shuts down.
+        if self
+            .inner
+            .owners
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            self.inner.shutdown();
+        }
     }
 }
 
 impl std::fmt::Debug for RcuDomain {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RcuDomain")
+            .field("id", &self.inner.id)
             .field("stats", &self.stats())
             .finish()
     }
@@ -1247,6 +1496,15 @@ impl DomainGuard<'_> {
     pub fn quiescent(&mut self) -> bool {
         let rec = self.raw.rec;
         rec.quiesce(&rec.domain().gp_ctr.0)
+    }
+}
+
+impl crate::guard::sealed::Sealed for DomainGuard<'_> {}
+
+impl Guard for DomainGuard<'_> {
+    #[inline]
+    fn protects(&self, domain: &RcuDomain) -> bool {
+        std::ptr::eq(self.raw.rec.domain(), domain.inner_ptr())
     }
 }
 

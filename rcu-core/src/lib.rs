@@ -122,6 +122,7 @@ mod domain;
 mod event;
 #[cfg(not(rcu_loom))]
 mod future;
+mod guard;
 #[cfg(all(test, rcu_loom))]
 mod loom_tests;
 #[cfg(not(rcu_loom))]
@@ -137,6 +138,7 @@ pub use domain::{DomainGuard, GpCookie, RcuDomain, Reader};
 pub use future::SynchronizeFuture;
 #[cfg(not(rcu_loom))]
 pub use global::*;
+pub use guard::{Guard, OwnedReadGuard};
 #[cfg(not(rcu_loom))]
 pub use ptr::{CompareExchangeError, RcuCell, RcuPtr, Unlinked};
 pub use reader::NotifierHandle;
@@ -152,7 +154,7 @@ mod global {
     use std::cell::{Cell, RefCell};
     use std::ptr;
 
-    static GLOBAL: Inner = Inner::new();
+    pub(crate) static GLOBAL: Inner = Inner::new(0);
 
     thread_local! {
         /// The calling thread's record in the process-wide domain, or null.
@@ -248,6 +250,39 @@ mod global {
         pub fn quiescent(&mut self) -> bool {
             self.raw.rec.quiesce(&GLOBAL.gp_ctr.0)
         }
+    }
+
+    impl crate::guard::sealed::Sealed for ReadGuard {}
+
+    impl crate::Guard for ReadGuard {
+        #[inline(always)]
+        fn protects(&self, domain: &crate::RcuDomain) -> bool {
+            domain.is_global()
+        }
+    }
+
+    /// Enters a read-side critical section of the process-wide domain that
+    /// is not tied to the calling thread: see [`OwnedReadGuard`](crate::OwnedReadGuard).
+    ///
+    /// ```
+    /// let guard = rcu_core::read_lock_owned();
+    /// std::thread::spawn(move || drop(guard)).join().unwrap();
+    /// ```
+    #[track_caller]
+    pub fn read_lock_owned() -> crate::OwnedReadGuard {
+        crate::OwnedReadGuard::new(handle())
+    }
+
+    /// Retires a node of the process-wide domain: see
+    /// [`RcuDomain::defer_free`](crate::RcuDomain::defer_free).
+    ///
+    /// # Safety
+    /// As [`RcuDomain::defer_free`](crate::RcuDomain::defer_free): `ptr`
+    /// came from `Box::into_raw`, is unreachable for new readers, is retired
+    /// once, and its readers use guards of the process-wide domain.
+    pub unsafe fn defer_free<T: Send + 'static>(ptr: *mut T) {
+        // SAFETY: the caller's promises are `defer_free`'s.
+        unsafe { crate::RcuDomain::global().defer_free(ptr) }
     }
 
     impl std::fmt::Debug for ReadGuard {
@@ -427,7 +462,7 @@ mod global {
         GLOBAL.start();
         GpCookie {
             seq: GLOBAL.cookie(),
-            domain: ptr::from_ref(&GLOBAL).addr(),
+            domain: GLOBAL.id,
         }
     }
 
@@ -454,9 +489,9 @@ mod global {
 
     fn check_global(cookie: GpCookie) {
         assert_eq!(
-            cookie.domain,
-            ptr::from_ref(&GLOBAL).addr(),
-            "GpCookie from an RcuDomain used with the process-wide domain"
+            cookie.domain, GLOBAL.id,
+            "rcu: a GpCookie of RcuDomain #{} used with the process-wide domain",
+            cookie.domain
         );
     }
 

@@ -353,7 +353,7 @@ fn callback_queue_model(bound: Option<usize>) {
         let produce = |p: usize, domain: &RcuDomain, ran: &Arc<Mutex<Vec<(usize, usize)>>>| {
             for i in 0..2 {
                 let ran = Arc::clone(ran);
-                let inner = Arc::clone(&domain.inner);
+                let inner = domain.inner.clone();
                 let cookie = inner.cookie();
                 domain.call_rcu(move || {
                     assert!(inner.poll(cookie), "callback ran before its grace period");

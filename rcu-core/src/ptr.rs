@@ -1,7 +1,7 @@
-//! RCU-protected pointers of the process-wide domain: [`RcuPtr`] and
-//! [`RcuCell`].
+//! RCU-protected pointers: [`RcuPtr`] and [`RcuCell`], bound to the
+//! process-wide domain or to an [`RcuDomain`].
 
-use crate::{ReadGuard, call_rcu, synchronize};
+use crate::{Guard, RcuDomain};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 
 /// An atomic, owning, nullable pointer whose readers need no lock.
 ///
-/// Readers [`load`](Self::load) under a [`ReadGuard`] and get a plain `&T`
-/// that lives as long as the guard. Writers [`store`](Self::store) (the old
+/// Readers [`load`](Self::load) under a [`Guard`] of the pointer's domain
+/// and get a plain `&T` that lives as long as the guard. Writers [`store`](Self::store) (the old
 /// value is dropped after a grace period, on the reclaim thread) or
 /// [`swap`](Self::swap) (the old value comes back as an [`Unlinked`], for the
 /// caller to retire).
@@ -32,33 +32,64 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 /// ```
 pub struct RcuPtr<T: Send + Sync + 'static> {
     ptr: AtomicPtr<T>,
+    domain: RcuDomain,
     _owns: PhantomData<Box<T>>,
 }
 
 impl<T: Send + Sync + 'static> RcuPtr<T> {
-    /// A pointer to `value`.
+    /// A pointer to `value`, in the process-wide domain.
     pub fn new(value: T) -> Self {
-        Self::from_box(Some(Box::new(value)))
+        Self::new_in(value, &RcuDomain::global())
     }
 
-    /// A null pointer.
+    /// A pointer to `value`, bound to `domain`: it is read under that
+    /// domain's guards and retires through it.
+    ///
+    /// ```
+    /// let domain = rcu_core::RcuDomain::new();
+    /// let p = rcu_core::RcuPtr::new_in(5, &domain);
+    /// let reader = domain.register();
+    /// assert_eq!(p.load(&reader.read_lock()), Some(&5));
+    /// ```
+    pub fn new_in(value: T, domain: &RcuDomain) -> Self {
+        RcuPtr {
+            ptr: AtomicPtr::new(Box::into_raw(Box::new(value))),
+            domain: domain.clone(),
+            _owns: PhantomData,
+        }
+    }
+
+    /// A null pointer, in the process-wide domain.
     pub const fn null() -> Self {
         RcuPtr {
             ptr: AtomicPtr::new(ptr::null_mut()),
+            domain: RcuDomain::global(),
             _owns: PhantomData,
         }
     }
 
-    fn from_box(value: Option<Box<T>>) -> Self {
+    /// A null pointer bound to `domain`.
+    pub fn null_in(domain: &RcuDomain) -> Self {
         RcuPtr {
-            ptr: AtomicPtr::new(into_raw(value)),
+            ptr: AtomicPtr::new(ptr::null_mut()),
+            domain: domain.clone(),
             _owns: PhantomData,
         }
+    }
+
+    /// The domain the pointer is bound to.
+    pub fn domain(&self) -> &RcuDomain {
+        &self.domain
     }
 
     /// The current value, valid while `guard` lives.
+    ///
+    /// # Panics
+    /// If `guard` belongs to another domain than the pointer.
     #[inline]
-    pub fn load<'g>(&'g self, _guard: &'g ReadGuard) -> Option<&'g T> {
+    #[track_caller]
+    pub fn load<'g>(&'g self, guard: &'g impl Guard) -> Option<&'g T> {
+        self.domain.assert_guard(guard);
         // Acquire: pairs with the Release (AcqRel) publication in
         // `swap`/`compare_exchange`: the pointee's initialisation is visible.
         let p = self.ptr.load(Ordering::Acquire);
@@ -66,8 +97,9 @@ impl<T: Send + Sync + 'static> RcuPtr<T> {
         // freed only after a grace period that starts after it was unlinked
         // (`Unlinked`'s drop or `into_inner`), or when `self` is dropped,
         // which the borrow `'g` of `self` rules out. The grace period waits
-        // for `guard`'s critical section, which covers this load: `guard` is
-        // a `ReadGuard` of the process-wide domain, the one `Unlinked` uses.
+        // for `guard`'s critical section, which covers this load: `guard`
+        // protects `self.domain` (checked above), the domain `Unlinked`
+        // retires through.
         unsafe { p.as_ref() }
     }
 
@@ -89,7 +121,7 @@ impl<T: Send + Sync + 'static> RcuPtr<T> {
         // AcqRel: Release publishes `new` to readers' Acquire loads; Acquire
         // pairs with the previous publisher so we own what we unlinked.
         let old = self.ptr.swap(new, Ordering::AcqRel);
-        NonNull::new(old).map(Unlinked::new)
+        NonNull::new(old).map(|p| Unlinked::new(p, &self.domain))
     }
 
     /// Takes the value out, leaving null.
@@ -100,12 +132,17 @@ impl<T: Send + Sync + 'static> RcuPtr<T> {
     /// Publishes `new` if the pointer still points to `current` (compared by
     /// address; `None` is null). On success returns the unlinked old value;
     /// on failure gives `new` back with the value found.
+    ///
+    /// # Panics
+    /// If `guard` belongs to another domain than the pointer.
+    #[track_caller]
     pub fn compare_exchange<'g>(
         &'g self,
         current: Option<&T>,
         new: Option<T>,
-        _guard: &'g ReadGuard,
+        guard: &'g impl Guard,
     ) -> Result<Option<Unlinked<T>>, CompareExchangeError<'g, T>> {
+        self.domain.assert_guard(guard);
         let current = current.map_or(ptr::null_mut(), |r| ptr::from_ref(r).cast_mut());
         let new_raw = into_raw(new.map(Box::new));
         // AcqRel on success: as in `swap`. Acquire on failure: we return a
@@ -114,13 +151,13 @@ impl<T: Send + Sync + 'static> RcuPtr<T> {
             .ptr
             .compare_exchange(current, new_raw, Ordering::AcqRel, Ordering::Acquire)
         {
-            Ok(old) => Ok(NonNull::new(old).map(Unlinked::new)),
+            Ok(old) => Ok(NonNull::new(old).map(|p| Unlinked::new(p, &self.domain))),
             Err(found) => {
                 // SAFETY: `new_raw` came from `into_raw` just above and was
                 // never published.
                 let new = unsafe { from_raw(new_raw) }.map(|b| *b);
                 // SAFETY: as in `load`: `found` was published and cannot be
-                // freed before `_guard`'s critical section ends.
+                // freed before `guard`'s critical section ends.
                 let current = unsafe { found.as_ref() };
                 Err(CompareExchangeError { current, new })
             }
@@ -159,7 +196,7 @@ impl<T: Send + Sync + 'static> Default for RcuPtr<T> {
 
 impl<T: Send + Sync + fmt::Debug + 'static> fmt::Debug for RcuPtr<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let guard = crate::read_lock();
+        let guard = self.domain.read_lock_owned();
         f.debug_tuple("RcuPtr").field(&self.load(&guard)).finish()
     }
 }
@@ -182,6 +219,7 @@ impl<T: fmt::Debug> fmt::Debug for CompareExchangeError<'_, T> {
 }
 
 fn into_raw<T>(b: Option<Box<T>>) -> *mut T {
+    // (Also used by `swap`; a `None` is null.)
     b.map_or(ptr::null_mut(), Box::into_raw)
 }
 
@@ -201,6 +239,7 @@ unsafe fn from_raw<T>(p: *mut T) -> Option<Box<T>> {
 /// the value.
 pub struct Unlinked<T: Send + Sync + 'static> {
     ptr: NonNull<T>,
+    domain: RcuDomain,
     _owns: PhantomData<Box<T>>,
 }
 
@@ -212,16 +251,20 @@ unsafe impl<T: Send + Sync + 'static> Send for Unlinked<T> {}
 unsafe impl<T: Send + Sync + 'static> Sync for Unlinked<T> {}
 
 impl<T: Send + Sync + 'static> Unlinked<T> {
-    fn new(ptr: NonNull<T>) -> Self {
+    fn new(ptr: NonNull<T>, domain: &RcuDomain) -> Self {
         Unlinked {
             ptr,
+            domain: domain.clone(),
             _owns: PhantomData,
         }
     }
 
     fn into_box_unsynchronized(self) -> Box<T> {
-        let p = self.ptr;
-        std::mem::forget(self);
+        let this = std::mem::ManuallyDrop::new(self);
+        let p = this.ptr;
+        // SAFETY: `this` is never used or dropped again; the domain handle is
+        // moved out exactly once and dropped here.
+        drop(unsafe { ptr::read(&this.domain) });
         // SAFETY: `p` came from `Box::into_raw` and `self`, its only owner, is
         // consumed (forgotten) above.
         unsafe { Box::from_raw(p.as_ptr()) }
@@ -234,7 +277,31 @@ impl<T: Send + Sync + 'static> Unlinked<T> {
     /// Inside a read-side critical section or a reclaim callback, as
     /// [`synchronize`](crate::synchronize).
     pub fn into_inner(self) -> T {
-        synchronize();
+        self.domain.synchronize();
+        *self.into_box_unsynchronized()
+    }
+
+    /// Awaits a grace period, without blocking the executor thread, then
+    /// returns the value: the async form of [`into_inner`](Self::into_inner).
+    /// Do not hold a guard of the domain across the `.await`.
+    ///
+    /// ```
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     use std::sync::Arc;
+    /// #     use std::task::{Context, Poll, Wake, Waker};
+    /// #     struct Unpark(std::thread::Thread);
+    /// #     impl Wake for Unpark { fn wake(self: Arc<Self>) { self.0.unpark() } }
+    /// #     let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    /// #     let mut cx = Context::from_waker(&waker);
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop { if let Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } std::thread::park(); }
+    /// # }
+    /// let cell = rcu_core::RcuCell::new(1);
+    /// let old = cell.replace(2);
+    /// assert_eq!(block_on(old.into_inner_async()), 1);
+    /// ```
+    pub async fn into_inner_async(self) -> T {
+        self.domain.synchronize_async().await;
         *self.into_box_unsynchronized()
     }
 }
@@ -254,7 +321,7 @@ impl<T: Send + Sync + 'static> Drop for Unlinked<T> {
         // The `Box` is made only inside the callback, after the grace period:
         // a `Box` asserts unique access, which readers' `&T` deny until then
         // (Miri reports the early `Box::from_raw` as a data race).
-        call_rcu(move || {
+        self.domain.call_rcu(move || {
             let owned = owned;
             // SAFETY: `owned.0` came from `Box::into_raw` and was owned by the
             // `Unlinked` that handed it here; a grace period has passed since
@@ -300,20 +367,45 @@ pub struct RcuCell<T: Send + Sync + 'static> {
 }
 
 impl<T: Send + Sync + 'static> RcuCell<T> {
-    /// A cell holding `value`.
+    /// A cell holding `value`, in the process-wide domain.
     pub fn new(value: T) -> Self {
+        Self::new_in(value, &RcuDomain::global())
+    }
+
+    /// A cell holding `value`, bound to `domain`: it is read under that
+    /// domain's guards and retires through it.
+    ///
+    /// ```
+    /// let domain = rcu_core::RcuDomain::new();
+    /// let cell = rcu_core::RcuCell::new_in(String::from("a"), &domain);
+    /// cell.update(|s| format!("{s}b"));
+    /// assert_eq!(cell.read(&domain.read_lock_owned()), "ab");
+    /// ```
+    pub fn new_in(value: T, domain: &RcuDomain) -> Self {
         RcuCell {
-            ptr: RcuPtr::new(value),
+            ptr: RcuPtr::new_in(value, domain),
             writer: Mutex::new(()),
         }
     }
 
+    /// The domain the cell is bound to.
+    pub fn domain(&self) -> &RcuDomain {
+        self.ptr.domain()
+    }
+
     /// The current value, valid while `guard` lives.
+    ///
+    /// # Panics
+    /// If `guard` belongs to another domain than the cell.
     #[inline]
-    pub fn read<'g>(&'g self, guard: &'g ReadGuard) -> &'g T {
-        self.ptr
-            .load(guard)
-            .expect("an RcuCell always holds a value")
+    #[track_caller]
+    pub fn read<'g>(&'g self, guard: &'g impl Guard) -> &'g T {
+        self.ptr.domain.assert_guard(guard);
+        // Acquire: as in `RcuPtr::load`.
+        let p = self.ptr.ptr.load(Ordering::Acquire);
+        // SAFETY: as in `RcuPtr::load` (the guard was checked above); an
+        // `RcuCell` is never null: every writer publishes a value.
+        unsafe { &*p }
     }
 
     /// A clone of the current value.
@@ -321,8 +413,11 @@ impl<T: Send + Sync + 'static> RcuCell<T> {
     where
         T: Clone,
     {
-        let guard = crate::read_lock();
-        self.read(&guard).clone()
+        if self.domain().is_global() {
+            self.read(&crate::read_lock()).clone()
+        } else {
+            self.read(&self.domain().read_lock_owned()).clone()
+        }
     }
 
     /// Publishes `value`, returning the old one (dropped after a grace
@@ -376,7 +471,7 @@ impl<T: Send + Sync + Default + 'static> Default for RcuCell<T> {
 
 impl<T: Send + Sync + fmt::Debug + 'static> fmt::Debug for RcuCell<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let guard = crate::read_lock();
+        let guard = self.domain().read_lock_owned();
         f.debug_tuple("RcuCell").field(self.read(&guard)).finish()
     }
 }

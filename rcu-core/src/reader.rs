@@ -14,13 +14,22 @@ use std::marker::PhantomData;
 /// `Arc` even under loom, whose `Arc` cannot hold a `dyn Fn`.)
 pub(crate) type NotifierFn = std::sync::Arc<dyn Fn() + Send + Sync + 'static>;
 
+/// A record's notifiers, by handle id.
+#[allow(clippy::box_collection)] // one word in the record's line, not three
+pub(crate) type Notifiers = Box<Vec<(u64, NotifierFn)>>;
+
 /// Data of a record that only slow paths touch.
 #[derive(Default)]
 pub(crate) struct Cold {
-    pub(crate) notifiers: Vec<(u64, NotifierFn)>,
+    /// Boxed to keep the record in one cache line (one word, not a `Vec`'s
+    /// three; notifiers are rare).
+    pub(crate) notifiers: Option<Notifiers>,
     /// The thread that owns the record (its id, and its name for stall
-    /// warnings), `None` while the record is free.
+    /// warnings), `None` while the record is free or serves owned guards.
     pub(crate) owner: Option<thread::Thread>,
+    /// For a record of owned guards (whose `owner` is the thread that took
+    /// the current or last guard): where that guard was taken.
+    pub(crate) taken_at: Option<&'static std::panic::Location<'static>>,
 }
 
 /// One reader thread's state, scanned by the grace period.
@@ -192,6 +201,14 @@ impl Registry {
         rec
     }
 
+    /// Makes a record for owned guards: no owner thread; it lives in the
+    /// domain's owned-guard pool between guards.
+    pub(crate) fn acquire_owned(&mut self, domain: &Inner, mode: barrier::Mode) -> Arc<Record> {
+        let rec = Arc::new(Record::new(domain, mode));
+        self.records.push(Arc::clone(&rec));
+        rec
+    }
+
     /// Gives a record back when its thread is done with it.
     ///
     /// A record still inside a critical section (a guard was leaked with
@@ -199,11 +216,15 @@ impl Registry {
     /// teardown) is kept registered and never reused: grace periods keep
     /// waiting for it, as they must, and its memory stays valid for the late
     /// unlock.
-    pub(crate) fn release(&mut self, rec: &Record) {
+    ///
+    /// Returns the record's notifiers, for the caller to drop once it holds
+    /// no lock: their closures are user code.
+    #[must_use = "drop the notifiers after releasing the registry lock"]
+    pub(crate) fn release(&mut self, rec: &Record) -> Option<Notifiers> {
         let mut cold = lock(&rec.cold);
-        cold.notifiers.clear();
+        let notifiers = cold.notifiers.take();
         if rec.in_critical_section() {
-            return;
+            return notifiers;
         }
         cold.owner = None;
         drop(cold);
@@ -213,6 +234,7 @@ impl Registry {
             .position(|r| std::ptr::eq(&**r, rec))
             .expect("released record is not in its registry");
         self.free.push(i);
+        notifiers
     }
 
     /// Records currently owned by a thread.
@@ -224,8 +246,11 @@ impl Registry {
     pub(crate) fn current_thread_reading(&self) -> bool {
         let me = thread::current().id();
         self.records.iter().any(|r| {
-            r.in_critical_section()
-                && lock(&r.cold).owner.as_ref().map(thread::Thread::id) == Some(me)
+            r.in_critical_section() && {
+                let cold = lock(&r.cold);
+                // Owned guards' records belong to no thread.
+                cold.taken_at.is_none() && cold.owner.as_ref().map(thread::Thread::id) == Some(me)
+            }
         })
     }
 }
@@ -272,16 +297,27 @@ impl NotifierHandle {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         // Relaxed: only uniqueness matters.
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        lock(&rec.cold).notifiers.push((id, f));
+        lock(&rec.cold)
+            .notifiers
+            .get_or_insert_with(Box::default)
+            .push((id, f));
         NotifierHandle { rec, id }
     }
 }
 
 impl Drop for NotifierHandle {
     fn drop(&mut self) {
-        lock(&self.rec.cold)
-            .notifiers
-            .retain(|(id, _)| *id != self.id);
+        // The closure is user code (its captures' `Drop` too): drop it only
+        // after the record's lock is released.
+        let removed = {
+            let mut cold = lock(&self.rec.cold);
+            let list = cold.notifiers.as_mut();
+            list.and_then(|l| {
+                let i = l.iter().position(|(id, _)| *id == self.id)?;
+                Some(l.remove(i))
+            })
+        };
+        drop(removed);
     }
 }
 

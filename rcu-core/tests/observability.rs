@@ -36,7 +36,7 @@ fn global_cookie_polls_after_synchronize() {
 }
 
 #[test]
-#[should_panic(expected = "GpCookie from another domain")]
+#[should_panic(expected = "GpCookie of domain")]
 fn a_cookie_belongs_to_its_domain() {
     let (a, b) = (RcuDomain::new(), RcuDomain::new());
     let c = a.cookie();
@@ -306,4 +306,14 @@ fn without_a_memory_limit_the_backlog_stays() {
     reader.join().unwrap();
     domain.drain(); // forces, so the reader steps out
     assert_eq!(domain.stats().callbacks_pending_bytes, 0);
+}
+
+#[test]
+#[should_panic(expected = "GpCookie of domain")]
+fn a_cookie_of_a_dropped_domain_is_refused_by_a_new_one() {
+    // The new domain may well be allocated where the old one was: cookies
+    // name their domain by a unique id, not by address.
+    let c = RcuDomain::new().cookie();
+    let b = RcuDomain::new();
+    let _ = b.poll(c);
 }

@@ -1,0 +1,244 @@
+//! One `Guard` for every domain, the owned guard, domain-bound pointers and
+//! the raw retire (`defer_free`).
+
+mod common;
+
+use common::{DropCount, Token, eventually, finishes};
+use rcu_core::{Guard, OwnedReadGuard, RcuCell, RcuDomain, RcuPtr, read_lock, read_lock_owned};
+use static_assertions::{assert_impl_all, assert_not_impl_any};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+assert_impl_all!(OwnedReadGuard: Send, Sync, Guard);
+assert_impl_all!(rcu_core::ReadGuard: Guard);
+assert_not_impl_any!(rcu_core::ReadGuard: Send, Sync);
+assert_not_impl_any!(rcu_core::DomainGuard<'static>: Send);
+assert_impl_all!(RcuDomain: Send, Sync, Clone);
+
+/// The generic reader every structure is written against.
+fn read<G: Guard>(cell: &RcuCell<u64>, guard: &G) -> u64 {
+    *cell.read(guard)
+}
+
+#[test]
+fn one_generic_reader_works_with_every_guard_kind() {
+    let global = RcuCell::new(1);
+    assert_eq!(read(&global, &read_lock()), 1);
+    assert_eq!(read(&global, &read_lock_owned()), 1);
+    assert_eq!(
+        read(&global, &RcuDomain::global().register().read_lock()),
+        1
+    );
+
+    let domain = RcuDomain::new();
+    let bound = RcuCell::new_in(2, &domain);
+    let reader = domain.register();
+    assert_eq!(read(&bound, &reader.read_lock()), 2);
+    assert_eq!(read(&bound, &domain.read_lock_owned()), 2);
+    let p = RcuPtr::new_in(3u64, &domain);
+    assert_eq!(p.load(&domain.read_lock_owned()), Some(&3));
+}
+
+fn panic_message<R>(r: std::thread::Result<R>) -> String {
+    let e = r.err().expect("expected a panic");
+    e.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_guard_of_another_domain_is_refused() {
+    let domain = RcuDomain::new();
+    let bound = RcuCell::new_in(2u64, &domain);
+    let global = RcuCell::new(1u64);
+    // The process-wide guard on a domain's cell.
+    let msg = panic_message(catch_unwind(AssertUnwindSafe(|| {
+        read(&bound, &read_lock())
+    })));
+    assert!(msg.contains("guard of another domain"), "{msg}");
+    // A domain's guard on a process-wide cell.
+    let msg = panic_message(catch_unwind(AssertUnwindSafe(|| {
+        read(&global, &domain.read_lock_owned())
+    })));
+    assert!(msg.contains("process-wide domain"), "{msg}");
+    // Two independent domains.
+    let other = RcuDomain::new();
+    let msg = panic_message(catch_unwind(AssertUnwindSafe(|| {
+        read(&bound, &other.register().read_lock())
+    })));
+    assert!(msg.contains("guard of another domain"), "{msg}");
+}
+
+#[test]
+fn an_owned_guard_moved_to_another_thread_holds_up_grace_periods_until_dropped_there() {
+    let domain = RcuDomain::new();
+    let guard = domain.read_lock_owned();
+    let (give, take) = mpsc::channel::<OwnedReadGuard>();
+    let (release, released) = mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let guard = take.recv().unwrap();
+        released.recv().unwrap();
+        drop(guard);
+    });
+    give.send(guard).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (domain, done) = (domain.clone(), Arc::clone(&done));
+        std::thread::spawn(move || {
+            domain.synchronize();
+            done.store(true, Ordering::SeqCst);
+        })
+    };
+    // Held: several polls pass and the grace period is still waiting.
+    std::thread::sleep(Duration::from_millis(if cfg!(miri) { 200 } else { 50 }));
+    assert!(
+        !done.load(Ordering::SeqCst),
+        "synchronize ignored the owned guard"
+    );
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    assert!(eventually(|| done.load(Ordering::SeqCst)));
+    writer.join().unwrap();
+}
+
+#[test]
+fn owned_guard_records_are_reused() {
+    let domain = RcuDomain::new();
+    for _ in 0..100 {
+        drop(domain.read_lock_owned());
+    }
+    let alive: Vec<_> = (0..3).map(|_| domain.read_lock_owned()).collect();
+    drop(alive);
+    for _ in 0..100 {
+        drop(domain.read_lock_owned());
+    }
+    // Three alive at most at once: three records (this thread's shard).
+    assert!(domain.stats().readers <= 3, "{:?}", domain.stats().readers);
+}
+
+/// A value that knows whether it has been dropped, and counts drops.
+struct Canary {
+    alive: AtomicBool,
+    _token: Token,
+}
+
+impl Drop for Canary {
+    fn drop(&mut self) {
+        self.alive.store(false, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn defer_free_waits_for_readers_and_frees_once() {
+    let domain = RcuDomain::new();
+    let drops = DropCount::default();
+    let slot = Arc::new(AtomicPtr::new(Box::into_raw(Box::new(Canary {
+        alive: AtomicBool::new(true),
+        _token: drops.token(),
+    }))));
+    let (entered, wait_entered) = mpsc::channel();
+    let (leave, wait_leave) = mpsc::channel::<()>();
+    let reader = {
+        let (domain, slot) = (domain.clone(), Arc::clone(&slot));
+        std::thread::spawn(move || {
+            let guard = domain.read_lock_owned();
+            // SAFETY: published below and retired only through
+            // `defer_free`, which waits for this guard.
+            let canary = unsafe { &*slot.load(Ordering::Acquire) };
+            entered.send(()).unwrap();
+            wait_leave.recv().unwrap();
+            assert!(canary.alive.load(Ordering::SeqCst), "freed under a reader");
+            drop(guard);
+        })
+    };
+    wait_entered.recv().unwrap();
+    let new = Box::into_raw(Box::new(Canary {
+        alive: AtomicBool::new(true),
+        _token: drops.token(),
+    }));
+    let old = slot.swap(new, Ordering::AcqRel);
+    // SAFETY: `old` came from `Box::into_raw`, is unlinked (the swap above),
+    // and is retired once; the reader uses this domain's guard.
+    unsafe { domain.defer_free(old) };
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(drops.get(), 0, "dropped while a reader was inside");
+    leave.send(()).unwrap();
+    reader.join().unwrap();
+    domain.drain();
+    assert_eq!(drops.get(), 1);
+    // SAFETY: the last pointer, never retired; no reader is left.
+    drop(unsafe { Box::from_raw(slot.load(Ordering::Acquire)) });
+    assert_eq!(drops.get(), 2);
+}
+
+#[test]
+fn global_defer_free_drops_after_drain() {
+    let drops = DropCount::default();
+    let p = Box::into_raw(Box::new(drops.token()));
+    // SAFETY: never published; retired once.
+    unsafe { rcu_core::defer_free(p) };
+    rcu_core::drain();
+    assert_eq!(drops.get(), 1);
+}
+
+#[test]
+fn a_domain_lives_while_data_bound_to_it_does() {
+    let drops = DropCount::default();
+    let cell = {
+        let domain = RcuDomain::new();
+        RcuCell::new_in(drops.token(), &domain)
+        // The handle is dropped here; the cell keeps the domain.
+    };
+    drop(cell.replace(drops.token()));
+    cell.domain().drain();
+    assert_eq!(drops.get(), 1);
+    drop(cell);
+    assert_eq!(drops.get(), 2);
+}
+
+#[test]
+fn into_inner_async_waits_for_a_grace_period() {
+    let domain = RcuDomain::new();
+    let cell = RcuCell::new_in(1u32, &domain);
+    let guard = domain.read_lock_owned();
+    let old = cell.replace(2);
+    let finished = Arc::new(AtomicUsize::new(0));
+    let f = Arc::clone(&finished);
+    let t = std::thread::spawn(move || {
+        let v = futures_block_on(old.into_inner_async());
+        f.store(v as usize, Ordering::SeqCst);
+    });
+    std::thread::sleep(Duration::from_millis(30));
+    assert_eq!(
+        finished.load(Ordering::SeqCst),
+        0,
+        "resolved under a reader"
+    );
+    drop(guard);
+    t.join().unwrap();
+    assert_eq!(finished.load(Ordering::SeqCst), 1);
+    assert!(finishes(move || drop(cell)));
+}
+
+fn futures_block_on<F: std::future::Future>(f: F) -> F::Output {
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark()
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}

@@ -1,0 +1,1 @@
+//! (under construction: this crate's issue builds it)
