@@ -35,6 +35,14 @@ impl Mode {
             Mode::Fence => 0,
         }
     }
+
+    pub(crate) const fn from_u8(v: u8) -> Self {
+        if v == Mode::Membarrier.as_u8() {
+            Mode::Membarrier
+        } else {
+            Mode::Fence
+        }
+    }
 }
 
 /// The process-wide answer to "may readers use a compiler fence?".
@@ -102,10 +110,17 @@ pub(crate) fn heavy(mode: Mode, count: &AtomicCounter) {
     #[cfg(all(target_os = "linux", not(miri), not(rcu_loom)))]
     if mode == Mode::Membarrier {
         use rustix::thread::{MembarrierCommand, membarrier};
-        // Registration succeeded and was tried once, so this cannot fail with
-        // EPERM; anything else would leave readers unordered, so it is fatal.
-        membarrier(MembarrierCommand::PrivateExpedited)
-            .expect("membarrier(PRIVATE_EXPEDITED) failed after a successful registration");
+        // Registration succeeded and was tried once. Should it fail now (a
+        // sandbox revoking it), readers on their compiler-fence fast path
+        // would be unordered: stop rather than end a grace period that is
+        // not one. Never a panic: this runs inside a grace period.
+        if let Err(e) = membarrier(MembarrierCommand::PrivateExpedited) {
+            crate::sync::report(format_args!(
+                "rcu: fatal: membarrier(PRIVATE_EXPEDITED) failed after a successful \
+                 registration ({e}); readers would be left unordered"
+            ));
+            std::process::abort();
+        }
         fence(Ordering::SeqCst);
     }
     #[cfg(not(all(target_os = "linux", not(miri), not(rcu_loom))))]
@@ -129,6 +144,15 @@ impl AtomicCounter {
     pub(crate) fn add(&self, n: u64) {
         // Relaxed: a statistic; nothing is ordered by it.
         self.0.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+    /// Raises the counter to `v` if it is lower (a high-water mark). Takes
+    /// the line for an RMW only when it grows.
+    #[inline]
+    pub(crate) fn max(&self, v: u64) {
+        if v > self.get() {
+            // Relaxed: a statistic.
+            self.0.fetch_max(v, std::sync::atomic::Ordering::Relaxed);
+        }
     }
     #[inline]
     pub(crate) fn get(&self) -> u64 {

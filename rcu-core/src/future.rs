@@ -56,8 +56,12 @@ impl Future for SynchronizeFuture {
             }
             return Poll::Pending;
         }
-        // First poll: register the waker, then queue the callback.
-        let Some(domain) = this.domain.take() else {
+        // First poll: register the waker, then queue the callback. The
+        // future counts as started only once the callback is queued: if
+        // queueing panics (the reclaim thread cannot be spawned), the next
+        // poll tries again and panics again, never resolving without a grace
+        // period.
+        let Some(domain) = &this.domain else {
             return Poll::Ready(()); // polled after completion
         };
         let shared = Arc::new(Mutex::new(Shared {
@@ -65,9 +69,8 @@ impl Future for SynchronizeFuture {
             waker: Some(cx.waker().clone()),
         }));
         let signal = Arc::clone(&shared);
-        let handle = domain.clone();
         domain.call_rcu(
-            move || handle,
+            domain,
             move || {
                 let waker = {
                     let mut s = signal.lock().unwrap_or_else(PoisonError::into_inner);
@@ -81,6 +84,7 @@ impl Future for SynchronizeFuture {
             0,
         );
         this.shared = Some(shared);
+        this.domain = None;
         Poll::Pending
     }
 }

@@ -1,7 +1,7 @@
-//! The [`Guard`] trait every reader-facing API takes, and the owned guard.
+//! The [`Guard`] trait every reader-facing API takes, and the three guards:
+//! [`ReadGuard`], [`DomainGuard`] and [`OwnedReadGuard`].
 
-use crate::domain::{Handle, RcuDomain};
-use crate::reader::Record;
+use crate::registry::{RawGuard, Record};
 use crate::sync::Arc;
 use std::fmt;
 
@@ -13,15 +13,28 @@ pub(crate) mod sealed {
     pub trait Sealed {}
 }
 
-/// A read-side critical section: [`ReadGuard`](crate::ReadGuard) (the
-/// process-wide domain, this thread), [`DomainGuard`](crate::DomainGuard)
-/// (an [`RcuDomain`], this thread) or [`OwnedReadGuard`] (any domain, any
-/// thread).
+/// The identity of an RCU domain, unique for the life of the process (never
+/// reused, unlike an address): [`RcuDomain::id`](crate::RcuDomain::id),
+/// [`Guard::domain_id`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DomainId(pub(crate) u64);
+
+impl DomainId {
+    /// The process-wide domain's.
+    pub const GLOBAL: DomainId = DomainId(0);
+}
+
+/// A read-side critical section: [`ReadGuard`] (the process-wide domain,
+/// this thread), [`DomainGuard`] (an [`RcuDomain`](crate::RcuDomain), this
+/// thread) or [`OwnedReadGuard`] (any domain, any thread).
 ///
 /// Everything that reads RCU-protected data takes `&'g impl Guard` and hands
-/// out references that live for `'g`. The trait is sealed: memory safety
-/// rests on a guard really holding a critical section of the domain it
-/// names, so only this crate implements it.
+/// out references that live for `'g`, after checking that the guard protects
+/// the data's domain ([`RcuDomain::assert_guard`](crate::RcuDomain::assert_guard)).
+///
+/// The trait is sealed: memory safety rests on a guard really holding a
+/// critical section of the domain it names, so only this crate implements
+/// it.
 ///
 /// ```
 /// use rcu_core::{Guard, RcuCell};
@@ -34,13 +47,110 @@ pub(crate) mod sealed {
 /// assert_eq!(read(&cell, &rcu_core::read_lock_owned()), 7);
 /// ```
 pub trait Guard: sealed::Sealed {
-    /// Whether this guard holds a critical section of `domain`.
-    fn protects(&self, domain: &RcuDomain) -> bool;
+    /// The domain whose critical section this guard holds.
+    fn domain_id(&self) -> DomainId;
 }
+
+/// A read-side critical section of the process-wide domain, from
+/// [`read_lock`](crate::read_lock). Neither `Send` nor `Sync`.
+#[must_use = "the critical section ends when the guard is dropped"]
+pub struct ReadGuard {
+    raw: RawGuard<'static>,
+}
+
+impl ReadGuard {
+    /// Enters a critical section on the thread's record.
+    #[inline(always)]
+    pub(crate) fn new(rec: &'static Record) -> Self {
+        ReadGuard {
+            raw: RawGuard::new(rec),
+        }
+    }
+
+    /// Reports a quiescent state: leaves the critical section and enters
+    /// a new one, so a grace period waiting for this thread can end.
+    /// References read under the guard cannot survive the call (it takes
+    /// `&mut self`). Returns `false`, doing nothing, when other (nested)
+    /// guards are held on this thread.
+    ///
+    /// ```
+    /// let mut guard = rcu_core::read_lock();
+    /// for _ in 0..3 {
+    ///     // ... a long-running loop's iteration under the guard ...
+    ///     assert!(guard.quiescent());
+    /// }
+    /// ```
+    pub fn quiescent(&mut self) -> bool {
+        self.raw.rec.quiesce()
+    }
+}
+
+impl sealed::Sealed for ReadGuard {}
+
+impl Guard for ReadGuard {
+    /// Always the process-wide domain: resolved by type, so the check in
+    /// a read costs a compare with a constant.
+    #[inline(always)]
+    fn domain_id(&self) -> DomainId {
+        DomainId::GLOBAL
+    }
+}
+
+impl fmt::Debug for ReadGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadGuard").finish_non_exhaustive()
+    }
+}
+
+/// A read-side critical section of an [`RcuDomain`](crate::RcuDomain); see
+/// [`Reader::read_lock`](crate::Reader::read_lock). Neither `Send` nor
+/// `Sync`.
+#[must_use = "the critical section ends when the guard is dropped"]
+pub struct DomainGuard<'r> {
+    raw: RawGuard<'r>,
+}
+
+impl<'r> DomainGuard<'r> {
+    #[inline(always)]
+    pub(crate) fn new(rec: &'r Record) -> Self {
+        DomainGuard {
+            raw: RawGuard::new(rec),
+        }
+    }
+
+    /// Reports a quiescent state: leaves the critical section and enters a
+    /// new one, so grace periods that waited for this thread can end.
+    /// References read under the guard cannot survive it (it takes
+    /// `&mut self`). Returns `false`, doing nothing, when the thread holds
+    /// other (nested) guards of this domain.
+    pub fn quiescent(&mut self) -> bool {
+        self.raw.rec.quiesce()
+    }
+}
+
+impl sealed::Sealed for DomainGuard<'_> {}
+
+impl Guard for DomainGuard<'_> {
+    #[inline]
+    fn domain_id(&self) -> DomainId {
+        DomainId(self.raw.rec.read_side().id)
+    }
+}
+
+impl fmt::Debug for DomainGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DomainGuard").finish_non_exhaustive()
+    }
+}
+
+/// Keeps an independent domain alive while an owned guard of it lives
+/// (`None` for the process-wide domain, a `static`).
+pub(crate) type KeepAlive = Option<std::sync::Arc<dyn Send + Sync>>;
 
 /// A read-side critical section that is not tied to a thread, from
 /// [`read_lock_owned`](crate::read_lock_owned) or
-/// [`RcuDomain::read_lock_owned`]: `Send + Sync + 'static`.
+/// [`RcuDomain::read_lock_owned`](crate::RcuDomain::read_lock_owned):
+/// `Send + Sync + 'static`.
 ///
 /// Hold it across `.await` on a multi-threaded runtime, move it into another
 /// thread, drop it there. It holds up grace periods of its domain like any
@@ -52,27 +162,29 @@ pub trait Guard: sealed::Sealed {
 /// membarrier mode its lock and unlock use only compiler fences, like
 /// [`read_lock`](crate::read_lock): the grace period's heavy barrier is a
 /// `membarrier(2)` call that runs a full fence on *every* running thread of
-/// the process, so it orders the guard's accesses whichever thread holds
-/// the guard at that moment (a thread that is not running has passed
-/// through the kernel's context switch, a full barrier). Moving the guard to
+/// the process, so it orders the guard's accesses whichever thread holds the
+/// guard at that moment (a thread that is not running has passed through the
+/// kernel's context switch, itself a full barrier). Moving the guard to
 /// another thread goes through a synchronising hand-off (a channel, a task
 /// wake-up), which orders the first thread's accesses before the second's.
 ///
 /// # Cost
-/// Taking one pops a record from a per-thread-shard pool (an uncontended
-/// lock) and records where it was taken; dropping one pushes it back: tens
-/// of nanoseconds, against about one for [`read_lock`](crate::read_lock).
-/// Records are reused, so a grace period scans as many owned-guard records
-/// as were ever alive at once, not as many as were ever taken.
+/// Taking one pops a record from the domain's pool (a lock sharded by
+/// thread, so uncontended unless threads share a shard) and notes where it
+/// was taken; dropping one pushes the record back. The runner's read-side
+/// group measures it against [`read_lock`](crate::read_lock) and papaya's
+/// `pin_owned`. Records are reused, so a grace period scans as many
+/// owned-guard records as were ever alive at once, not as many as were ever
+/// taken.
 ///
 /// # Deadlock
 /// Waiting for a grace period ([`synchronize`](crate::synchronize),
 /// [`drain`](crate::drain), [`Unlinked::into_inner`](crate::Unlinked::into_inner),
 /// awaiting [`synchronize_async`](crate::synchronize_async)) while the same
 /// task holds an owned guard of that domain can never end: the grace period
-/// waits for the guard. Unlike a `ReadGuard` this cannot be detected, since
-/// the guard is not tied to a thread; a stall warning names the place the
-/// guard was taken.
+/// waits for the guard. Unlike a `ReadGuard` this cannot be detected (the
+/// guard is not tied to a thread); the stall warning names the thread and
+/// the source location where the guard was taken.
 ///
 /// ```
 /// let guard = rcu_core::read_lock_owned();
@@ -87,16 +199,16 @@ pub trait Guard: sealed::Sealed {
 #[must_use = "the critical section ends when the guard is dropped"]
 pub struct OwnedReadGuard {
     rec: Option<Arc<Record>>,
-    domain: Handle,
+    /// Declared after `rec`: the domain outlives the record's return.
+    _domain: KeepAlive,
 }
 
 impl OwnedReadGuard {
-    #[track_caller]
-    pub(crate) fn new(domain: Handle) -> Self {
-        let rec = domain.lock_owned(std::panic::Location::caller());
+    /// Enters a critical section on a pooled record of `rec`'s domain.
+    pub(crate) fn new(rec: Arc<Record>, domain: KeepAlive) -> Self {
         OwnedReadGuard {
             rec: Some(rec),
-            domain,
+            _domain: domain,
         }
     }
 }
@@ -104,7 +216,10 @@ impl OwnedReadGuard {
 impl Drop for OwnedReadGuard {
     fn drop(&mut self) {
         if let Some(rec) = self.rec.take() {
-            self.domain.unlock_owned(rec);
+            let read_side: *const _ = rec.read_side();
+            // SAFETY: `_domain` (dropped after this) keeps the `ReadSide`
+            // alive, or it is the process-wide `static` one.
+            unsafe { &*read_side }.unlock_owned(rec);
         }
     }
 }
@@ -113,15 +228,18 @@ impl sealed::Sealed for OwnedReadGuard {}
 
 impl Guard for OwnedReadGuard {
     #[inline]
-    fn protects(&self, domain: &RcuDomain) -> bool {
-        std::ptr::eq(&*self.domain, domain.inner_ptr())
+    fn domain_id(&self) -> DomainId {
+        match &self.rec {
+            Some(rec) => DomainId(rec.read_side().id),
+            None => unreachable!("an owned guard holds its record until dropped"),
+        }
     }
 }
 
 impl fmt::Debug for OwnedReadGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OwnedReadGuard")
-            .field("domain", &self.domain.id)
+            .field("domain", &self.domain_id())
             .finish_non_exhaustive()
     }
 }

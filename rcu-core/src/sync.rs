@@ -62,6 +62,13 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     }
 }
 
+/// Writes one line to stderr, ignoring errors: `eprintln!` panics when
+/// stderr is closed, and the engine's diagnostics must never unwind.
+pub(crate) fn report(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{args}");
+}
+
 /// Spin a little, then yield: for waits that are normally a few instructions
 /// long (a producer between its swap and its link) but may span a preemption.
 pub(crate) struct Backoff(u32);

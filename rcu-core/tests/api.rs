@@ -81,7 +81,7 @@ fn waiting_inside_a_callback_panics() {
     rcu_core::drain();
     for _ in 0..3 {
         let msg = rx.recv().unwrap();
-        assert!(msg.contains("reclaim callback"), "{msg}");
+        assert!(msg.contains("from a call_rcu callback"), "{msg}");
     }
 }
 

@@ -36,7 +36,7 @@ fn global_cookie_polls_after_synchronize() {
 }
 
 #[test]
-#[should_panic(expected = "GpCookie of domain")]
+#[should_panic(expected = "a GpCookie of RcuDomain #")]
 fn a_cookie_belongs_to_its_domain() {
     let (a, b) = (RcuDomain::new(), RcuDomain::new());
     let c = a.cookie();
@@ -309,7 +309,7 @@ fn without_a_memory_limit_the_backlog_stays() {
 }
 
 #[test]
-#[should_panic(expected = "GpCookie of domain")]
+#[should_panic(expected = "a GpCookie of RcuDomain #")]
 fn a_cookie_of_a_dropped_domain_is_refused_by_a_new_one() {
     // The new domain may well be allocated where the old one was: cookies
     // name their domain by a unique id, not by address.

@@ -1,0 +1,232 @@
+//! Callbacks: the `call_rcu` front end, the reclaim thread that runs them
+//! after grace periods, `drain`, and the domain's shutdown.
+//!
+//! The reclaim thread waits for the first callback, starts a grace period at
+//! once (the seed removed QEMU's batching delay), then runs exactly the
+//! callbacks counted before it, in FIFO order. The count stays in the
+//! grace-period machine's [`Pressure`](crate::grace_period::Pressure) until
+//! the grace period ends, so the forcing threshold sees the batch in flight.
+
+use crate::barrier::AtomicCounter;
+use crate::event::Event;
+use crate::grace_period::{
+    AbortOnUnwind, GracePeriods, Raised, UserCode, current_user_code, run_user,
+};
+use crate::queue::{Callback, Queue};
+use crate::sync::{Arc, AtomicBool, Mutex, Ordering, lock, report, thread};
+
+/// Callback statistics.
+#[derive(Default)]
+pub(crate) struct CbCounters {
+    pub(crate) queued: AtomicCounter,
+    pub(crate) run: AtomicCounter,
+    pub(crate) panics: AtomicCounter,
+    pub(crate) max_pending_bytes: AtomicCounter,
+}
+
+/// Spawns a domain's reclaim thread (the domain layer knows how to hand the
+/// thread its domain).
+pub(crate) type Spawn<'a> = &'a dyn Fn() -> std::io::Result<thread::JoinHandle<()>>;
+
+/// One domain's callback queue and reclaim thread.
+pub(crate) struct Callbacks {
+    queue: Queue,
+    /// Set when the first callback of a batch arrives (and at shutdown).
+    call_ready: Event,
+    reclaim_started: AtomicBool,
+    reclaim: Mutex<Option<thread::JoinHandle<()>>>,
+    shutdown: AtomicBool,
+    pub(crate) stats: CbCounters,
+}
+
+impl Callbacks {
+    loom_const_fn! {
+        pub(crate) fn new() -> Self {
+            Callbacks {
+                queue: Queue::new(),
+                call_ready: Event::new(),
+                reclaim_started: AtomicBool::new(false),
+                reclaim: Mutex::new(None),
+                shutdown: AtomicBool::new(false),
+                stats: CbCounters {
+                    queued: AtomicCounter::new(),
+                    run: AtomicCounter::new(),
+                    panics: AtomicCounter::new(),
+                    max_pending_bytes: AtomicCounter::new(),
+                },
+            }
+        }
+    }
+
+    /// Points the queue at its stub. Once, when the domain starts (after it
+    /// has reached its final address).
+    pub(crate) fn init(&self) {
+        self.queue.init();
+    }
+
+    /// `call_rcu`: queues `f` to run after a grace period. It counts toward
+    /// the memory limit with its own size plus `extra_bytes`.
+    ///
+    /// # Panics
+    /// If the reclaim thread cannot be started (with the spawn error); then
+    /// nothing was queued or counted.
+    pub(crate) fn call_rcu<F: FnOnce() + Send + 'static>(
+        &self,
+        gp: &GracePeriods,
+        spawn: Spawn<'_>,
+        f: F,
+        extra_bytes: usize,
+    ) {
+        self.ensure_reclaim_thread(spawn);
+        let bytes = size_of::<F>().saturating_add(extra_bytes);
+        let p = &gp.pressure;
+        // Bytes first, node second: the reclaim thread subtracts a node's
+        // bytes after popping it, so adding them before the push keeps the
+        // count from ever dropping below what is queued (it cannot wrap).
+        // SeqCst: read by `force_cause`; the kick below orders it too.
+        let held = p
+            .pending_bytes
+            .fetch_add(bytes, Ordering::SeqCst)
+            .saturating_add(bytes);
+        self.stats.max_pending_bytes.max(held as u64);
+        self.queue.push(f, bytes);
+        // Kick the normal-state sleep when the bytes cross the limit.
+        let limit = gp.memory_limit();
+        if held >= limit && held - bytes < limit {
+            gp.kick.set();
+        }
+        self.stats.queued.bump();
+        // SeqCst: the reclaim thread's `reset; load pending; wait` and our
+        // `increment; set` form a Dekker pair; the count is also read by
+        // `force_cause`. After the push: the consumer pops only what the
+        // count says is there.
+        let pending = p.pending.fetch_add(1, Ordering::SeqCst) + 1;
+        if pending == 1 {
+            self.call_ready.set();
+        }
+        // Kick the normal-state sleep when the count reaches the threshold;
+        // it rises one at a time, so every upward crossing passes here, and
+        // the forced state, once entered, does not need more kicks.
+        if pending == gp.callback_threshold() {
+            gp.kick.set();
+        }
+    }
+
+    /// `drain()`: waits until every callback queued before it has run.
+    #[track_caller]
+    pub(crate) fn drain(&self, gp: &GracePeriods, spawn: Spawn<'_>) {
+        gp.check_caller("drain", true);
+        let _raised = Raised::new(&gp.pressure.drains);
+        gp.kick.set();
+        let done = Arc::new(Event::new());
+        let signal = Arc::clone(&done);
+        // The queue is FIFO, so when this runs, everything before it has.
+        self.call_rcu(gp, spawn, move || signal.set(), 0);
+        done.wait();
+    }
+
+    fn ensure_reclaim_thread(&self, spawn: Spawn<'_>) {
+        // Acquire: pairs with the Release store below (nothing is read
+        // through it but the flag; kept for clarity of the once-only start).
+        if self.reclaim_started.load(Ordering::Acquire) {
+            return;
+        }
+        let mut slot = lock(&self.reclaim);
+        // Relaxed: under `reclaim`.
+        if self.reclaim_started.load(Ordering::Relaxed) {
+            return;
+        }
+        match spawn() {
+            Ok(handle) => *slot = Some(handle),
+            Err(e) => {
+                drop(slot);
+                panic!("rcu: cannot start the reclaim thread: {e}");
+            }
+        }
+        // Release: see above.
+        self.reclaim_started.store(true, Ordering::Release);
+    }
+
+    /// Stops the reclaim thread after it has run every queued callback.
+    pub(crate) fn shutdown(&self) {
+        // SeqCst: read by the reclaim thread after it finds nothing pending.
+        self.shutdown.store(true, Ordering::SeqCst);
+        self.call_ready.set();
+        let thread = lock(&self.reclaim).take();
+        // From user code run by an engine (this domain's reclaim thread, or
+        // another domain's, which this one's callbacks might be waiting for)
+        // joining could wait for itself: the thread is left to finish the
+        // queue and exit on its own.
+        if let Some(t) = thread
+            && current_user_code().is_none()
+        {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The reclaim thread: waits for callbacks, starts a grace period at once,
+/// then runs the batch counted before it. Nothing in it can unwind: every
+/// callback (and its panic payload) runs inside a catch.
+pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
+    let _bomb = AbortOnUnwind("the reclaim thread");
+    let p = &gp.pressure;
+    // The batch being run, kept to save an allocation per grace period.
+    let mut batch: Vec<Callback> = Vec::new();
+    loop {
+        let n = loop {
+            cb.call_ready.reset();
+            // SeqCst: see `call_rcu`.
+            let n = p.pending.load(Ordering::SeqCst);
+            if n > 0 {
+                break n;
+            }
+            // SeqCst (Acquire is what matters): pairs with the store in
+            // `shutdown`, which follows every `call_rcu` that must still run.
+            // Only after seeing it is `pending` re-read: the load above may
+            // predate a callback queued just before shutdown (loom found this
+            // exit with a callback still queued).
+            if cb.shutdown.load(Ordering::SeqCst) {
+                if p.pending.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                continue;
+            }
+            cb.call_ready.wait();
+        };
+        gp.wait_grace_period();
+        // Subtract only now, so the threshold check during the grace period
+        // saw the batch in flight.
+        p.pending.fetch_sub(n, Ordering::SeqCst);
+        // Take the whole batch off the queue, then account for it once:
+        // per-callback RMWs here would bounce the counters' cache lines
+        // between this thread and the producers on every callback. It is
+        // counted as run, and its bytes as released, before any of it runs:
+        // a `drain` returns from inside its own marker callback, and must
+        // find the batch counted.
+        batch.extend((0..n).map(|_| cb.queue.pop()));
+        let bytes = batch.iter().map(Callback::bytes).sum::<usize>();
+        cb.stats.run.add(n as u64);
+        // SeqCst: read by `force_cause`. Every popped node's bytes were
+        // added before it was pushed, so this never wraps.
+        p.pending_bytes.fetch_sub(bytes, Ordering::SeqCst);
+        for callback in batch.drain(..) {
+            if run_user(gp, UserCode::Callback, || callback.run()) {
+                cb.stats.panics.bump();
+                report(format_args!(
+                    "rcu: a call_rcu callback panicked; the reclaim thread carries on"
+                ));
+            }
+        }
+        // A callback that left a critical section of this domain open on
+        // this thread (a leaked guard) would make every later grace period
+        // wait for this thread, which is the one that must run them.
+        if lock(&gp.readers.registry).current_thread_reading() {
+            report(format_args!(
+                "rcu: fatal: a call_rcu callback left a read-side critical section open on the \
+                 reclaim thread (a leaked guard); its grace periods could never end"
+            ));
+            std::process::abort();
+        }
+    }
+}

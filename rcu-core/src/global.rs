@@ -1,0 +1,335 @@
+//! The process-wide domain's free functions: [`read_lock`],
+//! [`synchronize`], [`call_rcu`], [`drain`], … (Not built under loom, whose
+//! models build their own domains.)
+//!
+//! Each thread's record in the process-wide domain is found through a
+//! `const` thread-local pointer, so the read side's hot path is one TLS load.
+use crate::config::{Config, ConfigError};
+use crate::domain::{GLOBAL, GpCookie, Handle, RcuDomain};
+use crate::guard::{OwnedReadGuard, ReadGuard};
+use crate::registry::{NotifierHandle, Record};
+use crate::stats::{StallWarning, Stats};
+use crate::sync::Arc;
+use std::cell::{Cell, RefCell};
+use std::ptr;
+
+thread_local! {
+    /// The calling thread's record in the process-wide domain, or null.
+    /// `const` and without a destructor: one TLS access on the hot path,
+    /// valid even while the thread's destructors run.
+    static LOCAL: Cell<*const Record> = const { Cell::new(ptr::null()) };
+    /// Owns the registration; its destructor unregisters the thread.
+    static REGISTRATION: Registration = const { Registration(RefCell::new(None)) };
+}
+
+struct Registration(RefCell<Option<Arc<Record>>>);
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Some(rec) = self.0.get_mut().take() {
+            LOCAL.with(|l| l.set(ptr::null()));
+            GLOBAL.gp.readers.unregister(&rec);
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn register_current_thread() -> *const Record {
+    let rec = GLOBAL.register();
+    let p = Arc::as_ptr(&rec);
+    // If the registration slot is already destroyed (a read_lock from
+    // another thread-local's destructor), the record simply stays
+    // registered: it is never reused, and grace periods skip it whenever
+    // it is outside a critical section.
+    let _ = REGISTRATION.try_with(|r| *r.0.borrow_mut() = Some(rec));
+    LOCAL.with(|l| l.set(p));
+    p
+}
+
+#[inline(always)]
+fn local_record() -> &'static Record {
+    let mut p = LOCAL.with(Cell::get);
+    if p.is_null() {
+        p = register_current_thread();
+    }
+    // SAFETY: `p` points to a record of `GLOBAL`'s registry. Records are
+    // never removed from a registry and `GLOBAL` is a `static`, so the
+    // record lives for the rest of the program. Only this thread uses
+    // its owner-only fields: it is our registration until the thread's
+    // `Registration` destructor releases it, which also clears `LOCAL`.
+    unsafe { &*p }
+}
+
+/// Enters a read-side critical section of the process-wide domain; it
+/// lasts until the guard is dropped.
+///
+/// Nestable, and guards may be dropped in any order. The first call on a
+/// thread registers it (the thread is unregistered when it exits). Cost
+/// once registered: at the outermost level a load of the global counter,
+/// a store, and a compiler fence (membarrier mode); nested, an increment
+/// of a thread-private counter.
+///
+/// ```
+/// let guard = rcu_core::read_lock();
+/// let inner = rcu_core::read_lock(); // nested
+/// drop(guard);                        // any order
+/// drop(inner);
+/// ```
+#[inline]
+pub fn read_lock() -> ReadGuard {
+    ReadGuard::new(local_record())
+}
+
+/// Enters a read-side critical section of the process-wide domain that
+/// is not tied to the calling thread: see [`OwnedReadGuard`](crate::OwnedReadGuard).
+///
+/// ```
+/// let guard = rcu_core::read_lock_owned();
+/// std::thread::spawn(move || drop(guard)).join().unwrap();
+/// ```
+#[track_caller]
+pub fn read_lock_owned() -> OwnedReadGuard {
+    GLOBAL.read_lock_owned(None)
+}
+
+/// Retires a node of the process-wide domain: see
+/// [`RcuDomain::defer_free`](crate::RcuDomain::defer_free).
+///
+/// # Safety
+/// As [`RcuDomain::defer_free`](crate::RcuDomain::defer_free): `ptr`
+/// came from `Box::into_raw`, is unreachable for new readers, is retired
+/// once, and its readers use guards of the process-wide domain.
+pub unsafe fn defer_free<T: Send + 'static>(ptr: *mut T) {
+    // SAFETY: the caller's promises are `defer_free`'s.
+    unsafe { RcuDomain::global().defer_free(ptr) }
+}
+
+/// The reclaim thread's hold on the process-wide domain.
+const HANDLE: Handle = Handle::Static(&GLOBAL);
+
+/// Waits for a grace period: every read-side critical section that was
+/// running when it was called has ended. Concurrent callers share grace
+/// periods. Against idle readers it returns in microseconds; it polls
+/// readers that hold it up every `poll_interval` and forces the grace
+/// period after `max_polls` polls.
+///
+/// # Panics
+/// Inside a read-side critical section (it would wait for itself), or in
+/// a reclaim callback or force-quiescent notifier.
+///
+/// ```
+/// rcu_core::synchronize();
+/// ```
+#[track_caller]
+pub fn synchronize() {
+    GLOBAL.synchronize(false);
+}
+
+/// Like [`synchronize`], but forces the grace period at once: readers
+/// holding it up get their notifiers called and are asked to signal
+/// their exit.
+///
+/// # Panics
+/// As [`synchronize`].
+#[track_caller]
+pub fn synchronize_expedited() {
+    GLOBAL.synchronize(true);
+}
+
+/// A future that resolves after a full grace period, driven by the
+/// reclaim thread: async code waits for a grace period without blocking
+/// an executor thread. Needs no async runtime.
+///
+/// ```
+/// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     use std::sync::Arc;
+/// #     use std::task::{Context, Poll, Wake, Waker};
+/// #     struct Unpark(std::thread::Thread);
+/// #     impl Wake for Unpark { fn wake(self: Arc<Self>) { self.0.unpark() } }
+/// #     let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+/// #     let mut cx = Context::from_waker(&waker);
+/// #     let mut f = std::pin::pin!(f);
+/// #     loop { if let Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } std::thread::park(); }
+/// # }
+/// let old = Box::new(42);
+/// block_on(async {
+///     // ... unpublish `old` ...
+///     rcu_core::synchronize_async().await;
+///     drop(old); // no reader can see it any more
+/// });
+/// ```
+pub fn synchronize_async() -> crate::SynchronizeFuture {
+    crate::SynchronizeFuture::new(HANDLE)
+}
+
+/// Runs `f` on the reclaim thread after a grace period. Wait-free for
+/// the caller; callable anywhere, including inside a critical section.
+/// A panicking callback is reported on stderr and counted in
+/// [`Stats::callback_panics`]; later callbacks still run.
+///
+/// ```
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// static RAN: AtomicBool = AtomicBool::new(false);
+/// rcu_core::call_rcu(|| RAN.store(true, Ordering::SeqCst));
+/// rcu_core::drain();
+/// assert!(RAN.load(Ordering::SeqCst));
+/// ```
+pub fn call_rcu(f: impl FnOnce() + Send + 'static) {
+    GLOBAL.call_rcu(&HANDLE, f, 0);
+}
+
+/// Drops `value` on the reclaim thread after a grace period (QEMU's
+/// `g_free_rcu`). It counts `size_of::<T>()` bytes toward
+/// [`Config::memory_limit`](crate::Config::memory_limit).
+pub fn defer_drop<T: Send + 'static>(value: T) {
+    call_rcu(move || drop(value));
+}
+
+/// Like [`defer_drop`], counting `heap_bytes` more toward
+/// [`Config::memory_limit`](crate::Config::memory_limit): what `value`
+/// owns on the heap (a `Vec`'s capacity, say), which its size does not
+/// show.
+///
+/// ```
+/// let buffer = vec![0u8; 1 << 20];
+/// let bytes = buffer.capacity();
+/// rcu_core::defer_drop_sized(buffer, bytes);
+/// ```
+pub fn defer_drop_sized<T: Send + 'static>(value: T, heap_bytes: usize) {
+    GLOBAL.call_rcu(&HANDLE, move || drop(value), heap_bytes);
+}
+
+/// Replaces the process-wide domain's stall hook, called once per stall
+/// with each reader that has held up a grace period for longer than
+/// [`Config::stall_timeout`](crate::Config::stall_timeout) (default
+/// 10 s). The default hook writes one line to stderr. The hook runs on
+/// the grace-period thread and must return quickly.
+///
+/// ```
+/// rcu_core::set_stall_hook(|w| eprintln!("stall: {:?} for {:?}", w.thread_name, w.stalled_for));
+/// ```
+pub fn set_stall_hook(hook: impl Fn(&StallWarning) + Send + Sync + 'static) {
+    GLOBAL.gp.set_stall_hook(Some(std::sync::Arc::new(hook)));
+}
+
+/// Waits until every callback queued (by any thread) before this call
+/// has run. Grace periods are forced while it waits.
+///
+/// # Panics
+/// As [`synchronize`].
+#[track_caller]
+pub fn drain() {
+    GLOBAL.drain(&HANDLE);
+}
+
+/// Registers `f` to be called when a grace period is forced while the
+/// calling thread holds it up; dropping the handle removes it. `f` runs
+/// on the grace-period thread and must return quickly (e.g. set a flag
+/// that the reader's loop polls, then leave the critical section).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicBool, Ordering};
+///
+/// let stop = Arc::new(AtomicBool::new(false));
+/// let reader = {
+///     let stop = Arc::clone(&stop);
+///     std::thread::spawn(move || {
+///         let flag = Arc::new(AtomicBool::new(false));
+///         let f = Arc::clone(&flag);
+///         let _n = rcu_core::on_force_quiescent(move || f.store(true, Ordering::SeqCst));
+///         let mut guard = rcu_core::read_lock();
+///         while !stop.load(Ordering::SeqCst) {
+///             if flag.swap(false, Ordering::SeqCst) {
+///                 guard.quiescent(); // let the grace period end
+///             }
+///             std::hint::spin_loop();
+///         }
+///     })
+/// };
+/// rcu_core::synchronize_expedited(); // forced: the notifier fires
+/// stop.store(true, Ordering::SeqCst);
+/// reader.join().unwrap();
+/// ```
+pub fn on_force_quiescent(f: impl Fn() + Send + Sync + 'static) -> NotifierHandle {
+    let _ = local_record();
+    let rec = REGISTRATION
+        .with(|r| r.0.borrow().clone())
+        .expect("on_force_quiescent: the thread is being torn down");
+    NotifierHandle::register(rec, Arc::new(f))
+}
+
+/// Takes a cookie for polled grace periods: cheap, never blocks.
+///
+/// [`poll`] says whether a full grace period has elapsed since; an
+/// updater can unlink something, take a cookie, do other work, and free
+/// it once `poll` is true, without ever blocking (Linux's
+/// `get_state_synchronize_rcu`).
+///
+/// ```
+/// let c = rcu_core::cookie();
+/// assert!(!rcu_core::poll(c)); // no grace period has run since
+/// rcu_core::synchronize();
+/// assert!(rcu_core::poll(c));
+/// rcu_core::synchronize_since(c); // returns at once
+/// ```
+pub fn cookie() -> GpCookie {
+    GLOBAL.cookie()
+}
+
+/// Whether a full grace period has elapsed since `cookie` was taken.
+/// Cheap; never blocks, never starts a grace period.
+///
+/// # Panics
+/// If `cookie` came from an [`RcuDomain`](crate::RcuDomain).
+#[track_caller]
+pub fn poll(cookie: GpCookie) -> bool {
+    GLOBAL.poll(cookie)
+}
+
+/// Waits until a full grace period has elapsed since `cookie` was taken;
+/// returns at once when one has.
+///
+/// # Panics
+/// If `cookie` came from an [`RcuDomain`](crate::RcuDomain); otherwise
+/// as [`synchronize`] when it has to wait.
+#[track_caller]
+pub fn synchronize_since(cookie: GpCookie) {
+    GLOBAL.synchronize_since(cookie);
+}
+
+/// A snapshot of the process-wide domain's statistics.
+pub fn stats() -> Stats {
+    GLOBAL.stats()
+}
+
+/// Sets the process-wide domain's tunables.
+///
+/// # Errors
+/// [`ConfigError::AlreadyStarted`] once the domain has started (after the
+/// first `read_lock`, `synchronize`, `call_rcu`, …), and
+/// [`ConfigError::Invalid`] for a zero threshold or interval.
+///
+/// ```
+/// // Too late here: doc tests of this crate have used the domain already,
+/// // or will; a program calls `configure` first thing in `main`.
+/// let _ = rcu_core::configure(rcu_core::Config::default());
+/// ```
+pub fn configure(config: Config) -> Result<(), ConfigError> {
+    GLOBAL.configure(&config)
+}
+
+/// Registers the calling thread now rather than at its first
+/// [`read_lock`]; idempotent.
+pub fn register_thread() {
+    let _ = local_record();
+}
+
+/// Whether the calling thread is inside a read-side critical section of
+/// the process-wide domain.
+pub fn in_critical_section() -> bool {
+    let p = LOCAL.with(Cell::get);
+    // SAFETY: as in `local_record`.
+    !p.is_null() && unsafe { &*p }.in_critical_section()
+}

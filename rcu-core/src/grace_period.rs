@@ -1,0 +1,796 @@
+//! The grace-period machine: the sequence and its sharing between callers
+//! (leader and followers), the normal and forced states of
+//! `wait_for_readers`, force-quiescent notifiers, and stall checks.
+//!
+//! Everything here runs on the thread that leads a grace period: a
+//! `synchronize()` caller or the reclaim thread. User code it calls
+//! (notifiers, the stall hook) runs with no engine lock held and inside
+//! [`run_user`], which catches every panic, payload drop included: nothing
+//! may unwind between the two bumps of the sequence.
+
+use crate::barrier::{self, AtomicCounter, Mode};
+use crate::config::{Config, ConfigError};
+use crate::event::Event;
+use crate::registry::{NotifierFn, ReadSide, Record, holding_up};
+use crate::stats::{GpHistogram, HISTOGRAM_BUCKETS, StallWarning};
+use crate::sync::{
+    Arc, AtomicU32, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering, lock, report, spin_loop,
+    thread, thread_local,
+};
+use std::any::Any;
+use std::cell::Cell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::{Duration, Instant};
+
+/// Normal-state re-scans before the first sleep: the first spin with
+/// doubling pauses (1 + 2 + ... + 512 spin hints, tens of microseconds in
+/// all: most critical sections are sub-microsecond), the rest yield (a
+/// reader preempted inside its critical section gets to finish it).
+#[cfg(not(rcu_loom))]
+const SPIN_RESCANS: u32 = 10;
+#[cfg(not(rcu_loom))]
+const YIELD_RESCANS: u32 = 10;
+#[cfg(rcu_loom)]
+const SPIN_RESCANS: u32 = 1;
+#[cfg(rcu_loom)]
+const YIELD_RESCANS: u32 = 0;
+
+/// What kind of user code the engine is running on this thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum UserCode {
+    Callback,
+    Notifier,
+    StallHook,
+}
+
+impl UserCode {
+    fn describe(self) -> &'static str {
+        match self {
+            UserCode::Callback => "a call_rcu callback",
+            UserCode::Notifier => "a force-quiescent notifier",
+            UserCode::StallHook => "a stall hook",
+        }
+    }
+}
+
+#[cfg(not(rcu_loom))]
+thread_local! {
+    /// The domain (its grace-period machine) whose user code this thread is
+    /// running, and which kind.
+    static CONTEXT: Cell<Option<(*const GracePeriods, UserCode)>> = const { Cell::new(None) };
+}
+#[cfg(rcu_loom)]
+thread_local! {
+    static CONTEXT: Cell<Option<(*const GracePeriods, UserCode)>> = Cell::new(None);
+}
+
+/// The user code this thread is running on behalf of an engine, if any.
+pub(crate) fn current_user_code() -> Option<(*const GracePeriods, UserCode)> {
+    CONTEXT.try_with(Cell::get).ok().flatten()
+}
+
+/// Runs user code `f` of `domain`, marked as `kind` in [`CONTEXT`], catching
+/// any panic. The payload is dropped inside a catch too (a payload whose own
+/// `Drop` panics must not unwind into the engine); one that still panics is
+/// leaked. Returns whether `f` panicked.
+pub(crate) fn run_user(domain: &GracePeriods, kind: UserCode, f: impl FnOnce()) -> bool {
+    struct Restore(Option<(*const GracePeriods, UserCode)>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let old = self.0;
+            let _ = CONTEXT.try_with(|c| c.set(old));
+        }
+    }
+    let _restore = Restore(CONTEXT.with(|c| c.replace(Some((domain, kind)))));
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(()) => false,
+        Err(payload) => {
+            drop_payload(payload);
+            true
+        }
+    }
+}
+
+/// Drops a panic payload without letting a panic in its `Drop` escape.
+fn drop_payload(payload: Box<dyn Any + Send>) {
+    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        // Its drop panicked too: leak this one rather than loop.
+        std::mem::forget(again);
+    }
+}
+
+/// Aborts the process if dropped during an unwind: armed where an unwind
+/// would leave the engine's state lying (between the two bumps of the
+/// grace-period sequence). Every user code path is caught, so only an
+/// engine bug can trigger it, and then stopping beats freeing memory that
+/// readers still use.
+pub(crate) struct AbortOnUnwind(pub(crate) &'static str);
+
+impl Drop for AbortOnUnwind {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            report(format_args!(
+                "rcu: fatal: a panic unwound through {}; aborting rather than end a grace period \
+                 that readers may still be inside",
+                self.0
+            ));
+            std::process::abort();
+        }
+    }
+}
+
+/// Decrements a counter when dropped, so a counter raised for the length of
+/// a call is lowered on every way out, unwinding included.
+pub(crate) struct Raised<'a>(&'a AtomicUsize);
+
+impl<'a> Raised<'a> {
+    pub(crate) fn new(counter: &'a AtomicUsize) -> Self {
+        // SeqCst: read by `force_cause` on the grace-period thread, which
+        // must see it before it sleeps again (the kick orders it too).
+        counter.fetch_add(1, Ordering::SeqCst);
+        Raised(counter)
+    }
+}
+
+impl Drop for Raised<'_> {
+    fn drop(&mut self) {
+        // SeqCst: as in `new`.
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Why the forced state was entered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cause {
+    Expedite,
+    Drain,
+    Memory,
+    Callbacks,
+    Polls,
+}
+
+/// The stall hook: called with each stall warning, on the grace-period
+/// thread.
+pub(crate) type StallHook = std::sync::Arc<dyn Fn(&StallWarning) + Send + Sync + 'static>;
+
+/// Tunables the grace period reads (fixed when the domain starts).
+struct Tunables {
+    callback_threshold: AtomicUsize,
+    poll_interval_ns: AtomicU64,
+    max_polls: AtomicU32,
+    memory_limit: AtomicUsize,
+    stall_timeout_ns: AtomicU64,
+}
+
+/// What forces a grace period from outside it: callbacks and their bytes
+/// pending (kept by the callback layer), and drains and expedited grace
+/// periods in progress.
+pub(crate) struct Pressure {
+    /// Callbacks queued and not yet taken into a batch (plus the batch in
+    /// flight, until its grace period ends).
+    pub(crate) pending: AtomicUsize,
+    /// Bytes held by callbacks queued and not yet run. Producers add before
+    /// they enqueue, so it never wraps below the bytes actually queued.
+    pub(crate) pending_bytes: AtomicUsize,
+    pub(crate) drains: AtomicUsize,
+    pub(crate) expedites: AtomicUsize,
+}
+
+/// Grace-period statistics.
+#[derive(Default)]
+pub(crate) struct GpCounters {
+    pub(crate) grace_periods: AtomicCounter,
+    pub(crate) forced: AtomicCounter,
+    pub(crate) forced_callbacks: AtomicCounter,
+    pub(crate) forced_polls: AtomicCounter,
+    pub(crate) forced_drain: AtomicCounter,
+    pub(crate) forced_expedite: AtomicCounter,
+    pub(crate) forced_memory: AtomicCounter,
+    pub(crate) stalls: AtomicCounter,
+    pub(crate) histogram: [AtomicCounter; HISTOGRAM_BUCKETS],
+    pub(crate) polls: AtomicCounter,
+    pub(crate) notifier_calls: AtomicCounter,
+    pub(crate) heavy_barriers: AtomicCounter,
+    pub(crate) longest_gp_ns: AtomicCounter,
+}
+
+impl GpCounters {
+    const fn new() -> Self {
+        GpCounters {
+            grace_periods: AtomicCounter::new(),
+            forced: AtomicCounter::new(),
+            forced_callbacks: AtomicCounter::new(),
+            forced_polls: AtomicCounter::new(),
+            forced_drain: AtomicCounter::new(),
+            forced_expedite: AtomicCounter::new(),
+            forced_memory: AtomicCounter::new(),
+            stalls: AtomicCounter::new(),
+            histogram: [const { AtomicCounter::new() }; HISTOGRAM_BUCKETS],
+            polls: AtomicCounter::new(),
+            notifier_calls: AtomicCounter::new(),
+            heavy_barriers: AtomicCounter::new(),
+            longest_gp_ns: AtomicCounter::new(),
+        }
+    }
+}
+
+/// Deliberate defects for the loom models' self-checks (set before a
+/// model's threads start; plain `std` atomics, not part of the protocol).
+#[cfg(rcu_loom)]
+#[derive(Default)]
+pub(crate) struct LoomDefects {
+    /// Arm `waiting` on the first forced iteration only (the seed patch).
+    pub(crate) arm_waiting_once: std::sync::atomic::AtomicBool,
+    /// Never arm `waiting`: readers never signal the forced state.
+    pub(crate) never_arm_waiting: std::sync::atomic::AtomicBool,
+    /// Return from a grace period without waiting for readers.
+    pub(crate) skip_wait_for_readers: std::sync::atomic::AtomicBool,
+}
+
+#[cfg(rcu_loom)]
+impl LoomDefects {
+    fn get(flag: &std::sync::atomic::AtomicBool) -> bool {
+        // Relaxed: set before the model's threads start.
+        flag.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// The stalls one grace period has reported. (Unread under loom, which has
+/// no clock for stall warnings.)
+#[cfg_attr(rcu_loom, allow(dead_code))]
+struct StallCheck {
+    started: Instant,
+    /// Records (by address) already reported in this grace period.
+    reported: Vec<usize>,
+}
+
+/// Grace-period leadership: one caller runs grace periods at a time.
+struct Leader {
+    leading: bool,
+    /// Scratch list of the readers the current grace period waits for, kept
+    /// to save an allocation per grace period.
+    holders: Vec<Arc<Record>>,
+}
+
+/// One domain's grace-period machine.
+pub(crate) struct GracePeriods {
+    /// What readers share with it (counter, registry, event).
+    pub(crate) readers: ReadSide,
+    /// Grace-period sequence: odd while one runs, +2 per grace period.
+    seq: AtomicU64,
+    leader: Mutex<Leader>,
+    /// Signalled when a grace period ends.
+    gp_done: Condvar,
+    /// Interrupts the normal-state sleep: force now.
+    pub(crate) kick: Event,
+    pub(crate) pressure: Pressure,
+    tunables: Tunables,
+    /// `None`: the default hook (one line on stderr).
+    stall_hook: std::sync::Mutex<Option<StallHook>>,
+    pub(crate) stats: GpCounters,
+    /// loom models only: deliberate defects, to show the models can fail.
+    #[cfg(rcu_loom)]
+    pub(crate) defects: LoomDefects,
+}
+
+/// Ends a leader's turn: clears `leading` and wakes the followers, on every
+/// way out.
+struct Finish<'a>(&'a GracePeriods);
+
+impl Drop for Finish<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.leader).leading = false;
+        self.0.gp_done.notify_all();
+    }
+}
+
+impl GracePeriods {
+    loom_const_fn! {
+        pub(crate) fn new(id: u64) -> Self {
+            let d = Config::DEFAULT;
+            GracePeriods {
+                readers: ReadSide::new(id),
+                seq: AtomicU64::new(0),
+                leader: Mutex::new(Leader { leading: false, holders: Vec::new() }),
+                gp_done: Condvar::new(),
+                kick: Event::new(),
+                pressure: Pressure {
+                    pending: AtomicUsize::new(0),
+                    pending_bytes: AtomicUsize::new(0),
+                    drains: AtomicUsize::new(0),
+                    expedites: AtomicUsize::new(0),
+                },
+                tunables: Tunables {
+                    callback_threshold: AtomicUsize::new(d.callback_threshold),
+                    poll_interval_ns: AtomicU64::new(d.poll_interval.as_nanos() as u64),
+                    max_polls: AtomicU32::new(d.max_polls),
+                    memory_limit: AtomicUsize::new(d.memory_limit),
+                    stall_timeout_ns: AtomicU64::new(d.stall_timeout.as_nanos() as u64),
+                },
+                stall_hook: std::sync::Mutex::new(None),
+                stats: GpCounters::new(),
+                #[cfg(rcu_loom)]
+                defects: LoomDefects {
+                    arm_waiting_once: std::sync::atomic::AtomicBool::new(false),
+                    never_arm_waiting: std::sync::atomic::AtomicBool::new(false),
+                    skip_wait_for_readers: std::sync::atomic::AtomicBool::new(false),
+                },
+            }
+        }
+    }
+
+    /// Stores the tunables. The caller holds the domain's start lock and
+    /// publishes them with the Release store that marks the domain started.
+    pub(crate) fn set_tunables(&self, config: &Config) -> Result<(), ConfigError> {
+        config.validate()?;
+        let t = &self.tunables;
+        // Relaxed (all five): see above.
+        t.callback_threshold
+            .store(config.callback_threshold, Ordering::Relaxed);
+        t.poll_interval_ns
+            .store(nanos(config.poll_interval), Ordering::Relaxed);
+        t.max_polls.store(config.max_polls, Ordering::Relaxed);
+        t.memory_limit.store(config.memory_limit, Ordering::Relaxed);
+        t.stall_timeout_ns
+            .store(nanos(config.stall_timeout), Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub(crate) fn callback_threshold(&self) -> usize {
+        // Relaxed: configuration, fixed at start.
+        self.tunables.callback_threshold.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn memory_limit(&self) -> usize {
+        // Relaxed: configuration, fixed at start.
+        self.tunables.memory_limit.load(Ordering::Relaxed)
+    }
+
+    #[cfg_attr(rcu_loom, allow(dead_code))]
+    fn stall_timeout(&self) -> Duration {
+        // Relaxed: configuration, fixed at start.
+        Duration::from_nanos(self.tunables.stall_timeout_ns.load(Ordering::Relaxed))
+    }
+
+    /// Panics on calls that would wait for the caller itself: inside a
+    /// critical section of this domain, or inside this domain's user code.
+    /// `what` names the call; `any_domain_user_code` refuses it inside any
+    /// domain's user code too (calls that wait for a reclaim thread, which
+    /// could wait for this one through a chain of domains).
+    #[track_caller]
+    pub(crate) fn check_caller(&self, what: &str, any_domain_user_code: bool) {
+        if let Some((domain, kind)) = current_user_code() {
+            if std::ptr::eq(domain, self) {
+                panic!(
+                    "rcu: {what}() called from {} of the same domain; it would wait for itself",
+                    kind.describe()
+                );
+            }
+            if any_domain_user_code {
+                panic!(
+                    "rcu: {what}() called from {} (of another domain); it waits for a reclaim \
+                     thread, which could be waiting for this one: queue a callback instead",
+                    kind.describe()
+                );
+            }
+        }
+        if lock(&self.readers.registry).current_thread_reading() {
+            panic!(
+                "rcu: {what}() called inside a read-side critical section; the grace period \
+                 would wait for the caller forever (drop the guard first)"
+            );
+        }
+    }
+
+    /// `synchronize()` / `synchronize_expedited()`.
+    #[track_caller]
+    pub(crate) fn synchronize(&self, expedite: bool) {
+        self.check_caller(
+            if expedite {
+                "synchronize_expedited"
+            } else {
+                "synchronize"
+            },
+            false,
+        );
+        if expedite {
+            let _raised = Raised::new(&self.pressure.expedites);
+            self.kick.set();
+            self.wait_grace_period();
+        } else {
+            self.wait_grace_period();
+        }
+    }
+
+    /// The grace-period sequence value that marks "a full grace period has
+    /// elapsed since now": the end of the next grace period if none runs, of
+    /// the one after the running one otherwise (`seq` is odd while one runs,
+    /// +2 per grace period).
+    pub(crate) fn cookie(&self) -> u64 {
+        // SeqCst read-modify-write (Release is what matters): every grace
+        // period that starts later starts with an Acquire RMW of `seq`, which
+        // reads this RMW's value or a later one in its release sequence, so
+        // everything the caller did before (its unpublish) happens before
+        // that grace period's `gp_ctr` store, and so before every reader
+        // snapshot of the new counter (see `Record::lock`). A plain load
+        // here, even after a fence, gives no such edge.
+        let s = self.seq.fetch_add(0, Ordering::SeqCst);
+        (s + 3) & !1
+    }
+
+    /// Whether the grace period a [`cookie`](Self::cookie) names has ended.
+    pub(crate) fn poll(&self, cookie: u64) -> bool {
+        // SeqCst (at least Acquire): pairs with the leader's final increment,
+        // which follows its Acquire scans, so what the caller frees next is
+        // ordered after the readers' critical sections.
+        self.seq.load(Ordering::SeqCst) >= cookie
+    }
+
+    /// Waits until the grace period `target` names has ended, running grace
+    /// periods (or sharing other callers') as needed.
+    #[track_caller]
+    pub(crate) fn synchronize_since(&self, target: u64) {
+        if self.poll(target) {
+            return;
+        }
+        self.check_caller("synchronize_since", false);
+        self.wait_for(target);
+    }
+
+    /// Waits for a full grace period that starts after this call, sharing
+    /// grace periods with concurrent callers.
+    ///
+    /// A caller that sees `s` needs the sequence to reach `(s + 3) & !1`.
+    /// One caller at a time leads (runs grace periods); the others sleep on
+    /// `gp_done` and are served by whichever grace period reaches their
+    /// target, so all callers that arrive while one grace period runs share
+    /// the next one.
+    pub(crate) fn wait_grace_period(&self) {
+        self.wait_for(self.cookie());
+    }
+
+    fn wait_for(&self, target: u64) {
+        let mut state = lock(&self.leader);
+        while !self.poll(target) {
+            if state.leading {
+                state = match self.gp_done.wait(state) {
+                    Ok(g) => g,
+                    Err(p) => p.into_inner(),
+                };
+                continue;
+            }
+            state.leading = true;
+            let mut holders = std::mem::take(&mut state.holders);
+            drop(state);
+            let finish = Finish(self);
+            // Let callers that are runnable right now take their snapshots
+            // first, so this grace period serves them too: without it, on a
+            // machine with fewer cores than callers, a grace period that
+            // takes microseconds ends before the others are even scheduled,
+            // and each caller runs its own.
+            thread::yield_now();
+            self.run_grace_period(&mut holders);
+            drop(finish);
+            state = lock(&self.leader);
+            state.holders = holders;
+        }
+    }
+
+    /// One grace period. Only the leader runs it.
+    fn run_grace_period(&self, holders: &mut Vec<Arc<Record>>) {
+        let started = Instant::now();
+        // SeqCst RMW (Acquire is what the ordering argument needs): reads the
+        // latest value of `seq`, so it synchronises with every caller's
+        // cookie RMW before it (see `cookie`): their unpublishes happen
+        // before our `gp_ctr` store below.
+        self.seq.fetch_add(1, Ordering::SeqCst);
+        // From here to the second bump nothing may unwind: a sequence left
+        // odd would make "the next grace period has started" read as "a
+        // grace period has elapsed". User code below is caught; anything
+        // else aborts.
+        let bomb = AbortOnUnwind("the middle of a grace period");
+        let read = &self.readers;
+        let mode = read.mode();
+        let gp = {
+            let registry = lock(&read.registry);
+            // Relaxed: `gp_ctr` is written only here, by the leader.
+            let gp = read.gp_ctr.0.load(Ordering::Relaxed) + 2;
+            // Release: pairs with the Acquire load in `Record::lock`: a reader
+            // that snapshots the new counter sees every unpublish the grace
+            // period serves (they happen before the RMW above).
+            read.gp_ctr.0.store(gp, Ordering::Release);
+            // Orders the store above before the scans (the Dekker pair with
+            // each reader's counter store and light barrier): a reader we
+            // scan as idle reads the new counter at its next lock, or, if it
+            // was already past its light barrier, its store is seen here.
+            barrier::heavy(mode, &self.stats.heavy_barriers);
+            holders.clear();
+            holders.extend(
+                registry
+                    .records
+                    .iter()
+                    .filter(|r| holding_up(r, gp))
+                    .cloned(),
+            );
+            gp
+        };
+        // A deliberately broken engine, for the self-checks of the loom
+        // models and of the torture test (`--cfg rcu_broken_synchronize`):
+        // the grace period ends without waiting for anyone.
+        #[cfg(rcu_loom)]
+        let broken = LoomDefects::get(&self.defects.skip_wait_for_readers);
+        #[cfg(not(rcu_loom))]
+        let broken = cfg!(rcu_broken_synchronize);
+        if broken {
+            holders.clear();
+        }
+        let forced = self.wait_for_readers(holders, gp, mode, started);
+        holders.clear();
+        self.count(forced, started.elapsed());
+        std::mem::forget(bomb);
+        // SeqCst: see `cookie`. It also publishes the grace period's end to
+        // callers that read it (their Acquire-or-stronger load, then the
+        // free, is ordered after our Acquire scans).
+        self.seq.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn count(&self, forced: Option<Cause>, elapsed: Duration) {
+        let stats = &self.stats;
+        stats.grace_periods.bump();
+        if let Some(cause) = forced {
+            stats.forced.bump();
+            match cause {
+                Cause::Expedite => stats.forced_expedite.bump(),
+                Cause::Drain => stats.forced_drain.bump(),
+                Cause::Memory => stats.forced_memory.bump(),
+                Cause::Callbacks => stats.forced_callbacks.bump(),
+                Cause::Polls => stats.forced_polls.bump(),
+            }
+        }
+        stats.histogram[GpHistogram::bucket_of(elapsed)].bump();
+        stats.longest_gp_ns.max(nanos(elapsed));
+    }
+
+    /// The condition that forces the current grace period, if any.
+    fn force_cause(&self, polls: u32) -> Option<Cause> {
+        let p = &self.pressure;
+        // SeqCst (all four): each is paired with a `kick.set()` after the
+        // writer's update; the normal state resets `kick` before it checks
+        // here, so a change is either seen here or wakes the sleep.
+        if p.expedites.load(Ordering::SeqCst) > 0 {
+            Some(Cause::Expedite)
+        } else if p.drains.load(Ordering::SeqCst) > 0 {
+            Some(Cause::Drain)
+        } else if p.pending_bytes.load(Ordering::SeqCst) >= self.memory_limit() {
+            Some(Cause::Memory)
+        } else if p.pending.load(Ordering::SeqCst) >= self.callback_threshold() {
+            Some(Cause::Callbacks)
+        // Relaxed: configuration, fixed at start.
+        } else if polls >= self.tunables.max_polls.load(Ordering::Relaxed) {
+            Some(Cause::Polls)
+        } else {
+            None
+        }
+    }
+
+    /// The seed's unified wait: poll in the normal state, force when a
+    /// condition holds. Returns the cause if the grace period was forced.
+    fn wait_for_readers(
+        &self,
+        holders: &mut Vec<Arc<Record>>,
+        gp: u64,
+        mode: Mode,
+        started: Instant,
+    ) -> Option<Cause> {
+        let mut stalls = StallCheck {
+            started,
+            reported: Vec::new(),
+        };
+        let mut forced = None;
+        let mut armed = false;
+        let mut rescans = 0u32;
+        let mut polls = 0u32;
+        loop {
+            if holders.is_empty() {
+                return forced;
+            }
+            if forced.is_none() {
+                forced = self.force_cause(polls);
+                if forced.is_some() {
+                    self.notify(holders);
+                }
+            }
+            if forced.is_some() {
+                // Forced state. Re-arm on every iteration: a reader that
+                // cleared `waiting` and re-entered with a stale counter would
+                // otherwise never signal again (the lost wake-up in the seed
+                // patch, which sets `waiting` once).
+                self.readers.gp_event.reset();
+                if self.arm_waiting(armed) {
+                    for r in holders.iter() {
+                        // Relaxed: ordered before the scan below by the heavy
+                        // barrier; the reader's side is its unlock's light
+                        // barrier.
+                        r.waiting.store(true, Ordering::Relaxed);
+                    }
+                    armed = true;
+                }
+                barrier::heavy(mode, &self.stats.heavy_barriers);
+                holders.retain(|r| {
+                    let holding = holding_up(r, gp);
+                    if !holding {
+                        // Relaxed: a hint; a stale `true` costs one spurious
+                        // wake-up at that reader's next unlock.
+                        r.waiting.store(false, Ordering::Relaxed);
+                    }
+                    holding
+                });
+                if !holders.is_empty() {
+                    self.wait_forced(holders, &mut stalls);
+                }
+            } else if rescans < SPIN_RESCANS + YIELD_RESCANS {
+                if rescans < SPIN_RESCANS {
+                    for _ in 0..1u32 << rescans {
+                        spin_loop();
+                    }
+                } else {
+                    thread::yield_now();
+                }
+                rescans += 1;
+                holders.retain(|r| holding_up(r, gp));
+            } else {
+                // Normal state: sleep, interruptibly. Reset before checking,
+                // so a kick after the check cuts the sleep short.
+                self.kick.reset();
+                if self.force_cause(polls).is_some() {
+                    continue;
+                }
+                // Relaxed: configuration, fixed at start.
+                let interval =
+                    Duration::from_nanos(self.tunables.poll_interval_ns.load(Ordering::Relaxed));
+                self.kick.wait_timeout(interval);
+                polls += 1;
+                self.stats.polls.bump();
+                holders.retain(|r| holding_up(r, gp));
+                self.check_stalls(holders, &mut stalls);
+            }
+        }
+    }
+
+    /// The forced state's wait for a reader's signal. It wakes up now and
+    /// then to report stalls (the caller then re-arms and rescans).
+    fn wait_forced(&self, holders: &[Arc<Record>], stalls: &mut StallCheck) {
+        #[cfg(rcu_loom)]
+        {
+            // No clocks under loom: block, so a lost wake-up is a deadlock
+            // the model reports.
+            let _ = (holders, stalls);
+            self.readers.gp_event.wait();
+        }
+        #[cfg(not(rcu_loom))]
+        {
+            let slice =
+                (self.stall_timeout() / 4).clamp(Duration::from_millis(1), Duration::from_secs(1));
+            if !self.readers.gp_event.wait_timeout(slice) {
+                self.check_stalls(holders, stalls);
+            }
+        }
+    }
+
+    /// Stall warnings need a clock, which loom models do not have.
+    #[cfg(rcu_loom)]
+    fn check_stalls(&self, _holders: &[Arc<Record>], _stalls: &mut StallCheck) {}
+
+    /// Reports, once per stall, each reader that has held up this grace
+    /// period for longer than the stall timeout.
+    #[cfg(not(rcu_loom))]
+    fn check_stalls(&self, holders: &[Arc<Record>], stalls: &mut StallCheck) {
+        let stalled_for = stalls.started.elapsed();
+        if stalled_for < self.stall_timeout() {
+            return;
+        }
+        let mut warnings = Vec::new();
+        for r in holders {
+            let key = Arc::as_ptr(r).addr();
+            if stalls.reported.contains(&key) {
+                continue;
+            }
+            stalls.reported.push(key);
+            let cold = lock(&r.cold);
+            if let Some(thread) = &cold.owner {
+                warnings.push(StallWarning {
+                    thread_id: thread.id(),
+                    thread_name: thread.name().map(str::to_owned),
+                    stalled_for,
+                    owned_guard_taken_at: cold.taken_at,
+                });
+            }
+        }
+        if warnings.is_empty() {
+            return;
+        }
+        let hook = self
+            .stall_hook
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        for w in &warnings {
+            self.stats.stalls.bump();
+            let panicked = run_user(self, UserCode::StallHook, || match &hook {
+                Some(hook) => hook(w),
+                None => report(format_args!("{w}")),
+            });
+            if panicked {
+                report(format_args!("rcu: the stall hook panicked"));
+            }
+        }
+        // The hook (user code) may be dropped here if it was replaced
+        // meanwhile: inside a catch too.
+        run_user(self, UserCode::StallHook, move || drop(hook));
+    }
+
+    /// Replaces the stall hook (`None`: the default, one line on stderr).
+    pub(crate) fn set_stall_hook(&self, hook: Option<StallHook>) {
+        let old = std::mem::replace(
+            &mut *self
+                .stall_hook
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            hook,
+        );
+        // User code: dropped after the lock is released.
+        drop(old);
+    }
+
+    /// Whether this forced iteration arms `waiting`: always, except under
+    /// the loom models' deliberate defects.
+    #[inline]
+    fn arm_waiting(&self, armed_before: bool) -> bool {
+        #[cfg(rcu_loom)]
+        {
+            let d = &self.defects;
+            if LoomDefects::get(&d.never_arm_waiting) {
+                return false;
+            }
+            if LoomDefects::get(&d.arm_waiting_once) && armed_before {
+                return false;
+            }
+        }
+        let _ = armed_before;
+        true
+    }
+
+    /// Calls the force-quiescent notifiers of the readers in `holders`, with
+    /// no lock held, catching panics (and the drop of a notifier whose
+    /// handle went away meanwhile, which is user code too).
+    fn notify(&self, holders: &[Arc<Record>]) {
+        let notifiers: Vec<NotifierFn> = holders
+            .iter()
+            .flat_map(|r| {
+                lock(&r.cold)
+                    .notifiers
+                    .iter()
+                    .flat_map(|l| l.iter())
+                    .map(|(_, f)| std::sync::Arc::clone(f))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for f in notifiers {
+            self.stats.notifier_calls.bump();
+            let panicked = run_user(self, UserCode::Notifier, move || {
+                f();
+                drop(f);
+            });
+            if panicked {
+                report(format_args!(
+                    "rcu: a force-quiescent notifier panicked; the grace period goes on"
+                ));
+            }
+        }
+    }
+}
+
+/// A duration in nanoseconds, saturating.
+pub(crate) fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}

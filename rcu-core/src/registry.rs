@@ -1,0 +1,495 @@
+//! Reader records, the registry the grace period scans, and what readers
+//! share with it ([`ReadSide`]): the lowest layer of the engine.
+//!
+//! This module and [`crate::queue`] hold the engine's `unsafe` code: turning
+//! a record's pointer back into a reference, and the owner-only nesting
+//! counter.
+
+use crate::barrier::{self, AtomicCounter, Mode};
+use crate::event::Event;
+use crate::sync::{Arc, AtomicBool, AtomicU8, AtomicU64, Mutex, Ordering, lock, thread};
+use std::cell::Cell;
+use std::marker::PhantomData;
+use std::panic::Location;
+
+/// A force-quiescent notifier: called on the grace-period thread. (A `std`
+/// `Arc` even under loom, whose `Arc` cannot hold a `dyn Fn`.)
+pub(crate) type NotifierFn = std::sync::Arc<dyn Fn() + Send + Sync + 'static>;
+
+/// A record's notifiers, by handle id.
+#[allow(clippy::box_collection)] // one word in the record's line, not three
+pub(crate) type Notifiers = Box<Vec<(u64, NotifierFn)>>;
+
+/// A value alone on its cache line (two, for adjacent-line prefetch).
+#[repr(align(128))]
+pub(crate) struct Padded<T>(pub(crate) T);
+
+/// Shards of the owned-guard record pool.
+#[cfg(not(rcu_loom))]
+const OWNED_SHARDS: usize = 8;
+#[cfg(rcu_loom)]
+const OWNED_SHARDS: usize = 1;
+
+/// What a domain's readers share with its grace periods: the counter they
+/// snapshot, the registry of their records, the event they signal in the
+/// forced state, and the pool of owned-guard records.
+///
+/// Records point here (not to the whole domain), so the read side depends
+/// on nothing above this module. Once the domain has started, a `ReadSide`
+/// must not move: it lives in a `static` or inside an `Arc`.
+pub(crate) struct ReadSide {
+    /// Bit 0 always set; +2 per grace period. Read by every reader's lock.
+    pub(crate) gp_ctr: Padded<AtomicU64>,
+    /// The domain's id (see [`crate::DomainId`]).
+    pub(crate) id: u64,
+    /// The barrier mode ([`Mode::as_u8`]), fixed when the domain starts.
+    mode: AtomicU8,
+    pub(crate) registry: Mutex<Registry>,
+    /// Readers signal it when they leave in the forced state.
+    pub(crate) gp_event: Event,
+    pub(crate) reader_wakeups: AtomicCounter,
+    /// Records of owned guards not in use, sharded by thread so taking and
+    /// dropping an owned guard takes no domain-wide lock.
+    owned_free: [Mutex<Vec<Arc<Record>>>; OWNED_SHARDS],
+}
+
+impl ReadSide {
+    loom_const_fn! {
+        pub(crate) fn new(id: u64) -> Self {
+            ReadSide {
+                gp_ctr: Padded(AtomicU64::new(1)),
+                id,
+                mode: AtomicU8::new(0),
+                registry: Mutex::new(Registry::new()),
+                gp_event: Event::new(),
+                reader_wakeups: AtomicCounter::new(),
+                owned_free: owned_shards!(),
+            }
+        }
+    }
+
+    /// Fixes the barrier mode. Called once, before the domain is published
+    /// as started.
+    pub(crate) fn set_mode(&self, mode: Mode) {
+        // Relaxed: published by the Release store that marks the domain
+        // started, which every user of the mode has Acquire-loaded.
+        self.mode.store(mode.as_u8(), Ordering::Relaxed);
+    }
+
+    pub(crate) fn mode(&self) -> Mode {
+        // Relaxed: see `set_mode`.
+        Mode::from_u8(self.mode.load(Ordering::Relaxed))
+    }
+
+    /// Registers the calling thread as a reader.
+    pub(crate) fn register(&self) -> Arc<Record> {
+        lock(&self.registry).acquire(self)
+    }
+
+    /// Unregisters a thread's record (it exits, or its `Reader` is dropped).
+    pub(crate) fn unregister(&self, rec: &Record) {
+        let notifiers = lock(&self.registry).release(rec);
+        // User closures: dropped with no lock of ours held.
+        drop(notifiers);
+    }
+
+    /// Takes a record for an owned guard from the calling thread's shard of
+    /// the pool (or makes one) and enters a critical section on it.
+    pub(crate) fn lock_owned(&self, taken_at: &'static Location<'static>) -> Arc<Record> {
+        let pooled = lock(&self.owned_free[owned_shard()]).pop();
+        let rec = match pooled {
+            Some(rec) => rec,
+            None => lock(&self.registry).acquire_owned(self),
+        };
+        {
+            let mut cold = lock(&rec.cold);
+            cold.owner = Some(thread::current());
+            cold.taken_at = Some(taken_at);
+        }
+        rec.lock();
+        rec
+    }
+
+    /// Leaves an owned guard's critical section and pools its record.
+    pub(crate) fn unlock_owned(&self, rec: Arc<Record>) {
+        rec.unlock();
+        lock(&self.owned_free[owned_shard()]).push(rec);
+    }
+
+    /// Called by a reader that left its critical section while a forced
+    /// grace period waited for it.
+    fn reader_woke(&self) {
+        self.reader_wakeups.bump();
+        self.gp_event.set();
+    }
+}
+
+#[cfg(not(rcu_loom))]
+macro_rules! owned_shards {
+    () => {
+        [const { Mutex::new(Vec::new()) }; OWNED_SHARDS]
+    };
+}
+#[cfg(rcu_loom)]
+macro_rules! owned_shards {
+    () => {
+        [Mutex::new(Vec::new())]
+    };
+}
+use owned_shards;
+
+/// The owned-guard pool shard of the calling thread.
+fn owned_shard() -> usize {
+    #[cfg(not(rcu_loom))]
+    {
+        use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+        thread_local! {
+            static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+        }
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        SHARD
+            .try_with(|s| {
+                if s.get() == usize::MAX {
+                    // Relaxed: only spreads threads over shards.
+                    s.set(NEXT.fetch_add(1, Relaxed) % OWNED_SHARDS);
+                }
+                s.get()
+            })
+            .unwrap_or(0)
+    }
+    #[cfg(rcu_loom)]
+    {
+        0
+    }
+}
+
+/// Data of a record that only slow paths touch.
+#[derive(Default)]
+pub(crate) struct Cold {
+    /// Boxed to keep the record in one cache line (one word, not a `Vec`'s
+    /// three; notifiers are rare).
+    pub(crate) notifiers: Option<Notifiers>,
+    /// The thread that owns the record (its id, and its name for stall
+    /// warnings), `None` while the record is free. For a record of owned
+    /// guards: the thread that took the current (or last) guard.
+    pub(crate) owner: Option<thread::Thread>,
+    /// For a record of owned guards: where the current (or last) guard was
+    /// taken. `None` for a thread's record.
+    pub(crate) taken_at: Option<&'static Location<'static>>,
+}
+
+/// One reader thread's (or owned guard's) state, scanned by the grace
+/// period.
+///
+/// The fields the read side touches come first and the whole record is
+/// aligned to (and fits in) one cache line, so a reader's lock and unlock
+/// touch exactly one line of shared memory, and two readers never share one.
+#[repr(C, align(64))]
+pub(crate) struct Record {
+    /// 0 outside any critical section; otherwise the domain's `gp_ctr` as it
+    /// was read at the outermost lock. Written only by the owner.
+    pub(crate) ctr: AtomicU64,
+    /// Critical sections entered beyond the outermost one. Owner-only.
+    nesting: Cell<u32>,
+    /// The barrier mode, [`Mode::as_u8`], fixed at registration.
+    mode: u8,
+    /// Set by a forced grace period: "signal the event when you leave".
+    pub(crate) waiting: AtomicBool,
+    /// The read side of the domain the record belongs to.
+    read_side: *const ReadSide,
+    /// Notifiers and owner.
+    pub(crate) cold: Mutex<Cold>,
+}
+
+// A reader record fits one cache line (DESIGN: readers touch one line).
+#[cfg(all(not(rcu_loom), target_pointer_width = "64"))]
+const _: () = assert!(size_of::<Record>() == 64);
+
+// SAFETY: the only non-`Sync` parts are `nesting` and `read_side`. `nesting`
+// is read and written only by the thread that currently owns the record
+// (lock, unlock and quiesce run on the owner, or on the thread that holds the
+// owned guard; the registry never touches it), and ownership moves only
+// through synchronising hand-offs (registration under the registry lock, the
+// owned pool's locks, `Send` of an owned guard). `read_side` is written once
+// before the record is shared and points to a `ReadSide` that outlives the
+// record's users (see `ReadSide`).
+unsafe impl Sync for Record {}
+// SAFETY: as above.
+unsafe impl Send for Record {}
+
+impl Record {
+    fn new(read_side: &ReadSide) -> Self {
+        Record {
+            ctr: AtomicU64::new(0),
+            nesting: Cell::new(0),
+            mode: read_side.mode().as_u8(),
+            waiting: AtomicBool::new(false),
+            read_side,
+            cold: Mutex::new(Cold::default()),
+        }
+    }
+
+    /// Enters a critical section.
+    #[inline(always)]
+    pub(crate) fn lock(&self) {
+        // Relaxed: `ctr` is written only by this thread; this reads our own
+        // last store.
+        if self.ctr.load(Ordering::Relaxed) == 0 {
+            // Acquire: pairs with the Release store of a new `gp_ctr` in the
+            // grace period. Seeing the new counter, we also see everything the
+            // updaters it serves did before asking for it (their unpublish):
+            // each updater's Release RMW of the grace-period sequence is read
+            // by the leader's Acquire RMW before it stores `gp_ctr` (see
+            // `GracePeriods::start`). Otherwise we could take the new counter
+            // as our snapshot, read an old pointer, and be skipped by the
+            // scan. On x86 this is the same `mov` as Relaxed. A stale value
+            // only makes this reader look older (waited for longer).
+            let snapshot = self.read_side().gp_ctr.0.load(Ordering::Acquire);
+            // Release: pairs with the Acquire loads of `ctr` in the scans
+            // (`holding_up`). A grace period that reads this value (rather
+            // than the 0 stored by our last unlock) must still see every
+            // access of the critical section before; C++20 release sequences
+            // no longer carry a later plain store.
+            self.ctr.store(snapshot, Ordering::Release);
+            // Light barrier: orders the store above before the loads of the
+            // critical section (the Dekker pair with the heavy barrier that
+            // follows the grace period's `gp_ctr` store and precedes its scan).
+            barrier::light(self.mode);
+        } else {
+            let n = self.nesting.get();
+            self.nesting.set(
+                n.checked_add(1)
+                    .expect("read_lock nested more than u32::MAX deep"),
+            );
+        }
+    }
+
+    /// Leaves a critical section (one guard's worth).
+    #[inline(always)]
+    pub(crate) fn unlock(&self) {
+        let n = self.nesting.get();
+        if n == 0 {
+            // Release: pairs with the Acquire loads of `ctr` in the scans: a
+            // grace period that sees 0 sees every access of this critical
+            // section done, so it may reclaim.
+            self.ctr.store(0, Ordering::Release);
+            // Light barrier: orders the store above before the load of
+            // `waiting` (Dekker pair with the forced state's `waiting` store,
+            // heavy barrier, `ctr` scan): either the grace period sees 0 or
+            // we see `waiting`.
+            barrier::light(self.mode);
+            // Relaxed: ordered by the light barrier above.
+            if self.waiting.load(Ordering::Relaxed) {
+                self.wake_grace_period();
+            }
+        } else {
+            self.nesting.set(n - 1);
+        }
+    }
+
+    /// The forced state's slow path: a grace period waits on us.
+    #[cold]
+    #[inline(never)]
+    fn wake_grace_period(&self) {
+        // Relaxed: the event's SeqCst `set` below orders it; clearing early
+        // only saves further wake-ups.
+        self.waiting.store(false, Ordering::Relaxed);
+        self.read_side().reader_woke();
+    }
+
+    /// The read side the record belongs to.
+    pub(crate) fn read_side(&self) -> &ReadSide {
+        // SAFETY: `read_side` was set at creation and the `ReadSide` outlives
+        // the record's users: records live in its registry (in a `static`
+        // domain, or inside the domain's `Arc`), and every path that reaches
+        // a record (a guard, a `Reader`, the thread-local registration of the
+        // process-wide domain, an owned guard, a `NotifierHandle` only for
+        // its own `cold` mutex) keeps the domain alive or uses the `static`
+        // one.
+        unsafe { &*self.read_side }
+    }
+
+    /// Whether the owner is inside a critical section. Owner thread only, or
+    /// under the registry lock for a best-effort look.
+    pub(crate) fn in_critical_section(&self) -> bool {
+        // Relaxed: read by the owner (its own store) or for a misuse check.
+        self.ctr.load(Ordering::Relaxed) != 0
+    }
+
+    /// Leaves a critical section and enters a new one at the current grace
+    /// period, if this is the only level held. Returns whether it did.
+    pub(crate) fn quiesce(&self) -> bool {
+        if self.nesting.get() != 0 {
+            return false;
+        }
+        self.unlock();
+        self.lock();
+        true
+    }
+}
+
+/// Whether the reader holds up the grace period `gp`.
+#[inline]
+pub(crate) fn holding_up(r: &Record, gp: u64) -> bool {
+    // Acquire: pairs with the reader's Release stores of `ctr` (0 at unlock,
+    // the snapshot at lock): once we see either, every access of the critical
+    // section before it is done, so the memory it read may be reclaimed.
+    let c = r.ctr.load(Ordering::Acquire);
+    c != 0 && c != gp
+}
+
+/// The records of one domain. Records are never freed while the domain
+/// lives: a released record goes on the free list for the next thread, so a
+/// pointer to a record stays valid for the life of its domain.
+pub(crate) struct Registry {
+    pub(crate) records: Vec<Arc<Record>>,
+    free: Vec<usize>,
+}
+
+impl Registry {
+    loom_const_fn! {
+        pub(crate) fn new() -> Self {
+            Registry { records: Vec::new(), free: Vec::new() }
+        }
+    }
+
+    /// Takes a free record or makes one, owned by the calling thread.
+    fn acquire(&mut self, read_side: &ReadSide) -> Arc<Record> {
+        let rec = match self.free.pop() {
+            Some(i) => Arc::clone(&self.records[i]),
+            None => {
+                let rec = Arc::new(Record::new(read_side));
+                self.records.push(Arc::clone(&rec));
+                rec
+            }
+        };
+        lock(&rec.cold).owner = Some(thread::current());
+        rec
+    }
+
+    /// Makes a record for owned guards; it lives in the domain's owned-guard
+    /// pool between guards.
+    fn acquire_owned(&mut self, read_side: &ReadSide) -> Arc<Record> {
+        let rec = Arc::new(Record::new(read_side));
+        self.records.push(Arc::clone(&rec));
+        rec
+    }
+
+    /// Gives a record back when its thread is done with it.
+    ///
+    /// A record still inside a critical section (a guard was leaked with
+    /// `mem::forget`, or outlives the thread-local registration during thread
+    /// teardown) is kept registered and never reused: grace periods keep
+    /// waiting for it, as they must, and its memory stays valid for the late
+    /// unlock.
+    ///
+    /// Returns the record's notifiers, for the caller to drop once it holds
+    /// no lock: their closures are user code.
+    #[must_use = "drop the notifiers after releasing the registry lock"]
+    fn release(&mut self, rec: &Record) -> Option<Notifiers> {
+        let mut cold = lock(&rec.cold);
+        let notifiers = cold.notifiers.take();
+        if rec.in_critical_section() {
+            return notifiers;
+        }
+        cold.owner = None;
+        drop(cold);
+        let i = self
+            .records
+            .iter()
+            .position(|r| std::ptr::eq(&**r, rec))
+            .expect("released record is not in its registry");
+        self.free.push(i);
+        notifiers
+    }
+
+    /// Records currently owned by a thread or an owned guard's pool.
+    pub(crate) fn registered(&self) -> usize {
+        self.records.len() - self.free.len()
+    }
+
+    /// Whether the calling thread holds a critical section in this registry
+    /// (owned guards, which belong to no thread, aside).
+    pub(crate) fn current_thread_reading(&self) -> bool {
+        let me = thread::current().id();
+        self.records.iter().any(|r| {
+            r.in_critical_section() && {
+                let cold = lock(&r.cold);
+                cold.taken_at.is_none() && cold.owner.as_ref().map(thread::Thread::id) == Some(me)
+            }
+        })
+    }
+}
+
+/// The guard logic shared by [`crate::ReadGuard`] and [`crate::DomainGuard`].
+pub(crate) struct RawGuard<'a> {
+    pub(crate) rec: &'a Record,
+    /// Guards stay on the thread that took them: `!Send` and `!Sync`.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<'a> RawGuard<'a> {
+    #[inline(always)]
+    pub(crate) fn new(rec: &'a Record) -> Self {
+        rec.lock();
+        RawGuard {
+            rec,
+            _not_send: PhantomData,
+        }
+    }
+}
+
+impl Drop for RawGuard<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.rec.unlock();
+    }
+}
+
+/// A registered notifier; dropping it unregisters the notifier.
+///
+/// Returned by [`on_force_quiescent`](crate::on_force_quiescent) and
+/// [`Reader::on_force_quiescent`](crate::Reader::on_force_quiescent). When the
+/// thread exits, its notifiers are removed with its registration and dropping
+/// the handle afterwards does nothing.
+#[must_use = "dropping the handle unregisters the notifier at once"]
+pub struct NotifierHandle {
+    rec: Arc<Record>,
+    id: u64,
+}
+
+impl NotifierHandle {
+    pub(crate) fn register(rec: Arc<Record>, f: NotifierFn) -> Self {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        // Relaxed: only uniqueness matters.
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        lock(&rec.cold)
+            .notifiers
+            .get_or_insert_with(Box::default)
+            .push((id, f));
+        NotifierHandle { rec, id }
+    }
+}
+
+impl Drop for NotifierHandle {
+    fn drop(&mut self) {
+        // The closure is user code (its captures' `Drop` too): drop it only
+        // after the record's lock is released.
+        let removed = {
+            let mut cold = lock(&self.rec.cold);
+            cold.notifiers.as_mut().and_then(|l| {
+                let i = l.iter().position(|(id, _)| *id == self.id)?;
+                Some(l.remove(i))
+            })
+        };
+        drop(removed);
+    }
+}
+
+impl std::fmt::Debug for NotifierHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotifierHandle")
+            .field("id", &self.id)
+            .finish()
+    }
+}
