@@ -49,12 +49,25 @@ fn log_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
     (lo / 2.0).max(1e-3)..hi * 3.0
 }
 
+/// One bar: a measurement of row `row`.
+struct Bar {
+    row: usize,
+    ours: bool,
+    subject: String,
+    ns: f64,
+}
+
 fn bars(group: &Group, meta: &Meta, out: &mut String) -> DrawResult {
     // One bar per measurement, top to bottom in table order.
-    let mut bars: Vec<(usize, bool, String, f64)> = Vec::new();
-    for (op, r) in group.rows.iter().enumerate() {
+    let mut bars: Vec<Bar> = Vec::new();
+    for (row, r) in group.rows.iter().enumerate() {
         for (i, m) in r.measurements().enumerate() {
-            bars.push((op, i == 0, m.subject.clone(), m.ns));
+            bars.push(Bar {
+                row,
+                ours: i == 0,
+                subject: m.subject.clone(),
+                ns: m.ns,
+            });
         }
     }
     let n = bars.len();
@@ -64,7 +77,7 @@ fn bars(group: &Group, meta: &Meta, out: &mut String) -> DrawResult {
     {
         let root = SVGBackend::with_string(out, (WIDTH, height)).into_drawing_area();
         root.fill(&WHITE)?;
-        let x_range = log_range(bars.iter().map(|b| b.3));
+        let x_range = log_range(bars.iter().map(|b| b.ns));
         // Integer coordinates (plotters formats their labels): bar `i` from
         // the top spans 10 units, its label sits at the middle.
         let slot = |i: usize| 10 * (total - 1 - i) as i32;
@@ -81,7 +94,7 @@ fn bars(group: &Group, meta: &Meta, out: &mut String) -> DrawResult {
         let label_of = |y: &i32| {
             let i = (*y / 10) as usize;
             bars.get(total.wrapping_sub(1).wrapping_sub(i))
-                .map(|b| b.2.clone())
+                .map(|b| b.subject.clone())
                 .unwrap_or_default()
         };
         chart
@@ -97,18 +110,21 @@ fn bars(group: &Group, meta: &Meta, out: &mut String) -> DrawResult {
         let floor = chart.x_range().start;
         for (op, row) in group.rows.iter().enumerate() {
             let color = Palette99::pick(op).to_rgba();
-            let mine: Vec<(usize, &(usize, bool, String, f64))> =
-                bars.iter().enumerate().filter(|(_, b)| b.0 == op).collect();
+            let mine: Vec<(usize, &Bar)> = bars
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.row == op)
+                .collect();
             chart
                 .draw_series(mine.iter().map(|&(i, b)| {
                     let y = slot(i);
                     // Solid: rcu-rs, the row's reference; pale: its peers.
-                    let style = if b.1 {
+                    let style = if b.ours {
                         color.filled()
                     } else {
                         color.mix(0.45).filled()
                     };
-                    Rectangle::new([(floor, y + 2), (b.3, y + 8)], style)
+                    Rectangle::new([(floor, y + 2), (b.ns, y + 8)], style)
                 }))?
                 .label(row.operation.clone())
                 .legend(move |(x, y)| {
@@ -118,7 +134,7 @@ fn bars(group: &Group, meta: &Meta, out: &mut String) -> DrawResult {
                 TextStyle::from((FONT, 11).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
             chart.draw_series(mine.iter().map(|&(i, b)| {
                 let y = slot(i) + 5;
-                Text::new(format!(" {}", fmt_ns(b.3)), (b.3, y), style.clone())
+                Text::new(format!(" {}", fmt_ns(b.ns)), (b.ns, y), style.clone())
             }))?;
         }
         chart
