@@ -101,7 +101,7 @@ fn bars(group: &Group, meta: &Meta, out: &mut String) -> DrawResult {
             .configure_mesh()
             .disable_y_mesh()
             .x_desc(format!("{} (log scale)", group.unit))
-            .y_desc("subject")
+            .y_desc("subject (solid: rcu-rs, the row's reference; pale: its peers)")
             .y_label_formatter(&label_of)
             .x_label_formatter(&|x| fmt_ns(*x))
             .label_style((FONT, 12))

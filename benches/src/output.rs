@@ -26,9 +26,8 @@ pub fn default_root() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("..")
-                .join("target")
+            let benches = Path::new(env!("CARGO_MANIFEST_DIR"));
+            benches.parent().unwrap_or(benches).join("target")
         })
         .join("rcu-bench")
 }
