@@ -230,8 +230,18 @@ fn cookie_mismatch(cookie: u64, domain: u64) -> ! {
     );
 }
 
+/// Unit tests only: make the next reclaim-thread spawns fail, as `clone`
+/// does with EAGAIN under a pids cgroup or `RLIMIT_NPROC`.
+#[cfg(all(test, not(rcu_loom)))]
+pub(crate) static FAIL_SPAWN: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 /// Starts a domain's reclaim thread, which holds the domain alive.
 fn spawn_reclaim(handle: Handle) -> std::io::Result<thread::JoinHandle<()>> {
+    #[cfg(all(test, not(rcu_loom)))]
+    if FAIL_SPAWN.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(std::io::Error::from(std::io::ErrorKind::WouldBlock));
+    }
     let run = move || {
         let h = handle;
         callbacks::reclaim_loop(&h.cb, &h.gp);

@@ -101,3 +101,39 @@ impl fmt::Debug for SynchronizeFuture {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::RcuDomain;
+    use crate::domain::FAIL_SPAWN;
+    use std::future::Future;
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    use std::sync::atomic::Ordering;
+    use std::task::{Context, Poll, Waker};
+
+    /// A future whose callback cannot be queued (the reclaim thread cannot
+    /// be spawned) panics on every poll with the spawn error, and resolves
+    /// only after a real grace period once the spawn works.
+    #[test]
+    fn a_failed_spawn_never_resolves_the_future() {
+        let domain = RcuDomain::new();
+        let mut fut = std::pin::pin!(domain.synchronize_async());
+        let mut cx = Context::from_waker(Waker::noop());
+        FAIL_SPAWN.store(true, Ordering::SeqCst);
+        for _ in 0..2 {
+            let r = catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut cx)));
+            let msg = r.expect_err("polled Ready or Pending without a reclaim thread");
+            let msg = msg.downcast_ref::<String>().cloned().unwrap_or_default();
+            assert!(msg.contains("cannot start the reclaim thread"), "{msg}");
+        }
+        FAIL_SPAWN.store(false, Ordering::SeqCst);
+        assert_eq!(domain.stats().grace_periods, 0);
+        let mut polls = 0;
+        while fut.as_mut().poll(&mut cx) == Poll::Pending {
+            polls += 1;
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            assert!(polls < 60_000, "never resolved");
+        }
+        assert!(domain.stats().grace_periods >= 1);
+    }
+}

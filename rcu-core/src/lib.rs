@@ -90,16 +90,47 @@
 //!   QEMU's 10–50 ms batching delay), then runs the callbacks counted before
 //!   it, in order, catching panics.
 //!
-//! Reclamation is ordered after readers' accesses by `Release` stores of
-//! `ctr` in lock and unlock paired with `Acquire` loads in the scans, so no
-//! extra heavy barrier is needed after the last scan.
+//! Two orderings make a grace period sound, and both are argued where they
+//! happen:
 //!
-//! # How to use
+//! * *Readers' accesses before reclamation*: `Release` stores of `ctr` in
+//!   lock and unlock pair with `Acquire` loads in the scans, so no extra
+//!   heavy barrier is needed after the last scan.
+//! * *Every updater's unpublish before a reader's snapshot of the new
+//!   counter*: the updater's [`cookie`] (also taken inside [`synchronize`])
+//!   is a `Release` read-modify-write of the grace-period sequence, which the
+//!   leader's `Acquire` RMW at the start of a grace period reads, before it
+//!   `Release`-stores the new `gp_ctr`; a reader's snapshot is an `Acquire`
+//!   load. So a reader that snapshots the new counter also sees the unpublish,
+//!   even when the leader is another thread (on x86 these are plain moves;
+//!   the loom model `engine_updater_distinct_from_the_leader` checks it).
+//!
+//! # Where each part lives
+//!
+//! A reader following [`synchronize`] or [`call_rcu`] goes down this list,
+//! never back up:
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | `global` | the process-wide domain's free functions and its thread-local records |
+//! | `domain` | [`RcuDomain`], [`Reader`], and `Inner`: one domain's engine, made of the two below |
+//! | `callbacks` | `call_rcu`, the reclaim thread, `drain`, shutdown |
+//! | `grace_period` | the sequence and its sharing, the normal and forced states, notifiers, stall checks |
+//! | `guard` | the [`Guard`] trait, [`ReadGuard`], [`DomainGuard`], [`OwnedReadGuard`] |
+//! | `registry` | reader records, the registry the scans walk, the owned-guard pool |
+//! | `barrier`, `event`, `queue`, `sync` | membarrier/fence, a one-bit event, the callback queue, the std/loom facade |
+//! | `config`, `stats` | tunables; statistics and stall warnings |
+//! | `ptr`, `future` | [`RcuCell`], [`RcuPtr`], [`Unlinked`]; [`SynchronizeFuture`] |
+//!
+//! //! # How to use
 //!
 //! * Read-mostly values: [`RcuCell`]. Nullable or hand-managed: [`RcuPtr`].
-//! * Your own structures: publish with a `Release` store, read with an
-//!   `Acquire` load under a [`ReadGuard`], unlink, then retire the old node
-//!   with [`defer_drop`] (or [`synchronize`] and free it yourself).
+//! * Any guard works with any reader-facing API: everything takes
+//!   `&'g impl` [`Guard`] and checks that the guard belongs to the data's
+//!   domain. [`read_lock`] (this thread, the process-wide domain) is the
+//!   cheapest; [`read_lock_owned`] gives a guard that is `Send + Sync`.
+//! * Your own structures: see [below](#your-own-structure).
+//! * Async services: see [below](#async-services).
 //! * Long-running readers: keep the [`NotifierHandle`] from
 //!   [`on_force_quiescent`] and leave the critical section (or call
 //!   [`ReadGuard::quiescent`]) when it fires.
@@ -113,6 +144,92 @@
 //! * Isolation and tests: [`RcuDomain`] is an independent domain with its own
 //!   grace periods and reclaim thread; its threads register a [`Reader`].
 //! * Tunables: [`configure`] before the process-wide domain starts.
+//!
+//! # Your own structure
+//!
+//! Publish with a `Release` store, read with an `Acquire` load under a
+//! guard, unlink, then retire the old node with [`defer_free`] (or
+//! [`RcuDomain::defer_free`]): it drops the `Box` after a grace period and
+//! makes nothing that asserts unique access before then. Never
+//! `defer_drop(unsafe { Box::from_raw(old) })`: that `Box` claims unique
+//! access while readers may still hold `&T`.
+//!
+//! ```
+//! use rcu_core::{Guard, RcuDomain};
+//! use std::sync::Mutex;
+//! use std::sync::atomic::{AtomicPtr, Ordering};
+//!
+//! struct Node { value: u64, next: AtomicPtr<Node> }
+//!
+//! /// A tiny RCU stack: lock-free readers, one writer at a time.
+//! struct Stack { head: AtomicPtr<Node>, writer: Mutex<()>, domain: RcuDomain }
+//!
+//! impl Stack {
+//!     fn push(&self, value: u64) {
+//!         let _w = self.writer.lock().unwrap();
+//!         let next = AtomicPtr::new(self.head.load(Ordering::Relaxed));
+//!         let node = Box::into_raw(Box::new(Node { value, next }));
+//!         self.head.store(node, Ordering::Release); // publish
+//!     }
+//!     fn pop_and_retire(&self) {
+//!         let old = {
+//!             let _w = self.writer.lock().unwrap();
+//!             let old = self.head.load(Ordering::Relaxed);
+//!             if old.is_null() { return; }
+//!             // SAFETY: `old` is published and only this writer frees nodes.
+//!             let next = unsafe { &*old }.next.load(Ordering::Relaxed);
+//!             self.head.store(next, Ordering::Release); // unlink
+//!             old
+//!         };
+//!         // SAFETY: from `Box::into_raw`, unlinked above, retired once,
+//!         // read under this domain's guards. Retired after the lock is
+//!         // released.
+//!         unsafe { self.domain.defer_free(old) };
+//!     }
+//!     fn top<'g>(&self, guard: &'g impl Guard) -> Option<&'g u64> {
+//!         self.domain.assert_guard(guard);
+//!         let p = self.head.load(Ordering::Acquire);
+//!         // SAFETY: nodes are freed only a grace period after unlinking,
+//!         // and `guard`'s critical section of this domain covers the load.
+//!         unsafe { p.as_ref() }.map(|n| &n.value)
+//!     }
+//! }
+//!
+//! let stack = Stack { head: AtomicPtr::default(), writer: Mutex::new(()), domain: RcuDomain::global() };
+//! stack.push(1);
+//! stack.push(2);
+//! let guard = rcu_core::read_lock();
+//! let top = stack.top(&guard).unwrap();
+//! stack.pop_and_retire(); // readers may still hold `top`
+//! assert_eq!(*top, 2);
+//! drop(guard);
+//! stack.pop_and_retire();
+//! rcu_core::drain(); // both nodes are freed now
+//! ```
+//!
+//! # Async services
+//!
+//! Never hold a [`ReadGuard`] across `.await`: the task may resume on
+//! another thread, and a guard left open on a worker thread holds up every
+//! grace period (it is `!Send`, so a multi-threaded runtime refuses such a
+//! future anyway). Either copy what you need out before the `.await`
+//! ([`RcuCell::get`]), or take an [`OwnedReadGuard`] ([`read_lock_owned`]),
+//! which is `Send + Sync` and may be dropped on any thread. Wait for grace
+//! periods with [`synchronize_async`] or [`Unlinked::into_inner_async`],
+//! never with [`synchronize`] on an executor thread; and never wait for a
+//! grace period in a task that holds an owned guard of the same domain (it
+//! would wait for itself).
+//!
+//! clippy can enforce the first rule: list the guard in `clippy.toml`,
+//!
+//! ```toml
+//! await-holding-invalid-types = [
+//!     { path = "rcu_core::ReadGuard", reason = "a read-side critical section must not span an .await" },
+//!     { path = "rcu_core::DomainGuard", reason = "a read-side critical section must not span an .await" },
+//! ]
+//! ```
+//!
+//! and deny `clippy::await_holding_invalid_type`.
 
 #[macro_use]
 mod sync;

@@ -60,17 +60,26 @@ enum Defect {
     ArmWaitingOnce,
     NeverArmWaiting,
     SkipWaitForReaders,
+    /// The order before the soundness fix: a Relaxed `gp_ctr` snapshot, a
+    /// Relaxed counter store, and cookies as plain loads.
+    UnorderedSnapshot,
 }
 
 fn domain(defect: Defect) -> Arc<RcuDomain> {
     use std::sync::atomic::Ordering::Relaxed;
     let domain = Arc::new(RcuDomain::with_config(config()));
-    let d = &domain.inner.defects;
+    let d = &domain.inner.gp.defects;
     match defect {
         Defect::None => {}
         Defect::ArmWaitingOnce => d.arm_waiting_once.store(true, Relaxed),
         Defect::NeverArmWaiting => d.never_arm_waiting.store(true, Relaxed),
         Defect::SkipWaitForReaders => d.skip_wait_for_readers.store(true, Relaxed),
+        Defect::UnorderedSnapshot => domain
+            .inner
+            .gp
+            .readers
+            .unordered_snapshot
+            .store(true, Relaxed),
     }
     domain
 }
@@ -410,5 +419,68 @@ fn engine_shared_grace_periods_are_full() {
         slots.reclaim();
         reader.join().unwrap();
         other.join().unwrap();
+    });
+}
+
+/// Model 5: the updater that unpublishes is not the thread that runs the
+/// grace period (a follower served by another caller's grace period), and
+/// the reader's snapshot of `gp_ctr` is as weak as in the real code. The
+/// reader must never take the new counter as its snapshot and still read
+/// the old pointer (the scan would skip it and the old slot would be freed
+/// under it).
+///
+/// Bounded to 3 preemptions: four threads (reader, updater, a second
+/// caller, main), each through the registry and the leader election.
+fn updater_is_not_the_leader(defect: Defect) {
+    bounded_model(Some(3), move || {
+        let domain = domain(defect);
+        let slots = Arc::new(Slots::new());
+        let reader = spawn_slot_reader(&domain, &slots);
+        let leader = {
+            let domain = Arc::clone(&domain);
+            thread::spawn(move || domain.synchronize())
+        };
+        // The updater: unpublish, take a cookie, wait for it (leading a grace
+        // period itself only if no other caller's serves it), then free.
+        slots.publish();
+        let cookie = domain.cookie();
+        domain.synchronize_since(cookie);
+        slots.reclaim();
+        reader.join().unwrap();
+        leader.join().unwrap();
+    });
+}
+
+#[test]
+fn engine_updater_distinct_from_the_leader() {
+    updater_is_not_the_leader(Defect::None);
+}
+
+/// Model 6: model 1 with an owned guard taken on one thread and dropped on
+/// another: the grace period waits for the guard wherever it is.
+#[test]
+fn engine_owned_guard_moved_between_threads() {
+    model(|| {
+        let domain = domain(Defect::None);
+        let slots = Arc::new(Slots::new());
+        let reader = {
+            let (domain, slots) = (Arc::clone(&domain), Arc::clone(&slots));
+            thread::spawn(move || {
+                let guard = domain.read_lock_owned();
+                slots.read();
+                // Moved to another thread, which reads again and drops it.
+                let slots = Arc::clone(&slots);
+                thread::spawn(move || {
+                    slots.read();
+                    drop(guard);
+                })
+                .join()
+                .unwrap();
+            })
+        };
+        slots.publish();
+        domain.synchronize();
+        slots.reclaim();
+        reader.join().unwrap();
     });
 }

@@ -6,8 +6,8 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
 use std::ptr::{self, NonNull};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 /// An atomic, owning, nullable pointer whose readers need no lock.
 ///
@@ -363,7 +363,7 @@ impl<T: Send + Sync + fmt::Debug + 'static> fmt::Debug for Unlinked<T> {
 /// ```
 pub struct RcuCell<T: Send + Sync + 'static> {
     ptr: RcuPtr<T>,
-    writer: Mutex<()>,
+    writer: WriterLock,
 }
 
 impl<T: Send + Sync + 'static> RcuCell<T> {
@@ -384,7 +384,7 @@ impl<T: Send + Sync + 'static> RcuCell<T> {
     pub fn new_in(value: T, domain: &RcuDomain) -> Self {
         RcuCell {
             ptr: RcuPtr::new_in(value, domain),
-            writer: Mutex::new(()),
+            writer: WriterLock::new(),
         }
     }
 
@@ -423,7 +423,7 @@ impl<T: Send + Sync + 'static> RcuCell<T> {
     /// Publishes `value`, returning the old one (dropped after a grace
     /// period when the `Unlinked` is dropped).
     pub fn replace(&self, value: T) -> Unlinked<T> {
-        let _w = lock_writer(&self.writer);
+        let _w = self.writer.lock("replace");
         self.ptr
             .swap(Some(value))
             .expect("an RcuCell always holds a value")
@@ -431,8 +431,19 @@ impl<T: Send + Sync + 'static> RcuCell<T> {
 
     /// Copy-update: publishes `f(current)` and returns the old value. Writers
     /// are serialised, so no update is lost. If `f` panics, nothing changes.
+    ///
+    /// Cost: the cell's writer lock, `f`, one allocation for the new value,
+    /// and (when the returned [`Unlinked`] is dropped) a `call_rcu` that
+    /// frees the old value after a grace period on the reclaim thread. No
+    /// grace period is waited for here.
+    ///
+    /// # Panics
+    /// If `f` writes to this same cell (`update` or `replace` from inside
+    /// `f` would wait for the lock its caller holds). `f` may read the cell
+    /// and write to other cells.
+    #[track_caller]
     pub fn update(&self, f: impl FnOnce(&T) -> T) -> Unlinked<T> {
-        let _w = lock_writer(&self.writer);
+        let _w = self.writer.lock("update");
         // Relaxed: we are the only writer (the lock above); the value was
         // published by a writer whose unlock we acquired.
         let current = self.ptr.ptr.load(Ordering::Relaxed);
@@ -458,9 +469,69 @@ impl<T: Send + Sync + 'static> RcuCell<T> {
     }
 }
 
-fn lock_writer(m: &Mutex<()>) -> std::sync::MutexGuard<'_, ()> {
-    // A panic in an update closure leaves the cell unchanged: ignore poison.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+/// An `RcuCell`'s writer lock, which knows the thread holding it: a writer
+/// re-entering from inside its own `update` closure gets a clear panic, not
+/// a deadlock.
+struct WriterLock {
+    lock: Mutex<()>,
+    /// [`thread_token`] of the holder, 0 when free.
+    holder: AtomicUsize,
+}
+
+/// A number unique to the calling thread among live threads (the address of
+/// a thread-local), never 0.
+fn thread_token() -> usize {
+    thread_local! {
+        static TOKEN: u8 = const { 0 };
+    }
+    TOKEN.with(|t| ptr::from_ref(t).addr())
+}
+
+struct WriterGuard<'a> {
+    _lock: MutexGuard<'a, ()>,
+    holder: &'a AtomicUsize,
+}
+
+impl WriterLock {
+    const fn new() -> Self {
+        WriterLock {
+            lock: Mutex::new(()),
+            holder: AtomicUsize::new(0),
+        }
+    }
+
+    #[track_caller]
+    fn lock(&self, what: &str) -> WriterGuard<'_> {
+        let me = thread_token();
+        // Relaxed: only this thread ever stores `me`, and it clears it before
+        // unlocking; reading our own last store is all this check needs.
+        if self.holder.load(Ordering::Relaxed) == me {
+            panic!(
+                "rcu: RcuCell::{what}() called from inside an update() closure of the same cell; \
+                 it would wait for the writer lock its caller holds"
+            );
+        }
+        // A panic in an update closure leaves the cell unchanged: ignore
+        // poison.
+        let guard = self
+            .lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Relaxed: see above (only the holder's own view matters).
+        self.holder.store(me, Ordering::Relaxed);
+        WriterGuard {
+            _lock: guard,
+            holder: &self.holder,
+        }
+    }
+}
+
+impl Drop for WriterGuard<'_> {
+    fn drop(&mut self) {
+        // Relaxed: see `WriterLock::lock`; the mutex unlock that follows
+        // orders it for the next holder.
+        self.holder.store(0, Ordering::Relaxed);
+    }
 }
 
 impl<T: Send + Sync + Default + 'static> Default for RcuCell<T> {

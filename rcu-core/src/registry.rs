@@ -51,6 +51,10 @@ pub(crate) struct ReadSide {
     /// Records of owned guards not in use, sharded by thread so taking and
     /// dropping an owned guard takes no domain-wide lock.
     owned_free: [Mutex<Vec<Arc<Record>>>; OWNED_SHARDS],
+    /// loom models only: the ordering before the fix of the snapshot (see
+    /// `loom_tests::updater_is_not_the_leader`).
+    #[cfg(rcu_loom)]
+    pub(crate) unordered_snapshot: std::sync::atomic::AtomicBool,
 }
 
 impl ReadSide {
@@ -64,6 +68,8 @@ impl ReadSide {
                 gp_event: Event::new(),
                 reader_wakeups: AtomicCounter::new(),
                 owned_free: owned_shards!(),
+                #[cfg(rcu_loom)]
+                unordered_snapshot: std::sync::atomic::AtomicBool::new(false),
             }
         }
     }
@@ -114,6 +120,24 @@ impl ReadSide {
     pub(crate) fn unlock_owned(&self, rec: Arc<Record>) {
         rec.unlock();
         lock(&self.owned_free[owned_shard()]).push(rec);
+    }
+
+    /// The ordering of readers' `gp_ctr` snapshots and of its store:
+    /// Acquire/Release, or Relaxed under the loom defect that shows why.
+    #[inline(always)]
+    pub(crate) fn snapshot_order(&self) -> Ordering {
+        #[cfg(rcu_loom)]
+        if self.unordered_snapshot_defect() {
+            return Ordering::Relaxed;
+        }
+        Ordering::Acquire
+    }
+
+    #[cfg(rcu_loom)]
+    pub(crate) fn unordered_snapshot_defect(&self) -> bool {
+        // Relaxed: set before a model's threads start.
+        self.unordered_snapshot
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Called by a reader that left its critical section while a forced
@@ -244,7 +268,7 @@ impl Record {
             // as our snapshot, read an old pointer, and be skipped by the
             // scan. On x86 this is the same `mov` as Relaxed. A stale value
             // only makes this reader look older (waited for longer).
-            let snapshot = self.read_side().gp_ctr.0.load(Ordering::Acquire);
+            let snapshot = self.read_side().gp_ctr.0.load(self.read_side().snapshot_order());
             // Release: pairs with the Acquire loads of `ctr` in the scans
             // (`holding_up`). A grace period that reads this value (rather
             // than the 0 stored by our last unlock) must still see every
