@@ -47,4 +47,23 @@ for t in "${targets[@]}"; do
   fi
   grep -E '^(INFO: Seed|#[0-9]+ +DONE|Done |stat::number_of_executed_units|stat::peak_rss)' "$log" || true
 done
+
+# Self-check: the engine target must catch a broken engine (rcu-core's
+# `--cfg rcu_broken_synchronize` ends grace periods without waiting for
+# readers). Without a sanitizer, so the failure must come from the target's
+# own alive-flag assertion. Here it fails on the seed corpus, in under a second.
+if [[ " ${targets[*]} " == *" engine "* ]]; then
+  printf '\n=== fuzz self-check: the engine target on a broken engine\n'
+  broken_log=target/smoke-engine-broken.log
+  rm -rf target/broken-corpus target/broken-artifacts && mkdir -p target/broken-corpus target/broken-artifacts
+  if RUSTFLAGS="--cfg rcu_broken_synchronize" cargo +nightly fuzz run --sanitizer none \
+    --target-dir target/broken engine target/broken-corpus seeds/engine -- \
+    -max_total_time=60 -timeout="$timeout" -max_len=1024 \
+    -artifact_prefix=target/broken-artifacts/ >"$broken_log" 2>&1; then
+    echo "fuzz self-check FAILED: the engine target passed a broken engine"; exit 1
+  fi
+  grep -q "was dropped while a reader that loaded it is inside its critical section" "$broken_log" || {
+    tail -n 40 "$broken_log"; echo "fuzz self-check FAILED: not the expected assertion"; exit 1; }
+  echo "caught, as it must be: $(grep -m1 'was dropped while a reader' "$broken_log")"
+fi
 printf '\nfuzz smoke: %s target(s) passed in %ss\n' "${#targets[@]}" "$((SECONDS - start))"

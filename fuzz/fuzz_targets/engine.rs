@@ -10,7 +10,8 @@
 //! (`defer_free`, `defer_drop`, `call_rcu`, `cookie` + `poll`, `cookie` +
 //! `synchronize_since`, `synchronize`, `synchronize_expedited`), plain
 //! `call_rcu` and `defer_drop` work, `drain`, force-quiescent notifiers added
-//! and removed, and `quiescent`. Every input runs on its own
+//! and removed, `quiescent`, and short sleeps (windows for the reclaim
+//! thread). The scripts start together at a barrier. Every input runs on its own
 //! [`RcuDomain`](rcu_core::RcuDomain), so inputs are independent.
 //!
 //! # Checks (all real assertions; a failure aborts the process)
@@ -101,6 +102,9 @@ enum Op {
     RemoveNotifier(u8),
     /// `quiescent` on the innermost nested guard.
     Quiescent,
+    /// Sleeps (0 to 255 µs), inside or outside critical sections: a window
+    /// for the reclaim thread and the other threads to run.
+    Pause(u8),
 }
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
@@ -210,8 +214,10 @@ impl Shared {
     }
 }
 
-/// An object loaded under a critical section that is still held.
-struct Loaded(*const Obj);
+/// An object loaded under a critical section that is still held, with its
+/// index, read while it was surely alive (so a premature free is reported as
+/// a failed assertion even without ASan).
+struct Loaded(*const Obj, usize);
 
 // SAFETY: a `Loaded` moves between threads only together with the owned guard
 // whose critical section protects it (through the mailbox); `Obj` is `Sync`.
@@ -221,17 +227,18 @@ impl Loaded {
     /// Asserts the object is alive; call only while the section that loaded
     /// it is held.
     fn check(&self, shared: &Shared) {
-        // SAFETY: the critical section this object was loaded in is still
-        // held, so the engine must not have freed it (that is what is
-        // checked; under ASan a premature free is reported right here).
-        let obj = unsafe { &*self.0 };
-        let state = shared.objs[obj.idx].load(Ordering::SeqCst);
+        let idx = self.1;
+        let state = shared.objs[idx].load(Ordering::SeqCst);
         assert_eq!(
             state, ALIVE,
-            "object {} was dropped while a reader that loaded it is inside its critical section",
-            obj.idx
+            "object {idx} was dropped while a reader that loaded it is inside its critical section",
         );
-        assert_eq!(obj.payload, payload_of(obj.idx), "object {} corrupted", obj.idx);
+        // SAFETY: the critical section this object was loaded in is still
+        // held, so the engine must not have freed it (checked just above;
+        // under ASan a premature free is also reported right here).
+        let obj = unsafe { &*self.0 };
+        assert_eq!(obj.idx, idx, "object {idx} corrupted");
+        assert_eq!(obj.payload, payload_of(idx), "object {idx} corrupted");
     }
 }
 
@@ -393,7 +400,9 @@ impl<'w, 'r> Thread<'w, 'r> {
                 // Acquire: pairs with the Release half of the swap in
                 // `Replace`, so the object's fields are initialised.
                 let p = w.slot.load(Ordering::Acquire);
-                let l = Loaded(p);
+                // SAFETY: loaded under a critical section of the domain that
+                // retires it, so it is not freed before the section ends.
+                let l = Loaded(p, unsafe { (*p).idx });
                 l.check(&w.shared);
                 loads.push(l);
             }
@@ -419,7 +428,7 @@ impl<'w, 'r> Thread<'w, 'r> {
                         w.shared.obj_queued[idx].store(true, Ordering::SeqCst);
                     }
                     Retire::CallRcu => {
-                        let owned = Loaded(old);
+                        let owned = Loaded(old, idx);
                         w.shared.calls.fetch_add(1, Ordering::SeqCst);
                         w.domain.call_rcu(move || {
                             let owned = owned;
@@ -526,6 +535,7 @@ impl<'w, 'r> Thread<'w, 'r> {
                     drop(self.notifiers.remove(i as usize % self.notifiers.len()));
                 }
             }
+            Op::Pause(us) => std::thread::sleep(Duration::from_micros(u64::from(us))),
             Op::Quiescent => {
                 let n = self.nested.len();
                 if n == 0 {
@@ -577,11 +587,15 @@ fn run(input: &Input) {
     };
     world.slot.store(shared.new_obj(), Ordering::Release);
 
+    // The scripts start together, so that they overlap.
+    let start = std::sync::Barrier::new(threads);
     std::thread::scope(|s| {
         for script in &scripts {
             let world = &world;
+            let start = &start;
             s.spawn(move || {
                 let reader = world.domain.register();
+                start.wait();
                 let mut t = Thread {
                     world,
                     reader: &reader,
