@@ -4,6 +4,9 @@
 //! cargo build --release -p rcu-bench --example read_path
 //! valgrind --tool=callgrind --toggle-collect='*rcu_pairs*' target/release/examples/read_path rcu
 //! valgrind --tool=callgrind --toggle-collect='*epoch_pairs*' target/release/examples/read_path epoch
+//! valgrind --tool=callgrind --toggle-collect='*rcu_nested_pairs*' target/release/examples/read_path nested
+//! valgrind --tool=callgrind --toggle-collect='*rcu_cell_reads*' target/release/examples/read_path cell
+//! valgrind --tool=callgrind --toggle-collect='*rcu_raw_reads*' target/release/examples/read_path raw
 //! ```
 //!
 //! Each run does `N` pairs inside the toggled function; instructions / N is
@@ -31,6 +34,14 @@ enum Workload {
     Epoch,
     /// The same loop with nothing in it (`empty_pairs`).
     Empty,
+    /// Nested rcu-rs pairs under an outer guard (`rcu_nested_pairs`).
+    Nested,
+    /// Full `RcuCell` reads: lock, read (domain check), deref, unlock
+    /// (`rcu_cell_reads`).
+    Cell,
+    /// The same through a bare `AtomicPtr`, no domain check
+    /// (`rcu_raw_reads`).
+    Raw,
 }
 
 fn main() {
@@ -38,10 +49,21 @@ fn main() {
     // Warm up: registration and the first pin happen outside the toggle.
     rcu_core::register_thread();
     drop(crossbeam_epoch::pin());
+    let cell = rcu_core::RcuCell::new(7u64);
+    let raw = std::sync::atomic::AtomicPtr::new(Box::into_raw(Box::new(7u64)));
     match which {
         Workload::Rcu => rcu_bench::rcu_pairs(N),
         Workload::Epoch => rcu_bench::epoch_pairs(N),
         Workload::Empty => rcu_bench::empty_pairs(N),
+        Workload::Nested => rcu_bench::rcu_nested_pairs(N),
+        Workload::Cell => {
+            std::hint::black_box(rcu_bench::rcu_cell_reads(&cell, N));
+        }
+        Workload::Raw => {
+            std::hint::black_box(rcu_bench::rcu_raw_reads(&raw, N));
+        }
     }
+    // SAFETY: from `Box::into_raw` above, never shared beyond this thread.
+    drop(unsafe { Box::from_raw(raw.into_inner()) });
     println!("{which:?}: {N} pairs");
 }

@@ -40,6 +40,63 @@ pub fn epoch_pairs(n: u64) {
     }
 }
 
+/// `n` nested lock/unlock pairs (an outer guard is held by the caller's
+/// loop).
+#[inline(never)]
+pub fn rcu_nested_pairs(n: u64) {
+    let outer = rcu_core::read_lock();
+    for _ in 0..n {
+        let g = rcu_core::read_lock();
+        black_box(&g);
+    }
+    drop(outer);
+}
+
+/// `n` full config reads: lock, `RcuCell::read` (with its domain check),
+/// deref, unlock.
+#[inline(never)]
+pub fn rcu_cell_reads(cell: &rcu_core::RcuCell<u64>, n: u64) -> u64 {
+    let mut sum = 0u64;
+    for _ in 0..n {
+        let g = rcu_core::read_lock();
+        sum = sum.wrapping_add(*cell.read(&g));
+    }
+    sum
+}
+
+/// `n` of the same reads through a bare `AtomicPtr` (no domain check): the
+/// floor `rcu_cell_reads` is compared with.
+#[inline(never)]
+pub fn rcu_raw_reads(p: &std::sync::atomic::AtomicPtr<u64>, n: u64) -> u64 {
+    let mut sum = 0u64;
+    for _ in 0..n {
+        let g = rcu_core::read_lock();
+        // SAFETY: the probe's pointer is never freed while it runs.
+        sum = sum.wrapping_add(unsafe { *p.load(std::sync::atomic::Ordering::Acquire) });
+        drop(g);
+    }
+    sum
+}
+
+/// `n` take/drop pairs of the process-wide domain's owned (`Send`) guard.
+#[inline(never)]
+pub fn rcu_owned_pairs(n: u64) {
+    for _ in 0..n {
+        let g = rcu_core::read_lock_owned();
+        black_box(&g);
+    }
+}
+
+/// `n` `pin_owned`/drop pairs of a papaya map (its `Send` guard).
+pub fn papaya_owned_pairs(map: &papaya::HashMap<u64, u64>) -> impl FnMut(u64) + '_ {
+    move |n| {
+        for _ in 0..n {
+            let g = map.pin_owned();
+            black_box(&g);
+        }
+    }
+}
+
 /// `n` iterations of the same loop with nothing in it: the floor.
 #[inline(never)]
 pub fn empty_pairs(n: u64) {

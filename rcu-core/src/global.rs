@@ -78,7 +78,7 @@ fn local_record() -> &'static Record {
 /// ```
 #[inline]
 pub fn read_lock() -> ReadGuard {
-    ReadGuard::new(local_record())
+    ReadGuard::new(local_record(), &GLOBAL.gp.readers.gp_ctr.0)
 }
 
 /// Enters a read-side critical section of the process-wide domain that
@@ -106,7 +106,7 @@ pub unsafe fn defer_free<T: Send + 'static>(ptr: *mut T) {
 }
 
 /// The reclaim thread's hold on the process-wide domain.
-const HANDLE: Handle = Handle::Static(&GLOBAL);
+static HANDLE: Handle = Handle::Static(&GLOBAL);
 
 /// Waits for a grace period: every read-side critical section that was
 /// running when it was called has ended. Concurrent callers share grace
@@ -160,7 +160,7 @@ pub fn synchronize_expedited() {
 /// });
 /// ```
 pub fn synchronize_async() -> crate::SynchronizeFuture {
-    crate::SynchronizeFuture::new(HANDLE)
+    crate::SynchronizeFuture::new(HANDLE.clone())
 }
 
 /// Runs `f` on the reclaim thread after a grace period. Wait-free for

@@ -414,12 +414,6 @@ impl GracePeriods {
         // that grace period's `gp_ctr` store, and so before every reader
         // snapshot of the new counter (see `Record::lock`). A plain load
         // here, even after a fence, gives no such edge.
-        #[cfg(rcu_loom)]
-        if self.readers.unordered_snapshot_defect() {
-            // The order before the fix: a fence and a plain load.
-            crate::sync::fence(Ordering::SeqCst);
-            return (self.seq.load(Ordering::SeqCst) + 3) & !1;
-        }
         let s = self.seq.fetch_add(0, Ordering::SeqCst);
         (s + 3) & !1
     }
@@ -504,16 +498,7 @@ impl GracePeriods {
             // Release: pairs with the Acquire load in `Record::lock`: a reader
             // that snapshots the new counter sees every unpublish the grace
             // period serves (they happen before the RMW above).
-            #[cfg(not(rcu_loom))]
             read.gp_ctr.0.store(gp, Ordering::Release);
-            #[cfg(rcu_loom)]
-            read.gp_ctr.0.store(
-                gp,
-                match read.snapshot_order() {
-                    Ordering::Relaxed => Ordering::Relaxed,
-                    _ => Ordering::Release,
-                },
-            );
             // Orders the store above before the scans (the Dekker pair with
             // each reader's counter store and light barrier): a reader we
             // scan as idle reads the new counter at its next lock, or, if it

@@ -2,7 +2,7 @@
 //! [`ReadGuard`], [`DomainGuard`] and [`OwnedReadGuard`].
 
 use crate::registry::{RawGuard, Record};
-use crate::sync::Arc;
+use crate::sync::{Arc, AtomicU64};
 use std::fmt;
 
 pub(crate) mod sealed {
@@ -59,11 +59,12 @@ pub struct ReadGuard {
 }
 
 impl ReadGuard {
-    /// Enters a critical section on the thread's record.
+    /// Enters a critical section on the thread's record; `gp_ctr` is the
+    /// process-wide domain's counter.
     #[inline(always)]
-    pub(crate) fn new(rec: &'static Record) -> Self {
+    pub(crate) fn new(rec: &'static Record, gp_ctr: &AtomicU64) -> Self {
         ReadGuard {
-            raw: RawGuard::new(rec),
+            raw: RawGuard::new(rec, gp_ctr),
         }
     }
 
@@ -114,7 +115,7 @@ impl<'r> DomainGuard<'r> {
     #[inline(always)]
     pub(crate) fn new(rec: &'r Record) -> Self {
         DomainGuard {
-            raw: RawGuard::new(rec),
+            raw: RawGuard::new(rec, &rec.read_side().gp_ctr.0),
         }
     }
 

@@ -60,9 +60,6 @@ enum Defect {
     ArmWaitingOnce,
     NeverArmWaiting,
     SkipWaitForReaders,
-    /// The order before the soundness fix: a Relaxed `gp_ctr` snapshot, a
-    /// Relaxed counter store, and cookies as plain loads.
-    UnorderedSnapshot,
 }
 
 fn domain(defect: Defect) -> Arc<RcuDomain> {
@@ -74,12 +71,6 @@ fn domain(defect: Defect) -> Arc<RcuDomain> {
         Defect::ArmWaitingOnce => d.arm_waiting_once.store(true, Relaxed),
         Defect::NeverArmWaiting => d.never_arm_waiting.store(true, Relaxed),
         Defect::SkipWaitForReaders => d.skip_wait_for_readers.store(true, Relaxed),
-        Defect::UnorderedSnapshot => domain
-            .inner
-            .gp
-            .readers
-            .unordered_snapshot
-            .store(true, Relaxed),
     }
     domain
 }
@@ -431,9 +422,22 @@ fn engine_shared_grace_periods_are_full() {
 ///
 /// Bounded to 3 preemptions: four threads (reader, updater, a second
 /// caller, main), each through the registry and the leader election.
-fn updater_is_not_the_leader(defect: Defect) {
-    bounded_model(Some(3), move || {
-        let domain = domain(defect);
+///
+/// loom cannot produce the reordering this guards against with the order
+/// before the fix either (a Relaxed snapshot, a Relaxed `gp_ctr` store and a
+/// cookie that was a fence plus a plain load): run against that order, this
+/// model passed too (108 s). loom models the fence fallback only, where
+/// every `fence(SeqCst)` joins one global clock, which already orders the
+/// updater's fence before the reader's; the gap is in membarrier mode (a
+/// compiler fence on the reader's side) and in the C++ model, which loom
+/// is stronger than here. So the model checks that the fixed protocol is
+/// live and sound with a distinct leader, and the argument for the fix is
+/// written where it happens: `GracePeriods::cookie`, `run_grace_period`'s
+/// `gp_ctr` store, and `Record::lock`.
+#[test]
+fn engine_updater_distinct_from_the_leader() {
+    bounded_model(Some(3), || {
+        let domain = domain(Defect::None);
         let slots = Arc::new(Slots::new());
         let reader = spawn_slot_reader(&domain, &slots);
         let leader = {
@@ -449,11 +453,6 @@ fn updater_is_not_the_leader(defect: Defect) {
         reader.join().unwrap();
         leader.join().unwrap();
     });
-}
-
-#[test]
-fn engine_updater_distinct_from_the_leader() {
-    updater_is_not_the_leader(Defect::None);
 }
 
 /// Model 6: model 1 with an owned guard taken on one thread and dropped on

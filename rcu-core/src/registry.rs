@@ -51,10 +51,6 @@ pub(crate) struct ReadSide {
     /// Records of owned guards not in use, sharded by thread so taking and
     /// dropping an owned guard takes no domain-wide lock.
     owned_free: [Mutex<Vec<Arc<Record>>>; OWNED_SHARDS],
-    /// loom models only: the ordering before the fix of the snapshot (see
-    /// `loom_tests::updater_is_not_the_leader`).
-    #[cfg(rcu_loom)]
-    pub(crate) unordered_snapshot: std::sync::atomic::AtomicBool,
 }
 
 impl ReadSide {
@@ -68,8 +64,6 @@ impl ReadSide {
                 gp_event: Event::new(),
                 reader_wakeups: AtomicCounter::new(),
                 owned_free: owned_shards!(),
-                #[cfg(rcu_loom)]
-                unordered_snapshot: std::sync::atomic::AtomicBool::new(false),
             }
         }
     }
@@ -112,7 +106,7 @@ impl ReadSide {
             cold.owner = Some(thread::current());
             cold.taken_at = Some(taken_at);
         }
-        rec.lock();
+        rec.lock(&self.gp_ctr.0);
         rec
     }
 
@@ -120,24 +114,6 @@ impl ReadSide {
     pub(crate) fn unlock_owned(&self, rec: Arc<Record>) {
         rec.unlock();
         lock(&self.owned_free[owned_shard()]).push(rec);
-    }
-
-    /// The ordering of readers' `gp_ctr` snapshots and of its store:
-    /// Acquire/Release, or Relaxed under the loom defect that shows why.
-    #[inline(always)]
-    pub(crate) fn snapshot_order(&self) -> Ordering {
-        #[cfg(rcu_loom)]
-        if self.unordered_snapshot_defect() {
-            return Ordering::Relaxed;
-        }
-        Ordering::Acquire
-    }
-
-    #[cfg(rcu_loom)]
-    pub(crate) fn unordered_snapshot_defect(&self) -> bool {
-        // Relaxed: set before a model's threads start.
-        self.unordered_snapshot
-            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Called by a reader that left its critical section while a forced
@@ -253,9 +229,10 @@ impl Record {
         }
     }
 
-    /// Enters a critical section.
+    /// Enters a critical section. `gp_ctr` is this record's domain's counter
+    /// (passed in so the process-wide domain's is a constant address).
     #[inline(always)]
-    pub(crate) fn lock(&self) {
+    pub(crate) fn lock(&self, gp_ctr: &AtomicU64) {
         // Relaxed: `ctr` is written only by this thread; this reads our own
         // last store.
         if self.ctr.load(Ordering::Relaxed) == 0 {
@@ -268,7 +245,7 @@ impl Record {
             // as our snapshot, read an old pointer, and be skipped by the
             // scan. On x86 this is the same `mov` as Relaxed. A stale value
             // only makes this reader look older (waited for longer).
-            let snapshot = self.read_side().gp_ctr.0.load(self.read_side().snapshot_order());
+            let snapshot = gp_ctr.load(Ordering::Acquire);
             // Release: pairs with the Acquire loads of `ctr` in the scans
             // (`holding_up`). A grace period that reads this value (rather
             // than the 0 stored by our last unlock) must still see every
@@ -347,7 +324,7 @@ impl Record {
             return false;
         }
         self.unlock();
-        self.lock();
+        self.lock(&self.read_side().gp_ctr.0);
         true
     }
 }
@@ -454,8 +431,8 @@ pub(crate) struct RawGuard<'a> {
 
 impl<'a> RawGuard<'a> {
     #[inline(always)]
-    pub(crate) fn new(rec: &'a Record) -> Self {
-        rec.lock();
+    pub(crate) fn new(rec: &'a Record, gp_ctr: &AtomicU64) -> Self {
+        rec.lock(gp_ctr);
         RawGuard {
             rec,
             _not_send: PhantomData,

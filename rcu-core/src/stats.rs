@@ -127,7 +127,7 @@ impl fmt::Display for GpHistogram {
 }
 
 /// A reader that has held up a grace period for longer than
-/// [`Config::stall_timeout`], passed to the stall hook.
+/// [`Config::stall_timeout`](crate::Config::stall_timeout), passed to the stall hook.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct StallWarning {

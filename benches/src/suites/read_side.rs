@@ -5,8 +5,8 @@
 use super::{Chart, GroupDef, Settings, Task, ours_label};
 use crate::harness::{ns_per_op, ns_per_op_with};
 use crate::{
-    arc_swap_loads, empty_pairs, epoch_pairs, fence_domain, fence_pairs, rcu_pairs, rwlock_reads,
-    seize_pairs,
+    arc_swap_loads, empty_pairs, epoch_pairs, fence_domain, fence_pairs, papaya_owned_pairs,
+    rcu_owned_pairs, rcu_pairs, rwlock_reads, seize_pairs,
 };
 use std::sync::{Arc, RwLock};
 
@@ -54,6 +54,19 @@ fn tasks(_: &Settings) -> Vec<Task> {
     }));
     t.push(Task::peer(G, op, "empty loop (floor)", |s| {
         ns_per_op(s.duration, empty_pairs)
+    }));
+
+    // Guards that may cross threads (`Send`), for async code.
+    let op = "owned (Send) guard, 1 thread, idle";
+    t.push(Task::ours(G, op, "rcu-rs read_lock_owned", |s| {
+        ns_per_op(s.duration, rcu_owned_pairs)
+    }));
+    t.push(Task::peer(G, op, "rcu-rs read_lock (not Send)", |s| {
+        ns_per_op(s.duration, rcu_pairs)
+    }));
+    t.push(Task::peer(G, op, "papaya HashMap::pin_owned", |s| {
+        let m = papaya::HashMap::new();
+        ns_per_op(s.duration, papaya_owned_pairs(&m))
     }));
 
     // Against a writer looping on another thread. Ours: the normal state must
