@@ -334,7 +334,11 @@ impl<'w, 'r> Thread<'w, 'r> {
         sh.calls.fetch_add(1, Ordering::SeqCst);
         self.world.domain.drain();
         for i in cbs {
-            assert_eq!(sh.runs[i].load(Ordering::SeqCst), 1, "callback {i} not run by drain");
+            assert_eq!(
+                sh.runs[i].load(Ordering::SeqCst),
+                1,
+                "callback {i} not run by drain"
+            );
         }
         for i in objs {
             assert_eq!(
@@ -637,10 +641,20 @@ fn run(input: &Input) {
     let World { domain, .. } = world;
     drop(domain);
 
-    for (i, r) in shared.runs[..shared.next_cb.load(Ordering::SeqCst)].iter().enumerate() {
-        assert_eq!(r.load(Ordering::SeqCst), 1, "callback {i} did not run exactly once");
+    for (i, r) in shared.runs[..shared.next_cb.load(Ordering::SeqCst)]
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(
+            r.load(Ordering::SeqCst),
+            1,
+            "callback {i} did not run exactly once"
+        );
     }
-    for (i, o) in shared.objs[..shared.next_obj.load(Ordering::SeqCst)].iter().enumerate() {
+    for (i, o) in shared.objs[..shared.next_obj.load(Ordering::SeqCst)]
+        .iter()
+        .enumerate()
+    {
         assert_eq!(o.load(Ordering::SeqCst), DROPPED, "object {i} leaked");
     }
     assert_eq!(
