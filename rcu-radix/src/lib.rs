@@ -1,1 +1,7 @@
-//! (under construction: this crate's issue builds it)
+//! (docs below)
+
+mod raw;
+mod tree;
+
+pub use raw::Removed;
+pub use tree::{Iter, Mark, RcuRadixTree, TreeStats};
