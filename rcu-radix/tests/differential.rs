@@ -342,7 +342,8 @@ fn height_grows_and_shrinks() {
 fn range_start_after_end_panics() {
     let tree = RcuRadixTree::<u8>::new();
     let guard = rcu_core::read_lock();
-    let _ = tree.range(5..4, &guard);
+    let (start, end) = (5, 4);
+    let _ = tree.range(start..end, &guard);
 }
 
 #[test]
@@ -386,5 +387,8 @@ fn edge_ranges_are_exact() {
         Some(u64::MAX)
     );
     assert_eq!(tree.prev_before(1, &guard).map(|e| e.0), Some(0));
-    assert_eq!(format!("{tree:?}").len() > 10, true);
+    assert_eq!(
+        format!("{tree:?}"),
+        "{0: 0, 1: 1, 18446744073709551614: 18446744073709551614, 18446744073709551615: 18446744073709551615}"
+    );
 }

@@ -93,7 +93,7 @@ impl<V> RawTree<V> {
     /// The caller is inside a read-side critical section of the domain the
     /// tree retires through, and it lasts at least `'g`.
     #[inline]
-    pub(crate) unsafe fn get<'g>(&'g self, key: u64) -> Option<&'g Leaf<V>> {
+    pub(crate) unsafe fn get(&self, key: u64) -> Option<&Leaf<V>> {
         // Acquire: pairs with the Release stores that publish nodes and
         // leaves (`Writer::publish`), so their contents are visible.
         let mut w = Word::load(&self.root, Ordering::Acquire);
@@ -102,7 +102,7 @@ impl<V> RawTree<V> {
                 Kind::Empty => return None,
                 Kind::Leaf(l) => {
                     // SAFETY: reachable while the critical section (which
-                    // outlives 'g, by the caller's contract) lasts: the writer
+                    // lasts as long as the returned borrow, by the caller's contract) lasts: the writer
                     // retires only unlinked leaves, through the domain.
                     let leaf = unsafe { &*l.cast::<Leaf<V>>() };
                     return (leaf.head.key == key).then_some(leaf);
@@ -145,11 +145,11 @@ impl<V> RawTree<V> {
     ///
     /// # Safety
     /// As [`get`](Self::get).
-    pub(crate) unsafe fn last_at_or_before<'g>(
-        &'g self,
+    pub(crate) unsafe fn last_at_or_before(
+        &self,
         key: u64,
         mark: Option<usize>,
-    ) -> Option<&'g Leaf<V>> {
+    ) -> Option<&Leaf<V>> {
         // Acquire: as in `get`.
         let w = Word::load(&self.root, Ordering::Acquire);
         // SAFETY: forwarded to the caller.
