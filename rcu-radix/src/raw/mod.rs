@@ -108,14 +108,15 @@ impl<V> RawTree<V> {
                     return (leaf.head.key == key).then_some(leaf);
                 }
                 Kind::Node(n) => {
-                    // SAFETY: as for the leaf; node fields are immutable or
-                    // atomic.
-                    let n = unsafe { &*n };
+                    // The shift comes from the word, so only the slot's cache
+                    // line of the node is touched.
+                    // SAFETY: as for the leaf; slots are atomic.
+                    let slot = unsafe { &(*n).slots[index(key, w.shift())] };
                     // Acquire: as above. The node may not cover `key` (path
                     // compression is checked only at the leaf, whose key is
                     // compared): then we reach a leaf of another key, or an
                     // empty slot.
-                    w = Word::load(&n.slots[index(key, n.shift)], Ordering::Acquire);
+                    w = Word::load(slot, Ordering::Acquire);
                 }
             }
         }
@@ -442,7 +443,7 @@ impl<V> Writer<'_, V> {
                     return Some(unsafe { NonNull::new_unchecked(old) });
                 }
                 let new = Word::leaf(Leaf::boxed(key, 0, value));
-                Self::publish(slot, Word::node(Node::pair(old.key, w, key, new)));
+                Self::publish(slot, Node::pair(old.key, w, key, new));
             }
             Kind::Node(n) => {
                 // The walk stopped at a node that does not cover `key`: a new
@@ -450,7 +451,7 @@ impl<V> Writer<'_, V> {
                 // SAFETY: reachable, alive under the lock.
                 let prefix = unsafe { (*n).prefix };
                 let new = Word::leaf(Leaf::boxed(key, 0, value));
-                Self::publish(slot, Word::node(Node::pair(prefix, w, key, new)));
+                Self::publish(slot, Node::pair(prefix, w, key, new));
             }
         }
         // Relaxed: a statistic, changed only under the lock.

@@ -23,7 +23,13 @@ pub(crate) const MARKS: usize = 3;
 /// The most nodes on a path from the root to a leaf: shifts 60, 54, ..., 0.
 pub(crate) const MAX_DEPTH: usize = 11;
 
+/// Bit 0 of a word: the word points to a leaf.
 const LEAF_TAG: usize = 1;
+/// Bits 1..=4 of a node word: the node's shift / 6, so a lookup indexes the
+/// node without loading its header (one cache line per level, not two).
+const SHIFT_TAG: usize = 0b1_1110;
+/// The bits of a node word that are not the pointer (nodes are 64-aligned).
+const NODE_TAGS: usize = 63;
 
 /// The index of `key` in a node at `shift`.
 #[inline(always)]
@@ -101,7 +107,7 @@ pub(crate) struct Node {
 impl Node {
     /// A node holding two children, `a` (whose keys include `key_a`) and `b`
     /// (`key_b`), which must differ at the node's digit.
-    pub(crate) fn pair(key_a: u64, a: Word, key_b: u64, b: Word) -> *mut Node {
+    pub(crate) fn pair(key_a: u64, a: Word, key_b: u64, b: Word) -> Word {
         let shift = split_shift(key_a, key_b);
         let (ia, ib) = (index(key_a, shift), index(key_b, shift));
         debug_assert_ne!(ia, ib);
@@ -117,7 +123,7 @@ impl Node {
         };
         node.slots[ia].store(a.0, Ordering::Relaxed);
         node.slots[ib].store(b.0, Ordering::Relaxed);
-        Box::into_raw(Box::new(node))
+        Word::node(Box::into_raw(Box::new(node)), shift)
     }
 
     /// The highest key this node covers.
@@ -150,8 +156,8 @@ pub(crate) enum Kind {
     Node(*const Node),
 }
 
-/// A slot's content: null, a `*mut Node`, or a `*mut Leaf<V>` tagged with
-/// bit 0.
+/// A slot's content: null, a `*mut Node` with its shift / 6 in bits 1..=4,
+/// or a `*mut Leaf<V>` tagged with bit 0.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct Word(pub(crate) *mut ());
 
@@ -162,8 +168,16 @@ impl Word {
         Word(p.cast::<()>().map_addr(|a| a | LEAF_TAG))
     }
 
-    pub(crate) fn node(p: *mut Node) -> Word {
-        Word(p.cast())
+    fn node(p: *mut Node, shift: u8) -> Word {
+        let digit = usize::from(shift) / BITS as usize;
+        Word(p.cast::<()>().map_addr(|a| a | digit << 1))
+    }
+
+    /// The shift of the node this word points to (meaningless for other
+    /// words), read from the word itself.
+    #[inline(always)]
+    pub(crate) fn shift(self) -> u8 {
+        (((self.0.addr() & SHIFT_TAG) >> 1) * BITS as usize) as u8
     }
 
     #[inline(always)]
@@ -178,7 +192,7 @@ impl Word {
         } else if self.0.is_null() {
             Kind::Empty
         } else {
-            Kind::Node(self.0.cast_const().cast())
+            Kind::Node(self.0.map_addr(|a| a & !NODE_TAGS).cast_const().cast())
         }
     }
 
