@@ -1,6 +1,9 @@
 //! Concurrency: readers against writers that churn keys and change the
 //! tree's height; range scans under churn; leak accounting after `drain`.
 
+// Under `--cfg rcu_loom` rcu-core has no process-wide domain.
+#![cfg(not(rcu_loom))]
+
 use rcu_core::RcuDomain;
 use rcu_radix::{Mark, RcuRadixTree};
 use std::sync::Arc;

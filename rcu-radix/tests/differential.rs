@@ -3,6 +3,9 @@
 //! random over the whole `u64` range, next to `u64::MAX`), checking every
 //! read and the tree's shape as it grows and shrinks.
 
+// Under `--cfg rcu_loom` rcu-core has no process-wide domain.
+#![cfg(not(rcu_loom))]
+
 use rcu_core::RcuDomain;
 use rcu_radix::{Mark, RcuRadixTree};
 use std::collections::BTreeMap;
