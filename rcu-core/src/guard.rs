@@ -62,6 +62,7 @@ impl ReadGuard {
     /// Enters a critical section on the thread's record; `gp_ctr` is the
     /// process-wide domain's counter.
     #[inline(always)]
+    #[cfg_attr(rcu_loom, allow(dead_code))] // no process-wide domain under loom
     pub(crate) fn new(rec: &'static Record, gp_ctr: &AtomicU64) -> Self {
         ReadGuard {
             raw: RawGuard::new(rec, gp_ctr),

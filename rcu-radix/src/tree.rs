@@ -1,0 +1,528 @@
+//! [`RcuRadixTree`]: the safe API over the raw core.
+
+use crate::raw::{self, Batch, Cursor, Leaf, RawTree, Removed};
+use rcu_core::{Guard, RcuDomain};
+use std::fmt;
+use std::iter::FusedIterator;
+use std::ops::{Bound, RangeBounds};
+
+/// An ordered map from `u64` keys to `V`s whose reads take no lock: a radix
+/// tree of 64-way nodes with compressed paths, protected by RCU.
+///
+/// Every read takes a [`Guard`] of the tree's domain and returns references
+/// that live as long as the guard. Writes take `&self` from any thread and
+/// are serialised by a lock inside the tree; they never wait for a grace
+/// period (so a thread may write while it holds a guard), and what they
+/// unlink is dropped on the reclaim thread after one. See the
+/// [crate docs](crate) for the design and costs.
+///
+/// ```
+/// use rcu_radix::RcuRadixTree;
+///
+/// let tree: RcuRadixTree<&str> = [(10, "ten"), (3, "three"), (u64::MAX, "max")]
+///     .into_iter()
+///     .collect();
+/// let guard = rcu_core::read_lock();
+/// assert_eq!(tree.get(3, &guard), Some(&"three"));
+/// assert_eq!(tree.next_after(3, &guard), Some((10, &"ten")));
+/// assert_eq!(tree.next_after(u64::MAX, &guard), None);
+/// let keys: Vec<u64> = tree.range(4.., &guard).map(|(k, _)| k).collect();
+/// assert_eq!(keys, [10, u64::MAX]);
+/// ```
+pub struct RcuRadixTree<V: Send + Sync + 'static> {
+    raw: RawTree<V>,
+    domain: RcuDomain,
+}
+
+// SAFETY: the tree owns its `V`s. Moving it to another thread moves (and
+// eventually drops) them there: `V: Send`. Sharing it lets any thread insert
+// or remove values (moving them across threads, and to the reclaim thread)
+// and read `&V`s that others inserted: `V: Send + Sync`. The struct's bounds
+// require both; the raw pointers inside are only followed under the
+// protocol of the `raw` module.
+unsafe impl<V: Send + Sync + 'static> Send for RcuRadixTree<V> {}
+// SAFETY: as above.
+unsafe impl<V: Send + Sync + 'static> Sync for RcuRadixTree<V> {}
+
+/// One of the three marks an entry may carry (the Linux XArray's
+/// `XA_MARK_0..2`): a bit per entry, with summary bitmaps in every node so
+/// that [`first_marked`](RcuRadixTree::first_marked) and
+/// [`iter_marked`](RcuRadixTree::iter_marked) skip unmarked subtrees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mark {
+    /// Mark 0.
+    M0 = 0,
+    /// Mark 1.
+    M1 = 1,
+    /// Mark 2.
+    M2 = 2,
+}
+
+impl Mark {
+    fn bit(self) -> usize {
+        let m = self as usize;
+        debug_assert!(m < raw::MARKS);
+        m
+    }
+}
+
+/// The shape of a tree and the memory it holds, from
+/// [`RcuRadixTree::stats`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TreeStats {
+    /// Entries.
+    pub entries: usize,
+    /// Inner nodes (64 slots each).
+    pub nodes: usize,
+    /// Nodes on the longest path from the root to an entry.
+    pub height: usize,
+    /// Bytes of the inner nodes (`nodes` × their size).
+    pub node_bytes: usize,
+    /// Bytes of the entries (each a separate allocation: key, marks, value).
+    pub leaf_bytes: usize,
+}
+
+#[cfg(not(rcu_loom))]
+impl<V: Send + Sync + 'static> RcuRadixTree<V> {
+    /// An empty tree in the process-wide domain (read it under
+    /// [`rcu_core::read_lock`]). Allocates nothing.
+    pub const fn new() -> Self {
+        RcuRadixTree {
+            raw: RawTree::new(),
+            domain: RcuDomain::global(),
+        }
+    }
+}
+
+impl<V: Send + Sync + 'static> RcuRadixTree<V> {
+    /// An empty tree bound to `domain`: read it under that domain's guards;
+    /// what it unlinks is reclaimed through that domain.
+    ///
+    /// ```
+    /// let domain = rcu_core::RcuDomain::new();
+    /// let tree = rcu_radix::RcuRadixTree::new_in(&domain);
+    /// tree.insert(1, 'a');
+    /// let reader = domain.register();
+    /// assert_eq!(tree.get(1, &reader.read_lock()), Some(&'a'));
+    /// ```
+    pub fn new_in(domain: &RcuDomain) -> Self {
+        RcuRadixTree {
+            raw: RawTree::new(),
+            domain: domain.clone(),
+        }
+    }
+
+    /// The domain the tree is read and reclaimed in.
+    pub fn domain(&self) -> &RcuDomain {
+        &self.domain
+    }
+
+    /// The number of entries (a snapshot: writers may change it at once).
+    pub fn len(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// Whether the tree has no entries (a snapshot, as [`len`](Self::len)).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    #[inline]
+    #[track_caller]
+    fn check<G: Guard>(&self, guard: &G) {
+        self.domain.assert_guard(guard);
+    }
+
+    /// The value at `key`. Lock-free: one load per node on the path (at most
+    /// 11; about log64 of the number of entries), then one for the entry.
+    ///
+    /// # Panics
+    /// If `guard` belongs to another domain than the tree (as every read).
+    #[inline]
+    #[track_caller]
+    pub fn get<'g>(&'g self, key: u64, guard: &'g impl Guard) -> Option<&'g V> {
+        self.check(guard);
+        // SAFETY: `guard` holds a critical section of the tree's domain
+        // (checked above) for `'g`.
+        unsafe { self.raw.get(key) }.map(|l| &l.value)
+    }
+
+    /// Whether `key` is present.
+    #[track_caller]
+    pub fn contains_key(&self, key: u64, guard: &impl Guard) -> bool {
+        self.get(key, guard).is_some()
+    }
+
+    fn cursor<'g>(
+        &'g self,
+        low: u64,
+        high: u64,
+        mark: Option<Mark>,
+        guard: &'g impl Guard,
+    ) -> Cursor<'g, V> {
+        self.check(guard);
+        // SAFETY: as in `get`; the cursor lives at most `'g`.
+        unsafe { self.raw.cursor(low, high, mark.map(Mark::bit)) }
+    }
+
+    fn last_le<'g>(
+        &'g self,
+        key: u64,
+        mark: Option<Mark>,
+        guard: &'g impl Guard,
+    ) -> Option<(u64, &'g V)> {
+        self.check(guard);
+        // SAFETY: as in `get`.
+        unsafe { self.raw.last_at_or_before(key, mark.map(Mark::bit)) }.map(entry)
+    }
+
+    /// The entry with the smallest key.
+    #[track_caller]
+    pub fn first<'g>(&'g self, guard: &'g impl Guard) -> Option<(u64, &'g V)> {
+        self.cursor(0, u64::MAX, None, guard).next().map(entry)
+    }
+
+    /// The entry with the largest key.
+    #[track_caller]
+    pub fn last<'g>(&'g self, guard: &'g impl Guard) -> Option<(u64, &'g V)> {
+        self.last_le(u64::MAX, None, guard)
+    }
+
+    /// The entry with the smallest key strictly greater than `key`;
+    /// `None` for `u64::MAX` (no wrap).
+    #[track_caller]
+    pub fn next_after<'g>(&'g self, key: u64, guard: &'g impl Guard) -> Option<(u64, &'g V)> {
+        self.check(guard);
+        let low = key.checked_add(1)?;
+        self.cursor(low, u64::MAX, None, guard).next().map(entry)
+    }
+
+    /// The entry with the largest key strictly less than `key`; `None` for
+    /// `0`.
+    #[track_caller]
+    pub fn prev_before<'g>(&'g self, key: u64, guard: &'g impl Guard) -> Option<(u64, &'g V)> {
+        self.check(guard);
+        self.last_le(key.checked_sub(1)?, None, guard)
+    }
+
+    /// The entries in key order.
+    #[track_caller]
+    pub fn iter<'g>(&'g self, guard: &'g impl Guard) -> Iter<'g, V> {
+        Iter {
+            cursor: self.cursor(0, u64::MAX, None, guard),
+        }
+    }
+
+    /// The entries whose keys lie in `range`, in key order. Under concurrent
+    /// writes the keys are still strictly ascending, and every key present
+    /// for the whole scan is yielded once; keys inserted or removed during
+    /// the scan may or may not appear.
+    ///
+    /// Each step costs a `trailing_zeros` over the current node's bitmap of
+    /// present slots and one load, plus one per level entered or left.
+    ///
+    /// # Panics
+    /// As [`BTreeMap::range`](std::collections::BTreeMap::range): if the
+    /// start is greater than the end, or both are equal and excluded; and if
+    /// `guard` belongs to another domain.
+    ///
+    /// ```
+    /// let tree: rcu_radix::RcuRadixTree<u64> = (0..100).map(|k| (k * 10, k)).collect();
+    /// let guard = rcu_core::read_lock();
+    /// let keys: Vec<u64> = tree.range(15..=40, &guard).map(|(k, _)| k).collect();
+    /// assert_eq!(keys, [20, 30, 40]);
+    /// ```
+    #[track_caller]
+    pub fn range<'g>(&'g self, range: impl RangeBounds<u64>, guard: &'g impl Guard) -> Iter<'g, V> {
+        self.range_inner(range, None, guard)
+    }
+
+    #[track_caller]
+    fn range_inner<'g>(
+        &'g self,
+        range: impl RangeBounds<u64>,
+        mark: Option<Mark>,
+        guard: &'g impl Guard,
+    ) -> Iter<'g, V> {
+        let (low, high) = bounds(&range).unwrap_or((1, 0));
+        Iter {
+            cursor: self.cursor(low, high, mark, guard),
+        }
+    }
+
+    /// Whether the entry at `key` carries `mark` (`false` if absent).
+    #[track_caller]
+    pub fn is_marked(&self, key: u64, mark: Mark, guard: &impl Guard) -> bool {
+        self.check(guard);
+        // SAFETY: as in `get`; the leaf is not used past this call.
+        unsafe { self.raw.get(key) }.is_some_and(|l| {
+            // Acquire: pairs with the writer's Release store of the marks.
+            l.head.marks.load(std::sync::atomic::Ordering::Acquire) & (1 << mark.bit()) != 0
+        })
+    }
+
+    /// Whether any entry carries `mark`: one load of the root's summary.
+    #[track_caller]
+    pub fn any_marked(&self, mark: Mark, guard: &impl Guard) -> bool {
+        self.check(guard);
+        // SAFETY: as in `get`.
+        unsafe { self.raw.any_marked(mark.bit()) }
+    }
+
+    /// The entry with the smallest key that carries `mark`. Subtrees with no
+    /// entry carrying it are skipped by their summary bits, as the XArray's
+    /// `xa_find` does.
+    #[track_caller]
+    pub fn first_marked<'g>(&'g self, mark: Mark, guard: &'g impl Guard) -> Option<(u64, &'g V)> {
+        self.cursor(0, u64::MAX, Some(mark), guard)
+            .next()
+            .map(entry)
+    }
+
+    /// The entry with the smallest key strictly greater than `key` that
+    /// carries `mark`.
+    #[track_caller]
+    pub fn next_marked_after<'g>(
+        &'g self,
+        key: u64,
+        mark: Mark,
+        guard: &'g impl Guard,
+    ) -> Option<(u64, &'g V)> {
+        self.check(guard);
+        let low = key.checked_add(1)?;
+        self.cursor(low, u64::MAX, Some(mark), guard)
+            .next()
+            .map(entry)
+    }
+
+    /// The entry with the largest key strictly less than `key` that carries
+    /// `mark`.
+    #[track_caller]
+    pub fn prev_marked_before<'g>(
+        &'g self,
+        key: u64,
+        mark: Mark,
+        guard: &'g impl Guard,
+    ) -> Option<(u64, &'g V)> {
+        self.check(guard);
+        self.last_le(key.checked_sub(1)?, Some(mark), guard)
+    }
+
+    /// The entries that carry `mark`, in key order.
+    #[track_caller]
+    pub fn iter_marked<'g>(&'g self, mark: Mark, guard: &'g impl Guard) -> Iter<'g, V> {
+        self.range_inner(.., Some(mark), guard)
+    }
+
+    /// The entries in `range` that carry `mark`, in key order.
+    ///
+    /// # Panics
+    /// As [`range`](Self::range).
+    #[track_caller]
+    pub fn range_marked<'g>(
+        &'g self,
+        range: impl RangeBounds<u64>,
+        mark: Mark,
+        guard: &'g impl Guard,
+    ) -> Iter<'g, V> {
+        self.range_inner(range, Some(mark), guard)
+    }
+
+    /// Inserts `value` at `key`. Returns the value it replaced, which
+    /// readers may still be reading: dropping the [`Removed`] drops the
+    /// value after a grace period. The entry keeps its marks when its value
+    /// is replaced (as the XArray's `xa_store`).
+    ///
+    /// Never waits for a grace period. Costs one allocation for the entry,
+    /// and one more for a node when the key splits a compressed path.
+    pub fn insert(&self, key: u64, value: V) -> Option<Removed<V>> {
+        let old = self.raw.write().insert(key, value);
+        // The writer lock is released: retire.
+        // SAFETY: the leaf was unlinked by `insert`, came from `Box::into_raw`
+        // and is now owned by the handle alone; readers use this domain.
+        old.map(|l| unsafe { Removed::new(l, &self.domain) })
+    }
+
+    /// Removes the entry at `key` and returns its value, which readers may
+    /// still be reading (see [`Removed`]). Never waits for a grace period.
+    pub fn remove(&self, key: u64) -> Option<Removed<V>> {
+        let (leaf, garbage) = self.raw.write().remove(key)?;
+        // The writer lock is released (the temporary above): retire.
+        // SAFETY: `garbage` holds what `remove` unlinked; readers read under
+        // this domain's guards.
+        unsafe { garbage.retire(&self.domain) };
+        // SAFETY: as in `insert`.
+        Some(unsafe { Removed::new(leaf, &self.domain) })
+    }
+
+    /// The value at `key`, inserting `f()` first if the key is absent.
+    ///
+    /// `f` runs with the tree's writer lock held, at most once, and only when
+    /// the key is absent: it must not write to this tree (that would
+    /// deadlock). If it panics the tree is unchanged.
+    ///
+    /// ```
+    /// let tree = rcu_radix::RcuRadixTree::new();
+    /// let guard = rcu_core::read_lock();
+    /// assert_eq!(tree.get_or_insert_with(5, || "five", &guard), &"five");
+    /// assert_eq!(tree.get_or_insert_with(5, || "FIVE", &guard), &"five");
+    /// ```
+    #[track_caller]
+    pub fn get_or_insert_with<'g>(
+        &'g self,
+        key: u64,
+        f: impl FnOnce() -> V,
+        guard: &'g impl Guard,
+    ) -> &'g V {
+        if let Some(v) = self.get(key, guard) {
+            return v;
+        }
+        let leaf = self.raw.write().get_or_insert_with(key, f);
+        // SAFETY: `guard` holds a critical section of the tree's domain
+        // (checked by `get` above) that began before the leaf was found or
+        // published under the lock: a writer that unlinks it later retires it
+        // after a grace period that waits for this critical section.
+        unsafe { &(*leaf.as_ptr()).value }
+    }
+
+    /// Keeps only the entries for which `keep(key, &value)` returns `true`,
+    /// visiting them in key order. `keep` runs with the writer lock held and
+    /// must not write to this tree. The removed values are dropped after one
+    /// grace period, in one reclaim callback.
+    pub fn retain(&self, keep: impl FnMut(u64, &V) -> bool) {
+        let mut batch = Batch::new();
+        self.raw.write().retain(&mut batch, keep);
+        // SAFETY: the batch holds what `retain` unlinked; the writer lock is
+        // released; readers read under this domain's guards.
+        unsafe { batch.retire(&self.domain) };
+    }
+
+    /// Removes every entry. Readers that are inside the tree keep seeing the
+    /// old entries until their critical sections end; the whole old tree is
+    /// dropped in one reclaim callback after a grace period.
+    pub fn clear(&self) {
+        let mut batch = Batch::new();
+        self.raw.write().clear(&mut batch);
+        // SAFETY: as in `retain`.
+        unsafe { batch.retire(&self.domain) };
+    }
+
+    /// Sets `mark` on the entry at `key`; `false` (and nothing changes) if
+    /// the key is absent. Updates the summaries on the path (at most 11
+    /// nodes, stopping early where nothing changes).
+    pub fn set_mark(&self, key: u64, mark: Mark) -> bool {
+        self.raw.write().mark(key, mark.bit(), true)
+    }
+
+    /// Clears `mark` on the entry at `key`; `false` if the key is absent.
+    pub fn clear_mark(&self, key: u64, mark: Mark) -> bool {
+        self.raw.write().mark(key, mark.bit(), false)
+    }
+
+    /// The tree's shape and memory: entries, inner nodes, height, bytes.
+    /// Walks the whole tree under the writer lock (writers wait; readers do
+    /// not).
+    pub fn stats(&self) -> TreeStats {
+        let s = self.raw.shape();
+        TreeStats {
+            entries: s.leaves,
+            nodes: s.nodes,
+            height: s.height,
+            node_bytes: s.nodes * raw::NODE_SIZE,
+            leaf_bytes: s.leaves * size_of::<Leaf<V>>(),
+        }
+    }
+}
+
+fn entry<V>(l: &Leaf<V>) -> (u64, &V) {
+    (l.head.key, &l.value)
+}
+
+/// `range` as inclusive `(low, high)`; `None` when it is empty.
+#[track_caller]
+fn bounds(range: &impl RangeBounds<u64>) -> Option<(u64, u64)> {
+    use Bound::{Excluded, Included, Unbounded};
+    match (range.start_bound(), range.end_bound()) {
+        (Excluded(s), Excluded(e)) if s == e => {
+            panic!("range start and end are equal and excluded in RcuRadixTree")
+        }
+        (Included(s) | Excluded(s), Included(e) | Excluded(e)) if s > e => {
+            panic!("range start is greater than range end in RcuRadixTree")
+        }
+        _ => {}
+    }
+    let low = match range.start_bound() {
+        Included(&s) => s,
+        Excluded(&s) => s.checked_add(1)?,
+        Unbounded => 0,
+    };
+    let high = match range.end_bound() {
+        Included(&e) => e,
+        Excluded(&e) => e.checked_sub(1)?,
+        Unbounded => u64::MAX,
+    };
+    (low <= high).then_some((low, high))
+}
+
+/// An iterator over entries in key order, from [`RcuRadixTree::iter`],
+/// [`range`](RcuRadixTree::range) and the marked forms. Fused. Holds no lock;
+/// the references it yields live as long as the guard.
+pub struct Iter<'g, V> {
+    cursor: Cursor<'g, V>,
+}
+
+impl<'g, V> Iterator for Iter<'g, V> {
+    type Item = (u64, &'g V);
+
+    #[inline]
+    fn next(&mut self) -> Option<(u64, &'g V)> {
+        self.cursor.next().map(entry)
+    }
+}
+
+impl<V> FusedIterator for Iter<'_, V> {}
+
+impl<V> fmt::Debug for Iter<'_, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Iter").finish_non_exhaustive()
+    }
+}
+
+#[cfg(not(rcu_loom))]
+impl<V: Send + Sync + 'static> Default for RcuRadixTree<V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<V: Send + Sync + fmt::Debug + 'static> fmt::Debug for RcuRadixTree<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let guard = self.domain.read_lock_owned();
+        f.debug_map().entries(self.iter(&guard)).finish()
+    }
+}
+
+#[cfg(not(rcu_loom))]
+impl<V: Send + Sync + 'static> FromIterator<(u64, V)> for RcuRadixTree<V> {
+    fn from_iter<I: IntoIterator<Item = (u64, V)>>(iter: I) -> Self {
+        let tree = Self::new();
+        iter.into_iter().for_each(|(k, v)| drop(tree.insert(k, v)));
+        tree
+    }
+}
+
+impl<V: Send + Sync + 'static> Extend<(u64, V)> for RcuRadixTree<V> {
+    fn extend<I: IntoIterator<Item = (u64, V)>>(&mut self, iter: I) {
+        let mut writer = self.raw.write();
+        let mut replaced = Vec::new();
+        for (k, v) in iter {
+            replaced.extend(writer.insert(k, v));
+        }
+        drop(writer);
+        for l in replaced {
+            // SAFETY: as in `insert`.
+            drop(unsafe { Removed::new(l, &self.domain) });
+        }
+    }
+}

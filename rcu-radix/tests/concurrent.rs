@@ -1,0 +1,371 @@
+//! Concurrency: readers against writers that churn keys and change the
+//! tree's height; range scans under churn; leak accounting after `drain`.
+
+// Under `--cfg rcu_loom` rcu-core has no process-wide domain.
+#![cfg(not(rcu_loom))]
+
+use rcu_core::RcuDomain;
+use rcu_radix::{Mark, RcuRadixTree};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+/// A value that counts its drops.
+struct Counted {
+    key: u64,
+    drops: Arc<AtomicUsize>,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Stable keys: multiples of 3 in `0..n*3`, plus two near `3 << 40`, all
+/// below `1 << 42`, so that churned keys above them grow the root and their
+/// removal shrinks it again.
+fn stable_keys(n: u64) -> Vec<u64> {
+    let mut keys: Vec<u64> = (0..n).map(|i| i * 3).collect();
+    keys.extend([3 << 40, (3 << 40) + 3]);
+    keys
+}
+
+/// Removes every churned key at or above `1 << 42`: the root collapses back
+/// to the stable keys' height. Returns the height before and after.
+fn shrink(tree: &RcuRadixTree<u64>) -> (usize, usize) {
+    let before = tree.stats().height;
+    let guard = tree.domain().read_lock_owned();
+    let high: Vec<u64> = tree.range(1 << 42.., &guard).map(|(k, _)| k).collect();
+    drop(guard);
+    for k in high {
+        drop(tree.remove(k));
+    }
+    (before, tree.stats().height)
+}
+
+/// Churned keys: never multiples of 3, spread from small to the top of the
+/// key space so the root's height grows and shrinks while readers run.
+fn churn_key(rng: &mut Rng, n: u64) -> u64 {
+    let r = rng.next();
+    let k = match r % 4 {
+        0 => r % (n * 3),
+        1 => u64::MAX - (r >> 8) % 1000,
+        2 => (r >> 4) % (1 << 50),
+        _ => r,
+    };
+    // k ^ 1 is k + 1 or k - 1: never a multiple of 3 when k is one.
+    if k % 3 == 0 { k ^ 1 } else { k }
+}
+
+/// Writer operations between two shrinks of the root.
+const SHRINK_EVERY: usize = if cfg!(miri) { 40 } else { 512 };
+
+fn sizes() -> (u64, usize, usize) {
+    // (stable keys, writer operations, reader rounds)
+    if cfg!(miri) {
+        (24, 200, 10)
+    } else {
+        (3_000, 30_000, 200)
+    }
+}
+
+/// Readers always find every stable key, with its value, and never a key
+/// that was never inserted, while two writers churn other keys (growing and
+/// shrinking the height) and toggle marks.
+#[test]
+fn stable_keys_always_found_during_churn() {
+    let (n, ops, rounds) = sizes();
+    let domain = RcuDomain::new();
+    let tree: RcuRadixTree<u64> = RcuRadixTree::new_in(&domain);
+    let stable = stable_keys(n);
+    for &k in &stable {
+        tree.insert(k, k.wrapping_mul(7));
+    }
+    let done = AtomicBool::new(false);
+    let writers_left = AtomicUsize::new(2);
+    let heights = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for w in 0..2u64 {
+            let (tree, done, writers_left, heights) = (&tree, &done, &writers_left, &heights);
+            s.spawn(move || {
+                let mut rng = Rng(0x9e37 + w);
+                for i in 0..ops {
+                    let k = churn_key(&mut rng, n);
+                    match i % 4 {
+                        0 | 1 => drop(tree.insert(k, k.wrapping_mul(7))),
+                        2 => drop(tree.remove(k)),
+                        _ => {
+                            tree.set_mark(k, Mark::M1);
+                        }
+                    }
+                    if i % SHRINK_EVERY == SHRINK_EVERY - 1 && w == 0 {
+                        let (before, after) = shrink(tree);
+                        heights.lock().unwrap().extend([before, after]);
+                    }
+                }
+                if writers_left.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    done.store(true, Ordering::Release);
+                }
+            });
+        }
+        for r in 0..2u64 {
+            let (tree, done, stable, domain) = (&tree, &done, &stable, &domain);
+            s.spawn(move || {
+                let reader = domain.register();
+                let mut rng = Rng(77 + r);
+                let mut round = 0;
+                while round < rounds || !done.load(Ordering::Acquire) {
+                    let guard = reader.read_lock();
+                    for &k in stable {
+                        assert_eq!(
+                            tree.get(k, &guard),
+                            Some(&k.wrapping_mul(7)),
+                            "stable key {k}"
+                        );
+                    }
+                    for _ in 0..64 {
+                        // Multiples of 3 outside the stable set: never inserted.
+                        let absent = (n + rng.next() % (1 << 30)) * 3;
+                        if !stable.contains(&absent) {
+                            assert_eq!(tree.get(absent, &guard), None);
+                        }
+                    }
+                    // Nearest-key searches land on stable keys or churned ones.
+                    let k = (rng.next() % n) * 3;
+                    let (next, _) = tree.next_after(k, &guard).expect("a stable key follows");
+                    assert!(next > k && (next % 3 != 0 || next == k + 3 || next >= 3 * n));
+                    drop(guard);
+                    round += 1;
+                }
+            });
+        }
+    });
+    let s = tree.stats();
+    assert!(s.height <= 11);
+    assert_eq!(s.entries, tree.len());
+    let heights = heights.into_inner().unwrap();
+    let (low, high) = (heights.iter().min().unwrap(), heights.iter().max().unwrap());
+    assert!(
+        high > low,
+        "the height changed during the test: {low}..{high}"
+    );
+}
+
+/// A range scan under one guard yields strictly ascending keys, no
+/// duplicates, and every stable key in the range, while writers churn.
+#[test]
+fn range_scans_in_order_under_churn() {
+    let (n, ops, rounds) = sizes();
+    let domain = RcuDomain::new();
+    let tree: RcuRadixTree<u64> = RcuRadixTree::new_in(&domain);
+    let stable = stable_keys(n);
+    for &k in &stable {
+        tree.insert(k, k);
+    }
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let (tree_ref, done_ref) = (&tree, &done);
+        s.spawn(move || {
+            let mut rng = Rng(5);
+            for i in 0..ops {
+                let k = churn_key(&mut rng, n);
+                if i % 3 == 2 {
+                    drop(tree_ref.remove(k));
+                } else {
+                    drop(tree_ref.insert(k, k));
+                }
+                if i % SHRINK_EVERY == SHRINK_EVERY - 1 {
+                    shrink(tree_ref);
+                }
+            }
+            done_ref.store(true, Ordering::Release);
+        });
+        for r in 0..2u64 {
+            let (tree, done, stable, domain) = (&tree, &done, &stable, &domain);
+            s.spawn(move || {
+                let reader = domain.register();
+                let mut rng = Rng(1000 + r);
+                let mut round = 0;
+                while round < rounds || !done.load(Ordering::Acquire) {
+                    let guard = reader.read_lock();
+                    let a = rng.next() % (n * 3);
+                    let b = a + rng.next() % (n * 3);
+                    let mut prev: Option<u64> = None;
+                    let mut seen_stable = Vec::new();
+                    for (k, v) in tree.range(a..=b, &guard) {
+                        assert_eq!(k, *v);
+                        assert!(
+                            prev.is_none_or(|p| p < k),
+                            "out of order: {prev:?} then {k}"
+                        );
+                        assert!((a..=b).contains(&k));
+                        prev = Some(k);
+                        if k % 3 == 0 {
+                            seen_stable.push(k);
+                        }
+                    }
+                    let want: Vec<u64> = stable
+                        .iter()
+                        .copied()
+                        .filter(|k| (a..=b).contains(k))
+                        .collect();
+                    assert_eq!(seen_stable, want);
+                    // A full scan too, whose stable keys are all there.
+                    let all: Vec<u64> = tree
+                        .iter(&guard)
+                        .map(|(k, _)| k)
+                        .filter(|k| k % 3 == 0)
+                        .collect();
+                    if all.len() != stable.len() {
+                        let missing: Vec<u64> = stable
+                            .iter()
+                            .copied()
+                            .filter(|k| !all.contains(k))
+                            .collect();
+                        let extra: Vec<u64> = all
+                            .iter()
+                            .copied()
+                            .filter(|k| !stable.contains(k))
+                            .collect();
+                        panic!("full scan: missing {missing:x?}, extra {extra:x?}");
+                    }
+                    drop(guard);
+                    round += 1;
+                }
+            });
+        }
+    });
+}
+
+/// Every value removed or replaced is dropped exactly once after `drain`,
+/// none before its removal, and the rest when the tree is dropped; also under
+/// `retain` and `clear`, with writers on two threads.
+#[test]
+fn leak_accounting_after_drain() {
+    let (n, ops, _) = sizes();
+    let domain = RcuDomain::new();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let tree: RcuRadixTree<Counted> = RcuRadixTree::new_in(&domain);
+    let retired = AtomicUsize::new(0);
+    let created = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for w in 0..2u64 {
+            let (tree, drops, retired, created) = (&tree, &drops, &retired, &created);
+            s.spawn(move || {
+                let mut rng = Rng(31 + w);
+                for i in 0..ops / 4 {
+                    let k = churn_key(&mut rng, n);
+                    if i % 3 == 2 {
+                        if let Some(old) = tree.remove(k) {
+                            assert_eq!(old.key, k);
+                            retired.fetch_add(1, Ordering::Relaxed);
+                        }
+                    } else {
+                        created.fetch_add(1, Ordering::Relaxed);
+                        let v = Counted {
+                            key: k,
+                            drops: drops.clone(),
+                        };
+                        if tree.insert(k, v).is_some() {
+                            retired.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    domain.drain();
+    assert_eq!(
+        drops.load(Ordering::Relaxed),
+        retired.load(Ordering::Relaxed)
+    );
+    let before = tree.len();
+    tree.retain(|k, _| k % 2 == 0);
+    let removed = before - tree.len();
+    domain.drain();
+    assert_eq!(
+        drops.load(Ordering::Relaxed),
+        retired.load(Ordering::Relaxed) + removed
+    );
+    let rest = tree.len();
+    tree.clear();
+    assert!(tree.is_empty());
+    domain.drain();
+    assert_eq!(
+        drops.load(Ordering::Relaxed),
+        retired.load(Ordering::Relaxed) + removed + rest
+    );
+    assert_eq!(
+        drops.load(Ordering::Relaxed),
+        created.load(Ordering::Relaxed)
+    );
+    // Dropping a tree drops what it still holds, at once.
+    let tree = RcuRadixTree::new_in(&domain);
+    for k in 0..10 {
+        tree.insert(
+            k * 1000,
+            Counted {
+                key: k,
+                drops: drops.clone(),
+            },
+        );
+    }
+    drop(tree);
+    assert_eq!(
+        drops.load(Ordering::Relaxed),
+        created.load(Ordering::Relaxed) + 10
+    );
+}
+
+/// A reader keeps reading a removed value (through the reference it got
+/// before the removal) until its guard ends: the value is not dropped
+/// earlier, even across the writer's `drain` on another thread.
+#[test]
+fn removed_value_outlives_reader() {
+    let domain = RcuDomain::new();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let tree = RcuRadixTree::new_in(&domain);
+    tree.insert(
+        5,
+        Counted {
+            key: 5,
+            drops: drops.clone(),
+        },
+    );
+    let reader = domain.register();
+    let guard = reader.read_lock();
+    let v = tree.get(5, &guard).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            drop(tree.remove(5));
+            tree.insert(
+                6,
+                Counted {
+                    key: 6,
+                    drops: drops.clone(),
+                },
+            );
+        });
+    });
+    let (domain2, drops2) = (domain.clone(), drops.clone());
+    let drained = std::thread::spawn(move || {
+        domain2.drain();
+        drops2.load(Ordering::Relaxed)
+    });
+    // The drain cannot finish while we hold the guard.
+    assert_eq!(v.key, 5);
+    assert_eq!(drops.load(Ordering::Relaxed), 0);
+    drop(guard);
+    assert_eq!(drained.join().unwrap(), 1);
+}
