@@ -205,7 +205,7 @@ fn replace_swaps_in_place() {
     }
     let guard = rcu_core::read_lock();
     let mid = list.iter(&guard).nth(1).unwrap();
-    let old = list.replace(mid, Node::boxed(10, &drops)).ok().unwrap();
+    let old = list.replace(mid, Node::boxed(10, &drops)).expect("linked");
     assert_eq!(old.val, 1);
     let vals: Vec<u64> = list.iter(&guard).map(|n| n.val).collect();
     assert_eq!(vals, [0, 10, 2]);
