@@ -280,15 +280,17 @@ where
         if self.first.is_null() {
             return None;
         }
+        let cur = self.first;
         // SAFETY: the chain owns the element (`new` contract 1).
-        let link = unsafe { &*self.first };
+        let link = unsafe { &*cur };
         // Read `next` before the element can go.
         self.first = link.next_relaxed();
         link.owner().release();
-        // SAFETY: the pointer came from `into_raw` with the element's
-        // provenance (invariant 1), is taken back once (we moved past it),
-        // and no reader can reach it (`new` contract 2).
-        Some(unsafe { A::Pointer::from_raw(value_of::<A>(link)) })
+        // SAFETY: `cur` (not `link`, whose provenance is the link field's
+        // only) came from `into_raw` with the element's provenance
+        // (invariant 1); it is taken back once (we moved past it), and no
+        // reader can reach it (`new` contract 2).
+        Some(unsafe { A::Pointer::from_raw(value_of::<A>(cur)) })
     }
 }
 
@@ -360,17 +362,19 @@ where
         if self.next.is_null() {
             return None;
         }
-        // SAFETY: `self.next` was reached from the list's head by Acquire
-        // loads under the guard (`Iter::new`): the element was initialised
-        // before it was published (invariant 3), and it is retired only after
-        // a grace period that started after it was unlinked, so after our
+        let cur = self.next;
+        // SAFETY: `cur` was reached from the list's head by Acquire loads
+        // under the guard (`Iter::new`): the element was initialised before
+        // it was published (invariant 3), and it is retired only after a
+        // grace period that started after it was unlinked, so after our
         // guard's critical section began; it stays alive for `'g`.
-        let link = unsafe { &*self.next };
+        let link = unsafe { &*cur };
         self.next = link.next();
-        // SAFETY: as above; the pointer has the element's provenance
-        // (invariant 1), and no one asserts unique access to a published
-        // element (`OwningPointer` contract 3).
-        Some(unsafe { &*value_of::<A>(link) })
+        // SAFETY: as above; `cur` (not `link`, a reference to the link
+        // field only) has the element's provenance (invariant 1), and no one
+        // asserts unique access to a published element (`OwningPointer`
+        // contract 3).
+        Some(unsafe { &*value_of::<A>(cur) })
     }
 }
 
