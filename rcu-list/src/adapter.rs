@@ -107,7 +107,7 @@ pub unsafe trait Adapter {
     /// The link kind: [`ListLink`](crate::ListLink) for
     /// [`RcuList`](crate::RcuList), [`SListLink`](crate::SListLink) for
     /// [`RcuSList`](crate::RcuSList).
-    type Link;
+    type Link: crate::Link;
     /// The element type.
     type Value;
     /// The pointer kind a list holds elements by (`Box<Value>`,

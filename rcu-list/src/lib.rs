@@ -124,7 +124,7 @@ mod sync;
 mod loom_tests;
 
 pub use adapter::{Adapter, OwningPointer};
-pub use link::{ListLink, SListLink};
+pub use link::{Link, ListLink, SListLink};
 pub use list::RcuList;
 pub use raw::Iter;
 pub use removed::Removed;

@@ -296,9 +296,16 @@ macro_rules! link_common_impls {
 link_common_impls!(ListLink);
 link_common_impls!(SListLink);
 
-/// What the shared raw code needs of a link kind. `pub` only so that the
-/// public [`Iter`](crate::Iter) may name it in bounds; this module is
-/// private, so no one outside the crate can name or implement it.
+/// A link kind an element can embed: [`ListLink`] or [`SListLink`]. Sealed:
+/// the lists' safety rests on these two types' protocol.
+pub trait Link: LinkOps {}
+
+impl Link for ListLink {}
+impl Link for SListLink {}
+
+/// What the shared raw code needs of a link kind: the supertrait that seals
+/// [`Link`] (`pub` in this private module, so no one outside the crate can
+/// name or implement it).
 pub trait LinkOps {
     /// Who holds the link.
     fn owner(&self) -> &Owner;

@@ -73,18 +73,12 @@ fn already_linked() -> ! {
 
 /// An element given to a list, its link claimed for the list, not yet
 /// published. Dropping it gives the claim back and drops the pointer.
-pub(crate) struct Claimed<A: Adapter>
-where
-    A::Link: LinkOps,
-{
+pub(crate) struct Claimed<A: Adapter> {
     value: NonNull<A::Value>,
     _owns: PhantomData<A::Pointer>,
 }
 
-impl<A: Adapter> Claimed<A>
-where
-    A::Link: LinkOps,
-{
+impl<A: Adapter> Claimed<A> {
     /// Takes `ptr` and claims its link for list `id`.
     ///
     /// # Panics
@@ -134,10 +128,7 @@ where
     }
 }
 
-impl<A: Adapter> Drop for Claimed<A>
-where
-    A::Link: LinkOps,
-{
+impl<A: Adapter> Drop for Claimed<A> {
     /// Reached only when a claim is dropped before it was linked or
     /// abandoned (an unwinding caller): gives the claim back and drops the
     /// pointer.
@@ -241,27 +232,16 @@ impl<P: OwningPointer> Retired<P> {
 /// list's drop), each still linked to the next. Dropping it releases each
 /// link and drops each pointer, in order; a panicking drop does not leak
 /// the rest.
-pub(crate) struct Chain<A: Adapter>
-where
-    A::Link: LinkOps,
-{
+pub(crate) struct Chain<A: Adapter> {
     first: *mut A::Link,
     _owns: PhantomData<A::Pointer>,
 }
 
 // SAFETY: the chain owns its elements' pointers (`P: Send`) and touches only
 // their links (atomics) until it rebuilds the pointers.
-unsafe impl<A: Adapter> Send for Chain<A>
-where
-    A::Link: LinkOps,
-    A::Pointer: Send,
-{
-}
+unsafe impl<A: Adapter> Send for Chain<A> where A::Pointer: Send {}
 
-impl<A: Adapter> Chain<A>
-where
-    A::Link: LinkOps,
-{
+impl<A: Adapter> Chain<A> {
     /// # Safety
     /// 1. `first` is null or the first link of a null-terminated chain of
     ///    elements that the caller owns (each came from `into_raw`, links
@@ -294,19 +274,11 @@ where
     }
 }
 
-impl<A: Adapter> Drop for Chain<A>
-where
-    A::Link: LinkOps,
-{
+impl<A: Adapter> Drop for Chain<A> {
     fn drop(&mut self) {
-        // If a drop panics, unwinding drops a `Chain` with the rest.
-        struct Rest<'a, A: Adapter>(&'a mut Chain<A>)
-        where
-            A::Link: LinkOps;
-        impl<A: Adapter> Drop for Rest<'_, A>
-        where
-            A::Link: LinkOps,
-        {
+        // If a drop panics, unwinding drops `rest`, which drops the rest.
+        struct Rest<'a, A: Adapter>(&'a mut Chain<A>);
+        impl<A: Adapter> Drop for Rest<'_, A> {
             fn drop(&mut self) {
                 while let Some(p) = self.0.pop() {
                     drop(p);
@@ -334,10 +306,7 @@ pub struct Iter<'g, A: Adapter> {
     _guarded: PhantomData<&'g A::Value>,
 }
 
-impl<'g, A: Adapter> Iter<'g, A>
-where
-    A::Link: LinkOps,
-{
+impl<'g, A: Adapter> Iter<'g, A> {
     /// # Safety
     /// `first` was loaded (`Acquire`) from the head of a list whose
     /// elements are reclaimed only through its domain's grace periods, under
@@ -351,10 +320,7 @@ where
     }
 }
 
-impl<'g, A: Adapter> Iterator for Iter<'g, A>
-where
-    A::Link: LinkOps,
-{
+impl<'g, A: Adapter> Iterator for Iter<'g, A> {
     type Item = &'g A::Value;
 
     #[inline]
@@ -378,7 +344,7 @@ where
     }
 }
 
-impl<A: Adapter> std::iter::FusedIterator for Iter<'_, A> where A::Link: LinkOps {}
+impl<A: Adapter> std::iter::FusedIterator for Iter<'_, A> {}
 
 impl<A: Adapter> Clone for Iter<'_, A> {
     fn clone(&self) -> Self {
