@@ -83,8 +83,12 @@ fn domain() -> RcuDomain {
 }
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
+    bounded_model(None, f);
+}
+
+fn bounded_model(bound: Option<usize>, f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = None;
+    builder.preemption_bound = bound;
     builder.check(f);
 }
 
@@ -117,6 +121,38 @@ fn list_reader_walks_while_middle_is_removed_and_freed() {
         };
         let removed = list.remove(nodes[1]).expect("1 is linked");
         drop(removed.into_inner()); // the grace period, then the free
+        assert!(!nodes[1].link.is_linked());
+        reader.join().unwrap();
+    });
+}
+
+/// Model 1 through the reclaim thread: the writer drops the `Removed`
+/// handle (the usual retirement: `call_rcu`), and the domain's reclaim
+/// thread frees the element after the grace period.
+///
+/// Bounded to 2 preemptions: a third thread (the reclaim thread, with the
+/// engine's queue, events and leader election) makes the unbounded search
+/// far too long; model 1 checks the same reader/writer orderings unbounded.
+#[test]
+fn list_reader_walks_while_middle_is_retired_by_call_rcu() {
+    bounded_model(Some(2), || {
+        let domain = domain();
+        let list = Arc::new(RcuList::<ListA>::new_in(&domain));
+        let nodes = [Node::leak(0), Node::leak(1), Node::leak(2)];
+        for n in nodes {
+            list.push_back(Tracked(n));
+        }
+        let reader = {
+            let (domain, list) = (domain.clone(), Arc::clone(&list));
+            loom::thread::spawn(move || {
+                let r = domain.register();
+                let guard = r.read_lock();
+                let seen: Vec<u32> = list.iter(&guard).map(Node::read).collect();
+                check_seen(&seen);
+            })
+        };
+        drop(list.remove(nodes[1]).expect("1 is linked"));
+        domain.drain(); // the callback has run
         assert!(!nodes[1].link.is_linked());
         reader.join().unwrap();
     });

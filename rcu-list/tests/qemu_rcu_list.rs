@@ -177,7 +177,7 @@ fn scenario<K: Kind>(readers: usize, seed: u64) {
     let mut all: Vec<*mut Elem> = Vec::new();
     let (mut len, mut removed) = (0usize, 0usize);
     let deadline = Instant::now() + Duration::from_secs(1);
-    let updates = size(usize::MAX, 200);
+    let updates = size(usize::MAX, 40);
     let mut done = 0;
     while done < updates && (cfg!(miri) || Instant::now() < deadline) {
         let guard = reader.read_lock();
@@ -237,6 +237,7 @@ fn list_5_readers() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "the same as 5 readers under Miri (2 threads)")]
 fn list_20_readers() {
     scenario::<RcuList<TList>>(20, 20);
 }
@@ -252,6 +253,7 @@ fn slist_5_readers() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "the same as 5 readers under Miri (2 threads)")]
 fn slist_20_readers() {
     scenario::<RcuSList<TSList>>(20, 120);
 }
