@@ -16,6 +16,9 @@
 //!   so they keep walking elements that another core has just written (cache
 //!   misses), on a machine where the writer and the reclaim thread compete
 //!   with them for the two CPUs.
+//! * "writer step": the other side of that trade: the writer's time per
+//!   step (add + remove) while one reader walks in a loop. A locked
+//!   writer waits for the walk in progress; an RCU writer does not.
 //!
 //! * `rcu-list RcuList::iter`: a `read_lock()` per walk, no lock, one
 //!   `Acquire` load per element; removed elements are dropped by the
@@ -30,7 +33,7 @@
 //!   so the machine is equally busy.
 
 use super::{Chart, GroupDef, Settings, Task};
-use crate::harness::ns_per_op_threads;
+use crate::harness::{ns_per_op_threads, ns_per_op_with};
 use rcu_list::{ListLink, RcuList, intrusive_adapter};
 use std::collections::LinkedList;
 use std::hint::black_box;
@@ -41,7 +44,7 @@ use std::time::Duration;
 /// The list group.
 pub const GROUP: GroupDef = GroupDef {
     name: "list",
-    unit: "ns per walk of a 1 000-element list (per reader thread), lower is better",
+    unit: "ns per walk of a 1 000-element list (per reader thread; per step in the writer row), lower is better",
     chart: Chart::Bars,
     tasks,
 };
@@ -127,15 +130,16 @@ fn walks_against_writer<F: FnMut(u64)>(
     })
 }
 
-/// The RCU list's writer: a new element at the back, the front one retired.
-fn rcu_writer(list: &RcuList<NodeAdapter>) -> impl FnMut() + Send + '_ {
-    let mut v = LEN;
-    move || {
-        v += 1;
-        list.push_back(node(v));
-        drop(list.pop_front());
+/// `n` operations of `f`.
+fn times(mut f: impl FnMut()) -> impl FnMut(u64) {
+    move |n| {
+        for _ in 0..n {
+            f();
+        }
     }
 }
+
+// --- rcu-list -------------------------------------------------------------
 
 fn rcu_list() -> RcuList<NodeAdapter> {
     let list = RcuList::new();
@@ -145,83 +149,123 @@ fn rcu_list() -> RcuList<NodeAdapter> {
     list
 }
 
-fn ours(s: &Settings, readers: (usize, Writer)) -> f64 {
+fn rcu_walk(list: &RcuList<NodeAdapter>) {
+    let guard = rcu_core::read_lock();
+    let sum: u64 = list.iter(&guard).map(|e| e.val).sum();
+    black_box(sum);
+}
+
+/// A new element at the back, the front one retired (dropped by the
+/// reclaim thread after a grace period).
+fn rcu_step(list: &RcuList<NodeAdapter>) -> impl FnMut() + Send + '_ {
+    let mut v = LEN;
+    move || {
+        v += 1;
+        list.push_back(node(v));
+        drop(list.pop_front());
+    }
+}
+
+fn ours(s: &Settings, row: (usize, Writer)) -> f64 {
     let list = rcu_list();
-    let list = &list;
-    walks_against_writer(
-        s,
-        readers,
-        || {
-            move |n| {
-                for _ in 0..n {
-                    let guard = rcu_core::read_lock();
-                    let sum: u64 = list.iter(&guard).map(|e| e.val).sum();
-                    black_box(sum);
-                }
-            }
-        },
-        rcu_writer(list),
-    )
+    walks_against_writer(s, row, || times(|| rcu_walk(&list)), rcu_step(&list))
 }
 
-fn rwlock_vec(s: &Settings, readers: (usize, Writer)) -> f64 {
-    let vec = RwLock::new((0..LEN).map(|v| Box::new(plain(v))).collect::<Vec<_>>());
-    let vec = &vec;
+fn ours_writer(s: &Settings) -> f64 {
+    let list = rcu_list();
+    ns_per_op_with(s.duration, times(rcu_step(&list)), || rcu_walk(&list))
+}
+
+// --- std RwLock<Vec<Box<T>>> ----------------------------------------------
+
+type LockedVec = RwLock<Vec<Box<Plain>>>;
+
+fn locked_vec() -> LockedVec {
+    RwLock::new((0..LEN).map(|v| Box::new(plain(v))).collect())
+}
+
+fn vec_walk(vec: &LockedVec) {
+    let guard = vec.read().unwrap();
+    let sum: u64 = guard.iter().map(|e| e.val).sum();
+    drop(guard);
+    black_box(sum);
+}
+
+/// A push and a `swap_remove(0)` under the write lock; the old element is
+/// freed after it.
+fn vec_step(vec: &LockedVec) -> impl FnMut() + Send + '_ {
     let mut v = LEN;
-    walks_against_writer(
-        s,
-        readers,
-        || {
-            move |n| {
-                for _ in 0..n {
-                    let guard = vec.read().unwrap();
-                    let sum: u64 = guard.iter().map(|e| e.val).sum();
-                    drop(guard);
-                    black_box(sum);
-                }
-            }
-        },
-        move || {
-            v += 1;
-            let new = Box::new(plain(v));
-            let mut w = vec.write().unwrap();
-            w.push(new);
-            let old = w.swap_remove(0);
-            drop(w);
-            drop(old);
-        },
-    )
+    move || {
+        v += 1;
+        let new = Box::new(plain(v));
+        let mut w = vec.write().unwrap();
+        w.push(new);
+        let old = w.swap_remove(0);
+        drop(w);
+        drop(old);
+    }
 }
 
-fn mutex_linked_list(s: &Settings, readers: (usize, Writer)) -> f64 {
-    let list = Mutex::new((0..LEN).map(plain).collect::<LinkedList<_>>());
-    let list = &list;
+fn rwlock_vec(s: &Settings, row: (usize, Writer)) -> f64 {
+    let vec = locked_vec();
+    walks_against_writer(s, row, || times(|| vec_walk(&vec)), vec_step(&vec))
+}
+
+fn rwlock_vec_writer(s: &Settings) -> f64 {
+    let vec = locked_vec();
+    ns_per_op_with(s.duration, times(vec_step(&vec)), || vec_walk(&vec))
+}
+
+// --- std Mutex<LinkedList<T>> ---------------------------------------------
+
+type LockedList = Mutex<LinkedList<Plain>>;
+
+fn locked_list() -> LockedList {
+    Mutex::new((0..LEN).map(plain).collect())
+}
+
+fn list_walk(list: &LockedList) {
+    let guard = list.lock().unwrap();
+    let sum: u64 = guard.iter().map(|e| e.val).sum();
+    drop(guard);
+    black_box(sum);
+}
+
+/// A push and a pop under the lock (the list allocates and frees its
+/// nodes there).
+fn list_step(list: &LockedList) -> impl FnMut() + Send + '_ {
     let mut v = LEN;
-    walks_against_writer(
-        s,
-        readers,
-        || {
-            move |n| {
-                for _ in 0..n {
-                    let guard = list.lock().unwrap();
-                    let sum: u64 = guard.iter().map(|e| e.val).sum();
-                    drop(guard);
-                    black_box(sum);
-                }
-            }
-        },
-        move || {
-            v += 1;
-            let mut l = list.lock().unwrap();
-            l.push_back(plain(v));
-            // The list frees its node here, under the lock.
-            black_box(l.pop_front());
-            drop(l);
-        },
-    )
+    move || {
+        v += 1;
+        let mut l = list.lock().unwrap();
+        l.push_back(plain(v));
+        black_box(l.pop_front());
+        drop(l);
+    }
 }
 
-fn pointer_chase(s: &Settings, readers: (usize, Writer)) -> f64 {
+fn mutex_linked_list(s: &Settings, row: (usize, Writer)) -> f64 {
+    let list = locked_list();
+    walks_against_writer(s, row, || times(|| list_walk(&list)), list_step(&list))
+}
+
+fn mutex_linked_list_writer(s: &Settings) -> f64 {
+    let list = locked_list();
+    ns_per_op_with(s.duration, times(list_step(&list)), || list_walk(&list))
+}
+
+// --- the floor ------------------------------------------------------------
+
+fn chase_walk(head: Option<&'static Chased>) {
+    let (mut p, mut sum) = (head, 0u64);
+    while let Some(e) = p {
+        sum += e.val;
+        p = e.next;
+    }
+    black_box(sum);
+}
+
+fn pointer_chase(s: &Settings, row: (usize, Writer)) -> f64 {
     // Built back to front (leaked: 32 KB per run).
     let mut head: Option<&'static Chased> = None;
     for v in (0..LEN).rev() {
@@ -231,24 +275,9 @@ fn pointer_chase(s: &Settings, readers: (usize, Writer)) -> f64 {
             _links: [0; 2],
         })));
     }
+    // The same writer as ours, on a list of its own.
     let busy = rcu_list();
-    walks_against_writer(
-        s,
-        readers,
-        || {
-            move |n| {
-                for _ in 0..n {
-                    let (mut p, mut sum) = (head, 0u64);
-                    while let Some(e) = p {
-                        sum += e.val;
-                        p = e.next;
-                    }
-                    black_box(sum);
-                }
-            }
-        },
-        rcu_writer(&busy),
-    )
+    walks_against_writer(s, row, || times(move || chase_walk(head)), rcu_step(&busy))
 }
 
 fn tasks(_: &Settings) -> Vec<Task> {
@@ -297,5 +326,24 @@ fn tasks(_: &Settings) -> Vec<Task> {
             move |s| pointer_chase(s, row),
         ));
     }
+    let op = "writer step (add + remove), 1 reader walking in a loop";
+    t.push(Task::ours(
+        G,
+        op,
+        "rcu-list push_back + pop_front",
+        ours_writer,
+    ));
+    t.push(Task::peer(
+        G,
+        op,
+        "std RwLock<Vec<Box<T>>>",
+        rwlock_vec_writer,
+    ));
+    t.push(Task::peer(
+        G,
+        op,
+        "std Mutex<LinkedList<T>>",
+        mutex_linked_list_writer,
+    ));
     t
 }
