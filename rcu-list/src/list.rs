@@ -28,8 +28,9 @@ use std::fmt;
 /// * Positions are given by element references (`insert_after(&pos, new)`),
 ///   checked to be in *this* list: an element of another list is refused.
 ///
-/// Costs: every write is O(1) (`clear` is O(len) under the lock);
-/// `len` is a load; a list is 6 words plus the domain handle; a link 3 words.
+/// Costs: every write is O(1) under the lock (`clear` is O(len));
+/// `len` is a load. A list is five words (head, tail, length, id, a mutex)
+/// plus the domain handle; a link is three words.
 ///
 /// ```
 /// use rcu_list::{ListLink, RcuList, intrusive_adapter};

@@ -38,6 +38,13 @@ static_assertions::const_assert_eq!(
     2 * size_of::<usize>() + size_of::<RcuDomain>()
 );
 static_assertions::const_assert_eq!(size_of::<ListLink>(), 3 * size_of::<usize>());
+// Head, tail, length, id and the mutex (a futex word and a poison flag on
+// Linux), plus the domain handle.
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+static_assertions::const_assert_eq!(
+    size_of::<RcuList<BoxList>>(),
+    5 * size_of::<usize>() + size_of::<RcuDomain>()
+);
 static_assertions::const_assert_eq!(size_of::<SListLink>(), 2 * size_of::<usize>());
 
 fn arc_node(val: u64, drops: &Arc<AtomicUsize>) -> Arc<Node> {
