@@ -25,9 +25,12 @@
 //!   thread (the allocator hands the old front's memory to the new back
 //!   element), and the floor never rotates, so part of the gap in the writer
 //!   rows is placement, not synchronisation.
-//! * "writer step": the other side of that trade: the writer's time per
-//!   step (add + remove) while one reader walks in a loop. A locked
-//!   writer waits for the walk in progress; an RCU writer does not.
+//! * "writer step": the writer's time per step (add + remove) while one
+//!   reader walks in a loop. A locked writer waits for the walk in
+//!   progress, an RCU writer never does, but it pays for retirement: each
+//!   removed element goes to the reclaim thread through `call_rcu` (an
+//!   allocation, a queue push, a grace period per batch), which on this
+//!   machine costs more than the locked writers' waits.
 //!
 //! * `rcu-list RcuList::iter`: a `read_lock()` per walk, no lock, one
 //!   `Acquire` load per element; removed elements are dropped by the
