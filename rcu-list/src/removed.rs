@@ -42,7 +42,34 @@ where
 {
     /// Always `Some` until `into_inner` or `drop` takes it.
     raw: Option<Retired<P>>,
-    domain: RcuDomain,
+    domain: Domain,
+}
+
+/// The domain a removed element retires through. The process-wide one is
+/// named rather than cloned: cloning any `RcuDomain` handle bumps a shared
+/// owner count, one contended atomic per removal on every writer thread.
+enum Domain {
+    #[cfg(not(rcu_loom))]
+    Global,
+    Other(RcuDomain),
+}
+
+impl Domain {
+    fn of(domain: &RcuDomain) -> Self {
+        #[cfg(not(rcu_loom))]
+        if domain.is_global() {
+            return Domain::Global;
+        }
+        Domain::Other(domain.clone())
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&RcuDomain) -> R) -> R {
+        match self {
+            #[cfg(not(rcu_loom))]
+            Domain::Global => f(&RcuDomain::global()),
+            Domain::Other(d) => f(d),
+        }
+    }
 }
 
 impl<P> Removed<P>
@@ -53,7 +80,7 @@ where
     pub(crate) fn new(raw: Retired<P>, domain: &RcuDomain) -> Self {
         Removed {
             raw: Some(raw),
-            domain: domain.clone(),
+            domain: Domain::of(domain),
         }
     }
 
@@ -73,7 +100,7 @@ where
     /// of the domain: the grace period would wait for it forever.
     pub fn into_inner(mut self) -> P {
         let raw = self.take();
-        raw.wait(&self.domain)
+        self.domain.with(|d| raw.wait(d))
     }
 
     /// Awaits a grace period without blocking the executor thread, then
@@ -83,7 +110,10 @@ where
     #[cfg(not(rcu_loom))]
     pub async fn into_inner_async(mut self) -> P {
         let raw = self.take();
-        raw.wait_async(&self.domain).await
+        match &self.domain {
+            Domain::Global => raw.wait_async(&RcuDomain::global()).await,
+            Domain::Other(d) => raw.wait_async(d).await,
+        }
     }
 }
 
@@ -110,7 +140,7 @@ where
 {
     fn drop(&mut self) {
         if let Some(raw) = self.raw.take() {
-            raw.retire(&self.domain);
+            self.domain.with(|d| raw.retire(d));
         }
     }
 }
