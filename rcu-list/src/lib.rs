@@ -6,9 +6,10 @@
 //!
 //! * [`RcuList`]: doubly linked (QEMU's `QLIST`/`QTAILQ`, Linux's
 //!   `list_*_rcu`): push and pop at both ends, insert before or after an
-//!   element, remove, replace, `len`, `clear`.
+//!   element, remove, replace, `retain`, `len`, `clear`.
 //! * [`RcuSList`]: singly linked with a one-word head (QEMU's `QSLIST`,
-//!   Linux's `hlist_*_rcu`): the shape of a hash bucket.
+//!   Linux's `hlist_*_rcu`): the shape of a hash bucket. Push at the front,
+//!   insert after an element, remove, pop at the front, `retain`, `clear`.
 //! * Intrusive, in the manner of intrusive-collections: an element embeds a
 //!   [`ListLink`] or [`SListLink`]; an [`Adapter`], declared with
 //!   [`intrusive_adapter!`] over `core::mem::offset_of!`, maps link to

@@ -255,6 +255,30 @@ where
         Some(Removed::new(raw, self.raw.domain()))
     }
 
+    /// Unlinks every element for which `keep` returns `false`, in one pass
+    /// under the writer lock; they are dropped after a grace period (one
+    /// callback for all), as `Vec::retain` would drop them. O(len).
+    ///
+    /// `keep` runs under the lock: it must not call this list's writer
+    /// methods (that would deadlock). If it panics, the elements removed
+    /// so far are still retired and the list stays consistent.
+    ///
+    /// ```
+    /// # use rcu_list::{ListLink, RcuList, intrusive_adapter};
+    /// # struct N { v: u32, link: ListLink }
+    /// # intrusive_adapter!(NA = Box<N>: N { link => ListLink });
+    /// let list = RcuList::<NA>::new();
+    /// for v in 0..6 {
+    ///     list.push_front(Box::new(N { v, link: ListLink::new() }));
+    /// }
+    /// list.retain(|n| n.v % 2 == 0);
+    /// let guard = rcu_core::read_lock();
+    /// assert_eq!(list.iter(&guard).map(|n| n.v).collect::<Vec<_>>(), [4, 2, 0]);
+    /// ```
+    pub fn retain(&self, keep: impl FnMut(&A::Value) -> bool) {
+        self.raw.retain(keep);
+    }
+
     /// Unlinks every element; they are dropped after a grace period (one
     /// callback for all). Readers standing on one of them walk to the old
     /// end.

@@ -331,3 +331,31 @@ fn removed_into_inner_async_gives_the_element_back() {
     assert_eq!(node.val, 3);
     assert!(!node.slink.is_linked());
 }
+
+#[test]
+fn a_panicking_retain_leaves_the_list_consistent_and_retires_what_it_removed() {
+    let domain = RcuDomain::new();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let list = RcuList::<BoxList>::new_in(&domain);
+    for v in 0..6 {
+        list.push_back(Node::boxed(v, &drops));
+    }
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        list.retain(|n| {
+            assert!(n.val != 3, "stop");
+            n.val % 2 == 1
+        })
+    }));
+    assert!(r.is_err());
+    // 0 and 2 were removed before the panic; the rest is intact.
+    let reader = domain.register();
+    let vals: Vec<u64> = list.iter(&reader.read_lock()).map(|n| n.val).collect();
+    assert_eq!(vals, [1, 3, 4, 5]);
+    assert_eq!(list.len(), 4);
+    domain.drain();
+    assert_eq!(drops.load(Ordering::Relaxed), 2);
+    // The lock was released: writers go on.
+    list.retain(|n| n.val != 4);
+    domain.drain();
+    assert_eq!(drops.load(Ordering::Relaxed), 3);
+}

@@ -120,6 +120,13 @@ fn list_against_vecdeque(seed: u64, steps: usize) {
                     retire!(r);
                 }
             }
+            97 => {
+                let m = 2 + rng.below(3) as u64;
+                let before = model.len();
+                model.retain(|v| v % m != 0);
+                removed += before - model.len();
+                list.retain(|n| n.val % m != 0);
+            }
             _ => {
                 removed += model.len();
                 model.clear();
@@ -184,7 +191,7 @@ fn slist_against_vecdeque(seed: u64, steps: usize) {
                 assert_eq!(r.as_ref().map(|n| n.val), model.pop_front());
                 removed += usize::from(r.is_some());
             }
-            70..=97 => {
+            70..=95 => {
                 if let Some(i) = pick(&mut rng) {
                     let victim = at(i);
                     let r = list.remove(victim).expect("linked");
@@ -193,6 +200,13 @@ fn slist_against_vecdeque(seed: u64, steps: usize) {
                     assert!(!list.contains(victim));
                     removed += 1;
                 }
+            }
+            96..=97 => {
+                let m = 2 + rng.below(3) as u64;
+                let before = model.len();
+                model.retain(|v| v % m != 0);
+                removed += before - model.len();
+                list.retain(|n| n.val % m != 0);
             }
             _ => {
                 removed += model.len();

@@ -6,7 +6,7 @@
 //! with no element type, so it is compiled once (hashbrown's non-generic
 //! inner table); [`List`] adds the element type, ownership and retirement.
 
-use super::{Chain, Claimed, Iter, Retired, link_of, link_ref, value_of};
+use super::{Batch, Chain, Claimed, Iter, Retired, link_of, link_ref, value_of};
 use crate::adapter::Adapter;
 use crate::link::{LinkOps, ListLink, new_list_id};
 use crate::sync::{AtomicPtr, AtomicUsize, Mutex, MutexGuard, Ordering, lock};
@@ -452,6 +452,30 @@ where
         drop(l);
         // SAFETY: just unlinked, under the lock.
         Some(unsafe { Self::retired(last) })
+    }
+
+    pub(crate) fn retain(&self, mut keep: impl FnMut(&A::Value) -> bool) {
+        // Declared before the lock: dropped (retired) after it is released,
+        // even if `keep` panics.
+        let mut batch = Batch::new(&self.domain);
+        let l = self.links.lock();
+        let mut p = l.first();
+        while !p.is_null() {
+            // SAFETY: reached from the head under the lock: linked here.
+            let next = unsafe { &*p }.next_locked();
+            // SAFETY: a linked element, alive while we hold the lock; `p` has
+            // its provenance (invariant 1).
+            if !keep(unsafe { &*value_of::<A>(p) }) {
+                // SAFETY: linked here; then just unlinked, under the lock.
+                unsafe {
+                    l.unlink(p);
+                    batch.push(Self::retired(p));
+                }
+            }
+            p = next;
+        }
+        drop(l);
+        drop(batch);
     }
 
     pub(crate) fn clear(&self) {

@@ -228,6 +228,55 @@ impl<P: OwningPointer> Retired<P> {
     }
 }
 
+/// Elements removed together (`retain`), retired with one callback when
+/// the batch is dropped, which a caller arranges to happen after it has
+/// released the list's lock, on unwinding too.
+pub(crate) struct Batch<'d, P>
+where
+    P: OwningPointer + Send + 'static,
+    P::Target: Sync,
+{
+    retired: Vec<Retired<P>>,
+    domain: &'d RcuDomain,
+}
+
+impl<'d, P> Batch<'d, P>
+where
+    P: OwningPointer + Send + 'static,
+    P::Target: Sync,
+{
+    pub(crate) fn new(domain: &'d RcuDomain) -> Self {
+        Batch {
+            retired: Vec::new(),
+            domain,
+        }
+    }
+
+    pub(crate) fn push(&mut self, r: Retired<P>) {
+        self.retired.push(r);
+    }
+}
+
+impl<P> Drop for Batch<'_, P>
+where
+    P: OwningPointer + Send + 'static,
+    P::Target: Sync,
+{
+    fn drop(&mut self) {
+        if self.retired.is_empty() {
+            return;
+        }
+        let retired = std::mem::take(&mut self.retired);
+        self.domain.call_rcu(move || {
+            for r in retired {
+                // SAFETY: `call_rcu` runs this after a grace period that
+                // started after every element of the batch was unlinked.
+                drop(unsafe { r.finish() });
+            }
+        });
+    }
+}
+
 /// A chain of elements detached from a list all at once (`clear`, or the
 /// list's drop), each still linked to the next. Dropping it releases each
 /// link and drops each pointer, in order; a panicking drop does not leak

@@ -8,7 +8,7 @@
 //! the bit, its stores of a new first element keep the bit set. Readers
 //! mask the bit off and never wait for it.
 
-use super::{Chain, Claimed, Iter, Retired, link_of, link_ref, value_of};
+use super::{Batch, Chain, Claimed, Iter, Retired, link_of, link_ref, value_of};
 use crate::adapter::Adapter;
 use crate::link::{LinkOps, SListLink, new_list_id};
 use crate::sync::{AtomicPtr, Backoff, Ordering};
@@ -108,6 +108,24 @@ impl Locked<'_> {
         }
         debug_assert!(false, "rcu-list: a linked element is missing from its list");
         None
+    }
+
+    /// Unlinks `cur`, whose predecessor is `prev` (null: the head); `cur`
+    /// keeps its `next` and is marked retiring.
+    ///
+    /// # Safety
+    /// `cur` is linked in this list, right after `prev`.
+    pub(crate) unsafe fn unlink_after(&self, prev: *mut SListLink, cur: *mut SListLink) {
+        // SAFETY: linked here (the caller).
+        let c = unsafe { &*cur };
+        // SAFETY: `prev` is `cur`'s predecessor here, or null.
+        unsafe { self.set_next_of(prev, c.next_locked()) };
+        c.owner().retire();
+    }
+
+    /// The first element, for the lock holder.
+    pub(crate) fn first_locked(&self) -> *mut SListLink {
+        self.first()
     }
 
     /// Unlinks the first element, if any; as `unlink`.
@@ -282,6 +300,34 @@ where
         let first = self.lock().pop_front();
         // SAFETY: just unlinked under the lock; the list's own pointer.
         first.map(|own| unsafe { Self::retired(own) })
+    }
+
+    pub(crate) fn retain(&self, mut keep: impl FnMut(&A::Value) -> bool) {
+        // Declared before the lock: dropped (retired) after it is released,
+        // even if `keep` panics.
+        let mut batch = Batch::new(&self.domain);
+        let l = self.lock();
+        let mut prev: *mut SListLink = ptr::null_mut();
+        let mut cur = l.first_locked();
+        while !cur.is_null() {
+            // SAFETY: reached from the head under the lock: linked here.
+            let next = unsafe { &*cur }.next_locked();
+            // SAFETY: a linked element, alive while we hold the lock; `cur`
+            // has its provenance (invariant 1).
+            if keep(unsafe { &*value_of::<A>(cur) }) {
+                prev = cur;
+            } else {
+                // SAFETY: `cur` is linked right after `prev`; then just
+                // unlinked, under the lock.
+                unsafe {
+                    l.unlink_after(prev, cur);
+                    batch.push(Self::retired(cur));
+                }
+            }
+            cur = next;
+        }
+        drop(l);
+        drop(batch);
     }
 
     pub(crate) fn clear(&self) {
