@@ -23,7 +23,9 @@
 //!    were published by `Release` stores after the element was initialised.
 //!    An element is retired (dropped, or given back) only through the
 //!    domain's grace period after it became unreachable from the head, so
-//!    whatever a reader reached stays alive until its guard is dropped.
+//!    whatever a reader reached stays alive until its guard is dropped. The
+//!    one exception is the list's own drop, which frees its elements at
+//!    once: it has `&mut`, and readers' references borrow the list.
 
 pub(crate) mod list;
 pub(crate) mod slist;
