@@ -599,10 +599,14 @@ impl Default for RcuDomain {
 
 impl Clone for RcuDomain {
     fn clone(&self) -> Self {
-        // Relaxed: as `Arc`'s clone; the handle we clone keeps it above 0.
-        self.inner
-            .owners
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // The process-wide domain is never shut down: no count (and no
+        // contended RMW) for its handles.
+        if !self.is_global() {
+            // Relaxed: as `Arc`'s clone; the handle we clone keeps it above 0.
+            self.inner
+                .owners
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         RcuDomain {
             id: self.id,
             inner: self.inner.clone(),

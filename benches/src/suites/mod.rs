@@ -51,6 +51,7 @@
 use std::time::Duration;
 
 pub mod grace_period;
+pub mod list;
 pub mod radix;
 pub mod read_scaling;
 pub mod read_side;
@@ -60,6 +61,7 @@ pub const GROUPS: &[GroupDef] = &[
     read_side::GROUP,
     grace_period::GROUP,
     read_scaling::GROUP,
+    list::GROUP,
     radix::GROUP,
 ];
 
