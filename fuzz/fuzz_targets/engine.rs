@@ -594,10 +594,11 @@ fn run(input: &Input) {
     // The scripts start together, so that they overlap.
     let start = std::sync::Barrier::new(threads);
     std::thread::scope(|s| {
+        let mut handles = Vec::new();
         for script in &scripts {
             let world = &world;
             let start = &start;
-            s.spawn(move || {
+            handles.push(s.spawn(move || {
                 let reader = world.domain.register();
                 start.wait();
                 let mut t = Thread {
@@ -621,7 +622,13 @@ fn run(input: &Input) {
                     drop(reader);
                     drop(notifiers);
                 }
-            });
+            }));
+        }
+        // Joined, not left to the scope: the scope's wait ends before the
+        // thread's TLS destructors run, and LeakSanitizer would report
+        // glibc's destructor list of a thread that is still exiting.
+        for h in handles {
+            h.join().unwrap();
         }
     });
 

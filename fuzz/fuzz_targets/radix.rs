@@ -263,7 +263,7 @@ fn run(input: &Input) {
     let done = AtomicBool::new(false);
 
     std::thread::scope(|s| {
-        if input.reader_thread {
+        let reader_thread = input.reader_thread.then(|| {
             let (tree, done, domain) = (&tree, &done, &domain);
             s.spawn(move || {
                 let reader = domain.register();
@@ -307,8 +307,8 @@ fn run(input: &Input) {
                         break;
                     }
                 }
-            });
-        }
+            })
+        });
 
         let reader = domain.register();
         for (step, &op) in ops.iter().enumerate() {
@@ -503,6 +503,12 @@ fn run(input: &Input) {
         }
         r.check_all(&reader.read_lock());
         done.store(true, Ordering::SeqCst);
+        // Joined, not left to the scope: the scope's wait ends before the
+        // thread's TLS destructors run, and LeakSanitizer would report
+        // glibc's destructor list of a thread that is still exiting.
+        if let Some(h) = reader_thread {
+            h.join().unwrap();
+        }
     });
 
     let made = r.made;
