@@ -45,7 +45,7 @@ for t in "${targets[@]}"; do
     echo "fuzz smoke: $t FAILED (reproducer in fuzz/artifacts/$t/, log in fuzz/$log)"
     exit 1
   fi
-  grep -E '^(INFO: Seed|#[0-9]+ +DONE|Done |stat::number_of_executed_units|stat::peak_rss)' "$log" || true
+  grep -E '^(INFO: Seed|#[0-9]+[[:space:]]+DONE|Done |stat::number_of_executed_units|stat::peak_rss)' "$log" || true
 done
 
 # Self-check: the engine target must catch a broken engine (rcu-core's
