@@ -6,6 +6,25 @@
 //! callbacks counted before it, in FIFO order. The count stays in the
 //! grace-period machine's [`Pressure`](crate::grace_period::Pressure) until
 //! the grace period ends, so the forcing threshold sees the batch in flight.
+//! It also runs the grace periods that [`start_poll`](Callbacks::start_poll)
+//! asks for.
+//!
+//! # The reclaim thread's life
+//!
+//! The queue has a single consumer, so at most one reclaim thread runs at a
+//! time, and `running` says whether one does (or is being started). It is
+//! started on demand, by the first `call_rcu`, `drain` or `start_poll` that
+//! finds `running` false, under the `reclaim` lock. It exits only after the
+//! domain's shutdown (its last [`RcuDomain`](crate::RcuDomain) handle went
+//! away), once nothing is pending; it decides so under the same lock, and
+//! clears `running` *before* its last look at the queue, while a producer
+//! bumps `pending` *before* it looks at `running` (a Dekker pair, all
+//! SeqCst): either the thread sees the new work and stays, or the producer
+//! sees `running` false and starts a new thread. So work queued after a
+//! shutdown (a [`SynchronizeFuture`](crate::SynchronizeFuture) first polled
+//! after the domain's last handle was dropped, say) still runs, and two
+//! consumers never overlap: the old thread has stopped touching the queue
+//! before it releases the lock under which a new one is started.
 
 use crate::barrier::AtomicCounter;
 use crate::event::Event;
@@ -33,7 +52,10 @@ pub(crate) struct Callbacks {
     queue: Queue,
     /// Set when the first callback of a batch arrives (and at shutdown).
     call_ready: Event,
-    reclaim_started: AtomicBool,
+    /// A reclaim thread runs (or is being started): see the module docs.
+    running: AtomicBool,
+    /// The running (or last) reclaim thread; its lock serialises starting
+    /// a thread and a thread's decision to exit.
     reclaim: Mutex<Option<thread::JoinHandle<()>>>,
     shutdown: AtomicBool,
     pub(crate) stats: CbCounters,
@@ -45,7 +67,7 @@ impl Callbacks {
             Callbacks {
                 queue: Queue::new(),
                 call_ready: Event::new(),
-                reclaim_started: AtomicBool::new(false),
+                running: AtomicBool::new(false),
                 reclaim: Mutex::new(None),
                 shutdown: AtomicBool::new(false),
                 stats: CbCounters {
@@ -110,6 +132,33 @@ impl Callbacks {
         if pending == gp.callback_threshold() {
             gp.kick.set();
         }
+        // A thread that was running at the check above may have exited
+        // since (only after a shutdown): see the module docs. Should this
+        // second start fail, `f` stays queued and runs once a later
+        // `call_rcu`, `drain` or `start_poll` starts a thread.
+        self.ensure_reclaim_thread(spawn);
+    }
+
+    /// `start_poll`: a cookie for `gp`, and a grace period that completes it
+    /// started on the reclaim thread if none has been asked for yet. Never
+    /// waits (but may start the reclaim thread).
+    ///
+    /// # Panics
+    /// If the reclaim thread cannot be started (with the spawn error).
+    pub(crate) fn start_poll(&self, gp: &GracePeriods, spawn: Spawn<'_>) -> u64 {
+        let target = gp.cookie();
+        if gp.poll(target) {
+            return target;
+        }
+        self.ensure_reclaim_thread(spawn);
+        // SeqCst: with `running` below and the reclaim thread's store of
+        // `running` then load of `requested`, a Dekker pair (module docs);
+        // the event's fences order it before the thread's next look too.
+        if gp.requested.fetch_max(target, Ordering::SeqCst) < target {
+            self.call_ready.set();
+            self.ensure_reclaim_thread(spawn);
+        }
+        target
     }
 
     /// `drain()`: waits until every callback queued before it has run.
@@ -125,26 +174,54 @@ impl Callbacks {
         done.wait();
     }
 
+    /// Makes sure a reclaim thread runs, starting one if none does.
+    ///
+    /// # Panics
+    /// If the thread cannot be started; `running` stays false, so the next
+    /// caller tries again.
     fn ensure_reclaim_thread(&self, spawn: Spawn<'_>) {
-        // Acquire: pairs with the Release store below (nothing is read
-        // through it but the flag; kept for clarity of the once-only start).
-        if self.reclaim_started.load(Ordering::Acquire) {
+        // SeqCst: the producer's side of the Dekker pair with the exiting
+        // thread's store (module docs); callers bump `pending` or
+        // `requested` before their second call.
+        if self.running.load(Ordering::SeqCst) {
             return;
         }
         let mut slot = lock(&self.reclaim);
-        // Relaxed: under `reclaim`.
-        if self.reclaim_started.load(Ordering::Relaxed) {
+        // SeqCst: as above (under `reclaim`, which the exiting thread holds
+        // while it decides).
+        if self.running.load(Ordering::SeqCst) {
             return;
         }
         match spawn() {
+            // The old handle, if any, is of a thread that has exited (or is
+            // past its last touch of the queue): dropping it detaches it.
             Ok(handle) => *slot = Some(handle),
             Err(e) => {
                 drop(slot);
                 panic!("rcu: cannot start the reclaim thread: {e}");
             }
         }
-        // Release: see above.
-        self.reclaim_started.store(true, Ordering::Release);
+        // SeqCst: as above; the new thread reads the queue only after its
+        // spawn, which happens after this store.
+        self.running.store(true, Ordering::SeqCst);
+    }
+
+    /// The reclaim thread's exit after a shutdown: under `reclaim`, clears
+    /// `running`, then looks once more for work. Returns whether it may
+    /// exit (nothing pending, no grace period asked for).
+    fn try_exit(&self, gp: &GracePeriods) -> bool {
+        let _slot = lock(&self.reclaim);
+        // SeqCst: the thread's side of the Dekker pair (module docs).
+        self.running.store(false, Ordering::SeqCst);
+        // SeqCst (both): as above.
+        let idle = gp.pressure.pending.load(Ordering::SeqCst) == 0
+            && gp.poll(gp.requested.load(Ordering::SeqCst));
+        if !idle {
+            // SeqCst: as above. Under the lock, so no producer started a
+            // thread in between.
+            self.running.store(true, Ordering::SeqCst);
+        }
+        idle
     }
 
     /// Stops the reclaim thread after it has run every queued callback.
@@ -181,13 +258,21 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
             if n > 0 {
                 break n;
             }
+            // SeqCst: see `start_poll`.
+            let asked = gp.requested.load(Ordering::SeqCst);
+            if !gp.poll(asked) {
+                // A grace period asked for by `start_poll`: run it (or share
+                // one that runs), then look again.
+                gp.wait_until(asked);
+                continue;
+            }
             // SeqCst (Acquire is what matters): pairs with the store in
             // `shutdown`, which follows every `call_rcu` that must still run.
-            // Only after seeing it is `pending` re-read: the load above may
+            // `try_exit` re-reads `pending` after it: the load above may
             // predate a callback queued just before shutdown (loom found this
             // exit with a callback still queued).
             if cb.shutdown.load(Ordering::SeqCst) {
-                if p.pending.load(Ordering::SeqCst) == 0 {
+                if cb.try_exit(gp) {
                     return;
                 }
                 continue;

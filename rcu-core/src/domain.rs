@@ -127,6 +127,18 @@ impl Inner {
         }
     }
 
+    /// A cookie, and a grace period that completes it started on the
+    /// reclaim thread (if none has been asked for yet). Never waits.
+    pub(crate) fn start_poll(&self, handle: &Handle) -> GpCookie {
+        self.start();
+        GpCookie {
+            seq: self
+                .cb
+                .start_poll(&self.gp, &|| spawn_reclaim(handle.clone())),
+            domain: self.id(),
+        }
+    }
+
     #[track_caller]
     fn check_cookie(&self, cookie: GpCookie) {
         if cookie.domain != self.id() {
@@ -448,9 +460,31 @@ impl RcuDomain {
         self.inner.synchronize(true);
     }
 
-    /// A cookie for polling: see [`crate::cookie`].
+    /// A cookie for polling: see [`crate::cookie`]. Starts nothing: on an
+    /// idle domain, [`poll`](Self::poll) of it stays `false` until something
+    /// else runs a grace period; use [`start_poll`](Self::start_poll) for a
+    /// cookie that completes on its own.
     pub fn cookie(&self) -> GpCookie {
         self.inner.cookie()
+    }
+
+    /// A cookie for polling, and a grace period that completes it started in
+    /// the background (Linux's `start_poll_synchronize_rcu`): see
+    /// [`crate::start_poll`]. Never waits.
+    ///
+    /// # Panics
+    /// If the reclaim thread, which runs the grace period, cannot be
+    /// started (the spawn error is in the message).
+    ///
+    /// ```
+    /// let domain = rcu_core::RcuDomain::new();
+    /// let c = domain.start_poll();
+    /// while !domain.poll(c) {
+    ///     std::thread::sleep(std::time::Duration::from_millis(1)); // other work
+    /// }
+    /// ```
+    pub fn start_poll(&self) -> GpCookie {
+        self.inner.start_poll(&self.inner)
     }
 
     /// Whether a full grace period has elapsed since `cookie` was taken.

@@ -260,12 +260,14 @@ pub fn on_force_quiescent(f: impl Fn() + Send + Sync + 'static) -> NotifierHandl
     NotifierHandle::register(rec, Arc::new(f))
 }
 
-/// Takes a cookie for polled grace periods: cheap, never blocks.
+/// Takes a cookie for polled grace periods: cheap, never blocks, starts
+/// nothing (Linux's `get_state_synchronize_rcu`).
 ///
-/// [`poll`] says whether a full grace period has elapsed since; an
-/// updater can unlink something, take a cookie, do other work, and free
-/// it once `poll` is true, without ever blocking (Linux's
-/// `get_state_synchronize_rcu`).
+/// [`poll`] says whether a full grace period has elapsed since. On its
+/// own, a cookie completes only when something else runs a grace period
+/// (a [`synchronize`], the reclaim thread serving [`call_rcu`]): an
+/// updater that wants to free without blocking takes its cookie with
+/// [`start_poll`] instead.
 ///
 /// ```
 /// let c = rcu_core::cookie();
@@ -278,8 +280,46 @@ pub fn cookie() -> GpCookie {
     GLOBAL.cookie()
 }
 
+/// Takes a cookie and makes sure a grace period that completes it starts,
+/// without waiting for it (Linux's `start_poll_synchronize_rcu`).
+///
+/// [`cookie`] alone starts nothing: on an otherwise idle process, [`poll`]
+/// of it stays `false` until someone runs a grace period. `start_poll`
+/// asks the reclaim thread to run one (once per target: calls that share a
+/// cookie wake it once), so [`poll`] turns `true` within about a grace
+/// period, typically microseconds when no reader holds it up. Costs a
+/// wake-up of the reclaim thread; never blocks on readers. Callable
+/// anywhere, including inside a critical section (the grace period then
+/// waits for it, like any other).
+///
+/// This is the non-blocking updater's recipe: unlink, `start_poll`, keep
+/// the old value aside, and free it once [`poll`] says so.
+///
+/// ```
+/// use std::collections::VecDeque;
+/// let mut retired: VecDeque<(rcu_core::GpCookie, Box<u64>)> = VecDeque::new();
+/// // ... unlink `old` from a structure readers walk, then:
+/// let old = Box::new(7);
+/// retired.push_back((rcu_core::start_poll(), old));
+/// // Later, from the updater's own loop, without blocking:
+/// while let Some((c, _)) = retired.front() {
+///     if !rcu_core::poll(*c) {
+///         std::thread::sleep(std::time::Duration::from_millis(1)); // or other work
+///         continue;
+///     }
+///     drop(retired.pop_front()); // no reader can see it any more
+/// }
+/// ```
+///
+/// # Panics
+/// If the reclaim thread cannot be started (the spawn error is in the
+/// message).
+pub fn start_poll() -> GpCookie {
+    GLOBAL.start_poll(&HANDLE)
+}
+
 /// Whether a full grace period has elapsed since `cookie` was taken.
-/// Cheap; never blocks, never starts a grace period.
+/// Cheap; never blocks, never starts a grace period (see [`start_poll`]).
 ///
 /// # Panics
 /// If `cookie` came from an [`RcuDomain`](crate::RcuDomain).

@@ -263,6 +263,9 @@ pub(crate) struct GracePeriods {
     gp_done: Condvar,
     /// Interrupts the normal-state sleep: force now.
     pub(crate) kick: Event,
+    /// The highest sequence target [`start_poll`](crate::start_poll) asked
+    /// the reclaim thread to reach (0: none).
+    pub(crate) requested: AtomicU64,
     pub(crate) pressure: Pressure,
     tunables: Tunables,
     /// `None`: the default hook (one line on stderr).
@@ -294,6 +297,7 @@ impl GracePeriods {
                 leader: Mutex::new(Leader { leading: false, holders: Vec::new() }),
                 gp_done: Condvar::new(),
                 kick: Event::new(),
+                requested: AtomicU64::new(0),
                 pressure: Pressure {
                     pending: AtomicUsize::new(0),
                     pending_bytes: AtomicUsize::new(0),
@@ -453,6 +457,12 @@ impl GracePeriods {
     /// the next one.
     pub(crate) fn wait_grace_period(&self) {
         self.wait_for(self.cookie());
+    }
+
+    /// Waits until the sequence reaches `target` (a cookie), with no
+    /// caller checks: for the reclaim thread.
+    pub(crate) fn wait_until(&self, target: u64) {
+        self.wait_for(target);
     }
 
     fn wait_for(&self, target: u64) {

@@ -134,9 +134,12 @@
 //! * Long-running readers: keep the [`NotifierHandle`] from
 //!   [`on_force_quiescent`] and leave the critical section (or call
 //!   [`ReadGuard::quiescent`]) when it fires.
-//! * Non-blocking updaters: take a [`cookie`] after unlinking, [`poll`] it
-//!   later, free once it says a grace period has passed; or await
-//!   [`synchronize_async`] from async code.
+//! * Non-blocking updaters: take a cookie with [`start_poll`] after
+//!   unlinking (it also starts the grace period that completes it), [`poll`]
+//!   it later, free once it says a grace period has passed; or await
+//!   [`synchronize_async`] from async code. A plain [`cookie`] starts
+//!   nothing: on an idle process it completes only when something else runs
+//!   a grace period.
 //! * Operations: [`stats`] (grace periods by cause, a duration histogram,
 //!   callbacks and bytes pending), [`set_stall_hook`] for readers that hold a
 //!   grace period up longer than [`Config::stall_timeout`], and

@@ -268,7 +268,11 @@ impl Record {
             // as our snapshot, read an old pointer, and be skipped by the
             // scan. On x86 this is the same `mov` as Relaxed. A stale value
             // only makes this reader look older (waited for longer).
-            let snapshot = self.read_side().gp_ctr.0.load(self.read_side().snapshot_order());
+            let snapshot = self
+                .read_side()
+                .gp_ctr
+                .0
+                .load(self.read_side().snapshot_order());
             // Release: pairs with the Acquire loads of `ctr` in the scans
             // (`holding_up`). A grace period that reads this value (rather
             // than the 0 stored by our last unlock) must still see every

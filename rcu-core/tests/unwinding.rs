@@ -111,7 +111,10 @@ fn a_notifier_panicking_with_a_bomb_payload_cannot_end_grace_periods_early() {
     };
     std::thread::sleep(Duration::from_millis(50));
     assert!(!domain.poll(cookie), "a grace period ended with C inside");
-    assert!(!done.load(Ordering::SeqCst), "synchronize_since returned with C inside");
+    assert!(
+        !done.load(Ordering::SeqCst),
+        "synchronize_since returned with C inside"
+    );
     drop(c);
     waiter.join().unwrap();
     assert!(domain.poll(cookie));
@@ -138,8 +141,15 @@ fn a_callback_panicking_with_a_bomb_payload_leaves_the_reclaim_thread_running() 
         r.fetch_add(1, Ordering::SeqCst);
     });
     let d = domain.clone();
-    assert!(finishes(move || d.drain()), "drain hung: the reclaim thread died");
-    assert_eq!(ran.load(Ordering::SeqCst), 1, "the rest of the batch was lost");
+    assert!(
+        finishes(move || d.drain()),
+        "drain hung: the reclaim thread died"
+    );
+    assert_eq!(
+        ran.load(Ordering::SeqCst),
+        1,
+        "the rest of the batch was lost"
+    );
     let s = domain.stats();
     assert_eq!(s.callback_panics, 1, "{s:?}");
     assert_eq!(s.callbacks_run, s.callbacks_queued, "{s:?}");
@@ -208,7 +218,10 @@ fn a_reentrant_update_panics_instead_of_deadlocking() {
             v + 1
         })
     })));
-    assert!(msg.contains("inside an update() closure of the same cell"), "{msg}");
+    assert!(
+        msg.contains("inside an update() closure of the same cell"),
+        "{msg}"
+    );
     // Nothing changed, and the cell works.
     assert_eq!(cell.get(), 1);
     drop(cell.update(|v| v + 1));
@@ -239,7 +252,9 @@ fn misuse_in_a_stall_hook_names_the_stall_hook() {
     let c = Inside::enter(&domain);
     let d = domain.clone();
     let t = std::thread::spawn(move || d.synchronize());
-    let msg = rx.recv_timeout(Duration::from_secs(30)).expect("no stall reported");
+    let msg = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("no stall reported");
     assert!(msg.contains("from a stall hook"), "{msg}");
     drop(c);
     t.join().unwrap();
@@ -258,14 +273,20 @@ fn waiting_for_another_domain_from_a_callback_is_refused_or_works() {
         let _ = tx2.send(panic_message(catch_unwind(AssertUnwindSafe(|| b2.drain()))));
     });
     let msg = rx.recv_timeout(Duration::from_secs(30)).unwrap();
-    assert!(msg.contains("drain() called from a call_rcu callback (of another domain)"), "{msg}");
+    assert!(
+        msg.contains("drain() called from a call_rcu callback (of another domain)"),
+        "{msg}"
+    );
     // synchronize() of another domain works.
     let b3 = b.clone();
     a.call_rcu(move || {
         b3.synchronize();
         let _ = tx.send(String::from("synchronized"));
     });
-    assert_eq!(rx.recv_timeout(Duration::from_secs(30)).unwrap(), "synchronized");
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(30)).unwrap(),
+        "synchronized"
+    );
     // Dropping a domain's last handle from a callback (its own or another
     // one's) does not hang: the reclaim thread finishes on its own.
     let ran = Arc::new(AtomicBool::new(false));
