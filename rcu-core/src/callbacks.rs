@@ -29,9 +29,10 @@
 use crate::barrier::AtomicCounter;
 use crate::event::Event;
 use crate::grace_period::{
-    AbortOnUnwind, GracePeriods, Raised, UserCode, current_user_code, run_user,
+    AbortOnUnwind, GracePeriods, Panicked, Raised, UserCode, current_user_code, run_user,
 };
 use crate::queue::{Callback, Queue};
+use crate::stats::RcuEvent;
 use crate::sync::{Arc, AtomicBool, Mutex, Ordering, lock, report, thread};
 
 /// Callback statistics.
@@ -296,11 +297,9 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
         // added before it was pushed, so this never wraps.
         p.pending_bytes.fetch_sub(bytes, Ordering::SeqCst);
         for callback in batch.drain(..) {
-            if run_user(gp, UserCode::Callback, || callback.run()) {
+            if let Err(Panicked(message)) = run_user(gp, UserCode::Callback, || callback.run()) {
                 cb.stats.panics.bump();
-                report(format_args!(
-                    "rcu: a call_rcu callback panicked; the reclaim thread carries on"
-                ));
+                gp.emit(&RcuEvent::CallbackPanic { message });
             }
         }
         // A callback that left a critical section of this domain open on

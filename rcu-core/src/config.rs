@@ -8,6 +8,22 @@ use std::time::Duration;
 /// The defaults are QEMU's: force the grace period once 30 callbacks are
 /// pending or after 5 polls 10 ms apart.
 ///
+/// Each value has an allowed range, checked by
+/// [`RcuDomain::try_with_config`](crate::RcuDomain::try_with_config) and
+/// [`configure`](crate::configure) ([`ConfigError::Invalid`] names it):
+///
+/// | field | allowed | "never" |
+/// |---|---|---|
+/// | `callback_threshold` | 1 ..= `usize::MAX` | `usize::MAX` |
+/// | `poll_interval` | 1 µs ..= 60 s | |
+/// | `max_polls` | 0 ..= `u32::MAX` | `u32::MAX` |
+/// | `memory_limit` | 4 KiB ..= `usize::MAX` | `usize::MAX` |
+/// | `stall_timeout` | 1 ms ..= `Duration::MAX` | `Duration::MAX` |
+///
+/// `poll_interval` is how long a `synchronize()` may sleep between scans,
+/// so it is bounded; a `memory_limit` below a page would force every grace
+/// period.
+///
 /// ```
 /// use std::time::Duration;
 /// let config = rcu_core::Config::default().poll_interval(Duration::from_millis(5)).max_polls(3);
@@ -34,8 +50,16 @@ pub struct Config {
     /// [`defer_drop_sized`](crate::defer_drop_sized) for heap memory).
     pub memory_limit: usize,
     /// Report a reader that holds up a grace period for this long, once per
-    /// stall, through the stall hook ([`set_stall_hook`](crate::set_stall_hook)).
+    /// stall, through the event hook ([`set_event_hook`](crate::set_event_hook)).
     pub stall_timeout: Duration,
+    /// Refuse to start rather than run without membarrier: with `true`,
+    /// [`configure`](crate::configure) and
+    /// [`RcuDomain::try_with_config`](crate::RcuDomain::try_with_config)
+    /// return [`ConfigError::MembarrierUnavailable`] when the process cannot
+    /// use it (the kernel lacks it, a sandbox refuses it, or
+    /// `RCU_NO_MEMBARRIER` is set). Checked when the configuration is set,
+    /// which registers the process with the kernel then.
+    pub require_membarrier: bool,
 }
 
 impl Config {
@@ -47,7 +71,17 @@ impl Config {
         membarrier: true,
         memory_limit: 64 << 20,
         stall_timeout: Duration::from_secs(10),
+        require_membarrier: false,
     };
+
+    /// The smallest [`poll_interval`](Self::poll_interval).
+    pub const MIN_POLL_INTERVAL: Duration = Duration::from_micros(1);
+    /// The largest [`poll_interval`](Self::poll_interval).
+    pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(60);
+    /// The smallest [`memory_limit`](Self::memory_limit).
+    pub const MIN_MEMORY_LIMIT: usize = 4096;
+    /// The smallest [`stall_timeout`](Self::stall_timeout).
+    pub const MIN_STALL_TIMEOUT: Duration = Duration::from_millis(1);
 }
 
 impl Config {
@@ -92,21 +126,56 @@ impl Config {
         self.stall_timeout = timeout;
         self
     }
+
+    /// Sets [`require_membarrier`](Self::require_membarrier).
+    ///
+    /// ```
+    /// use rcu_core::{Config, ConfigError, RcuDomain};
+    /// match RcuDomain::try_with_config(Config::default().require_membarrier(true)) {
+    ///     Ok(domain) => {
+    ///         domain.synchronize(); // started: readers on the fast path
+    ///         assert!(domain.stats().membarrier);
+    ///     }
+    ///     Err(ConfigError::MembarrierUnavailable(why)) => eprintln!("would run slow: {why}"),
+    ///     Err(e) => panic!("{e}"),
+    /// }
+    /// ```
+    #[must_use]
+    pub const fn require_membarrier(mut self, require: bool) -> Self {
+        self.require_membarrier = require;
+        self
+    }
 }
 
 impl Config {
-    /// Checks the values the engine cannot run with.
+    /// Checks each value against its allowed range (see [`Config`]).
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if self.callback_threshold == 0 {
             return Err(ConfigError::Invalid(
-                "callback_threshold must be at least 1",
+                "callback_threshold must be in 1..=usize::MAX (usize::MAX: never force for it)",
             ));
         }
-        if self.poll_interval.is_zero() {
-            return Err(ConfigError::Invalid("poll_interval must be non-zero"));
+        if !(Self::MIN_POLL_INTERVAL..=Self::MAX_POLL_INTERVAL).contains(&self.poll_interval) {
+            return Err(ConfigError::Invalid(
+                "poll_interval must be in 1µs..=60s (synchronize() may sleep that long between \
+                 scans)",
+            ));
         }
-        if self.stall_timeout.is_zero() {
-            return Err(ConfigError::Invalid("stall_timeout must be non-zero"));
+        if self.memory_limit < Self::MIN_MEMORY_LIMIT {
+            return Err(ConfigError::Invalid(
+                "memory_limit must be in 4096..=usize::MAX bytes (usize::MAX: no limit); a \
+                 smaller one would force every grace period",
+            ));
+        }
+        if self.stall_timeout < Self::MIN_STALL_TIMEOUT {
+            return Err(ConfigError::Invalid(
+                "stall_timeout must be in 1ms..=Duration::MAX (Duration::MAX: never warn)",
+            ));
+        }
+        if self.require_membarrier && !self.membarrier {
+            return Err(ConfigError::Invalid(
+                "require_membarrier needs membarrier = true",
+            ));
         }
         Ok(())
     }
@@ -125,8 +194,12 @@ pub enum ConfigError {
     /// The domain has started (a thread read, or a grace period or callback
     /// was requested); its tunables are fixed from then on.
     AlreadyStarted,
-    /// `callback_threshold` or `poll_interval` was zero.
+    /// A value out of its allowed range; the message names the field and
+    /// the range (see [`Config`]).
     Invalid(&'static str),
+    /// [`Config::require_membarrier`] is set and the process cannot use
+    /// membarrier; the reason in words.
+    MembarrierUnavailable(&'static str),
 }
 
 impl fmt::Display for ConfigError {
@@ -137,6 +210,10 @@ impl fmt::Display for ConfigError {
                  synchronize or call_rcu",
             ),
             ConfigError::Invalid(what) => write!(f, "invalid RCU configuration: {what}"),
+            ConfigError::MembarrierUnavailable(why) => write!(
+                f,
+                "membarrier is required (Config::require_membarrier) but unavailable: {why}"
+            ),
         }
     }
 }

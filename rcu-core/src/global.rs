@@ -8,7 +8,7 @@ use crate::config::{Config, ConfigError};
 use crate::domain::{GLOBAL, GpCookie, Handle, RcuDomain};
 use crate::guard::{OwnedReadGuard, ReadGuard};
 use crate::registry::{NotifierHandle, Record};
-use crate::stats::{StallWarning, Stats};
+use crate::stats::{RcuEvent, StallWarning, Stats};
 use crate::sync::Arc;
 use std::cell::{Cell, RefCell};
 use std::ptr;
@@ -200,17 +200,38 @@ pub fn defer_drop_sized<T: Send + 'static>(value: T, heap_bytes: usize) {
     GLOBAL.call_rcu(&HANDLE, move || drop(value), heap_bytes);
 }
 
-/// Replaces the process-wide domain's stall hook, called once per stall
-/// with each reader that has held up a grace period for longer than
-/// [`Config::stall_timeout`](crate::Config::stall_timeout) (default
-/// 10 s). The default hook writes one line to stderr. The hook runs on
-/// the grace-period thread and must return quickly.
+/// Replaces the process-wide domain's event hook, called with each
+/// [`RcuEvent`]: a reader that has held up a grace period for longer than
+/// [`Config::stall_timeout`](crate::Config::stall_timeout) (default 10 s),
+/// once per stall; membarrier unavailable at start or revoked after it
+/// (once); a panicking callback or notifier. Without a hook each event is
+/// one line on stderr ([`RcuEvent::log_to_stderr`]).
+///
+/// The hook runs on the thread that found the event (a grace-period
+/// leader or the reclaim thread), with no engine lock held and inside a
+/// catch, and must return quickly. Like a callback it may not wait for a
+/// grace period of its domain (that panics).
+///
+/// ```
+/// use rcu_core::RcuEvent;
+/// rcu_core::set_event_hook(|e| match e {
+///     RcuEvent::Stall(w) => eprintln!("stall: {:?} for {:?}", w.thread_name, w.stalled_for),
+///     other => other.log_to_stderr(),
+/// });
+/// ```
+pub fn set_event_hook(hook: impl Fn(&RcuEvent) + Send + Sync + 'static) {
+    GLOBAL.gp.set_event_hook(Some(std::sync::Arc::new(hook)));
+}
+
+/// Replaces the process-wide domain's event hook with one that passes each
+/// stall warning to `hook` and logs every other event on stderr: the hook
+/// of earlier versions, kept as a shim over [`set_event_hook`].
 ///
 /// ```
 /// rcu_core::set_stall_hook(|w| eprintln!("stall: {:?} for {:?}", w.thread_name, w.stalled_for));
 /// ```
 pub fn set_stall_hook(hook: impl Fn(&StallWarning) + Send + Sync + 'static) {
-    GLOBAL.gp.set_stall_hook(Some(std::sync::Arc::new(hook)));
+    set_event_hook(crate::stats::stall_only(hook));
 }
 
 /// Waits until every callback queued (by any thread) before this call
@@ -349,7 +370,9 @@ pub fn stats() -> Stats {
 /// # Errors
 /// [`ConfigError::AlreadyStarted`] once the domain has started (after the
 /// first `read_lock`, `synchronize`, `call_rcu`, …), and
-/// [`ConfigError::Invalid`] for a zero threshold or interval.
+/// [`ConfigError::Invalid`] for a value out of its range (see
+/// [`Config`]), [`ConfigError::MembarrierUnavailable`] when
+/// [`Config::require_membarrier`] is set and membarrier cannot be used.
 ///
 /// ```
 /// // Too late here: doc tests of this crate have used the domain already,

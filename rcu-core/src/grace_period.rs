@@ -12,7 +12,7 @@ use crate::barrier::{self, AtomicCounter, Mode};
 use crate::config::{Config, ConfigError};
 use crate::event::Event;
 use crate::registry::{NotifierFn, ReadSide, Record, holding_up};
-use crate::stats::{GpHistogram, HISTOGRAM_BUCKETS, StallWarning};
+use crate::stats::{GpHistogram, HISTOGRAM_BUCKETS, RcuEvent, StallWarning};
 use crate::sync::{
     Arc, AtomicU32, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering, lock, report, spin_loop,
     thread, thread_local,
@@ -40,7 +40,7 @@ const YIELD_RESCANS: u32 = 0;
 pub(crate) enum UserCode {
     Callback,
     Notifier,
-    StallHook,
+    EventHook,
 }
 
 impl UserCode {
@@ -48,7 +48,7 @@ impl UserCode {
         match self {
             UserCode::Callback => "a call_rcu callback",
             UserCode::Notifier => "a force-quiescent notifier",
-            UserCode::StallHook => "a stall hook",
+            UserCode::EventHook => "an event hook (or stall hook)",
         }
     }
 }
@@ -69,11 +69,18 @@ pub(crate) fn current_user_code() -> Option<(*const GracePeriods, UserCode)> {
     CONTEXT.try_with(Cell::get).ok().flatten()
 }
 
+/// User code panicked; its message, when the payload was a string.
+pub(crate) struct Panicked(pub(crate) Option<String>);
+
 /// Runs user code `f` of `domain`, marked as `kind` in [`CONTEXT`], catching
 /// any panic. The payload is dropped inside a catch too (a payload whose own
 /// `Drop` panics must not unwind into the engine); one that still panics is
-/// leaked. Returns whether `f` panicked.
-pub(crate) fn run_user(domain: &GracePeriods, kind: UserCode, f: impl FnOnce()) -> bool {
+/// leaked. Returns `Err` if `f` panicked.
+pub(crate) fn run_user(
+    domain: &GracePeriods,
+    kind: UserCode,
+    f: impl FnOnce(),
+) -> Result<(), Panicked> {
     struct Restore(Option<(*const GracePeriods, UserCode)>);
     impl Drop for Restore {
         fn drop(&mut self) {
@@ -83,10 +90,15 @@ pub(crate) fn run_user(domain: &GracePeriods, kind: UserCode, f: impl FnOnce()) 
     }
     let _restore = Restore(CONTEXT.with(|c| c.replace(Some((domain, kind)))));
     match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(()) => false,
+        Ok(()) => Ok(()),
         Err(payload) => {
+            // Reading the payload runs no user code (a downcast and a copy).
+            let message = payload
+                .downcast_ref::<&'static str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned());
             drop_payload(payload);
-            true
+            Err(Panicked(message))
         }
     }
 }
@@ -149,9 +161,8 @@ enum Cause {
     Polls,
 }
 
-/// The stall hook: called with each stall warning, on the grace-period
-/// thread.
-pub(crate) type StallHook = std::sync::Arc<dyn Fn(&StallWarning) + Send + Sync + 'static>;
+/// The event hook: called with each event, on the thread that found it.
+pub(crate) type EventHook = std::sync::Arc<dyn Fn(&RcuEvent) + Send + Sync + 'static>;
 
 /// Tunables the grace period reads (fixed when the domain starts).
 struct Tunables {
@@ -268,8 +279,14 @@ pub(crate) struct GracePeriods {
     pub(crate) requested: AtomicU64,
     pub(crate) pressure: Pressure,
     tunables: Tunables,
-    /// `None`: the default hook (one line on stderr).
-    stall_hook: std::sync::Mutex<Option<StallHook>>,
+    /// `None`: the default hook ([`RcuEvent::log_to_stderr`]).
+    event_hook: std::sync::Mutex<Option<EventHook>>,
+    /// Why the domain started in fence mode although its configuration
+    /// allowed membarrier; reported (and cleared) at the end of its first
+    /// grace period.
+    unavailable: std::sync::Mutex<Option<&'static str>>,
+    /// The membarrier revocation has been reported to this domain's hook.
+    revoked_reported: std::sync::atomic::AtomicBool,
     pub(crate) stats: GpCounters,
     /// loom models only: deliberate defects, to show the models can fail.
     #[cfg(rcu_loom)]
@@ -311,7 +328,9 @@ impl GracePeriods {
                     memory_limit: AtomicUsize::new(d.memory_limit),
                     stall_timeout_ns: AtomicU64::new(d.stall_timeout.as_nanos() as u64),
                 },
-                stall_hook: std::sync::Mutex::new(None),
+                event_hook: std::sync::Mutex::new(None),
+                unavailable: std::sync::Mutex::new(None),
+                revoked_reported: std::sync::atomic::AtomicBool::new(false),
                 stats: GpCounters::new(),
                 #[cfg(rcu_loom)]
                 defects: LoomDefects {
@@ -487,6 +506,7 @@ impl GracePeriods {
             thread::yield_now();
             self.run_grace_period(&mut holders);
             drop(finish);
+            self.report_barrier_events();
             state = lock(&self.leader);
             state.holders = holders;
         }
@@ -728,43 +748,82 @@ impl GracePeriods {
                     thread_name: thread.name().map(str::to_owned),
                     stalled_for,
                     owned_guard_taken_at: cold.taken_at,
+                    owner_exited: cold.exited,
                 });
             }
         }
-        if warnings.is_empty() {
-            return;
+        for w in warnings {
+            self.stats.stalls.bump();
+            self.emit(&RcuEvent::Stall(w));
         }
+    }
+
+    /// Reports `event` through the event hook (or the default), as user
+    /// code: with no lock held and inside a catch. A hook that panics is
+    /// reported on stderr.
+    pub(crate) fn emit(&self, event: &RcuEvent) {
         let hook = self
-            .stall_hook
+            .event_hook
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
-        for w in &warnings {
-            self.stats.stalls.bump();
-            let panicked = run_user(self, UserCode::StallHook, || match &hook {
-                Some(hook) => hook(w),
-                None => report(format_args!("{w}")),
-            });
-            if panicked {
-                report(format_args!("rcu: the stall hook panicked"));
+        let panicked = run_user(self, UserCode::EventHook, move || {
+            match &hook {
+                Some(hook) => hook(event),
+                None => event.log_to_stderr(),
             }
+            // The hook (user code) may be dropped here if it was replaced
+            // meanwhile: inside the catch too.
+            drop(hook);
+        });
+        if panicked.is_err() {
+            report(format_args!("rcu: the event hook panicked"));
         }
-        // The hook (user code) may be dropped here if it was replaced
-        // meanwhile: inside a catch too.
-        run_user(self, UserCode::StallHook, move || drop(hook));
     }
 
-    /// Replaces the stall hook (`None`: the default, one line on stderr).
-    pub(crate) fn set_stall_hook(&self, hook: Option<StallHook>) {
+    /// Replaces the event hook (`None`: the default, one line on stderr).
+    pub(crate) fn set_event_hook(&self, hook: Option<EventHook>) {
         let old = std::mem::replace(
             &mut *self
-                .stall_hook
+                .event_hook
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
             hook,
         );
         // User code: dropped after the lock is released.
         drop(old);
+    }
+
+    /// Records why the domain started in fence mode against its
+    /// configuration, for [`report_barrier_events`](Self::report_barrier_events).
+    pub(crate) fn set_membarrier_unavailable(&self, reason: &'static str) {
+        *self
+            .unavailable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason);
+    }
+
+    /// After a grace period, outside every engine lock: reports once per
+    /// domain that membarrier was unavailable at start, or was revoked.
+    fn report_barrier_events(&self) {
+        let unavailable = self
+            .unavailable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(reason) = unavailable {
+            self.emit(&RcuEvent::MembarrierUnavailable { reason });
+        }
+        if self.readers.mode() == Mode::Membarrier
+            && let Some(revoked) = barrier::revoked()
+            // Relaxed: only decides who reports.
+            && !self.revoked_reported.swap(true, Ordering::Relaxed)
+        {
+            self.emit(&RcuEvent::MembarrierRevoked {
+                error: revoked.error,
+                fallback: revoked.fallback,
+            });
+        }
     }
 
     /// Whether this forced iteration arms `waiting`: always, except under
@@ -806,10 +865,8 @@ impl GracePeriods {
                 f();
                 drop(f);
             });
-            if panicked {
-                report(format_args!(
-                    "rcu: a force-quiescent notifier panicked; the grace period goes on"
-                ));
+            if let Err(Panicked(message)) = panicked {
+                self.emit(&RcuEvent::NotifierPanic { message });
             }
         }
     }

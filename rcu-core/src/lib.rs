@@ -141,9 +141,12 @@
 //!   nothing: on an idle process it completes only when something else runs
 //!   a grace period.
 //! * Operations: [`stats`] (grace periods by cause, a duration histogram,
-//!   callbacks and bytes pending), [`set_stall_hook`] for readers that hold a
-//!   grace period up longer than [`Config::stall_timeout`], and
-//!   [`Config::memory_limit`] to bound what pending callbacks hold.
+//!   callbacks and bytes pending, the barrier in use), [`set_event_hook`]
+//!   for what the engine reports ([`RcuEvent`]: readers that hold a grace
+//!   period up longer than [`Config::stall_timeout`], membarrier missing or
+//!   revoked, panicking callbacks), and [`Config::memory_limit`] to bound
+//!   what pending callbacks hold. [`Config::require_membarrier`] refuses to
+//!   start without the fast read side.
 //! * Isolation and tests: [`RcuDomain`] is an independent domain with its own
 //!   grace periods and reclaim thread; its threads register a [`Reader`].
 //! * Tunables: [`configure`] before the process-wide domain starts.
@@ -265,7 +268,7 @@ pub use guard::{DomainGuard, DomainId, Guard, OwnedReadGuard, ReadGuard};
 #[cfg(not(rcu_loom))]
 pub use ptr::{CompareExchangeError, RcuCell, RcuPtr, Unlinked};
 pub use registry::NotifierHandle;
-pub use stats::{ForcedCauses, GpHistogram, HISTOGRAM_BUCKETS, StallWarning, Stats};
+pub use stats::{ForcedCauses, GpHistogram, HISTOGRAM_BUCKETS, RcuEvent, StallWarning, Stats};
 
 /// The README's example, compiled and run as a doc test.
 #[cfg(doctest)]

@@ -200,6 +200,9 @@ pub(crate) struct Cold {
     /// For a record of owned guards: where the current (or last) guard was
     /// taken. `None` for a thread's record.
     pub(crate) taken_at: Option<&'static Location<'static>>,
+    /// The owning thread released the record (it exited, or dropped its
+    /// `Reader`) while inside a critical section: a leaked guard.
+    pub(crate) exited: bool,
 }
 
 /// One reader thread's (or owned guard's) state, scanned by the grace
@@ -418,6 +421,7 @@ impl Registry {
         let mut cold = lock(&rec.cold);
         let notifiers = cold.notifiers.take();
         if rec.in_critical_section() {
+            cold.exited = true;
             return notifiers;
         }
         cold.owner = None;
