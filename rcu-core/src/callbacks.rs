@@ -9,6 +9,12 @@
 //! It also runs the grace periods that [`start_poll`](Callbacks::start_poll)
 //! asks for.
 //!
+//! A batch whose grace period has ended moves from the queue to `ready`,
+//! from which it is run a chunk at a time: by the reclaim thread, and by
+//! producers while the domain is over its memory limit (`help`). Chunks are
+//! taken in queue order and carry tickets; `drain` waits for its marker and
+//! then for every chunk taken before it to finish.
+//!
 //! # The reclaim thread's life
 //!
 //! The queue has a single consumer, so at most one reclaim thread runs at a
@@ -59,7 +65,43 @@ pub(crate) struct Callbacks {
     /// a thread and a thread's decision to exit.
     reclaim: Mutex<Option<thread::JoinHandle<()>>>,
     shutdown: AtomicBool,
+    /// Callbacks whose grace period has ended, waiting for a runner (the
+    /// reclaim thread, or producers helping while over the memory limit).
+    ready: Mutex<Ready>,
+    /// Set when callbacks are added to `ready`.
+    ready_added: Event,
+    /// Set when a runner finishes a chunk.
+    chunk_done: Event,
     pub(crate) stats: CbCounters,
+}
+
+/// Callbacks whose grace period has ended, and the chunks being run.
+pub(crate) struct Ready {
+    list: std::collections::VecDeque<Callback>,
+    /// The next chunk's ticket: chunks are taken in queue order.
+    next_ticket: u64,
+    /// Tickets of the chunks being run now (one per runner at most).
+    running: Vec<u64>,
+}
+
+/// Callbacks a runner takes from `ready` at a time: one lock per chunk, and
+/// at most this many callbacks' memory is uncounted while they run.
+const CHUNK: usize = 32;
+
+/// How long a producer over the memory limit waits, at most, for callbacks
+/// to become ready (a grace period to end) per `call_rcu`.
+#[cfg(not(rcu_loom))]
+const HELP_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
+#[cfg(rcu_loom)]
+const HELP_WAIT: std::time::Duration = std::time::Duration::ZERO;
+
+/// Who runs ready callbacks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Runner {
+    /// The reclaim thread: until `ready` is empty.
+    ReclaimThread,
+    /// A producer over the memory limit: while it is exceeded.
+    Helper,
 }
 
 impl Callbacks {
@@ -71,6 +113,13 @@ impl Callbacks {
                 running: AtomicBool::new(false),
                 reclaim: Mutex::new(None),
                 shutdown: AtomicBool::new(false),
+                ready: Mutex::new(Ready {
+                    list: std::collections::VecDeque::new(),
+                    next_ticket: 0,
+                    running: Vec::new(),
+                }),
+                ready_added: Event::new(),
+                chunk_done: Event::new(),
                 stats: CbCounters {
                     queued: AtomicCounter::new(),
                     run: AtomicCounter::new(),
@@ -138,6 +187,92 @@ impl Callbacks {
         // second start fail, `f` stays queued and runs once a later
         // `call_rcu`, `drain` or `start_poll` starts a thread.
         self.ensure_reclaim_thread(spawn);
+        if held > limit {
+            self.help(gp);
+        }
+    }
+
+    /// Over the memory limit: a producer that may wait helps. It runs
+    /// callbacks whose grace period has ended, and waits for more at most
+    /// [`HELP_WAIT`] per call. One that may not wait (inside a critical
+    /// section of this domain, where a grace period would wait for it; in
+    /// any domain's user code, which includes the reclaim thread and
+    /// notifiers) only forces, through the kick the bytes already gave.
+    fn help(&self, gp: &GracePeriods) {
+        if current_user_code().is_some() || lock(&gp.readers.registry).current_thread_reading() {
+            return;
+        }
+        let limit = gp.memory_limit();
+        let over = || gp.pressure.pending_bytes.load(Ordering::SeqCst) > limit;
+        let deadline = std::time::Instant::now() + HELP_WAIT;
+        // SeqCst (the loads in `over`): read with the producers' adds and
+        // the runners' subtractions; a stale value only ends the help early
+        // or runs one more chunk.
+        while over() {
+            if self.run_ready(gp, Runner::Helper) > 0 {
+                continue;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return;
+            }
+            gp.kick.set();
+            // Reset, check, wait: a batch added after the check sets it.
+            self.ready_added.reset();
+            if !lock(&self.ready).list.is_empty() {
+                continue;
+            }
+            self.ready_added.wait_timeout(deadline - now);
+        }
+    }
+
+    /// Runs ready callbacks, a chunk at a time, until `ready` is empty (or,
+    /// for a helper, the memory limit is no longer exceeded). Returns how
+    /// many it ran.
+    fn run_ready(&self, gp: &GracePeriods, runner: Runner) -> usize {
+        let mut ran = 0;
+        let mut chunk: Vec<Callback> = Vec::with_capacity(CHUNK);
+        loop {
+            let ticket = {
+                let mut r = lock(&self.ready);
+                let n = r.list.len().min(CHUNK);
+                if n == 0 {
+                    break;
+                }
+                chunk.extend(r.list.drain(..n));
+                let ticket = r.next_ticket;
+                r.next_ticket += 1;
+                r.running.push(ticket);
+                ticket
+            };
+            // Counted as run, and its bytes as released, before it runs: a
+            // `drain` may return as soon as its marker's chunk is done.
+            let bytes = chunk.iter().map(Callback::bytes).sum::<usize>();
+            self.stats.run.add(chunk.len() as u64);
+            // SeqCst: read by `force_cause` and by helpers. Every node's
+            // bytes were added before it was pushed, so this never wraps.
+            gp.pressure.pending_bytes.fetch_sub(bytes, Ordering::SeqCst);
+            ran += chunk.len();
+            for callback in chunk.drain(..) {
+                if let Err(Panicked(message)) = run_user(gp, UserCode::Callback, || callback.run())
+                {
+                    self.stats.panics.bump();
+                    gp.emit(&RcuEvent::CallbackPanic { message });
+                }
+            }
+            {
+                let mut r = lock(&self.ready);
+                r.running.retain(|&t| t != ticket);
+            }
+            self.chunk_done.set();
+            // SeqCst: as in `help`.
+            if runner == Runner::Helper
+                && gp.pressure.pending_bytes.load(Ordering::SeqCst) <= gp.memory_limit()
+            {
+                break;
+            }
+        }
+        ran
     }
 
     /// `start_poll`: a cookie for `gp`, and a grace period that completes it
@@ -170,9 +305,20 @@ impl Callbacks {
         gp.kick.set();
         let done = Arc::new(Event::new());
         let signal = Arc::clone(&done);
-        // The queue is FIFO, so when this runs, everything before it has.
+        // The queue is FIFO and chunks are taken in its order: when this
+        // runs, everything before it has been taken, and has run unless a
+        // helper is still running its chunk.
         self.call_rcu(gp, spawn, move || signal.set(), 0);
         done.wait();
+        // Wait for every chunk taken so far (ours included) to finish.
+        let horizon = lock(&self.ready).next_ticket;
+        loop {
+            self.chunk_done.reset();
+            if lock(&self.ready).running.iter().all(|&t| t >= horizon) {
+                break;
+            }
+            self.chunk_done.wait();
+        }
     }
 
     /// Makes sure a reclaim thread runs, starting one if none does.
@@ -284,24 +430,13 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
         // Subtract only now, so the threshold check during the grace period
         // saw the batch in flight.
         p.pending.fetch_sub(n, Ordering::SeqCst);
-        // Take the whole batch off the queue, then account for it once:
-        // per-callback RMWs here would bounce the counters' cache lines
-        // between this thread and the producers on every callback. It is
-        // counted as run, and its bytes as released, before any of it runs:
-        // a `drain` returns from inside its own marker callback, and must
-        // find the batch counted.
+        // Move the whole batch off the queue (this thread is its only
+        // consumer) into `ready`, where producers over the memory limit can
+        // help run it, then run it a chunk at a time.
         batch.extend((0..n).map(|_| cb.queue.pop()));
-        let bytes = batch.iter().map(Callback::bytes).sum::<usize>();
-        cb.stats.run.add(n as u64);
-        // SeqCst: read by `force_cause`. Every popped node's bytes were
-        // added before it was pushed, so this never wraps.
-        p.pending_bytes.fetch_sub(bytes, Ordering::SeqCst);
-        for callback in batch.drain(..) {
-            if let Err(Panicked(message)) = run_user(gp, UserCode::Callback, || callback.run()) {
-                cb.stats.panics.bump();
-                gp.emit(&RcuEvent::CallbackPanic { message });
-            }
-        }
+        lock(&cb.ready).list.extend(batch.drain(..));
+        cb.ready_added.set();
+        cb.run_ready(gp, Runner::ReclaimThread);
         // A callback that left a critical section of this domain open on
         // this thread (a leaked guard) would make every later grace period
         // wait for this thread, which is the one that must run them.

@@ -164,9 +164,13 @@ pub fn synchronize_async() -> crate::SynchronizeFuture {
 }
 
 /// Runs `f` on the reclaim thread after a grace period. Wait-free for
-/// the caller; callable anywhere, including inside a critical section.
-/// A panicking callback is reported on stderr and counted in
-/// [`Stats::callback_panics`]; later callbacks still run.
+/// the caller while the domain is under its
+/// [`memory_limit`](crate::Config::memory_limit); over it, a caller
+/// outside any critical section helps run ready callbacks and may wait
+/// up to 1 ms (see there). Callable anywhere, including inside a critical
+/// section, a callback or a notifier, where it never waits. A panicking
+/// callback is reported through the event hook ([`set_event_hook`]) and
+/// counted in [`Stats::callback_panics`]; later callbacks still run.
 ///
 /// ```
 /// use std::sync::atomic::{AtomicBool, Ordering};

@@ -88,7 +88,8 @@
 //! * **Callbacks**: [`call_rcu`] is a wait-free enqueue; the reclaim thread
 //!   starts a grace period as soon as a callback arrives (the seed removed
 //!   QEMU's 10–50 ms batching delay), then runs the callbacks counted before
-//!   it, in order, catching panics.
+//!   it, in order, catching panics. Over the memory limit, producers help
+//!   run callbacks whose grace period has ended ([`Config::memory_limit`]).
 //!
 //! Two orderings make a grace period sound, and both are argued where they
 //! happen:
