@@ -38,13 +38,36 @@ impl Drop for Registration {
 fn register_current_thread() -> *const Record {
     let rec = GLOBAL.register();
     let p = Arc::as_ptr(&rec);
-    // If the registration slot is already destroyed (a read_lock from
-    // another thread-local's destructor), the record simply stays
-    // registered: it is never reused, and grace periods skip it whenever
-    // it is outside a critical section.
-    let _ = REGISTRATION.try_with(|r| *r.0.borrow_mut() = Some(rec));
+    let kept = REGISTRATION
+        .try_with(|r| *r.0.borrow_mut() = Some(Arc::clone(&rec)))
+        .is_ok();
+    if !kept {
+        // The registration slot is already destroyed: a `read_lock` from
+        // another thread-local's destructor. The record serves until the
+        // outermost unlock, which releases it and clears `LOCAL` (the next
+        // `read_lock` takes one again, from the free list), so nothing
+        // stays registered after the thread is gone.
+        crate::registry::ORPHAN_RELEASED.get_or_init(|| forget_local);
+        rec.orphan();
+    }
     LOCAL.with(|l| l.set(p));
     p
+}
+
+/// Clears `LOCAL` if it points to `rec` (an orphaned record about to be
+/// released at its outermost unlock, on this thread).
+fn forget_local(rec: &Record) {
+    LOCAL.with(|l| {
+        if ptr::eq(l.get(), rec) {
+            l.set(ptr::null());
+        }
+    });
+}
+
+/// Whether the thread's registration slot is usable (not yet destroyed by
+/// thread-local teardown).
+fn registration_alive() -> bool {
+    REGISTRATION.try_with(|_| ()).is_ok()
 }
 
 #[inline(always)]
@@ -57,7 +80,10 @@ fn local_record() -> &'static Record {
     // never removed from a registry and `GLOBAL` is a `static`, so the
     // record lives for the rest of the program. Only this thread uses
     // its owner-only fields: it is our registration until the thread's
-    // `Registration` destructor releases it, which also clears `LOCAL`.
+    // `Registration` destructor releases it (which also clears `LOCAL`),
+    // or, for a record orphaned in a critical section or taken during
+    // thread-local teardown, until the outermost unlock of the guards this
+    // thread holds on it releases it.
     unsafe { &*p }
 }
 
@@ -65,7 +91,13 @@ fn local_record() -> &'static Record {
 /// lasts until the guard is dropped.
 ///
 /// Nestable, and guards may be dropped in any order. The first call on a
-/// thread registers it (the thread is unregistered when it exits). Cost
+/// thread registers it (the thread is unregistered when it exits).
+/// Thread-local teardown may run in any order: a guard kept in a
+/// thread-local that is destroyed after the thread's registration keeps
+/// the record until it is dropped, and a `read_lock` from a destructor
+/// that runs after the registration is gone takes a record for that
+/// critical section only; either way the record is released when the
+/// last guard on it drops. Cost
 /// once registered: at the outermost level a load of the global counter,
 /// a store, and a compiler fence (membarrier mode); nested, an increment
 /// of a thread-private counter.
@@ -253,6 +285,10 @@ pub fn drain() {
 /// on the grace-period thread and must return quickly (e.g. set a flag
 /// that the reader's loop polls, then leave the critical section).
 ///
+/// In a thread-local destructor that runs after the thread's own
+/// registration was torn down, it registers nothing and returns a handle
+/// that does nothing (no panic, which would abort the process there).
+///
 /// ```
 /// use std::sync::Arc;
 /// use std::sync::atomic::{AtomicBool, Ordering};
@@ -278,11 +314,14 @@ pub fn drain() {
 /// reader.join().unwrap();
 /// ```
 pub fn on_force_quiescent(f: impl Fn() + Send + Sync + 'static) -> NotifierHandle {
+    if !registration_alive() {
+        return NotifierHandle::inert();
+    }
     let _ = local_record();
-    let rec = REGISTRATION
-        .with(|r| r.0.borrow().clone())
-        .expect("on_force_quiescent: the thread is being torn down");
-    NotifierHandle::register(rec, Arc::new(f))
+    match REGISTRATION.try_with(|r| r.0.borrow().clone()) {
+        Ok(Some(rec)) => NotifierHandle::register(rec, Arc::new(f)),
+        _ => NotifierHandle::inert(),
+    }
 }
 
 /// Takes a cookie for polled grace periods: cheap, never blocks, starts
@@ -388,9 +427,12 @@ pub fn configure(config: Config) -> Result<(), ConfigError> {
 }
 
 /// Registers the calling thread now rather than at its first
-/// [`read_lock`]; idempotent.
+/// [`read_lock`]; idempotent. Does nothing in a thread-local destructor
+/// that runs after the thread's registration is gone.
 pub fn register_thread() {
-    let _ = local_record();
+    if registration_alive() {
+        let _ = local_record();
+    }
 }
 
 /// Whether the calling thread is inside a read-side critical section of

@@ -653,10 +653,10 @@ impl GracePeriods {
                 self.readers.gp_event.reset();
                 if self.arm_waiting(armed) {
                     for r in holders.iter() {
-                        // Relaxed: ordered before the scan below by the heavy
+                        // Ordered before the scan below by the heavy
                         // barrier; the reader's side is its unlock's light
                         // barrier.
-                        r.waiting.store(true, Ordering::Relaxed);
+                        r.arm_waiting();
                     }
                     armed = true;
                 }
@@ -664,9 +664,9 @@ impl GracePeriods {
                 holders.retain(|r| {
                     let holding = holding_up(r, gp);
                     if !holding {
-                        // Relaxed: a hint; a stale `true` costs one spurious
-                        // wake-up at that reader's next unlock.
-                        r.waiting.store(false, Ordering::Relaxed);
+                        // A hint; a stale flag costs one spurious wake-up at
+                        // that reader's next unlock.
+                        r.disarm_waiting();
                     }
                     holding
                 });
