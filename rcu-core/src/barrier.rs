@@ -324,8 +324,13 @@ mod revoked_fallback {
         /// CPUID 0x8000_0008, EBX bit 3), which needs no IPI.
         fn broadcast_tlb_invalidation() -> bool {
             use std::arch::x86_64::__cpuid;
-            let max_extended = __cpuid(0x8000_0000).eax;
-            max_extended >= 0x8000_0008 && __cpuid(0x8000_0008).ebx & (1 << 3) != 0
+            // SAFETY: CPUID exists on every x86-64 CPU and only reads
+            // identification registers. (Safe to call in recent Rust;
+            // `unsafe` for older compilers.)
+            #[allow(unused_unsafe)]
+            let (max_extended, ebx) =
+                unsafe { (__cpuid(0x8000_0000).eax, __cpuid(0x8000_0008).ebx) };
+            max_extended >= 0x8000_0008 && ebx & (1 << 3) != 0
         }
 
         /// Every CPU that runs a thread of this process executes a

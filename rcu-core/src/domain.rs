@@ -634,7 +634,8 @@ impl RcuDomain {
         self.set_event_hook(crate::stats::stall_only(hook));
     }
 
-    /// Waits until every callback queued before this call has run.
+    /// Waits until every callback queued before this call has run; not
+    /// those they queue in turn (see [`crate::drain`]).
     ///
     /// # Panics
     /// As [`synchronize`](Self::synchronize), and inside any domain's

@@ -273,6 +273,15 @@ pub fn set_stall_hook(hook: impl Fn(&StallWarning) + Send + Sync + 'static) {
 /// Waits until every callback queued (by any thread) before this call
 /// has run. Grace periods are forced while it waits.
 ///
+/// Like Linux's `rcu_barrier`, it does not wait for callbacks that those
+/// callbacks queue in turn: they are queued after the call. Drain again
+/// (or loop until [`Stats::callbacks_pending`] is 0) to chase chains.
+///
+/// Callbacks still pending in the process-wide domain when the process
+/// exits do not run (no destructor runs for a `static`, and the reclaim
+/// thread is not joined): `drain` before returning from `main` if their
+/// effects matter.
+///
 /// # Panics
 /// As [`synchronize`].
 #[track_caller]

@@ -160,6 +160,7 @@ fn readers_survive(domain: &RcuDomain, rounds: usize) {
 /// domain and shown in the statistics. (Before the fix the first grace
 /// period after the filter aborted the process.)
 #[test]
+#[cfg_attr(miri, ignore = "seccomp and child processes")]
 fn membarrier_revoked_after_start() {
     in_child("membarrier_revoked_after_start", || {
         let domain = RcuDomain::new();
@@ -204,6 +205,7 @@ fn membarrier_revoked_after_start() {
 /// (unless membarrier was turned off on purpose), and a configuration that
 /// requires membarrier is refused.
 #[test]
+#[cfg_attr(miri, ignore = "seccomp and child processes")]
 fn membarrier_refused_before_start() {
     in_child("membarrier_refused_before_start", || {
         refuse_membarrier();
