@@ -39,7 +39,7 @@ use crate::grace_period::{
 };
 use crate::queue::{Callback, Queue};
 use crate::stats::RcuEvent;
-use crate::sync::{Arc, AtomicBool, Mutex, Ordering, lock, report, thread};
+use crate::sync::{Arc, AtomicBool, Condvar, Mutex, Ordering, lock, report, thread};
 
 /// Callback statistics.
 #[derive(Default)]
@@ -70,8 +70,11 @@ pub(crate) struct Callbacks {
     ready: Mutex<Ready>,
     /// Set when callbacks are added to `ready`.
     ready_added: Event,
-    /// Set when a runner finishes a chunk.
-    chunk_done: Event,
+    /// Notified (under `ready`'s lock) when a runner finishes a chunk. A
+    /// condition variable, not an [`Event`]: several drains may wait at
+    /// once, and one's reset of an event could erase the wake-up meant for
+    /// another.
+    chunk_done: Condvar,
     pub(crate) stats: CbCounters,
 }
 
@@ -119,7 +122,7 @@ impl Callbacks {
                     running: Vec::new(),
                 }),
                 ready_added: Event::new(),
-                chunk_done: Event::new(),
+                chunk_done: Condvar::new(),
                 stats: CbCounters {
                     queued: AtomicCounter::new(),
                     run: AtomicCounter::new(),
@@ -263,8 +266,9 @@ impl Callbacks {
             {
                 let mut r = lock(&self.ready);
                 r.running.retain(|&t| t != ticket);
+                // Under the lock the drains check under: none misses it.
+                self.chunk_done.notify_all();
             }
-            self.chunk_done.set();
             // SeqCst: as in `help`.
             if runner == Runner::Helper
                 && gp.pressure.pending_bytes.load(Ordering::SeqCst) <= gp.memory_limit()
@@ -311,13 +315,13 @@ impl Callbacks {
         self.call_rcu(gp, spawn, move || signal.set(), 0);
         done.wait();
         // Wait for every chunk taken so far (ours included) to finish.
-        let horizon = lock(&self.ready).next_ticket;
-        loop {
-            self.chunk_done.reset();
-            if lock(&self.ready).running.iter().all(|&t| t >= horizon) {
-                break;
-            }
-            self.chunk_done.wait();
+        let mut r = lock(&self.ready);
+        let horizon = r.next_ticket;
+        while r.running.iter().any(|&t| t < horizon) {
+            r = match self.chunk_done.wait(r) {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
         }
     }
 

@@ -80,7 +80,10 @@ pub struct Config {
     /// after every callback queued before it has finished. A callback must
     /// not take a lock that its producers may hold while they call
     /// `call_rcu` (the crate's own structures retire only after releasing
-    /// theirs).
+    /// theirs). A callback run by a helper runs on the producer's thread, so
+    /// one that waits for a grace period of another domain panics (caught,
+    /// reported as [`RcuEvent::CallbackPanic`](crate::RcuEvent::CallbackPanic))
+    /// when that thread is inside a critical section of it.
     pub memory_limit: usize,
     /// Report a reader that holds up a grace period for this long, once per
     /// stall, through the event hook ([`set_event_hook`](crate::set_event_hook)).

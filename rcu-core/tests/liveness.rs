@@ -105,3 +105,30 @@ fn restarts_race_with_exits() {
     }
     assert_eq!(ran.load(Ordering::SeqCst), rounds);
 }
+
+/// Several drains at once, while callbacks keep coming: every drain
+/// returns. (A drain that waited for chunks with a shared one-bit event
+/// could have its wake-up erased by another drain's reset, and slept
+/// forever; the torture test found it.)
+#[test]
+fn concurrent_drains_all_return() {
+    let domain = Arc::new(RcuDomain::new());
+    let rounds = scaled(300, 5);
+    let drainers: Vec<_> = (0..4)
+        .map(|_| {
+            let domain = Arc::clone(&domain);
+            std::thread::spawn(move || {
+                for _ in 0..rounds {
+                    domain.call_rcu(|| {});
+                    domain.drain();
+                }
+            })
+        })
+        .collect();
+    for d in drainers {
+        assert!(
+            finishes(move || d.join().unwrap()),
+            "a drain never returned"
+        );
+    }
+}
