@@ -6,14 +6,40 @@
 //! callbacks counted before it, in FIFO order. The count stays in the
 //! grace-period machine's [`Pressure`](crate::grace_period::Pressure) until
 //! the grace period ends, so the forcing threshold sees the batch in flight.
+//! It also runs the grace periods that [`start_poll`](Callbacks::start_poll)
+//! asks for.
+//!
+//! A batch whose grace period has ended moves from the queue to `ready`,
+//! from which it is run a chunk at a time: by the reclaim thread, and by
+//! producers while the domain is over its memory limit (`help`). Chunks are
+//! taken in queue order and carry tickets; `drain` waits for its marker and
+//! then for every chunk taken before it to finish.
+//!
+//! # The reclaim thread's life
+//!
+//! The queue has a single consumer, so at most one reclaim thread runs at a
+//! time, and `running` says whether one does (or is being started). It is
+//! started on demand, by the first `call_rcu`, `drain` or `start_poll` that
+//! finds `running` false, under the `reclaim` lock. It exits only after the
+//! domain's shutdown (its last [`RcuDomain`](crate::RcuDomain) handle went
+//! away), once nothing is pending; it decides so under the same lock, and
+//! clears `running` *before* its last look at the queue, while a producer
+//! bumps `pending` *before* it looks at `running` (a Dekker pair, all
+//! SeqCst): either the thread sees the new work and stays, or the producer
+//! sees `running` false and starts a new thread. So work queued after a
+//! shutdown (a [`SynchronizeFuture`](crate::SynchronizeFuture) first polled
+//! after the domain's last handle was dropped, say) still runs, and two
+//! consumers never overlap: the old thread has stopped touching the queue
+//! before it releases the lock under which a new one is started.
 
 use crate::barrier::AtomicCounter;
 use crate::event::Event;
 use crate::grace_period::{
-    AbortOnUnwind, GracePeriods, Raised, UserCode, current_user_code, run_user,
+    AbortOnUnwind, GracePeriods, Panicked, Raised, UserCode, current_user_code, run_user,
 };
 use crate::queue::{Callback, Queue};
-use crate::sync::{Arc, AtomicBool, Mutex, Ordering, lock, report, thread};
+use crate::stats::RcuEvent;
+use crate::sync::{Arc, AtomicBool, Condvar, Mutex, Ordering, lock, report, thread};
 
 /// Callback statistics.
 #[derive(Default)]
@@ -33,10 +59,52 @@ pub(crate) struct Callbacks {
     queue: Queue,
     /// Set when the first callback of a batch arrives (and at shutdown).
     call_ready: Event,
-    reclaim_started: AtomicBool,
+    /// A reclaim thread runs (or is being started): see the module docs.
+    running: AtomicBool,
+    /// The running (or last) reclaim thread; its lock serialises starting
+    /// a thread and a thread's decision to exit.
     reclaim: Mutex<Option<thread::JoinHandle<()>>>,
     shutdown: AtomicBool,
+    /// Callbacks whose grace period has ended, waiting for a runner (the
+    /// reclaim thread, or producers helping while over the memory limit).
+    ready: Mutex<Ready>,
+    /// Set when callbacks are added to `ready`.
+    ready_added: Event,
+    /// Notified (under `ready`'s lock) when a runner finishes a chunk. A
+    /// condition variable, not an [`Event`]: several drains may wait at
+    /// once, and one's reset of an event could erase the wake-up meant for
+    /// another.
+    chunk_done: Condvar,
     pub(crate) stats: CbCounters,
+}
+
+/// Callbacks whose grace period has ended, and the chunks being run.
+pub(crate) struct Ready {
+    list: std::collections::VecDeque<Callback>,
+    /// The next chunk's ticket: chunks are taken in queue order.
+    next_ticket: u64,
+    /// Tickets of the chunks being run now (one per runner at most).
+    running: Vec<u64>,
+}
+
+/// Callbacks a runner takes from `ready` at a time: one lock per chunk, and
+/// at most this many callbacks' memory is uncounted while they run.
+const CHUNK: usize = 32;
+
+/// How long a producer over the memory limit waits, at most, for callbacks
+/// to become ready (a grace period to end) per `call_rcu`.
+#[cfg(not(rcu_loom))]
+const HELP_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
+#[cfg(rcu_loom)]
+const HELP_WAIT: std::time::Duration = std::time::Duration::ZERO;
+
+/// Who runs ready callbacks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Runner {
+    /// The reclaim thread: until `ready` is empty.
+    ReclaimThread,
+    /// A producer over the memory limit: while it is exceeded.
+    Helper,
 }
 
 impl Callbacks {
@@ -45,9 +113,16 @@ impl Callbacks {
             Callbacks {
                 queue: Queue::new(),
                 call_ready: Event::new(),
-                reclaim_started: AtomicBool::new(false),
+                running: AtomicBool::new(false),
                 reclaim: Mutex::new(None),
                 shutdown: AtomicBool::new(false),
+                ready: Mutex::new(Ready {
+                    list: std::collections::VecDeque::new(),
+                    next_ticket: 0,
+                    running: Vec::new(),
+                }),
+                ready_added: Event::new(),
+                chunk_done: Condvar::new(),
                 stats: CbCounters {
                     queued: AtomicCounter::new(),
                     run: AtomicCounter::new(),
@@ -110,6 +185,120 @@ impl Callbacks {
         if pending == gp.callback_threshold() {
             gp.kick.set();
         }
+        // A thread that was running at the check above may have exited
+        // since (only after a shutdown): see the module docs. Should this
+        // second start fail, `f` stays queued and runs once a later
+        // `call_rcu`, `drain` or `start_poll` starts a thread.
+        self.ensure_reclaim_thread(spawn);
+        if held > limit {
+            self.help(gp);
+        }
+    }
+
+    /// Over the memory limit: a producer that may wait helps. It runs
+    /// callbacks whose grace period has ended, and waits for more at most
+    /// [`HELP_WAIT`] per call. One that may not wait (inside a critical
+    /// section of this domain, where a grace period would wait for it; in
+    /// any domain's user code, which includes the reclaim thread and
+    /// notifiers) only forces, through the kick the bytes already gave.
+    fn help(&self, gp: &GracePeriods) {
+        if current_user_code().is_some() || lock(&gp.readers.registry).current_thread_reading() {
+            return;
+        }
+        let limit = gp.memory_limit();
+        let over = || gp.pressure.pending_bytes.load(Ordering::SeqCst) > limit;
+        let deadline = std::time::Instant::now() + HELP_WAIT;
+        // SeqCst (the loads in `over`): read with the producers' adds and
+        // the runners' subtractions; a stale value only ends the help early
+        // or runs one more chunk.
+        while over() {
+            if self.run_ready(gp, Runner::Helper) > 0 {
+                continue;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return;
+            }
+            gp.kick.set();
+            // Reset, check, wait: a batch added after the check sets it.
+            self.ready_added.reset();
+            if !lock(&self.ready).list.is_empty() {
+                continue;
+            }
+            self.ready_added.wait_timeout(deadline - now);
+        }
+    }
+
+    /// Runs ready callbacks, a chunk at a time, until `ready` is empty (or,
+    /// for a helper, the memory limit is no longer exceeded). Returns how
+    /// many it ran.
+    fn run_ready(&self, gp: &GracePeriods, runner: Runner) -> usize {
+        let mut ran = 0;
+        let mut chunk: Vec<Callback> = Vec::with_capacity(CHUNK);
+        loop {
+            let ticket = {
+                let mut r = lock(&self.ready);
+                let n = r.list.len().min(CHUNK);
+                if n == 0 {
+                    break;
+                }
+                chunk.extend(r.list.drain(..n));
+                let ticket = r.next_ticket;
+                r.next_ticket += 1;
+                r.running.push(ticket);
+                ticket
+            };
+            // Counted as run, and its bytes as released, before it runs: a
+            // `drain` may return as soon as its marker's chunk is done.
+            let bytes = chunk.iter().map(Callback::bytes).sum::<usize>();
+            self.stats.run.add(chunk.len() as u64);
+            // SeqCst: read by `force_cause` and by helpers. Every node's
+            // bytes were added before it was pushed, so this never wraps.
+            gp.pressure.pending_bytes.fetch_sub(bytes, Ordering::SeqCst);
+            ran += chunk.len();
+            for callback in chunk.drain(..) {
+                if let Err(Panicked(message)) = run_user(gp, UserCode::Callback, || callback.run())
+                {
+                    self.stats.panics.bump();
+                    gp.emit(&RcuEvent::CallbackPanic { message });
+                }
+            }
+            {
+                let mut r = lock(&self.ready);
+                r.running.retain(|&t| t != ticket);
+                // Under the lock the drains check under: none misses it.
+                self.chunk_done.notify_all();
+            }
+            // SeqCst: as in `help`.
+            if runner == Runner::Helper
+                && gp.pressure.pending_bytes.load(Ordering::SeqCst) <= gp.memory_limit()
+            {
+                break;
+            }
+        }
+        ran
+    }
+
+    /// `start_poll`: a cookie for `gp`, and a grace period that completes it
+    /// started on the reclaim thread if none has been asked for yet. Never
+    /// waits (but may start the reclaim thread).
+    ///
+    /// # Panics
+    /// If the reclaim thread cannot be started (with the spawn error).
+    pub(crate) fn start_poll(&self, gp: &GracePeriods, spawn: Spawn<'_>) -> u64 {
+        let target = gp.cookie();
+        if gp.poll(target) {
+            return target;
+        }
+        self.ensure_reclaim_thread(spawn);
+        // SeqCst: with `running` below and the reclaim thread's store of
+        // `running` then load of `requested`, a Dekker pair (module docs);
+        // the event's fences order it before the thread's next look too.
+        if gp.requested.fetch_max(target, Ordering::SeqCst) < target {
+            self.call_ready.set();
+            self.ensure_reclaim_thread(spawn);
+        }
+        target
     }
 
     /// `drain()`: waits until every callback queued before it has run.
@@ -120,31 +309,70 @@ impl Callbacks {
         gp.kick.set();
         let done = Arc::new(Event::new());
         let signal = Arc::clone(&done);
-        // The queue is FIFO, so when this runs, everything before it has.
+        // The queue is FIFO and chunks are taken in its order: when this
+        // runs, everything before it has been taken, and has run unless a
+        // helper is still running its chunk.
         self.call_rcu(gp, spawn, move || signal.set(), 0);
         done.wait();
+        // Wait for every chunk taken so far (ours included) to finish.
+        let mut r = lock(&self.ready);
+        let horizon = r.next_ticket;
+        while r.running.iter().any(|&t| t < horizon) {
+            r = match self.chunk_done.wait(r) {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+        }
     }
 
+    /// Makes sure a reclaim thread runs, starting one if none does.
+    ///
+    /// # Panics
+    /// If the thread cannot be started; `running` stays false, so the next
+    /// caller tries again.
     fn ensure_reclaim_thread(&self, spawn: Spawn<'_>) {
-        // Acquire: pairs with the Release store below (nothing is read
-        // through it but the flag; kept for clarity of the once-only start).
-        if self.reclaim_started.load(Ordering::Acquire) {
+        // SeqCst: the producer's side of the Dekker pair with the exiting
+        // thread's store (module docs); callers bump `pending` or
+        // `requested` before their second call.
+        if self.running.load(Ordering::SeqCst) {
             return;
         }
         let mut slot = lock(&self.reclaim);
-        // Relaxed: under `reclaim`.
-        if self.reclaim_started.load(Ordering::Relaxed) {
+        // SeqCst: as above (under `reclaim`, which the exiting thread holds
+        // while it decides).
+        if self.running.load(Ordering::SeqCst) {
             return;
         }
         match spawn() {
+            // The old handle, if any, is of a thread that has exited (or is
+            // past its last touch of the queue): dropping it detaches it.
             Ok(handle) => *slot = Some(handle),
             Err(e) => {
                 drop(slot);
                 panic!("rcu: cannot start the reclaim thread: {e}");
             }
         }
-        // Release: see above.
-        self.reclaim_started.store(true, Ordering::Release);
+        // SeqCst: as above; the new thread reads the queue only after its
+        // spawn, which happens after this store.
+        self.running.store(true, Ordering::SeqCst);
+    }
+
+    /// The reclaim thread's exit after a shutdown: under `reclaim`, clears
+    /// `running`, then looks once more for work. Returns whether it may
+    /// exit (nothing pending, no grace period asked for).
+    fn try_exit(&self, gp: &GracePeriods) -> bool {
+        let _slot = lock(&self.reclaim);
+        // SeqCst: the thread's side of the Dekker pair (module docs).
+        self.running.store(false, Ordering::SeqCst);
+        // SeqCst (both): as above.
+        let idle = gp.pressure.pending.load(Ordering::SeqCst) == 0
+            && gp.poll(gp.requested.load(Ordering::SeqCst));
+        if !idle {
+            // SeqCst: as above. Under the lock, so no producer started a
+            // thread in between.
+            self.running.store(true, Ordering::SeqCst);
+        }
+        idle
     }
 
     /// Stops the reclaim thread after it has run every queued callback.
@@ -181,13 +409,21 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
             if n > 0 {
                 break n;
             }
+            // SeqCst: see `start_poll`.
+            let asked = gp.requested.load(Ordering::SeqCst);
+            if !gp.poll(asked) {
+                // A grace period asked for by `start_poll`: run it (or share
+                // one that runs), then look again.
+                gp.wait_until(asked);
+                continue;
+            }
             // SeqCst (Acquire is what matters): pairs with the store in
             // `shutdown`, which follows every `call_rcu` that must still run.
-            // Only after seeing it is `pending` re-read: the load above may
+            // `try_exit` re-reads `pending` after it: the load above may
             // predate a callback queued just before shutdown (loom found this
             // exit with a callback still queued).
             if cb.shutdown.load(Ordering::SeqCst) {
-                if p.pending.load(Ordering::SeqCst) == 0 {
+                if cb.try_exit(gp) {
                     return;
                 }
                 continue;
@@ -198,26 +434,13 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
         // Subtract only now, so the threshold check during the grace period
         // saw the batch in flight.
         p.pending.fetch_sub(n, Ordering::SeqCst);
-        // Take the whole batch off the queue, then account for it once:
-        // per-callback RMWs here would bounce the counters' cache lines
-        // between this thread and the producers on every callback. It is
-        // counted as run, and its bytes as released, before any of it runs:
-        // a `drain` returns from inside its own marker callback, and must
-        // find the batch counted.
+        // Move the whole batch off the queue (this thread is its only
+        // consumer) into `ready`, where producers over the memory limit can
+        // help run it, then run it a chunk at a time.
         batch.extend((0..n).map(|_| cb.queue.pop()));
-        let bytes = batch.iter().map(Callback::bytes).sum::<usize>();
-        cb.stats.run.add(n as u64);
-        // SeqCst: read by `force_cause`. Every popped node's bytes were
-        // added before it was pushed, so this never wraps.
-        p.pending_bytes.fetch_sub(bytes, Ordering::SeqCst);
-        for callback in batch.drain(..) {
-            if run_user(gp, UserCode::Callback, || callback.run()) {
-                cb.stats.panics.bump();
-                report(format_args!(
-                    "rcu: a call_rcu callback panicked; the reclaim thread carries on"
-                ));
-            }
-        }
+        lock(&cb.ready).list.extend(batch.drain(..));
+        cb.ready_added.set();
+        cb.run_ready(gp, Runner::ReclaimThread);
         // A callback that left a critical section of this domain open on
         // this thread (a leaked guard) would make every later grace period
         // wait for this thread, which is the one that must run them.

@@ -11,7 +11,7 @@ use crate::config::{Config, ConfigError};
 use crate::grace_period::GracePeriods;
 use crate::guard::{DomainGuard, DomainId, Guard, KeepAlive, OwnedReadGuard};
 use crate::registry::{NotifierHandle, Record};
-use crate::stats::{ForcedCauses, GpHistogram, StallWarning, Stats};
+use crate::stats::{ForcedCauses, GpHistogram, RcuEvent, StallWarning, Stats};
 use crate::sync::{Arc, AtomicBool, Mutex, Ordering, lock, thread};
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -58,6 +58,11 @@ impl Inner {
     /// Sets the tunables; refused once the domain has started.
     pub(crate) fn configure(&self, config: &Config) -> Result<(), ConfigError> {
         config.validate()?;
+        if config.require_membarrier
+            && let Err(u) = barrier::process_mode()
+        {
+            return Err(ConfigError::MembarrierUnavailable(u.reason));
+        }
         let _g = lock(&self.start_lock);
         // Relaxed: read under `start_lock`, which `start` also holds.
         if self.started.load(Ordering::Relaxed) {
@@ -97,7 +102,18 @@ impl Inner {
             .set_tunables(&config)
             .expect("validated by `configure`");
         let mode = if config.membarrier {
-            barrier::process_mode()
+            match barrier::process_mode() {
+                Ok(()) => Mode::Membarrier,
+                Err(u) => {
+                    if !u.requested {
+                        // Reported through the event hook after the first
+                        // grace period (user code never runs here, under
+                        // the start lock, on whatever path started us).
+                        self.gp.set_membarrier_unavailable(u.reason);
+                    }
+                    Mode::Fence
+                }
+            }
         } else {
             Mode::Fence
         };
@@ -123,6 +139,18 @@ impl Inner {
         self.start();
         GpCookie {
             seq: self.gp.cookie(),
+            domain: self.id(),
+        }
+    }
+
+    /// A cookie, and a grace period that completes it started on the
+    /// reclaim thread (if none has been asked for yet). Never waits.
+    pub(crate) fn start_poll(&self, handle: &Handle) -> GpCookie {
+        self.start();
+        GpCookie {
+            seq: self
+                .cb
+                .start_poll(&self.gp, &|| spawn_reclaim(handle.clone())),
             domain: self.id(),
         }
     }
@@ -208,6 +236,9 @@ impl Inner {
             callbacks_pending_bytes: p.pending_bytes.load(Ordering::SeqCst) as u64,
             max_pending_bytes: c.max_pending_bytes.get(),
             membarrier: started && self.gp.readers.mode() == Mode::Membarrier,
+            membarrier_revoked: started
+                && self.gp.readers.mode() == Mode::Membarrier
+                && barrier::revoked().is_some(),
         }
     }
 }
@@ -352,17 +383,40 @@ impl RcuDomain {
     /// A new independent domain with `config`.
     ///
     /// # Panics
-    /// If the configuration is invalid (see [`Config`]).
+    /// If the configuration is refused: see
+    /// [`try_with_config`](Self::try_with_config).
+    #[track_caller]
     pub fn with_config(config: Config) -> Self {
+        match Self::try_with_config(config) {
+            Ok(d) => d,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// A new independent domain with `config`, or why it was refused.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for a value out of its range (the message
+    /// names the range; see [`Config`]);
+    /// [`ConfigError::MembarrierUnavailable`] when
+    /// [`Config::require_membarrier`] is set and the process cannot use
+    /// membarrier.
+    ///
+    /// ```
+    /// use rcu_core::{Config, ConfigError, RcuDomain};
+    /// use std::time::Duration;
+    /// let e = RcuDomain::try_with_config(Config::default().poll_interval(Duration::MAX));
+    /// assert!(matches!(e, Err(ConfigError::Invalid(_))));
+    /// assert!(RcuDomain::try_with_config(Config::default()).is_ok());
+    /// ```
+    pub fn try_with_config(config: Config) -> Result<Self, ConfigError> {
         let id = next_domain_id();
         let inner = Inner::new(id);
-        if let Err(e) = inner.configure(&config) {
-            panic!("{e}");
-        }
-        RcuDomain {
+        inner.configure(&config)?;
+        Ok(RcuDomain {
             id,
             inner: Handle::Shared(std::sync::Arc::new(inner)),
-        }
+        })
     }
 
     /// A handle to the process-wide domain, the one the free functions
@@ -448,9 +502,31 @@ impl RcuDomain {
         self.inner.synchronize(true);
     }
 
-    /// A cookie for polling: see [`crate::cookie`].
+    /// A cookie for polling: see [`crate::cookie`]. Starts nothing: on an
+    /// idle domain, [`poll`](Self::poll) of it stays `false` until something
+    /// else runs a grace period; use [`start_poll`](Self::start_poll) for a
+    /// cookie that completes on its own.
     pub fn cookie(&self) -> GpCookie {
         self.inner.cookie()
+    }
+
+    /// A cookie for polling, and a grace period that completes it started in
+    /// the background (Linux's `start_poll_synchronize_rcu`): see
+    /// [`crate::start_poll`]. Never waits.
+    ///
+    /// # Panics
+    /// If the reclaim thread, which runs the grace period, cannot be
+    /// started (the spawn error is in the message).
+    ///
+    /// ```
+    /// let domain = rcu_core::RcuDomain::new();
+    /// let c = domain.start_poll();
+    /// while !domain.poll(c) {
+    ///     std::thread::sleep(std::time::Duration::from_millis(1)); // other work
+    /// }
+    /// ```
+    pub fn start_poll(&self) -> GpCookie {
+        self.inner.start_poll(&self.inner)
     }
 
     /// Whether a full grace period has elapsed since `cookie` was taken.
@@ -544,14 +620,22 @@ impl RcuDomain {
         crate::SynchronizeFuture::new(self.inner.clone())
     }
 
-    /// Replaces this domain's stall hook: see [`crate::set_stall_hook`].
-    pub fn set_stall_hook(&self, hook: impl Fn(&StallWarning) + Send + Sync + 'static) {
+    /// Replaces this domain's event hook: see [`crate::set_event_hook`].
+    pub fn set_event_hook(&self, hook: impl Fn(&RcuEvent) + Send + Sync + 'static) {
         self.inner
             .gp
-            .set_stall_hook(Some(std::sync::Arc::new(hook)));
+            .set_event_hook(Some(std::sync::Arc::new(hook)));
     }
 
-    /// Waits until every callback queued before this call has run.
+    /// Replaces this domain's event hook with one that passes stall
+    /// warnings to `hook` and logs every other event on stderr: see
+    /// [`crate::set_stall_hook`].
+    pub fn set_stall_hook(&self, hook: impl Fn(&StallWarning) + Send + Sync + 'static) {
+        self.set_event_hook(crate::stats::stall_only(hook));
+    }
+
+    /// Waits until every callback queued before this call has run; not
+    /// those they queue in turn (see [`crate::drain`]).
     ///
     /// # Panics
     /// As [`synchronize`](Self::synchronize), and inside any domain's

@@ -8,7 +8,7 @@ use crate::config::{Config, ConfigError};
 use crate::domain::{GLOBAL, GpCookie, Handle, RcuDomain};
 use crate::guard::{OwnedReadGuard, ReadGuard};
 use crate::registry::{NotifierHandle, Record};
-use crate::stats::{StallWarning, Stats};
+use crate::stats::{RcuEvent, StallWarning, Stats};
 use crate::sync::Arc;
 use std::cell::{Cell, RefCell};
 use std::ptr;
@@ -38,13 +38,36 @@ impl Drop for Registration {
 fn register_current_thread() -> *const Record {
     let rec = GLOBAL.register();
     let p = Arc::as_ptr(&rec);
-    // If the registration slot is already destroyed (a read_lock from
-    // another thread-local's destructor), the record simply stays
-    // registered: it is never reused, and grace periods skip it whenever
-    // it is outside a critical section.
-    let _ = REGISTRATION.try_with(|r| *r.0.borrow_mut() = Some(rec));
+    let kept = REGISTRATION
+        .try_with(|r| *r.0.borrow_mut() = Some(Arc::clone(&rec)))
+        .is_ok();
+    if !kept {
+        // The registration slot is already destroyed: a `read_lock` from
+        // another thread-local's destructor. The record serves until the
+        // outermost unlock, which releases it and clears `LOCAL` (the next
+        // `read_lock` takes one again, from the free list), so nothing
+        // stays registered after the thread is gone.
+        crate::registry::ORPHAN_RELEASED.get_or_init(|| forget_local);
+        rec.orphan();
+    }
     LOCAL.with(|l| l.set(p));
     p
+}
+
+/// Clears `LOCAL` if it points to `rec` (an orphaned record about to be
+/// released at its outermost unlock, on this thread).
+fn forget_local(rec: &Record) {
+    LOCAL.with(|l| {
+        if ptr::eq(l.get(), rec) {
+            l.set(ptr::null());
+        }
+    });
+}
+
+/// Whether the thread's registration slot is usable (not yet destroyed by
+/// thread-local teardown).
+fn registration_alive() -> bool {
+    REGISTRATION.try_with(|_| ()).is_ok()
 }
 
 #[inline(always)]
@@ -57,7 +80,10 @@ fn local_record() -> &'static Record {
     // never removed from a registry and `GLOBAL` is a `static`, so the
     // record lives for the rest of the program. Only this thread uses
     // its owner-only fields: it is our registration until the thread's
-    // `Registration` destructor releases it, which also clears `LOCAL`.
+    // `Registration` destructor releases it (which also clears `LOCAL`),
+    // or, for a record orphaned in a critical section or taken during
+    // thread-local teardown, until the outermost unlock of the guards this
+    // thread holds on it releases it.
     unsafe { &*p }
 }
 
@@ -65,7 +91,13 @@ fn local_record() -> &'static Record {
 /// lasts until the guard is dropped.
 ///
 /// Nestable, and guards may be dropped in any order. The first call on a
-/// thread registers it (the thread is unregistered when it exits). Cost
+/// thread registers it (the thread is unregistered when it exits).
+/// Thread-local teardown may run in any order: a guard kept in a
+/// thread-local that is destroyed after the thread's registration keeps
+/// the record until it is dropped, and a `read_lock` from a destructor
+/// that runs after the registration is gone takes a record for that
+/// critical section only; either way the record is released when the
+/// last guard on it drops. Cost
 /// once registered: at the outermost level a load of the global counter,
 /// a store, and a compiler fence (membarrier mode); nested, an increment
 /// of a thread-private counter.
@@ -164,9 +196,13 @@ pub fn synchronize_async() -> crate::SynchronizeFuture {
 }
 
 /// Runs `f` on the reclaim thread after a grace period. Wait-free for
-/// the caller; callable anywhere, including inside a critical section.
-/// A panicking callback is reported on stderr and counted in
-/// [`Stats::callback_panics`]; later callbacks still run.
+/// the caller while the domain is under its
+/// [`memory_limit`](crate::Config::memory_limit); over it, a caller
+/// outside any critical section helps run ready callbacks and may wait
+/// up to 1 ms (see there). Callable anywhere, including inside a critical
+/// section, a callback or a notifier, where it never waits. A panicking
+/// callback is reported through the event hook ([`set_event_hook`]) and
+/// counted in [`Stats::callback_panics`]; later callbacks still run.
 ///
 /// ```
 /// use std::sync::atomic::{AtomicBool, Ordering};
@@ -200,21 +236,51 @@ pub fn defer_drop_sized<T: Send + 'static>(value: T, heap_bytes: usize) {
     GLOBAL.call_rcu(&HANDLE, move || drop(value), heap_bytes);
 }
 
-/// Replaces the process-wide domain's stall hook, called once per stall
-/// with each reader that has held up a grace period for longer than
-/// [`Config::stall_timeout`](crate::Config::stall_timeout) (default
-/// 10 s). The default hook writes one line to stderr. The hook runs on
-/// the grace-period thread and must return quickly.
+/// Replaces the process-wide domain's event hook, called with each
+/// [`RcuEvent`]: a reader that has held up a grace period for longer than
+/// [`Config::stall_timeout`](crate::Config::stall_timeout) (default 10 s),
+/// once per stall; membarrier unavailable at start or revoked after it
+/// (once); a panicking callback or notifier. Without a hook each event is
+/// one line on stderr ([`RcuEvent::log_to_stderr`]).
+///
+/// The hook runs on the thread that found the event (a grace-period
+/// leader or the reclaim thread), with no engine lock held and inside a
+/// catch, and must return quickly. Like a callback it may not wait for a
+/// grace period of its domain (that panics).
+///
+/// ```
+/// use rcu_core::RcuEvent;
+/// rcu_core::set_event_hook(|e| match e {
+///     RcuEvent::Stall(w) => eprintln!("stall: {:?} for {:?}", w.thread_name, w.stalled_for),
+///     other => other.log_to_stderr(),
+/// });
+/// ```
+pub fn set_event_hook(hook: impl Fn(&RcuEvent) + Send + Sync + 'static) {
+    GLOBAL.gp.set_event_hook(Some(std::sync::Arc::new(hook)));
+}
+
+/// Replaces the process-wide domain's event hook with one that passes each
+/// stall warning to `hook` and logs every other event on stderr: the hook
+/// of earlier versions, kept as a shim over [`set_event_hook`].
 ///
 /// ```
 /// rcu_core::set_stall_hook(|w| eprintln!("stall: {:?} for {:?}", w.thread_name, w.stalled_for));
 /// ```
 pub fn set_stall_hook(hook: impl Fn(&StallWarning) + Send + Sync + 'static) {
-    GLOBAL.gp.set_stall_hook(Some(std::sync::Arc::new(hook)));
+    set_event_hook(crate::stats::stall_only(hook));
 }
 
 /// Waits until every callback queued (by any thread) before this call
 /// has run. Grace periods are forced while it waits.
+///
+/// Like Linux's `rcu_barrier`, it does not wait for callbacks that those
+/// callbacks queue in turn: they are queued after the call. Drain again
+/// (or loop until [`Stats::callbacks_pending`] is 0) to chase chains.
+///
+/// Callbacks still pending in the process-wide domain when the process
+/// exits do not run (no destructor runs for a `static`, and the reclaim
+/// thread is not joined): `drain` before returning from `main` if their
+/// effects matter.
 ///
 /// # Panics
 /// As [`synchronize`].
@@ -227,6 +293,10 @@ pub fn drain() {
 /// calling thread holds it up; dropping the handle removes it. `f` runs
 /// on the grace-period thread and must return quickly (e.g. set a flag
 /// that the reader's loop polls, then leave the critical section).
+///
+/// In a thread-local destructor that runs after the thread's own
+/// registration was torn down, it registers nothing and returns a handle
+/// that does nothing (no panic, which would abort the process there).
 ///
 /// ```
 /// use std::sync::Arc;
@@ -253,19 +323,24 @@ pub fn drain() {
 /// reader.join().unwrap();
 /// ```
 pub fn on_force_quiescent(f: impl Fn() + Send + Sync + 'static) -> NotifierHandle {
+    if !registration_alive() {
+        return NotifierHandle::inert();
+    }
     let _ = local_record();
-    let rec = REGISTRATION
-        .with(|r| r.0.borrow().clone())
-        .expect("on_force_quiescent: the thread is being torn down");
-    NotifierHandle::register(rec, Arc::new(f))
+    match REGISTRATION.try_with(|r| r.0.borrow().clone()) {
+        Ok(Some(rec)) => NotifierHandle::register(rec, Arc::new(f)),
+        _ => NotifierHandle::inert(),
+    }
 }
 
-/// Takes a cookie for polled grace periods: cheap, never blocks.
+/// Takes a cookie for polled grace periods: cheap, never blocks, starts
+/// nothing (Linux's `get_state_synchronize_rcu`).
 ///
-/// [`poll`] says whether a full grace period has elapsed since; an
-/// updater can unlink something, take a cookie, do other work, and free
-/// it once `poll` is true, without ever blocking (Linux's
-/// `get_state_synchronize_rcu`).
+/// [`poll`] says whether a full grace period has elapsed since. On its
+/// own, a cookie completes only when something else runs a grace period
+/// (a [`synchronize`], the reclaim thread serving [`call_rcu`]): an
+/// updater that wants to free without blocking takes its cookie with
+/// [`start_poll`] instead.
 ///
 /// ```
 /// let c = rcu_core::cookie();
@@ -278,8 +353,46 @@ pub fn cookie() -> GpCookie {
     GLOBAL.cookie()
 }
 
+/// Takes a cookie and makes sure a grace period that completes it starts,
+/// without waiting for it (Linux's `start_poll_synchronize_rcu`).
+///
+/// [`cookie`] alone starts nothing: on an otherwise idle process, [`poll`]
+/// of it stays `false` until someone runs a grace period. `start_poll`
+/// asks the reclaim thread to run one (once per target: calls that share a
+/// cookie wake it once), so [`poll`] turns `true` within about a grace
+/// period, typically microseconds when no reader holds it up. Costs a
+/// wake-up of the reclaim thread; never blocks on readers. Callable
+/// anywhere, including inside a critical section (the grace period then
+/// waits for it, like any other).
+///
+/// This is the non-blocking updater's recipe: unlink, `start_poll`, keep
+/// the old value aside, and free it once [`poll`] says so.
+///
+/// ```
+/// use std::collections::VecDeque;
+/// let mut retired: VecDeque<(rcu_core::GpCookie, Box<u64>)> = VecDeque::new();
+/// // ... unlink `old` from a structure readers walk, then:
+/// let old = Box::new(7);
+/// retired.push_back((rcu_core::start_poll(), old));
+/// // Later, from the updater's own loop, without blocking:
+/// while let Some((c, _)) = retired.front() {
+///     if !rcu_core::poll(*c) {
+///         std::thread::sleep(std::time::Duration::from_millis(1)); // or other work
+///         continue;
+///     }
+///     drop(retired.pop_front()); // no reader can see it any more
+/// }
+/// ```
+///
+/// # Panics
+/// If the reclaim thread cannot be started (the spawn error is in the
+/// message).
+pub fn start_poll() -> GpCookie {
+    GLOBAL.start_poll(&HANDLE)
+}
+
 /// Whether a full grace period has elapsed since `cookie` was taken.
-/// Cheap; never blocks, never starts a grace period.
+/// Cheap; never blocks, never starts a grace period (see [`start_poll`]).
 ///
 /// # Panics
 /// If `cookie` came from an [`RcuDomain`](crate::RcuDomain).
@@ -309,7 +422,9 @@ pub fn stats() -> Stats {
 /// # Errors
 /// [`ConfigError::AlreadyStarted`] once the domain has started (after the
 /// first `read_lock`, `synchronize`, `call_rcu`, …), and
-/// [`ConfigError::Invalid`] for a zero threshold or interval.
+/// [`ConfigError::Invalid`] for a value out of its range (see
+/// [`Config`]), [`ConfigError::MembarrierUnavailable`] when
+/// [`Config::require_membarrier`] is set and membarrier cannot be used.
 ///
 /// ```
 /// // Too late here: doc tests of this crate have used the domain already,
@@ -321,9 +436,12 @@ pub fn configure(config: Config) -> Result<(), ConfigError> {
 }
 
 /// Registers the calling thread now rather than at its first
-/// [`read_lock`]; idempotent.
+/// [`read_lock`]; idempotent. Does nothing in a thread-local destructor
+/// that runs after the thread's registration is gone.
 pub fn register_thread() {
-    let _ = local_record();
+    if registration_alive() {
+        let _ = local_record();
+    }
 }
 
 /// Whether the calling thread is inside a read-side critical section of

@@ -12,7 +12,7 @@ use crate::barrier::{self, AtomicCounter, Mode};
 use crate::config::{Config, ConfigError};
 use crate::event::Event;
 use crate::registry::{NotifierFn, ReadSide, Record, holding_up};
-use crate::stats::{GpHistogram, HISTOGRAM_BUCKETS, StallWarning};
+use crate::stats::{GpHistogram, HISTOGRAM_BUCKETS, RcuEvent, StallWarning};
 use crate::sync::{
     Arc, AtomicU32, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering, lock, report, spin_loop,
     thread, thread_local,
@@ -40,8 +40,8 @@ const YIELD_RESCANS: u32 = 0;
 pub(crate) enum UserCode {
     Callback,
     Notifier,
-    #[cfg_attr(rcu_loom, allow(dead_code))] // no stall checks under loom
-    StallHook,
+    #[cfg_attr(rcu_loom, allow(dead_code))] // no event checks under loom
+    EventHook,
 }
 
 impl UserCode {
@@ -49,7 +49,7 @@ impl UserCode {
         match self {
             UserCode::Callback => "a call_rcu callback",
             UserCode::Notifier => "a force-quiescent notifier",
-            UserCode::StallHook => "a stall hook",
+            UserCode::EventHook => "an event hook (or stall hook)",
         }
     }
 }
@@ -70,11 +70,18 @@ pub(crate) fn current_user_code() -> Option<(*const GracePeriods, UserCode)> {
     CONTEXT.try_with(Cell::get).ok().flatten()
 }
 
+/// User code panicked; its message, when the payload was a string.
+pub(crate) struct Panicked(pub(crate) Option<String>);
+
 /// Runs user code `f` of `domain`, marked as `kind` in [`CONTEXT`], catching
 /// any panic. The payload is dropped inside a catch too (a payload whose own
 /// `Drop` panics must not unwind into the engine); one that still panics is
-/// leaked. Returns whether `f` panicked.
-pub(crate) fn run_user(domain: &GracePeriods, kind: UserCode, f: impl FnOnce()) -> bool {
+/// leaked. Returns `Err` if `f` panicked.
+pub(crate) fn run_user(
+    domain: &GracePeriods,
+    kind: UserCode,
+    f: impl FnOnce(),
+) -> Result<(), Panicked> {
     struct Restore(Option<(*const GracePeriods, UserCode)>);
     impl Drop for Restore {
         fn drop(&mut self) {
@@ -84,10 +91,15 @@ pub(crate) fn run_user(domain: &GracePeriods, kind: UserCode, f: impl FnOnce()) 
     }
     let _restore = Restore(CONTEXT.with(|c| c.replace(Some((domain, kind)))));
     match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(()) => false,
+        Ok(()) => Ok(()),
         Err(payload) => {
+            // Reading the payload runs no user code (a downcast and a copy).
+            let message = payload
+                .downcast_ref::<&'static str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned());
             drop_payload(payload);
-            true
+            Err(Panicked(message))
         }
     }
 }
@@ -153,9 +165,8 @@ enum Cause {
     Polls,
 }
 
-/// The stall hook: called with each stall warning, on the grace-period
-/// thread.
-pub(crate) type StallHook = std::sync::Arc<dyn Fn(&StallWarning) + Send + Sync + 'static>;
+/// The event hook: called with each event, on the thread that found it.
+pub(crate) type EventHook = std::sync::Arc<dyn Fn(&RcuEvent) + Send + Sync + 'static>;
 
 /// Tunables the grace period reads (fixed when the domain starts).
 struct Tunables {
@@ -267,10 +278,19 @@ pub(crate) struct GracePeriods {
     gp_done: Condvar,
     /// Interrupts the normal-state sleep: force now.
     pub(crate) kick: Event,
+    /// The highest sequence target [`start_poll`](crate::start_poll) asked
+    /// the reclaim thread to reach (0: none).
+    pub(crate) requested: AtomicU64,
     pub(crate) pressure: Pressure,
     tunables: Tunables,
-    /// `None`: the default hook (one line on stderr).
-    stall_hook: std::sync::Mutex<Option<StallHook>>,
+    /// `None`: the default hook ([`RcuEvent::log_to_stderr`]).
+    event_hook: std::sync::Mutex<Option<EventHook>>,
+    /// Why the domain started in fence mode although its configuration
+    /// allowed membarrier; reported (and cleared) at the end of its first
+    /// grace period.
+    unavailable: std::sync::Mutex<Option<&'static str>>,
+    /// The membarrier revocation has been reported to this domain's hook.
+    revoked_reported: std::sync::atomic::AtomicBool,
     pub(crate) stats: GpCounters,
     /// loom models only: deliberate defects, to show the models can fail.
     #[cfg(rcu_loom)]
@@ -298,6 +318,7 @@ impl GracePeriods {
                 leader: Mutex::new(Leader { leading: false, holders: Vec::new() }),
                 gp_done: Condvar::new(),
                 kick: Event::new(),
+                requested: AtomicU64::new(0),
                 pressure: Pressure {
                     pending: AtomicUsize::new(0),
                     pending_bytes: AtomicUsize::new(0),
@@ -311,7 +332,9 @@ impl GracePeriods {
                     memory_limit: AtomicUsize::new(d.memory_limit),
                     stall_timeout_ns: AtomicU64::new(d.stall_timeout.as_nanos() as u64),
                 },
-                stall_hook: std::sync::Mutex::new(None),
+                event_hook: std::sync::Mutex::new(None),
+                unavailable: std::sync::Mutex::new(None),
+                revoked_reported: std::sync::atomic::AtomicBool::new(false),
                 stats: GpCounters::new(),
                 #[cfg(rcu_loom)]
                 defects: LoomDefects {
@@ -453,6 +476,12 @@ impl GracePeriods {
         self.wait_for(self.cookie());
     }
 
+    /// Waits until the sequence reaches `target` (a cookie), with no
+    /// caller checks: for the reclaim thread.
+    pub(crate) fn wait_until(&self, target: u64) {
+        self.wait_for(target);
+    }
+
     fn wait_for(&self, target: u64) {
         let mut state = lock(&self.leader);
         while !self.poll(target) {
@@ -475,6 +504,7 @@ impl GracePeriods {
             thread::yield_now();
             self.run_grace_period(&mut holders);
             drop(finish);
+            self.report_barrier_events();
             state = lock(&self.leader);
             state.holders = holders;
         }
@@ -612,10 +642,10 @@ impl GracePeriods {
                 self.readers.gp_event.reset();
                 if self.arm_waiting(armed) {
                     for r in holders.iter() {
-                        // Relaxed: ordered before the scan below by the heavy
+                        // Ordered before the scan below by the heavy
                         // barrier; the reader's side is its unlock's light
                         // barrier.
-                        r.waiting.store(true, Ordering::Relaxed);
+                        r.arm_waiting();
                     }
                     armed = true;
                 }
@@ -623,9 +653,9 @@ impl GracePeriods {
                 holders.retain(|r| {
                     let holding = holding_up(r, gp);
                     if !holding {
-                        // Relaxed: a hint; a stale `true` costs one spurious
-                        // wake-up at that reader's next unlock.
-                        r.waiting.store(false, Ordering::Relaxed);
+                        // A hint; a stale flag costs one spurious wake-up at
+                        // that reader's next unlock.
+                        r.disarm_waiting();
                     }
                     holding
                 });
@@ -707,43 +737,82 @@ impl GracePeriods {
                     thread_name: thread.name().map(str::to_owned),
                     stalled_for,
                     owned_guard_taken_at: cold.taken_at,
+                    owner_exited: cold.exited,
                 });
             }
         }
-        if warnings.is_empty() {
-            return;
+        for w in warnings {
+            self.stats.stalls.bump();
+            self.emit(&RcuEvent::Stall(w));
         }
+    }
+
+    /// Reports `event` through the event hook (or the default), as user
+    /// code: with no lock held and inside a catch. A hook that panics is
+    /// reported on stderr.
+    pub(crate) fn emit(&self, event: &RcuEvent) {
         let hook = self
-            .stall_hook
+            .event_hook
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
-        for w in &warnings {
-            self.stats.stalls.bump();
-            let panicked = run_user(self, UserCode::StallHook, || match &hook {
-                Some(hook) => hook(w),
-                None => report(format_args!("{w}")),
-            });
-            if panicked {
-                report(format_args!("rcu: the stall hook panicked"));
+        let panicked = run_user(self, UserCode::EventHook, move || {
+            match &hook {
+                Some(hook) => hook(event),
+                None => event.log_to_stderr(),
             }
+            // The hook (user code) may be dropped here if it was replaced
+            // meanwhile: inside the catch too.
+            drop(hook);
+        });
+        if panicked.is_err() {
+            report(format_args!("rcu: the event hook panicked"));
         }
-        // The hook (user code) may be dropped here if it was replaced
-        // meanwhile: inside a catch too.
-        run_user(self, UserCode::StallHook, move || drop(hook));
     }
 
-    /// Replaces the stall hook (`None`: the default, one line on stderr).
-    pub(crate) fn set_stall_hook(&self, hook: Option<StallHook>) {
+    /// Replaces the event hook (`None`: the default, one line on stderr).
+    pub(crate) fn set_event_hook(&self, hook: Option<EventHook>) {
         let old = std::mem::replace(
             &mut *self
-                .stall_hook
+                .event_hook
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
             hook,
         );
         // User code: dropped after the lock is released.
         drop(old);
+    }
+
+    /// Records why the domain started in fence mode against its
+    /// configuration, for [`report_barrier_events`](Self::report_barrier_events).
+    pub(crate) fn set_membarrier_unavailable(&self, reason: &'static str) {
+        *self
+            .unavailable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason);
+    }
+
+    /// After a grace period, outside every engine lock: reports once per
+    /// domain that membarrier was unavailable at start, or was revoked.
+    fn report_barrier_events(&self) {
+        let unavailable = self
+            .unavailable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(reason) = unavailable {
+            self.emit(&RcuEvent::MembarrierUnavailable { reason });
+        }
+        if self.readers.mode() == Mode::Membarrier
+            && let Some(revoked) = barrier::revoked()
+            // Relaxed: only decides who reports.
+            && !self.revoked_reported.swap(true, Ordering::Relaxed)
+        {
+            self.emit(&RcuEvent::MembarrierRevoked {
+                error: revoked.error,
+                fallback: revoked.fallback,
+            });
+        }
     }
 
     /// Whether this forced iteration arms `waiting`: always, except under
@@ -785,10 +854,8 @@ impl GracePeriods {
                 f();
                 drop(f);
             });
-            if panicked {
-                report(format_args!(
-                    "rcu: a force-quiescent notifier panicked; the grace period goes on"
-                ));
+            if let Err(Panicked(message)) = panicked {
+                self.emit(&RcuEvent::NotifierPanic { message });
             }
         }
     }

@@ -483,3 +483,40 @@ fn engine_owned_guard_moved_between_threads() {
         reader.join().unwrap();
     });
 }
+
+/// Model 7: the reclaim thread's exit after its domain's shutdown races a
+/// producer that holds only a keep-alive handle (a `synchronize_async`
+/// future polled after the domain's last handle was dropped). The
+/// producer's callback always runs, on the exiting thread or on a new one,
+/// and `drain` through that handle returns; a lost restart is a deadlock
+/// the model reports, and two consumers at once would break the queue.
+///
+/// Bounded to 2 preemptions: four threads (main, producer, and up to two
+/// reclaim threads) each going through the queue, the registry and the
+/// grace period's events.
+#[test]
+fn engine_reclaim_thread_restarts_after_shutdown() {
+    bounded_model(Some(2), || {
+        let domain = RcuDomain::with_config(config());
+        let ran = Arc::new(AtomicUsize::new(0));
+        let r = Arc::clone(&ran);
+        domain.call_rcu(move || {
+            r.fetch_add(1, Ordering::SeqCst);
+        });
+        let handle = domain.inner.clone();
+        let r = Arc::clone(&ran);
+        let producer = thread::spawn(move || {
+            handle.call_rcu(
+                &handle,
+                move || {
+                    r.fetch_add(1, Ordering::SeqCst);
+                },
+                0,
+            );
+            handle.drain(&handle);
+        });
+        drop(domain); // shutdown: the thread runs what is queued, then exits
+        producer.join().unwrap();
+        assert_eq!(ran.load(Ordering::SeqCst), 2);
+    });
+}

@@ -240,6 +240,9 @@ unsafe fn from_raw<T>(p: *mut T) -> Option<Box<T>> {
 pub struct Unlinked<T: Send + Sync + 'static> {
     ptr: NonNull<T>,
     domain: RcuDomain,
+    /// Bytes the value owns beyond its own `Box`, counted toward the
+    /// domain's memory limit when it is retired.
+    heap_bytes: usize,
     _owns: PhantomData<Box<T>>,
 }
 
@@ -255,8 +258,29 @@ impl<T: Send + Sync + 'static> Unlinked<T> {
         Unlinked {
             ptr,
             domain: domain.clone(),
+            heap_bytes: 0,
             _owns: PhantomData,
         }
+    }
+
+    /// Counts `bytes` more toward [`Config::memory_limit`](crate::Config::memory_limit)
+    /// when the value is retired: what it owns on the heap (a `Vec`'s
+    /// capacity, say), which its size does not show. Without it a retired
+    /// value counts its own size (the `Box`) plus the retiring callback's
+    /// few bytes. An [`RcuCell`] with a [`heap_size`](RcuCell::heap_size)
+    /// function sets it for you.
+    ///
+    /// ```
+    /// let cell = rcu_core::RcuCell::new(vec![0u8; 1 << 20]);
+    /// let old = cell.replace(Vec::new());
+    /// let bytes = old.capacity();
+    /// drop(old.with_heap_bytes(bytes)); // counts 1 MiB until it is freed
+    /// rcu_core::drain();
+    /// ```
+    #[must_use = "dropping the returned value retires it"]
+    pub fn with_heap_bytes(mut self, bytes: usize) -> Self {
+        self.heap_bytes = bytes;
+        self
     }
 
     fn into_box_unsynchronized(self) -> Box<T> {
@@ -321,13 +345,19 @@ impl<T: Send + Sync + 'static> Drop for Unlinked<T> {
         // The `Box` is made only inside the callback, after the grace period:
         // a `Box` asserts unique access, which readers' `&T` deny until then
         // (Miri reports the early `Box::from_raw` as a data race).
-        self.domain.call_rcu(move || {
-            let owned = owned;
-            // SAFETY: `owned.0` came from `Box::into_raw` and was owned by the
-            // `Unlinked` that handed it here; a grace period has passed since
-            // it was unlinked, so no reader can reach it any more.
-            drop(unsafe { Box::from_raw(owned.0.as_ptr()) });
-        });
+        let bytes = size_of::<T>().saturating_add(self.heap_bytes);
+        self.domain.inner.call_rcu(
+            &self.domain.inner,
+            move || {
+                let owned = owned;
+                // SAFETY: `owned.0` came from `Box::into_raw` and was owned by
+                // the `Unlinked` that handed it here; a grace period has
+                // passed since it was unlinked, so no reader can reach it any
+                // more.
+                drop(unsafe { Box::from_raw(owned.0.as_ptr()) });
+            },
+            bytes,
+        );
     }
 }
 
@@ -364,6 +394,8 @@ impl<T: Send + Sync + fmt::Debug + 'static> fmt::Debug for Unlinked<T> {
 pub struct RcuCell<T: Send + Sync + 'static> {
     ptr: RcuPtr<T>,
     writer: WriterLock,
+    /// What a value owns on the heap, for the memory limit.
+    heap_size: Option<fn(&T) -> usize>,
 }
 
 impl<T: Send + Sync + 'static> RcuCell<T> {
@@ -385,6 +417,36 @@ impl<T: Send + Sync + 'static> RcuCell<T> {
         RcuCell {
             ptr: RcuPtr::new_in(value, domain),
             writer: WriterLock::new(),
+            heap_size: None,
+        }
+    }
+
+    /// Sets how to measure what a value owns on the heap: each value the
+    /// cell retires ([`replace`](Self::replace), [`update`](Self::update))
+    /// then counts `size_of::<T>()` plus `f(&value)` toward
+    /// [`Config::memory_limit`](crate::Config::memory_limit), instead of
+    /// `size_of::<T>()` alone. `f` runs on the writer's thread, once per
+    /// retired value, after the value is unlinked.
+    ///
+    /// ```
+    /// let cell = rcu_core::RcuCell::new(vec![0u8; 1 << 20]).heap_size(|v| v.capacity());
+    /// drop(cell.replace(vec![1; 1 << 20])); // counts 1 MiB + 24 bytes
+    /// rcu_core::drain();
+    /// ```
+    #[must_use]
+    pub fn heap_size(mut self, f: fn(&T) -> usize) -> Self {
+        self.heap_size = Some(f);
+        self
+    }
+
+    /// Attaches the heap size of the value being retired.
+    fn sized(&self, old: Unlinked<T>) -> Unlinked<T> {
+        match self.heap_size {
+            Some(f) => {
+                let bytes = f(&old);
+                old.with_heap_bytes(bytes)
+            }
+            None => old,
         }
     }
 
@@ -423,10 +485,13 @@ impl<T: Send + Sync + 'static> RcuCell<T> {
     /// Publishes `value`, returning the old one (dropped after a grace
     /// period when the `Unlinked` is dropped).
     pub fn replace(&self, value: T) -> Unlinked<T> {
-        let _w = self.writer.lock("replace");
-        self.ptr
-            .swap(Some(value))
-            .expect("an RcuCell always holds a value")
+        let old = {
+            let _w = self.writer.lock("replace");
+            self.ptr
+                .swap(Some(value))
+                .expect("an RcuCell always holds a value")
+        };
+        self.sized(old)
     }
 
     /// Copy-update: publishes `f(current)` and returns the old value. Writers
@@ -451,9 +516,12 @@ impl<T: Send + Sync + 'static> RcuCell<T> {
         // `writer`, which we hold; a value is freed only after it is
         // replaced, so `current` stays valid while we hold the lock.
         let new = f(unsafe { &*current });
-        self.ptr
+        let old = self
+            .ptr
             .swap(Some(new))
-            .expect("an RcuCell always holds a value")
+            .expect("an RcuCell always holds a value");
+        drop(_w);
+        self.sized(old)
     }
 
     /// The value, through exclusive access.

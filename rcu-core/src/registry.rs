@@ -7,7 +7,7 @@
 
 use crate::barrier::{self, AtomicCounter, Mode};
 use crate::event::Event;
-use crate::sync::{Arc, AtomicBool, AtomicU8, AtomicU64, Mutex, Ordering, lock, thread};
+use crate::sync::{Arc, AtomicU8, AtomicU64, Mutex, Ordering, lock, thread};
 use std::cell::Cell;
 use std::marker::PhantomData;
 use std::panic::Location;
@@ -90,6 +90,13 @@ impl ReadSide {
     pub(crate) fn unregister(&self, rec: &Record) {
         let notifiers = lock(&self.registry).release(rec);
         // User closures: dropped with no lock of ours held.
+        drop(notifiers);
+    }
+
+    /// Releases a record whose owner let go of it inside a critical
+    /// section, at its outermost unlock.
+    fn release_orphan(&self, rec: &Record) {
+        let notifiers = lock(&self.registry).release_orphan(rec);
         drop(notifiers);
     }
 
@@ -176,6 +183,9 @@ pub(crate) struct Cold {
     /// For a record of owned guards: where the current (or last) guard was
     /// taken. `None` for a thread's record.
     pub(crate) taken_at: Option<&'static Location<'static>>,
+    /// The owning thread released the record (it exited, or dropped its
+    /// `Reader`) while inside a critical section: a leaked guard.
+    pub(crate) exited: bool,
 }
 
 /// One reader thread's (or owned guard's) state, scanned by the grace
@@ -193,8 +203,11 @@ pub(crate) struct Record {
     nesting: Cell<u32>,
     /// The barrier mode, [`Mode::as_u8`], fixed at registration.
     mode: u8,
-    /// Set by a forced grace period: "signal the event when you leave".
-    pub(crate) waiting: AtomicBool,
+    /// Bits that send the outermost unlock to its slow path: [`WAITING`]
+    /// (set by a forced grace period: "signal the event when you leave") and
+    /// [`ORPHANED`] (released by its owner while inside a critical section:
+    /// "release the record when you leave").
+    flags: AtomicU8,
     /// The read side of the domain the record belongs to.
     read_side: *const ReadSide,
     /// Notifiers and owner.
@@ -223,7 +236,7 @@ impl Record {
             ctr: AtomicU64::new(0),
             nesting: Cell::new(0),
             mode: read_side.mode().as_u8(),
-            waiting: AtomicBool::new(false),
+            flags: AtomicU8::new(0),
             read_side,
             cold: Mutex::new(Cold::default()),
         }
@@ -268,6 +281,14 @@ impl Record {
     /// Leaves a critical section (one guard's worth).
     #[inline(always)]
     pub(crate) fn unlock(&self) {
+        self.leave(true);
+    }
+
+    /// [`unlock`](Self::unlock); an orphaned record is released at the
+    /// outermost level only if `release` (not when the caller re-enters at
+    /// once, as [`quiesce`](Self::quiesce) does).
+    #[inline(always)]
+    fn leave(&self, release: bool) {
         let n = self.nesting.get();
         if n == 0 {
             // Release: pairs with the Acquire loads of `ctr` in the scans: a
@@ -280,22 +301,55 @@ impl Record {
             // we see `waiting`.
             barrier::light(self.mode);
             // Relaxed: ordered by the light barrier above.
-            if self.waiting.load(Ordering::Relaxed) {
-                self.wake_grace_period();
+            if self.flags.load(Ordering::Relaxed) != 0 {
+                self.unlock_slow(release);
             }
         } else {
             self.nesting.set(n - 1);
         }
     }
 
-    /// The forced state's slow path: a grace period waits on us.
+    /// The outermost unlock's slow path: a grace period waits on us, or
+    /// the record's owner is gone.
     #[cold]
     #[inline(never)]
-    fn wake_grace_period(&self) {
+    fn unlock_slow(&self, release: bool) {
         // Relaxed: the event's SeqCst `set` below orders it; clearing early
         // only saves further wake-ups.
-        self.waiting.store(false, Ordering::Relaxed);
-        self.read_side().reader_woke();
+        let flags = self.flags.fetch_and(!WAITING, Ordering::Relaxed);
+        if flags & WAITING != 0 {
+            self.read_side().reader_woke();
+        }
+        if release && flags & ORPHANED != 0 {
+            // Before the release: once released, another thread may take
+            // the record, and this thread must hold no pointer to it.
+            if let Some(forget) = ORPHAN_RELEASED.get() {
+                forget(self);
+            }
+            self.read_side().release_orphan(self);
+        }
+    }
+
+    /// Asks the reader to signal the grace-period event when it leaves.
+    /// Relaxed: ordered before the forced state's scan by its heavy barrier;
+    /// the reader's side is its unlock's light barrier.
+    pub(crate) fn arm_waiting(&self) {
+        self.flags.fetch_or(WAITING, Ordering::Relaxed);
+    }
+
+    /// Withdraws [`arm_waiting`](Self::arm_waiting). Relaxed: a hint; a
+    /// stale flag costs one spurious wake-up at the reader's next unlock.
+    pub(crate) fn disarm_waiting(&self) {
+        self.flags.fetch_and(!WAITING, Ordering::Relaxed);
+    }
+
+    /// Marks the record to be released at its outermost unlock: its owner
+    /// let go of it while inside a critical section (thread-local teardown),
+    /// or it serves a single critical section of a thread that has no
+    /// registration any more. Owner thread only.
+    pub(crate) fn orphan(&self) {
+        // Relaxed: read by this same thread's later unlock.
+        self.flags.fetch_or(ORPHANED, Ordering::Relaxed);
     }
 
     /// The read side the record belongs to.
@@ -323,11 +377,23 @@ impl Record {
         if self.nesting.get() != 0 {
             return false;
         }
-        self.unlock();
+        self.leave(false);
         self.lock(&self.read_side().gp_ctr.0);
         true
     }
 }
+
+/// Called on the owner thread just before an orphaned record is released at
+/// its outermost unlock: the process-wide domain clears its thread-local
+/// pointer to the record there. (Set by the layer above, which this module
+/// does not import.)
+#[cfg_attr(rcu_loom, allow(dead_code))]
+pub(crate) static ORPHAN_RELEASED: std::sync::OnceLock<fn(&Record)> = std::sync::OnceLock::new();
+
+/// [`Record::flags`]: a forced grace period waits for the reader's exit.
+const WAITING: u8 = 1;
+/// [`Record::flags`]: release the record at its outermost unlock.
+const ORPHANED: u8 = 2;
 
 /// Whether the reader holds up the grace period `gp`.
 #[inline]
@@ -391,6 +457,12 @@ impl Registry {
         let mut cold = lock(&rec.cold);
         let notifiers = cold.notifiers.take();
         if rec.in_critical_section() {
+            // Kept registered (grace periods wait for it, as they must)
+            // until its outermost unlock, which releases it: a guard kept in
+            // a thread-local destroyed after the registration. A guard leaked
+            // with `mem::forget` never unlocks: the stall warning says so.
+            cold.exited = true;
+            rec.orphan();
             return notifiers;
         }
         cold.owner = None;
@@ -402,6 +474,15 @@ impl Registry {
             .expect("released record is not in its registry");
         self.free.push(i);
         notifiers
+    }
+
+    /// Releases an orphaned record at its outermost unlock (see
+    /// [`Record::orphan`]). Its notifiers went with its owner.
+    fn release_orphan(&mut self, rec: &Record) -> Option<Notifiers> {
+        // Relaxed: only the thread that unlocks it touches the bit now.
+        rec.flags.fetch_and(!ORPHANED, Ordering::Relaxed);
+        lock(&rec.cold).exited = false;
+        self.release(rec)
     }
 
     /// Records currently owned by a thread or an owned guard's pool.
@@ -455,7 +536,8 @@ impl Drop for RawGuard<'_> {
 /// the handle afterwards does nothing.
 #[must_use = "dropping the handle unregisters the notifier at once"]
 pub struct NotifierHandle {
-    rec: Arc<Record>,
+    /// `None`: registered nowhere (see [`NotifierHandle::inert`]).
+    rec: Option<Arc<Record>>,
     id: u64,
 }
 
@@ -468,7 +550,13 @@ impl NotifierHandle {
             .notifiers
             .get_or_insert_with(Box::default)
             .push((id, f));
-        NotifierHandle { rec, id }
+        NotifierHandle { rec: Some(rec), id }
+    }
+
+    /// A handle of a notifier that was not registered (the thread is being
+    /// torn down); dropping it does nothing.
+    pub(crate) fn inert() -> Self {
+        NotifierHandle { rec: None, id: 0 }
     }
 }
 
@@ -476,8 +564,9 @@ impl Drop for NotifierHandle {
     fn drop(&mut self) {
         // The closure is user code (its captures' `Drop` too): drop it only
         // after the record's lock is released.
+        let Some(rec) = &self.rec else { return };
         let removed = {
-            let mut cold = lock(&self.rec.cold);
+            let mut cold = lock(&rec.cold);
             cold.notifiers.as_mut().and_then(|l| {
                 let i = l.iter().position(|(id, _)| *id == self.id)?;
                 Some(l.remove(i))

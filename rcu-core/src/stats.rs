@@ -1,4 +1,5 @@
-//! Statistics: what [`stats`](crate::stats) returns, and stall warnings.
+//! Statistics: what [`stats`](crate::stats) returns; stall warnings and the
+//! other events reported through the event hook ([`RcuEvent`]).
 
 use std::fmt;
 use std::time::Duration;
@@ -65,6 +66,11 @@ pub struct Stats {
     pub max_pending_bytes: u64,
     /// Whether readers use the membarrier fast path (`false`: fence fallback).
     pub membarrier: bool,
+    /// Whether `membarrier(2)` stopped working after the process had
+    /// registered for it (a sandbox revoked it). Readers keep their
+    /// compiler-fence fast path; heavy barriers are then the process-wide
+    /// fallback (see [`RcuEvent::MembarrierRevoked`]).
+    pub membarrier_revoked: bool,
 }
 
 /// Number of buckets in [`GpHistogram`].
@@ -127,7 +133,8 @@ impl fmt::Display for GpHistogram {
 }
 
 /// A reader that has held up a grace period for longer than
-/// [`Config::stall_timeout`](crate::Config::stall_timeout), passed to the stall hook.
+/// [`Config::stall_timeout`](crate::Config::stall_timeout), passed to the event hook as
+/// [`RcuEvent::Stall`].
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct StallWarning {
@@ -141,12 +148,25 @@ pub struct StallWarning {
     /// (then `thread_id` and `thread_name` are those of the thread that took
     /// it, which need not be the one holding it now).
     pub owned_guard_taken_at: Option<&'static std::panic::Location<'static>>,
+    /// The thread has exited while inside the critical section: a guard was
+    /// leaked (`mem::forget`, a reference cycle) or is kept somewhere that
+    /// is never dropped. No notifier can end this stall; grace periods wait
+    /// for it for the rest of the process.
+    pub owner_exited: bool,
 }
 
 impl fmt::Display for StallWarning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = self.thread_name.as_deref().unwrap_or("unnamed");
         match self.owned_guard_taken_at {
+            None if self.owner_exited => write!(
+                f,
+                "rcu: stall: thread {:?} ({name}) exited inside a read-side critical section and \
+                 has held up a grace period for {:.1?}: a guard it took was leaked (mem::forget, \
+                 a reference cycle, a thread-local never dropped); grace periods will wait for \
+                 it forever",
+                self.thread_id, self.stalled_for
+            ),
             Some(at) => write!(
                 f,
                 "rcu: stall: an OwnedReadGuard taken at {at} on thread {:?} ({name}) has held up \
@@ -162,5 +182,133 @@ impl fmt::Display for StallWarning {
                 self.thread_id, self.stalled_for
             ),
         }
+    }
+}
+
+/// Something a domain reports through its event hook
+/// ([`set_event_hook`](crate::set_event_hook),
+/// [`RcuDomain::set_event_hook`](crate::RcuDomain::set_event_hook)).
+///
+/// The hook runs on the thread that found the event (a grace-period leader,
+/// or the reclaim thread), with no engine lock held, inside a catch; it must
+/// return quickly. Without a hook, [`log_to_stderr`](Self::log_to_stderr)
+/// writes one line per event.
+///
+/// ```
+/// use rcu_core::RcuEvent;
+/// let domain = rcu_core::RcuDomain::new();
+/// domain.set_event_hook(|e| match e {
+///     RcuEvent::Stall(w) => eprintln!("stall on {:?}", w.thread_name),
+///     other => other.log_to_stderr(),
+/// });
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum RcuEvent {
+    /// A reader has held up a grace period for longer than
+    /// [`Config::stall_timeout`](crate::Config::stall_timeout); once per
+    /// stall.
+    Stall(StallWarning),
+    /// The domain started without `membarrier(2)` although its
+    /// configuration allowed it: readers pay a full fence on every lock and
+    /// unlock (several nanoseconds, about as much as crossbeam-epoch's pin).
+    /// Reported once per domain, at the end of its first grace period.
+    /// Not reported when membarrier was turned off on purpose
+    /// (`RCU_NO_MEMBARRIER`, [`Config::membarrier`](crate::Config::membarrier)).
+    MembarrierUnavailable {
+        /// Why, in words.
+        reason: &'static str,
+    },
+    /// `membarrier(2)` failed after the process had registered for it (a
+    /// seccomp filter installed after start, say). Readers keep their
+    /// compiler-fence fast path, and every heavy barrier from now on is the
+    /// process-wide fallback named here. Reported once per domain, at the end
+    /// of the grace period that found it.
+    MembarrierRevoked {
+        /// The error `membarrier` returned.
+        error: String,
+        /// The barrier used instead.
+        fallback: &'static str,
+    },
+    /// A `call_rcu` callback panicked; the reclaim thread carried on.
+    CallbackPanic {
+        /// The panic message, when it was a string.
+        message: Option<String>,
+    },
+    /// A force-quiescent notifier panicked; the grace period went on.
+    NotifierPanic {
+        /// The panic message, when it was a string.
+        message: Option<String>,
+    },
+}
+
+impl RcuEvent {
+    /// What happens to an event without a hook: one line on stderr (write
+    /// errors ignored). A membarrier fallback or revocation is written once
+    /// per process, however many domains report it.
+    pub fn log_to_stderr(&self) {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        static UNAVAILABLE: AtomicBool = AtomicBool::new(false);
+        static REVOKED: AtomicBool = AtomicBool::new(false);
+        let once = match self {
+            RcuEvent::MembarrierUnavailable { .. } => Some(&UNAVAILABLE),
+            RcuEvent::MembarrierRevoked { .. } => Some(&REVOKED),
+            _ => None,
+        };
+        // Relaxed: only decides who writes the line.
+        if once.is_some_and(|f| f.swap(true, Ordering::Relaxed)) {
+            return;
+        }
+        crate::sync::report(format_args!("{self}"));
+    }
+}
+
+impl fmt::Display for RcuEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RcuEvent::Stall(w) => w.fmt(f),
+            RcuEvent::MembarrierUnavailable { reason } => write!(
+                f,
+                "rcu: membarrier unavailable ({reason}): readers use a full fence on every lock \
+                 and unlock (set Config::require_membarrier to refuse to start instead)"
+            ),
+            RcuEvent::MembarrierRevoked { error, fallback } => write!(
+                f,
+                "rcu: membarrier failed after start ({error}); grace periods now use {fallback}"
+            ),
+            RcuEvent::CallbackPanic { message } => write!(
+                f,
+                "rcu: a call_rcu callback panicked{}; the reclaim thread carries on",
+                PanicText(message)
+            ),
+            RcuEvent::NotifierPanic { message } => write!(
+                f,
+                "rcu: a force-quiescent notifier panicked{}; the grace period goes on",
+                PanicText(message)
+            ),
+        }
+    }
+}
+
+/// `: "message"` when there is one.
+struct PanicText<'a>(&'a Option<String>);
+
+impl fmt::Display for PanicText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(m) => write!(f, " ({m:?})"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// An event hook that passes stall warnings to `hook` and logs every other
+/// event on stderr (what `set_stall_hook` installs).
+pub(crate) fn stall_only(
+    hook: impl Fn(&StallWarning) + Send + Sync + 'static,
+) -> impl Fn(&RcuEvent) + Send + Sync + 'static {
+    move |event| match event {
+        RcuEvent::Stall(w) => hook(w),
+        other => other.log_to_stderr(),
     }
 }

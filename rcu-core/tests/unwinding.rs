@@ -255,7 +255,7 @@ fn misuse_in_a_stall_hook_names_the_stall_hook() {
     let msg = rx
         .recv_timeout(Duration::from_secs(30))
         .expect("no stall reported");
-    assert!(msg.contains("from a stall hook"), "{msg}");
+    assert!(msg.contains("from an event hook"), "{msg}");
     drop(c);
     t.join().unwrap();
 }

@@ -1,0 +1,230 @@
+//! A sandbox that refuses `membarrier(2)`: a real seccomp filter (all
+//! threads, `SECCOMP_FILTER_FLAG_TSYNC`), installed after start or before.
+//!
+//! Each scenario runs in a child process of this test binary (a filter
+//! cannot be removed, and the barrier mode is chosen once per process):
+//! the test re-runs itself with `RCU_SECCOMP_CHILD` set, and the child
+//! runs the scenario and prints a marker.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use common::{eventually, finishes, scaled};
+use rcu_core::{Config, ConfigError, RcuCell, RcuDomain, RcuEvent};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+const CHILD: &str = "RCU_SECCOMP_CHILD";
+const DONE: &str = "rcu-seccomp-scenario-done";
+
+/// Runs `scenario` in a child process (this binary, this test only) and
+/// returns its output; in the child, runs it and exits.
+fn in_child(test: &str, scenario: fn()) -> std::process::Output {
+    if std::env::var_os(CHILD).is_some() {
+        scenario();
+        println!("{DONE}");
+        std::process::exit(0);
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains(DONE),
+        "child failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        out.status
+    );
+    out
+}
+
+/// Makes `membarrier` fail with EPERM in every thread of the process, from
+/// now on.
+fn refuse_membarrier() {
+    use libc::{
+        BPF_ABS, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W, SECCOMP_RET_ALLOW,
+        SECCOMP_RET_ERRNO, sock_filter, sock_fprog,
+    };
+    let stmt = |code: u32, k: u32| sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jeq = |k: u32, jt: u8, jf: u8| sock_filter {
+        code: (BPF_JMP | BPF_JEQ | BPF_K) as u16,
+        jt,
+        jf,
+        k,
+    };
+    // seccomp_data: { int nr; __u32 arch; ... }: the syscall number is at 0.
+    let mut program = [
+        stmt(BPF_LD | BPF_W | BPF_ABS, 0),
+        jeq(libc::SYS_membarrier as u32, 0, 1),
+        stmt(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | libc::EPERM as u32),
+        stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    ];
+    let prog = sock_fprog {
+        len: program.len() as u16,
+        filter: program.as_mut_ptr(),
+    };
+    // SAFETY: plain prctl/seccomp system calls; `prog` points to a valid
+    // program that outlives the call (the kernel copies it).
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        let r = libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            libc::SECCOMP_FILTER_FLAG_TSYNC,
+            &prog as *const sock_fprog,
+        );
+        assert_eq!(r, 0, "seccomp: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: a membarrier query-free command; it only fails now.
+    let r = unsafe { libc::syscall(libc::SYS_membarrier, 1 << 3, 0, 0) };
+    assert_eq!(r, -1, "the filter did not take");
+    assert_eq!(
+        std::io::Error::last_os_error().raw_os_error(),
+        Some(libc::EPERM)
+    );
+}
+
+/// Collects a domain's events.
+fn collect(domain: &RcuDomain) -> Arc<Mutex<Vec<RcuEvent>>> {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let e = Arc::clone(&events);
+    domain.set_event_hook(move |ev| e.lock().unwrap().push(ev.clone()));
+    events
+}
+
+fn count(events: &Mutex<Vec<RcuEvent>>, f: impl Fn(&RcuEvent) -> bool) -> usize {
+    events.lock().unwrap().iter().filter(|e| f(e)).count()
+}
+
+/// A value readers check is still alive; its retirement marks it dead
+/// (after the grace period) before freeing it.
+struct Checked {
+    alive: AtomicBool,
+}
+
+/// Readers keep reading through the revocation; the writer replaces and
+/// retires values. A reader never sees a value its grace period let go.
+fn readers_survive(domain: &RcuDomain, rounds: usize) {
+    let cell = Arc::new(RcuCell::new_in(
+        Arc::new(Checked {
+            alive: AtomicBool::new(true),
+        }),
+        domain,
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    let reads = Arc::new(AtomicU64::new(0));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (domain, cell, stop, reads) = (
+                domain.clone(),
+                Arc::clone(&cell),
+                Arc::clone(&stop),
+                Arc::clone(&reads),
+            );
+            std::thread::spawn(move || {
+                let reader = domain.register();
+                while !stop.load(Ordering::Relaxed) {
+                    let guard = reader.read_lock();
+                    let v = cell.read(&guard);
+                    assert!(v.alive.load(Ordering::Relaxed), "read a retired value");
+                    reads.fetch_add(1, Ordering::Relaxed);
+                    drop(guard);
+                }
+            })
+        })
+        .collect();
+    for _ in 0..rounds {
+        let old = cell.replace(Arc::new(Checked {
+            alive: AtomicBool::new(true),
+        }));
+        domain.synchronize();
+        old.alive.store(false, Ordering::Relaxed);
+        drop(old);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.join().unwrap();
+    }
+    assert!(reads.load(Ordering::Relaxed) > 0);
+}
+
+/// Started with membarrier, then refused: synchronize, call_rcu and drain
+/// keep working, readers stay protected, the switch is reported once per
+/// domain and shown in the statistics. (Before the fix the first grace
+/// period after the filter aborted the process.)
+#[test]
+#[cfg_attr(miri, ignore = "seccomp and child processes")]
+fn membarrier_revoked_after_start() {
+    in_child("membarrier_revoked_after_start", || {
+        let domain = RcuDomain::new();
+        let events = collect(&domain);
+        domain.synchronize();
+        domain.call_rcu(|| {});
+        domain.drain(); // the reclaim thread runs: the filter covers it too
+        let fast = domain.stats().membarrier;
+        refuse_membarrier();
+        readers_survive(&domain, scaled(200, 10));
+        let ran = Arc::new(AtomicBool::new(false));
+        let r = Arc::clone(&ran);
+        domain.call_rcu(move || r.store(true, Ordering::SeqCst));
+        let d = domain.clone();
+        assert!(finishes(move || d.drain()), "drain hung");
+        assert!(ran.load(Ordering::SeqCst));
+        // The process-wide domain too.
+        rcu_core::synchronize();
+        let s = domain.stats();
+        assert_eq!(s.membarrier, fast, "the readers' mode never changes");
+        if cfg!(target_arch = "x86_64") && fast {
+            assert!(s.membarrier_revoked, "{s:?}");
+            let revoked = |e: &RcuEvent| matches!(e, RcuEvent::MembarrierRevoked { .. });
+            assert!(eventually(|| count(&events, revoked) == 1));
+            let text = events
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|e| revoked(e))
+                .unwrap()
+                .to_string();
+            assert!(text.contains("mprotect"), "{text}");
+            assert!(rcu_core::stats().membarrier_revoked);
+        } else {
+            // Fence mode (RCU_NO_MEMBARRIER): nothing to revoke.
+            assert!(!s.membarrier_revoked, "{s:?}");
+        }
+    });
+}
+
+/// Refused before start: the domain starts in fence mode, reports why once
+/// (unless membarrier was turned off on purpose), and a configuration that
+/// requires membarrier is refused.
+#[test]
+#[cfg_attr(miri, ignore = "seccomp and child processes")]
+fn membarrier_refused_before_start() {
+    in_child("membarrier_refused_before_start", || {
+        refuse_membarrier();
+        let requested = std::env::var_os("RCU_NO_MEMBARRIER").is_some();
+        let domain = RcuDomain::new();
+        let events = collect(&domain);
+        domain.synchronize();
+        domain.synchronize();
+        assert!(!domain.stats().membarrier);
+        let unavailable = |e: &RcuEvent| matches!(e, RcuEvent::MembarrierUnavailable { .. });
+        assert_eq!(count(&events, unavailable), usize::from(!requested));
+        let e = RcuDomain::try_with_config(Config::default().require_membarrier(true)).unwrap_err();
+        assert!(matches!(e, ConfigError::MembarrierUnavailable(_)), "{e}");
+        let want = if requested {
+            "RCU_NO_MEMBARRIER"
+        } else {
+            "refuse"
+        };
+        assert!(e.to_string().contains(want), "{e}");
+        readers_survive(&domain, scaled(20, 2));
+    });
+}
