@@ -8,7 +8,8 @@
 //! mailbox, with what was loaded under them), loads of an RCU-published
 //! object, replacements of that object retired in each way the engine offers
 //! (`defer_free`, `defer_drop`, `call_rcu`, `cookie` + `poll`, `cookie` +
-//! `synchronize_since`, `synchronize`, `synchronize_expedited`), plain
+//! `synchronize_since`, `start_poll` + `poll` (which must complete on its
+//! own), `synchronize`, `synchronize_expedited`), plain
 //! `call_rcu` and `defer_drop` work, `drain`, force-quiescent notifiers added
 //! and removed, `quiescent`, and short sleeps (windows for the reclaim
 //! thread). The scripts start together at a barrier. Every input runs on its own
@@ -26,7 +27,8 @@
 //!   (which joins its reclaim thread) every one has run.
 //! * `drain` returns, and every callback whose `call_rcu` returned before the
 //!   drain started (on any thread) has run when it returns.
-//! * `poll(cookie)` is true after `synchronize` or `synchronize_since(cookie)`.
+//! * `poll(cookie)` is true after `synchronize` or `synchronize_since(cookie)`;
+//!   a `start_poll` cookie polls true eventually with no other help.
 //! * `quiescent` succeeds exactly when one guard is held.
 //! * The engine's statistics agree: after the final drain, callbacks queued
 //!   == run == what the input queued, none pending, none panicked.
@@ -91,6 +93,11 @@ enum Op {
     Poll,
     /// Waits for the oldest cookie-retired object's grace period, frees it.
     SynchronizeSince,
+    /// Outside any critical section, polls (sleeping between polls) until
+    /// every `start_poll` cookie of this thread is done, and frees their
+    /// objects: those grace periods must end without anyone else's help
+    /// (a hang is reported by libFuzzer's `-timeout`).
+    AwaitStarted,
     Synchronize,
     SynchronizeExpedited,
     /// `call_rcu` of a counting callback.
@@ -114,6 +121,9 @@ enum Retire {
     CallRcu,
     /// `cookie`, freed later by `Poll`, `SynchronizeSince` or the script's end.
     Cookie,
+    /// `start_poll`: as `Cookie`, and its grace period must complete on its
+    /// own (`AwaitStarted`).
+    StartPoll,
     Synchronize,
     SynchronizeExpedited,
 }
@@ -259,8 +269,9 @@ struct Thread<'w, 'r> {
     /// Objects loaded under the nested guards' section.
     nested_loads: Vec<Loaded>,
     owned: Vec<(OwnedReadGuard, Vec<Loaded>)>,
-    /// Unlinked objects waiting for their cookie's grace period.
-    pending: Vec<(GpCookie, *mut Obj)>,
+    /// Unlinked objects waiting for their cookie's grace period, and whether
+    /// the cookie came from `start_poll`.
+    pending: Vec<(GpCookie, *mut Obj, bool)>,
     notifiers: Vec<NotifierHandle>,
 }
 
@@ -460,7 +471,11 @@ impl<'w, 'r> Thread<'w, 'r> {
                     }
                     Retire::Cookie => {
                         let c = w.domain.cookie();
-                        self.pending.push((c, old));
+                        self.pending.push((c, old, false));
+                    }
+                    Retire::StartPoll => {
+                        let c = w.domain.start_poll();
+                        self.pending.push((c, old, true));
                     }
                     Retire::Synchronize => {
                         w.domain.synchronize();
@@ -476,7 +491,7 @@ impl<'w, 'r> Thread<'w, 'r> {
                 let mut i = 0;
                 while i < self.pending.len() {
                     if w.domain.poll(self.pending[i].0) {
-                        let (_, p) = self.pending.remove(i);
+                        let (_, p, _) = self.pending.remove(i);
                         self.free_now(p);
                     } else {
                         i += 1;
@@ -486,7 +501,7 @@ impl<'w, 'r> Thread<'w, 'r> {
             Op::SynchronizeSince => {
                 if !self.pending.is_empty() {
                     self.release_all();
-                    let (c, p) = self.pending.remove(0);
+                    let (c, p, _) = self.pending.remove(0);
                     w.domain.synchronize_since(c);
                     assert!(w.domain.poll(c), "poll false after synchronize_since");
                     self.free_now(p);
@@ -502,9 +517,26 @@ impl<'w, 'r> Thread<'w, 'r> {
                 }
                 assert!(w.domain.poll(c), "poll false after synchronize");
                 // Everything unlinked before may be freed now.
-                for (c, p) in std::mem::take(&mut self.pending) {
+                for (c, p, _) in std::mem::take(&mut self.pending) {
                     assert!(w.domain.poll(c), "poll false for an older cookie");
                     self.free_now(p);
+                }
+            }
+            Op::AwaitStarted => {
+                if self.pending.iter().any(|e| e.2) {
+                    // Our own sections would hold those grace periods up.
+                    self.release_all();
+                    // Plain cookies stay: nothing promises they complete.
+                    let (started, plain) = std::mem::take(&mut self.pending)
+                        .into_iter()
+                        .partition(|e| e.2);
+                    self.pending = plain;
+                    for (c, p, _) in started {
+                        while !w.domain.poll(c) {
+                            std::thread::sleep(Duration::from_micros(50));
+                        }
+                        self.free_now(p);
+                    }
                 }
             }
             Op::CallRcu => self.queue_cb(|id, shared| shared.ran(id)),
@@ -561,7 +593,7 @@ impl<'w, 'r> Thread<'w, 'r> {
 
     fn finish(&mut self) {
         self.release_all();
-        for (c, p) in std::mem::take(&mut self.pending) {
+        for (c, p, _) in std::mem::take(&mut self.pending) {
             self.world.domain.synchronize_since(c);
             assert!(self.world.domain.poll(c));
             self.free_now(p);
