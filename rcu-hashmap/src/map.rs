@@ -132,7 +132,7 @@ impl<K, V, S> RcuHashMap<K, V, S> {
     /// As [`with_capacity`](RcuHashMap::with_capacity).
     pub fn with_capacity_and_hasher_in(capacity: usize, hasher: S, domain: &RcuDomain) -> Self {
         RcuHashMap {
-            raw: RawMap::new_in(capacity, domain),
+            raw: RawMap::new_in(capacity, capacity, domain),
             hasher,
         }
     }
@@ -411,7 +411,12 @@ where
     /// assert_eq!(*map.get_or_insert_with("k", || 1, &guard), 1);
     /// assert_eq!(*map.get_or_insert_with("k", || 2, &guard), 1);
     /// ```
-    pub fn get_or_insert_with<'g>(&'g self, key: K, f: impl FnOnce() -> V, guard: &'g impl Guard) -> &'g V {
+    pub fn get_or_insert_with<'g>(
+        &'g self,
+        key: K,
+        f: impl FnOnce() -> V,
+        guard: &'g impl Guard,
+    ) -> &'g V {
         self.check(guard);
         // SAFETY: `guard` is a critical section of the map's domain for 'g.
         unsafe { self.get_or_insert_with_unchecked(key, f) }
@@ -531,7 +536,11 @@ where
 {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
         let iter = iter.into_iter();
-        let map = Self::with_capacity_and_hasher(iter.size_hint().0, S::default());
+        // Room for the hinted entries, but free to shrink later.
+        let map = RcuHashMap {
+            raw: RawMap::new_in(iter.size_hint().0, 0, &RcuDomain::global()),
+            hasher: S::default(),
+        };
         (&map).extend(iter);
         map
     }

@@ -140,11 +140,19 @@ fn random_ops_match_std() {
         }
         check_same(&map, &model, &domain);
         domain.drain();
-        assert_eq!(drops.load(Ordering::Relaxed), out, "seed {seed}: reclaimed != removed");
+        assert_eq!(
+            drops.load(Ordering::Relaxed),
+            out,
+            "seed {seed}: reclaimed != removed"
+        );
         let left = map.len();
         drop(map);
         assert_eq!(drops.load(Ordering::Relaxed), out + left);
-        assert_eq!(created, out + left, "seed {seed}: values created vs accounted");
+        assert_eq!(
+            created,
+            out + left,
+            "seed {seed}: values created vs accounted"
+        );
     }
 }
 
@@ -168,7 +176,11 @@ fn grow_to_many_and_shrink_back() {
     {
         let reader = domain.register();
         let guard = reader.read_lock();
-        for (i, k) in keys.iter().enumerate().step_by(if cfg!(miri) { 1 } else { 7 }) {
+        for (i, k) in keys
+            .iter()
+            .enumerate()
+            .step_by(if cfg!(miri) { 1 } else { 7 })
+        {
             assert_eq!(map.get(k, &guard), Some(&(i as u64)));
         }
         assert_eq!(map.iter(&guard).count(), n as usize);

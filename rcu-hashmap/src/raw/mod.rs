@@ -40,7 +40,6 @@ mod table;
 
 use crate::sync::{AtomicIsize, AtomicPtr, Ordering};
 use rcu_core::RcuDomain;
-use std::cell::Cell;
 use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
 use table::{BucketLock, MOVED, Padded, TAGS, Table};
@@ -111,21 +110,29 @@ pub(crate) fn buckets_for(capacity: usize) -> usize {
         .expect("rcu-hashmap: capacity overflow")
 }
 
+#[cfg(not(rcu_loom))]
 thread_local! {
     /// This thread's counter stripe, and a tick that paces resize checks.
-    static LOCAL: Cell<(usize, u32)> = const { Cell::new((usize::MAX, 0)) };
+    static LOCAL: std::cell::Cell<(usize, u32)> = const { std::cell::Cell::new((usize::MAX, 0)) };
 }
 
 /// This thread's stripe and whether this write should check the load
 /// factor (one write in 16 per thread, plus every insertion that found a
 /// chain of two or more).
+///
+/// Under loom: stripe 0 and no tick, so that every execution of a model
+/// makes the same choices (loom needs a deterministic model).
 #[inline]
 fn stripe_and_tick() -> (usize, bool) {
+    #[cfg(rcu_loom)]
+    return (0, false);
+    #[cfg(not(rcu_loom))]
     LOCAL
         .try_with(|l| {
             let (mut stripe, tick) = l.get();
             if stripe == usize::MAX {
-                static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+                static NEXT: std::sync::atomic::AtomicUsize =
+                    std::sync::atomic::AtomicUsize::new(0);
                 // Relaxed: only spreads threads over stripes.
                 stripe = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % STRIPES;
             }
@@ -136,13 +143,14 @@ fn stripe_and_tick() -> (usize, bool) {
 }
 
 impl<K, V> RawMap<K, V> {
-    /// An empty map with room for `capacity` entries before it grows.
-    pub(crate) fn new_in(capacity: usize, domain: &RcuDomain) -> Self {
+    /// An empty map with room for `capacity` entries before it grows,
+    /// that never shrinks below room for `keep` entries.
+    pub(crate) fn new_in(capacity: usize, keep: usize, domain: &RcuDomain) -> Self {
         let n = buckets_for(capacity);
         RawMap {
             table: AtomicPtr::new(Box::into_raw(Table::new(n))),
             count: Box::new(std::array::from_fn(|_| Padded(AtomicIsize::new(0)))),
-            min_buckets: n,
+            min_buckets: buckets_for(keep),
             domain: domain.clone(),
             _owns: PhantomData,
         }
@@ -547,12 +555,10 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
         // Release: pairs with the Acquire loads of `future` in `find`,
         // `lock_home` and `after_write`: they see the new table's empty
         // buckets. Acquire on failure: we then use the winner's table.
-        match t.future.compare_exchange(
-            ptr::null_mut(),
-            new,
-            Ordering::Release,
-            Ordering::Acquire,
-        ) {
+        match t
+            .future
+            .compare_exchange(ptr::null_mut(), new, Ordering::Release, Ordering::Acquire)
+        {
             Ok(_) => {
                 // SAFETY: the caller's promise; `new` is published and alive
                 // (freed only after it is current and retired).
@@ -595,7 +601,8 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
             if done == n {
                 // Release: pairs with the Acquire load in `current`: a reader
                 // that starts at `f` sees every bucket moved into it.
-                self.table.store(ptr::from_ref(f).cast_mut(), Ordering::Release);
+                self.table
+                    .store(ptr::from_ref(f).cast_mut(), Ordering::Release);
                 // SAFETY: (1) `t` came from `Box::into_raw` (construction or
                 // `start_resize`); (2) new readers start at `f` now, and the
                 // tables that point to `t` were retired before `t` became
@@ -708,6 +715,17 @@ impl<K: Send + 'static, V: Send + 'static> Retired<K, V> {
             node: unsafe { NonNull::new_unchecked(node) },
             domain,
         }
+    }
+
+    /// Gives up the handle without retiring the node (loom models free it
+    /// by hand, having no reclaim thread).
+    #[cfg(all(test, rcu_loom))]
+    pub(crate) fn into_raw(self) -> *mut Node<K, V> {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again; the domain handle
+        // is moved out once and dropped here.
+        drop(unsafe { ptr::read(&this.domain) });
+        this.node.as_ptr()
     }
 
     /// The unlinked node.

@@ -61,7 +61,10 @@ impl Table {
     /// # Panics
     /// If `n` is not a power of two of at least [`MIN_BUCKETS`].
     pub(super) fn new(n: usize) -> Box<Table> {
-        assert!(n.is_power_of_two() && n >= MIN_BUCKETS, "bad table size {n}");
+        assert!(
+            n.is_power_of_two() && n >= MIN_BUCKETS,
+            "bad table size {n}"
+        );
         Box::new(Table {
             shift: 64 - n.trailing_zeros(),
             buckets: (0..n).map(|_| AtomicUsize::new(0)).collect(),
