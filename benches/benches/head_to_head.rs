@@ -10,15 +10,15 @@
 //! the measured one, as it could with criterion's `iter`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use rcu_bench::suites::{Settings, tasks};
+use rcu_bench::suites::{Settings, all_tasks};
 use std::time::Duration;
 
 fn head_to_head(c: &mut Criterion) {
     let settings = Settings {
         duration: Duration::from_millis(40),
-        threads: 2,
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
-    let all = tasks(settings.threads);
+    let all = all_tasks(&settings);
     let mut operations: Vec<(&str, &str)> = Vec::new();
     for t in &all {
         if !operations.contains(&(t.group, t.operation.as_str())) {

@@ -10,18 +10,38 @@
 //! the cost of one pair (the loop's own two or three instructions included;
 //! `empty` measures those).
 
+use clap::{Parser, ValueEnum};
+
 const N: u64 = 1_000_000;
 
+/// Runs one million read-side pairs of one workload, for callgrind.
+#[derive(Parser)]
+#[command(name = "read_path")]
+struct Cli {
+    /// The workload.
+    #[arg(value_enum, default_value_t = Workload::Rcu)]
+    workload: Workload,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Workload {
+    /// rcu-rs read_lock / drop (`rcu_pairs`).
+    Rcu,
+    /// crossbeam_epoch::pin / drop (`epoch_pairs`).
+    Epoch,
+    /// The same loop with nothing in it (`empty_pairs`).
+    Empty,
+}
+
 fn main() {
-    let which = std::env::args().nth(1).unwrap_or_else(|| "rcu".into());
+    let which = Cli::parse().workload;
     // Warm up: registration and the first pin happen outside the toggle.
     rcu_core::register_thread();
     drop(crossbeam_epoch::pin());
-    match which.as_str() {
-        "rcu" => rcu_bench::rcu_pairs(N),
-        "epoch" => rcu_bench::epoch_pairs(N),
-        "empty" => rcu_bench::empty_pairs(N),
-        other => panic!("unknown workload {other}: rcu, epoch or empty"),
+    match which {
+        Workload::Rcu => rcu_bench::rcu_pairs(N),
+        Workload::Epoch => rcu_bench::epoch_pairs(N),
+        Workload::Empty => rcu_bench::empty_pairs(N),
     }
-    println!("{which}: {N} pairs");
+    println!("{which:?}: {N} pairs");
 }

@@ -1,188 +1,202 @@
 //! `rcu-bench`: the head-to-head runner.
 //!
 //! ```text
-//! cargo run --release -p rcu-bench [-- --quick] [--filter TEXT] [--threads N] [--duration SECS] [--json]
+//! cargo run --release -p rcu-bench [-- --quick] [--filter TEXT]… [--threads N] [--duration SECS]
+//!                                     [--list] [--json] [--save NAME] [--baseline NAME] [--out DIR]
 //! ```
 //!
-//! Runs every comparison for a fixed time each, prints a table (ours against
-//! each peer, with the ratio), and writes `results.json`, `results.csv`,
-//! `results.md` and one SVG chart per group to `target/rcu-bench/`.
+//! Runs every comparison for a fixed time each (2.5 s, or 0.35 s with
+//! `--quick`), prints a table per group (ours against each peer, with the
+//! ratio) and writes `results.json`, `results.csv`, `results.md` and one SVG
+//! chart per group to a new folder, `target/rcu-bench/<run-id>/` (see
+//! [`rcu_bench::output`]). A run takes about (measurements) × (seconds per
+//! measurement), printed before it starts: on a 2-CPU machine 30
+//! measurements, about 75 s (`--quick`: about 11 s). `--help` lists every
+//! flag.
 
-use rcu_bench::report::{self, Group, Measurement, Meta, Row};
-use rcu_bench::suites::{self, GROUPS, Settings};
-use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime};
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use rcu_bench::cli::Cli;
+use rcu_bench::output;
+use rcu_bench::report::{self, Meta, Results};
+use rcu_bench::suites::{self, GROUPS, Settings, Task};
+use std::io::IsTerminal;
+use std::process::ExitCode;
 
-const USAGE: &str = "usage: rcu-bench [--quick] [--filter TEXT] [--threads N] [--duration SECS] [--json] [--out DIR]
-  --quick          about 15 s in all (0.35 s per measurement)
-  --filter TEXT    only measurements whose group/operation/subject contains TEXT
-  --threads N      reader threads of the multi-threaded rows (default 2)
-  --duration SECS  seconds per measurement (default 2.5: about 75 s in all)
-  --json           print the JSON results instead of the table
-  --out DIR        where to write results (default: the workspace's target/rcu-bench)";
-
-struct Args {
-    duration: Duration,
-    threads: usize,
-    filter: Option<String>,
-    json: bool,
-    out: PathBuf,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        duration: Duration::from_secs_f64(2.5),
-        threads: 2,
-        filter: None,
-        json: false,
-        out: default_out(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
-        match a.as_str() {
-            "--quick" => args.duration = Duration::from_secs_f64(0.35),
-            "--filter" => args.filter = Some(value("--filter")?.to_lowercase()),
-            "--threads" => {
-                args.threads = value("--threads")?
-                    .parse()
-                    .map_err(|e| format!("--threads: {e}"))?;
-                if args.threads == 0 {
-                    return Err("--threads must be at least 1".into());
-                }
-            }
-            "--duration" => {
-                let s: f64 = value("--duration")?
-                    .parse()
-                    .map_err(|e| format!("--duration: {e}"))?;
-                if !(s > 0.0 && s.is_finite()) {
-                    return Err("--duration must be a positive number of seconds".into());
-                }
-                args.duration = Duration::from_secs_f64(s);
-            }
-            "--json" => args.json = true,
-            "--out" => args.out = PathBuf::from(value("--out")?),
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            "--bench" => {} // passed by `cargo bench`
-            other => return Err(format!("unknown argument {other}")),
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, message)) => {
+            eprintln!("rcu-bench: {message}");
+            ExitCode::from(code)
         }
     }
-    Ok(args)
 }
 
-fn default_out() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("..")
-                .join("target")
-        });
-    target.join("rcu-bench")
-}
+/// An exit code (2: the request, 1: the run) and what went wrong.
+type Failure = (u8, String);
 
-fn main() {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("rcu-bench: {e}\n{USAGE}");
-            std::process::exit(2);
-        }
-    };
+fn run(cli: &Cli) -> Result<(), Failure> {
     let settings = Settings {
-        duration: args.duration,
-        threads: args.threads,
+        duration: cli.measurement(),
+        threads: cli.max_threads(),
     };
-    let tasks: Vec<_> = suites::tasks(args.threads)
-        .into_iter()
-        .filter(|t| {
-            args.filter
-                .as_ref()
-                .is_none_or(|f| t.path().to_lowercase().contains(f))
-        })
-        .collect();
+    let (tasks, references) = suites::select(suites::all_tasks(&settings), &cli.filter);
     if tasks.is_empty() {
-        eprintln!("rcu-bench: nothing matches the filter");
-        std::process::exit(2);
+        return Err((
+            2,
+            format!(
+                "--filter {} matches nothing; groups: {} (--list shows every operation and subject)",
+                cli.filter
+                    .iter()
+                    .map(|f| format!("{f:?}"))
+                    .collect::<Vec<_>>()
+                    .join(" --filter "),
+                GROUPS.iter().map(|g| g.name).collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    let plan = plan(&tasks, references, &settings, !cli.filter.is_empty());
+    if cli.list {
+        print_list(&tasks);
+        println!("\n{plan}");
+        return Ok(());
     }
 
-    let start = Instant::now();
-    let mut results: Vec<(usize, f64)> = Vec::new();
-    for (i, task) in tasks.iter().enumerate() {
-        progress(i, tasks.len(), &task.path(), start);
-        results.push((i, (task.run)(&settings)));
-    }
-    progress(tasks.len(), tasks.len(), "done", start);
-    eprintln!();
+    let root = cli.out.clone().unwrap_or_else(output::default_root);
+    let baseline = match &cli.baseline {
+        Some(name) => Some((
+            name,
+            output::load_baseline(&root, name).map_err(|e| (2, e))?,
+        )),
+        None => None,
+    };
+    eprintln!("rcu-bench: {plan}");
 
-    // Assemble rows: ours first, then the peers measured for the same
-    // operation. A row without our measurement (filtered out) is dropped.
-    let mut groups: Vec<Group> = Vec::new();
-    for (name, unit) in GROUPS {
-        let mut rows: Vec<Row> = Vec::new();
-        for &(i, ns) in &results {
-            let t = &tasks[i];
-            if t.group != name {
-                continue;
-            }
-            let m = Measurement {
-                subject: t.subject.clone(),
-                ns,
-            };
-            match rows.iter_mut().find(|r| r.operation == t.operation) {
-                Some(r) if t.ours => r.ours = m,
-                Some(r) => r.peers.push(m),
-                None => rows.push(Row {
-                    operation: t.operation.clone(),
-                    ours: if t.ours {
-                        m.clone()
-                    } else {
-                        Measurement {
-                            subject: String::new(),
-                            ns: f64::NAN,
-                        }
-                    },
-                    peers: if t.ours { Vec::new() } else { vec![m] },
-                }),
-            }
-        }
-        rows.retain(|r| r.ours.ns.is_finite());
-        if !rows.is_empty() {
-            groups.push(Group {
-                name: name.into(),
-                unit: unit.into(),
-                rows,
-            });
-        }
-    }
+    let measured = measure(&tasks, &settings);
 
+    let (date, time, stamp) = output::utc_now();
+    let (run_id, dir) =
+        output::create_run_dir(&root, &stamp, !cli.filter.is_empty()).map_err(|e| {
+            (
+                1,
+                format!("cannot create a run folder in {}: {e}", root.display()),
+            )
+        })?;
     let meta = Meta {
-        date: utc_date(),
-        cpu: cpu_model(),
+        run_id,
+        date,
+        time,
+        cpu: output::cpu_model(),
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         membarrier: rcu_core::stats().membarrier,
-        duration_s: args.duration.as_secs_f64(),
-        threads: args.threads,
+        duration_s: settings.duration.as_secs_f64(),
+        threads: settings.threads,
+        filters: cli.filter.clone(),
+        baseline: None,
     };
-    let json = report::json(&meta, &groups);
-    if let Err(e) = write_outputs(&args.out, &meta, &groups, &json) {
+    let pairs: Vec<(&Task, f64)> = tasks.iter().zip(measured).collect();
+    let mut results = Results::assemble(meta, GROUPS, &pairs);
+    if let Some((name, base)) = &baseline {
+        let found = results.compare_with(name, base);
         eprintln!(
-            "rcu-bench: could not write results to {}: {e}",
-            args.out.display()
+            "rcu-bench: compared with baseline {name:?} (run {}): {found} of {} measurements found there",
+            base.meta.run_id,
+            results.len()
         );
-        std::process::exit(1);
     }
-    if args.json {
-        print!("{json}");
+
+    output::write_run(&root, &dir, &results)
+        .map_err(|e| (1, format!("cannot write results to {}: {e}", dir.display())))?;
+    if cli.json {
+        print!("{}", results.to_json());
     } else {
-        print!("{}", report::table(&meta, &groups));
+        print!("{}", report::table(&results));
         print_engine_stats();
-        println!("results: {}", args.out.display());
     }
+    let kind = if results.meta.partial() {
+        "partial run, in a folder of its own (full runs are untouched)"
+    } else {
+        "full run"
+    };
+    eprintln!("rcu-bench: results of this {kind}: {}", dir.display());
+    if let Some(name) = &cli.save {
+        let what = output::save_baseline(&root, name, &results)
+            .map_err(|e| (1, format!("cannot save baseline {name:?}: {e}")))?;
+        eprintln!("rcu-bench: {what}");
+    }
+    Ok(())
+}
+
+/// What will run and for about how long.
+fn plan(tasks: &[Task], references: usize, settings: &Settings, partial: bool) -> String {
+    let secs = tasks.len() as f64 * settings.duration.as_secs_f64();
+    let mut what = if partial {
+        format!("partial run: {} measurements", tasks.len())
+    } else {
+        format!("full run: {} measurements", tasks.len())
+    };
+    if references > 0 {
+        what += &format!(" ({references} of them the rcu-rs reference of a matching row)");
+    }
+    what += &format!(
+        " × {:.2} s each ≈ {secs:.1} s",
+        settings.duration.as_secs_f64()
+    );
+    if tasks.iter().any(|t| t.threads.is_some()) {
+        what += &format!("; scaling rows at {:?} threads", settings.thread_counts());
+    }
+    what
+}
+
+fn print_list(tasks: &[Task]) {
+    for g in GROUPS {
+        let mine: Vec<&Task> = tasks.iter().filter(|t| t.group == g.name).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        println!("{} ({}; file {}.svg)", g.name, g.unit, g.slug());
+        let mut last = "";
+        for t in mine {
+            if t.operation != last {
+                println!("  {}", t.operation);
+                last = &t.operation;
+            }
+            let role = if t.ours { "reference" } else { "peer" };
+            println!("    {} [{role}]", t.subject);
+        }
+    }
+}
+
+/// Runs every task, with a progress bar on a terminal (one line per task
+/// otherwise, for logs).
+fn measure(tasks: &[Task], settings: &Settings) -> Vec<f64> {
+    let terminal = std::io::stderr().is_terminal();
+    let bar = if terminal {
+        ProgressBar::new(tasks.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30.cyan/blue} {pos}/{len} {elapsed_precise} (about {eta} left) {wide_msg}",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    let mut out = Vec::with_capacity(tasks.len());
+    for (i, t) in tasks.iter().enumerate() {
+        if terminal {
+            bar.set_message(t.path());
+        } else {
+            eprintln!("[{}/{}] {}", i + 1, tasks.len(), t.path());
+        }
+        out.push((t.run)(settings));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    out
 }
 
 /// What the process-wide domain did during the run.
@@ -211,71 +225,4 @@ fn print_engine_stats() {
         s.callbacks_queued,
         s.max_pending_bytes
     );
-}
-
-fn write_outputs(
-    dir: &std::path::Path,
-    meta: &Meta,
-    groups: &[Group],
-    json: &str,
-) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    std::fs::write(dir.join("results.json"), json)?;
-    std::fs::write(dir.join("results.csv"), report::csv(groups))?;
-    std::fs::write(dir.join("results.md"), report::markdown(meta, groups))?;
-    for g in groups {
-        let file: String = g
-            .name
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-            .collect();
-        std::fs::write(dir.join(format!("{file}.svg")), report::svg(g))?;
-    }
-    Ok(())
-}
-
-fn progress(done: usize, total: usize, what: &str, start: Instant) {
-    const WIDTH: usize = 30;
-    let filled = done * WIDTH / total.max(1);
-    let bar = format!(
-        "[{}{}] {done}/{total} {:>5.1}s {what}",
-        "#".repeat(filled),
-        ".".repeat(WIDTH - filled),
-        start.elapsed().as_secs_f64()
-    );
-    let mut err = std::io::stderr();
-    if err.is_terminal() {
-        let _ = write!(err, "\r\x1b[2K{bar}");
-    } else {
-        let _ = writeln!(err, "{bar}");
-    }
-    let _ = err.flush();
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
-}
-
-/// Today's UTC date from the system clock (civil-from-days, Howard Hinnant).
-fn utc_date() -> String {
-    let secs = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let z = (secs / 86_400) as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
 }

@@ -1,82 +1,338 @@
-//! Results: rows of "ours against each peer", printed as a table and written
-//! as JSON, CSV and one SVG chart per group.
+//! Results: rows of "ours against each peer", as a table, Markdown, JSON
+//! (serde_json) and CSV (csv), and their comparison with a saved baseline.
 
+use crate::suites::{Chart, GroupDef, Task};
+use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
+/// Where, when and how the results were measured.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Meta {
+    /// The run's folder name (UTC date and time, `-partial` if filtered).
+    pub run_id: String,
+    /// UTC date, `YYYY-MM-DD`.
+    pub date: String,
+    /// UTC time, `HH:MM:SS`.
+    pub time: String,
+    /// CPU model, if known.
+    pub cpu: String,
+    /// Logical CPUs available (`std::thread::available_parallelism`).
+    pub cpus: usize,
+    /// Whether the process-wide domain used membarrier (read after it
+    /// started).
+    pub membarrier: bool,
+    /// Seconds per measurement.
+    pub duration_s: f64,
+    /// Most threads of the scaling rows.
+    pub threads: usize,
+    /// The `--filter`s of a partial run (empty: every measurement ran).
+    pub filters: Vec<String>,
+    /// The baseline this run was compared with.
+    pub baseline: Option<String>,
+}
+
+impl Meta {
+    /// Whether only part of the suite ran.
+    pub fn partial(&self) -> bool {
+        !self.filters.is_empty()
+    }
+
+    /// "run ID: DATE TIME UTC on CPU (N CPUs, membarrier in use), S s per
+    /// measurement, scaling rows up to T threads".
+    pub fn summary(&self) -> String {
+        format!(
+            "run {}: {} {} UTC on {} ({} CPUs, {}), {:.2} s per measurement, scaling rows up to {} threads",
+            self.run_id,
+            self.date,
+            self.time,
+            self.cpu,
+            self.cpus,
+            if self.membarrier {
+                "membarrier in use"
+            } else {
+                "no membarrier: fence fallback"
+            },
+            self.duration_s,
+            self.threads
+        )
+    }
+}
+
 /// One measured subject.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Measurement {
     /// Who was measured.
     pub subject: String,
     /// Nanoseconds (lower is better).
     pub ns: f64,
+    /// Peer time / our time of the row (1 for ours; above 1: we are faster).
+    pub ratio: f64,
+    /// The same measurement in the baseline, if compared with one.
+    pub baseline_ns: Option<f64>,
+    /// Change against the baseline in percent (negative: faster now).
+    pub change_pct: Option<f64>,
+}
+
+impl Measurement {
+    fn new(subject: String, ns: f64) -> Self {
+        Measurement {
+            subject,
+            ns,
+            ratio: 1.0,
+            baseline_ns: None,
+            change_pct: None,
+        }
+    }
 }
 
 /// One operation: this project's measurement and each peer's.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Row {
     /// What was measured.
     pub operation: String,
-    /// This project.
+    /// Threads, for a row of a scaling group.
+    pub threads: Option<usize>,
+    /// This project (the reference of the ratios).
     pub ours: Measurement,
     /// The peers, in run order.
     pub peers: Vec<Measurement>,
 }
 
 impl Row {
-    /// How many times slower the peer is than ours (> 1: we are faster).
-    pub fn ratio(&self, peer: &Measurement) -> f64 {
-        peer.ns / self.ours.ns
+    fn measurements_mut(&mut self) -> impl Iterator<Item = &mut Measurement> {
+        std::iter::once(&mut self.ours).chain(&mut self.peers)
+    }
+
+    /// Ours, then the peers.
+    pub fn measurements(&self) -> impl Iterator<Item = &Measurement> {
+        std::iter::once(&self.ours).chain(&self.peers)
+    }
+
+    fn update_ratios(&mut self) {
+        let ours = self.ours.ns;
+        self.ours.ratio = 1.0;
+        for p in &mut self.peers {
+            p.ratio = p.ns / ours;
+        }
     }
 }
 
 /// A group of rows with a common unit.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Group {
     /// The group's name.
     pub name: String,
     /// What the numbers mean.
     pub unit: String,
+    /// How it is drawn.
+    pub chart: Chart,
     /// Its rows.
     pub rows: Vec<Row>,
 }
 
-/// Where and when the results were measured.
-#[derive(Clone, Debug)]
-pub struct Meta {
-    /// UTC date, `YYYY-MM-DD`.
-    pub date: String,
-    /// CPU model, if known.
-    pub cpu: String,
-    /// Logical CPUs available.
-    pub cpus: usize,
-    /// Whether the process-wide domain uses membarrier.
-    pub membarrier: bool,
-    /// Seconds per measurement.
-    pub duration_s: f64,
-    /// Reader threads of the multi-threaded rows.
-    pub threads: usize,
+/// A run: `results.json`, and a saved baseline.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Results {
+    /// Where and how.
+    pub meta: Meta,
+    /// The groups that ran, in the registry's order.
+    pub groups: Vec<Group>,
 }
 
-impl Meta {
-    /// "DATE on CPU (N CPUs, MODE), S s per measurement".
-    pub fn summary(&self) -> String {
-        format!(
-            "{} on {} ({} CPUs, {}), {:.2} s per measurement",
-            self.date,
-            self.cpu,
-            self.cpus,
-            if self.membarrier {
-                "membarrier"
-            } else {
-                "fence fallback"
-            },
-            self.duration_s
-        )
+/// One line of `results.csv`: one measurement.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// The group's name.
+    pub group: String,
+    /// The row's operation.
+    pub operation: String,
+    /// Threads, for a row of a scaling group.
+    pub threads: Option<usize>,
+    /// Who was measured.
+    pub subject: String,
+    /// Whether this is the row's reference (rcu-rs).
+    pub ours: bool,
+    /// Nanoseconds.
+    pub ns: f64,
+    /// Peer time / our time (1 for ours).
+    pub ratio: f64,
+    /// The baseline's nanoseconds, if compared with one.
+    pub baseline_ns: Option<f64>,
+    /// Change against the baseline, in percent.
+    pub change_pct: Option<f64>,
+}
+
+impl Results {
+    /// Puts measured tasks into rows (ours, then its peers) and groups (in
+    /// the order of `defs`). `measured` pairs each task with nanoseconds.
+    pub fn assemble(meta: Meta, defs: &[GroupDef], measured: &[(&Task, f64)]) -> Results {
+        let mut groups = Vec::new();
+        for def in defs {
+            let mine: Vec<&(&Task, f64)> = measured
+                .iter()
+                .filter(|(t, _)| t.group == def.name)
+                .collect();
+            // The references first, in run order, then each peer in its row
+            // ([`crate::suites::select`] keeps a reference for every peer).
+            let mut rows: Vec<Row> = mine
+                .iter()
+                .filter(|(t, _)| t.ours)
+                .map(|&&(t, ns)| Row {
+                    operation: t.operation.clone(),
+                    threads: t.threads,
+                    ours: Measurement::new(t.subject.clone(), ns),
+                    peers: Vec::new(),
+                })
+                .collect();
+            for &&(t, ns) in mine.iter().filter(|(t, _)| !t.ours) {
+                if let Some(r) = rows.iter_mut().find(|r| r.operation == t.operation) {
+                    r.peers.push(Measurement::new(t.subject.clone(), ns));
+                }
+            }
+            for r in &mut rows {
+                r.update_ratios();
+            }
+            if !rows.is_empty() {
+                groups.push(Group {
+                    name: def.name.to_string(),
+                    unit: def.unit.to_string(),
+                    chart: def.chart,
+                    rows,
+                });
+            }
+        }
+        Results { meta, groups }
+    }
+
+    /// Every measurement as a flat record (the CSV's lines).
+    pub fn records(&self) -> Vec<Record> {
+        let mut out = Vec::new();
+        for g in &self.groups {
+            for r in &g.rows {
+                for (i, m) in r.measurements().enumerate() {
+                    out.push(Record {
+                        group: g.name.clone(),
+                        operation: r.operation.clone(),
+                        threads: r.threads,
+                        subject: m.subject.clone(),
+                        ours: i == 0,
+                        ns: m.ns,
+                        ratio: m.ratio,
+                        baseline_ns: m.baseline_ns,
+                        change_pct: m.change_pct,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// How many measurements.
+    pub fn len(&self) -> usize {
+        self.groups
+            .iter()
+            .flat_map(|g| &g.rows)
+            .map(|r| 1 + r.peers.len())
+            .sum()
+    }
+
+    /// Whether nothing was measured.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The results as pretty-printed JSON.
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("results serialise");
+        s.push('\n');
+        s
+    }
+
+    /// Results read back from [`Results::to_json`].
+    pub fn from_json(text: &str) -> serde_json::Result<Results> {
+        serde_json::from_str(text)
+    }
+
+    /// The results as CSV: a header, then one line per measurement.
+    pub fn to_csv(&self) -> String {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        for r in self.records() {
+            w.serialize(r).expect("a record serialises");
+        }
+        String::from_utf8(w.into_inner().expect("in memory")).expect("UTF-8")
+    }
+
+    /// Compares every measurement with the same one (group, operation,
+    /// subject) in `base`; returns how many had a counterpart.
+    pub fn compare_with(&mut self, name: &str, base: &Results) -> usize {
+        self.meta.baseline = Some(name.to_string());
+        let mut found = 0;
+        for g in &mut self.groups {
+            let bg = base.groups.iter().find(|b| b.name == g.name);
+            for r in &mut g.rows {
+                let br = bg.and_then(|b| b.rows.iter().find(|b| b.operation == r.operation));
+                for m in r.measurements_mut() {
+                    let old = br.and_then(|b| b.measurements().find(|o| o.subject == m.subject));
+                    m.baseline_ns = old.map(|o| o.ns);
+                    m.change_pct = old.map(|o| (m.ns - o.ns) / o.ns * 100.0);
+                    found += usize::from(old.is_some());
+                }
+            }
+        }
+        found
+    }
+
+    /// `self` (an older save) updated with the measurements of `new`: each
+    /// measured subject replaces its old value or is added; the rest is kept.
+    /// The metadata is the new run's. Returns the merged results and how many
+    /// old measurements were kept.
+    pub fn merged_with(mut self, new: &Results) -> (Results, usize) {
+        let before = self.len();
+        let mut replaced = 0;
+        for ng in &new.groups {
+            let g = match self.groups.iter_mut().position(|g| g.name == ng.name) {
+                Some(i) => &mut self.groups[i],
+                None => {
+                    self.groups.push(Group {
+                        rows: Vec::new(),
+                        ..ng.clone()
+                    });
+                    self.groups.last_mut().unwrap()
+                }
+            };
+            for nr in &ng.rows {
+                let Some(r) = g.rows.iter_mut().find(|r| r.operation == nr.operation) else {
+                    g.rows.push(nr.clone());
+                    continue;
+                };
+                replaced += 1;
+                r.ours = nr.ours.clone();
+                for np in &nr.peers {
+                    match r.peers.iter_mut().find(|p| p.subject == np.subject) {
+                        Some(p) => {
+                            *p = np.clone();
+                            replaced += 1;
+                        }
+                        None => r.peers.push(np.clone()),
+                    }
+                }
+                r.update_ratios();
+            }
+        }
+        self.meta = new.meta.clone();
+        (self, before - replaced)
     }
 }
 
-fn fmt_ns(ns: f64) -> String {
+/// Reads `results.csv` back.
+pub fn records_from_csv(text: &str) -> csv::Result<Vec<Record>> {
+    csv::Reader::from_reader(text.as_bytes())
+        .deserialize()
+        .collect()
+}
+
+/// Nanoseconds with a unit that suits their size.
+pub fn fmt_ns(ns: f64) -> String {
     if ns >= 1e6 {
         format!("{:.2} ms", ns / 1e6)
     } else if ns >= 1e3 {
@@ -86,34 +342,81 @@ fn fmt_ns(ns: f64) -> String {
     }
 }
 
+fn fmt_change(m: &Measurement) -> String {
+    match m.change_pct {
+        Some(c) => format!("{c:+.1}%"),
+        None => "new".into(),
+    }
+}
+
+/// The header lines both the table and the Markdown start with.
+fn header(meta: &Meta) -> Vec<String> {
+    let mut lines = vec![meta.summary()];
+    if meta.partial() {
+        lines.push(format!(
+            "partial run: only what matches {} (with the rcu-rs reference of each row)",
+            meta.filters
+                .iter()
+                .map(|f| format!("{f:?}"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        ));
+    }
+    if let Some(b) = &meta.baseline {
+        lines.push(format!(
+            "change = against baseline {b:?}, in percent of its time (negative: faster now; no significance test)"
+        ));
+    }
+    lines
+}
+
 /// The human-readable table.
-pub fn table(meta: &Meta, groups: &[Group]) -> String {
-    let mut out = format!("rcu-bench {}\n", meta.summary());
-    for g in groups {
+pub fn table(results: &Results) -> String {
+    let meta = &results.meta;
+    let cmp = meta.baseline.is_some();
+    let mut out = String::new();
+    for l in header(meta) {
+        let _ = writeln!(out, "rcu-bench {l}");
+    }
+    for g in &results.groups {
         let _ = writeln!(out, "\n## {} ({})", g.name, g.unit);
-        let _ = writeln!(
-            out,
-            "{:<48} {:>11}  {:<46} {:>11} {:>8}",
-            "operation", "rcu-rs", "peer", "peer", "ratio"
-        );
+        let width = |s: &str| s.chars().count();
+        let ow = g
+            .rows
+            .iter()
+            .map(|r| width(&r.operation))
+            .fold(9, usize::max);
+        let pw = g
+            .rows
+            .iter()
+            .flat_map(|r| &r.peers)
+            .map(|p| width(&p.subject))
+            .fold(4, usize::max);
+        let _ = write!(out, "{:<ow$} {:>11}", "operation", "rcu-rs");
+        if cmp {
+            let _ = write!(out, " {:>8}", "change");
+        }
+        let _ = write!(out, "  {:<pw$} {:>11}", "peer", "peer time");
+        if cmp {
+            let _ = write!(out, " {:>8}", "change");
+        }
+        let _ = writeln!(out, " {:>8}", "ratio");
         for r in &g.rows {
-            let _ = writeln!(
-                out,
-                "{:<48} {:>11}  {}",
-                r.operation,
-                fmt_ns(r.ours.ns),
-                r.ours.subject
-            );
+            let _ = write!(out, "{:<ow$} {:>11}", r.operation, fmt_ns(r.ours.ns));
+            if cmp {
+                let _ = write!(out, " {:>8}", fmt_change(&r.ours));
+            }
+            let _ = writeln!(out, "  {}", r.ours.subject);
             for p in &r.peers {
-                let _ = writeln!(
-                    out,
-                    "{:<48} {:>11}  {:<46} {:>11} {:>7.2}x",
-                    "",
-                    "",
-                    p.subject,
-                    fmt_ns(p.ns),
-                    r.ratio(p)
-                );
+                let _ = write!(out, "{:<ow$} {:>11}", "", "");
+                if cmp {
+                    let _ = write!(out, " {:>8}", "");
+                }
+                let _ = write!(out, "  {:<pw$} {:>11}", p.subject, fmt_ns(p.ns));
+                if cmp {
+                    let _ = write!(out, " {:>8}", fmt_change(p));
+                }
+                let _ = writeln!(out, " {:>7.2}x", p.ratio);
             }
         }
     }
@@ -122,219 +425,57 @@ pub fn table(meta: &Meta, groups: &[Group]) -> String {
 }
 
 /// The table as Markdown, for the README.
-pub fn markdown(meta: &Meta, groups: &[Group]) -> String {
-    let mut out = format!("Measured {}.\n\n", meta.summary());
-    for g in groups {
+pub fn markdown(results: &Results) -> String {
+    let meta = &results.meta;
+    let cmp = meta.baseline.is_some();
+    let mut out = String::new();
+    for l in header(meta) {
+        let _ = writeln!(out, "Measured: {l}.\n");
+    }
+    for g in &results.groups {
         let _ = writeln!(out, "**{}** ({})\n", g.name, g.unit);
-        out.push_str(
-            "| operation | rcu-rs | peer | peer time | ratio |\n|---|---:|---|---:|---:|\n",
-        );
+        if cmp {
+            out.push_str("| operation | rcu-rs | change | peer | peer time | change | ratio |\n|---|---:|---:|---|---:|---:|---:|\n");
+        } else {
+            out.push_str(
+                "| operation | rcu-rs | peer | peer time | ratio |\n|---|---:|---|---:|---:|\n",
+            );
+        }
         for r in &g.rows {
             for (i, p) in r.peers.iter().enumerate() {
-                let (op, ours) = if i == 0 {
-                    (r.operation.as_str(), fmt_ns(r.ours.ns))
+                let first = i == 0;
+                let op = if first { r.operation.as_str() } else { "" };
+                let ours = if first {
+                    fmt_ns(r.ours.ns)
                 } else {
-                    ("", String::new())
+                    String::new()
                 };
-                let _ = writeln!(
-                    out,
-                    "| {op} | {ours} | {} | {} | {:.2}x |",
-                    p.subject,
-                    fmt_ns(p.ns),
-                    r.ratio(p)
-                );
+                if cmp {
+                    let oc = if first {
+                        fmt_change(&r.ours)
+                    } else {
+                        String::new()
+                    };
+                    let _ = writeln!(
+                        out,
+                        "| {op} | {ours} | {oc} | {} | {} | {} | {:.2}x |",
+                        p.subject,
+                        fmt_ns(p.ns),
+                        fmt_change(p),
+                        p.ratio
+                    );
+                } else {
+                    let _ = writeln!(
+                        out,
+                        "| {op} | {ours} | {} | {} | {:.2}x |",
+                        p.subject,
+                        fmt_ns(p.ns),
+                        p.ratio
+                    );
+                }
             }
         }
         out.push('\n');
     }
-    out
-}
-
-fn json_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// A JSON number at full precision (a ratio can be far below 0.0001).
-fn json_num(x: f64) -> String {
-    if x.is_finite() {
-        format!("{x:e}")
-    } else {
-        "null".into()
-    }
-}
-
-/// The results as JSON.
-pub fn json(meta: &Meta, groups: &[Group]) -> String {
-    let mut out = String::from("{\n");
-    let _ = writeln!(
-        out,
-        "  \"date\": {}, \"cpu\": {}, \"cpus\": {}, \"membarrier\": {}, \"duration_s\": {}, \"threads\": {},",
-        json_str(&meta.date),
-        json_str(&meta.cpu),
-        meta.cpus,
-        meta.membarrier,
-        json_num(meta.duration_s),
-        meta.threads
-    );
-    out.push_str("  \"groups\": [\n");
-    for (gi, g) in groups.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "    {{\"name\": {}, \"unit\": {}, \"rows\": [",
-            json_str(&g.name),
-            json_str(&g.unit)
-        );
-        for (ri, r) in g.rows.iter().enumerate() {
-            let peers: Vec<String> = r
-                .peers
-                .iter()
-                .map(|p| {
-                    format!(
-                        "{{\"subject\": {}, \"ns\": {}, \"ratio\": {}}}",
-                        json_str(&p.subject),
-                        json_num(p.ns),
-                        json_num(r.ratio(p))
-                    )
-                })
-                .collect();
-            let _ = writeln!(
-                out,
-                "      {{\"operation\": {}, \"ours\": {{\"subject\": {}, \"ns\": {}}}, \"peers\": [{}]}}{}",
-                json_str(&r.operation),
-                json_str(&r.ours.subject),
-                json_num(r.ours.ns),
-                peers.join(", "),
-                if ri + 1 < g.rows.len() { "," } else { "" }
-            );
-        }
-        let _ = writeln!(
-            out,
-            "    ]}}{}",
-            if gi + 1 < groups.len() { "," } else { "" }
-        );
-    }
-    out.push_str("  ]\n}\n");
-    out
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
-/// The results as CSV: one line per measurement.
-pub fn csv(groups: &[Group]) -> String {
-    let mut out = String::from("group,operation,subject,ours,ns,ratio\n");
-    for g in groups {
-        for r in &g.rows {
-            let _ = writeln!(
-                out,
-                "{},{},{},true,{:.4},1.0",
-                csv_field(&g.name),
-                csv_field(&r.operation),
-                csv_field(&r.ours.subject),
-                r.ours.ns
-            );
-            for p in &r.peers {
-                let _ = writeln!(
-                    out,
-                    "{},{},{},false,{:.4},{:.4}",
-                    csv_field(&g.name),
-                    csv_field(&r.operation),
-                    csv_field(&p.subject),
-                    p.ns,
-                    r.ratio(p)
-                );
-            }
-        }
-    }
-    out
-}
-
-fn xml(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-/// A horizontal bar chart of one group, log-scaled (values span from
-/// fractions of a nanosecond to milliseconds).
-pub fn svg(group: &Group) -> String {
-    const W: f64 = 980.0;
-    const LABEL: f64 = 380.0;
-    const BAR_H: f64 = 16.0;
-    let bars: usize = group.rows.iter().map(|r| 1 + r.peers.len()).sum();
-    let height = 50.0 + bars as f64 * (BAR_H + 4.0) + group.rows.len() as f64 * 26.0;
-    let values = group
-        .rows
-        .iter()
-        .flat_map(|r| std::iter::once(&r.ours).chain(&r.peers))
-        .map(|m| m.ns);
-    let (lo, hi) = values.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
-    let (lo, hi) = ((lo.max(0.01) / 2.0).log10(), (hi.max(0.02) * 2.0).log10());
-    let x = |v: f64| (v.max(0.01).log10() - lo) / (hi - lo).max(1e-9) * (W - LABEL - 90.0);
-
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{height:.0}\" font-family=\"sans-serif\" font-size=\"12\">"
-    );
-    let _ = writeln!(out, "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>");
-    let _ = writeln!(
-        out,
-        "<text x=\"10\" y=\"20\" font-size=\"15\" font-weight=\"bold\">{} — {} (log scale)</text>",
-        xml(&group.name),
-        xml(&group.unit)
-    );
-    let mut y = 40.0;
-    for r in &group.rows {
-        let _ = writeln!(
-            out,
-            "<text x=\"10\" y=\"{:.0}\" font-weight=\"bold\">{}</text>",
-            y + 12.0,
-            xml(&r.operation)
-        );
-        y += 20.0;
-        for (m, ours) in std::iter::once((&r.ours, true)).chain(r.peers.iter().map(|p| (p, false)))
-        {
-            let w = x(m.ns).max(1.0);
-            let fill = if ours { "#d9480f" } else { "#868e96" };
-            let _ = writeln!(
-                out,
-                "<text x=\"20\" y=\"{:.0}\">{}</text>",
-                y + 12.0,
-                xml(&m.subject)
-            );
-            let _ = writeln!(
-                out,
-                "<rect x=\"{LABEL}\" y=\"{y:.0}\" width=\"{w:.1}\" height=\"{BAR_H}\" fill=\"{fill}\"/>"
-            );
-            let _ = writeln!(
-                out,
-                "<text x=\"{:.1}\" y=\"{:.0}\">{}</text>",
-                LABEL + w + 6.0,
-                y + 12.0,
-                fmt_ns(m.ns)
-            );
-            y += BAR_H + 4.0;
-        }
-        y += 6.0;
-    }
-    out.push_str("</svg>\n");
     out
 }

@@ -3,11 +3,13 @@
 //!
 //! ```text
 //! cargo run --release -p rcu-core --example config_table -- [--readers N] [--seconds S] [--updates-per-sec U]
+//! cargo run --release -p rcu-core --example config_table -- --help
 //! ```
 //!
 //! Prints reads per second, the writer's updates, grace periods (normal and
 //! forced) and callbacks run.
 
+use clap::Parser;
 use rcu_core::{RcuCell, read_lock};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,22 +30,29 @@ impl Config {
     }
 }
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name} takes a number, got {v}"))
-        })
-        .unwrap_or(default)
+/// Readers look settings up in an RcuCell with no locks while a writer swaps
+/// in new versions; prints reads per second, grace periods and callbacks.
+#[derive(Parser)]
+#[command(name = "config_table")]
+struct Cli {
+    /// Reader threads.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    readers: usize,
+    /// How long the writer runs.
+    #[arg(long, value_name = "S", default_value_t = 3)]
+    seconds: u64,
+    /// Versions the writer publishes per second (at most 1 000 000).
+    #[arg(long, value_name = "U", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    updates_per_sec: u32,
 }
 
 fn main() {
-    let readers = arg("--readers", 2) as usize;
-    let seconds = arg("--seconds", 3);
-    let updates_per_sec = arg("--updates-per-sec", 1000).max(1);
+    let Cli {
+        readers,
+        seconds,
+        updates_per_sec,
+    } = Cli::parse();
 
     let table = RcuCell::new(Config::new(0));
     let stop = AtomicBool::new(false);
@@ -74,7 +83,7 @@ fn main() {
                 reads.fetch_add(n, Ordering::Relaxed);
             });
         }
-        let period = Duration::from_secs(1) / updates_per_sec as u32;
+        let period = Duration::from_secs(1) / updates_per_sec;
         let mut next = Instant::now();
         while start.elapsed() < Duration::from_secs(seconds) {
             let old = table.update(|old| Config::new(old.version + 1));

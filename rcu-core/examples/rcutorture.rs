@@ -4,46 +4,93 @@
 //! cargo run --release -p rcu-core --example rcutorture -- stress --seconds 600
 //! cargo run --release -p rcu-core --example rcutorture -- rperf --readers 2
 //! cargo run --release -p rcu-core --example rcutorture -- uperf
+//! cargo run --release -p rcu-core --example rcutorture -- --help
 //! ```
 //!
-//! Options: `--seconds S`, `--readers N`, `--long-readers N`,
-//! `--sync-threads N`, `--no-churn`, `--seed X`. Exits non-zero on any error
-//! or writer stall.
+//! Without a mode it runs `stress` (`rcutorture --seconds 5` too). Each mode takes
+//! `--seconds S`, `--readers N`, `--long-readers N`, `--sync-threads N`,
+//! `--no-churn` and `--seed X` (`mode --help` says more); anything else is an
+//! error. Exits non-zero on any error or writer stall.
 
 #[path = "../tests/support/torture.rs"]
 mod torture;
 
+use clap::{Args, Parser, Subcommand};
 use std::time::Duration;
 use torture::{Mode, Options};
 
+/// The rcutorture test of rcu-rs: readers check that nothing they can see
+/// is reclaimed under them while writers publish and reclaim.
+///
+/// Without a mode, runs `stress` with the options given here.
+#[derive(Parser)]
+#[command(name = "rcutorture", args_conflicts_with_subcommands = true)]
+struct Cli {
+    /// What to run [default: stress].
+    #[command(subcommand)]
+    mode: Option<Command>,
+    #[command(flatten)]
+    stress: Opts,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Readers, a writer rotating through every kind of grace period, extra
+    /// synchronize/drain threads, long readers, thread churn.
+    Stress(Opts),
+    /// Readers only: the cost of a read.
+    Rperf(Opts),
+    /// Updaters only: the cost of an update (publish + grace period).
+    Uperf(Opts),
+}
+
+#[derive(Args)]
+struct Opts {
+    /// How long to run.
+    #[arg(long, value_name = "S", default_value_t = 10)]
+    seconds: u64,
+    /// Reader threads.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    readers: usize,
+    /// Readers that stay inside a critical section until their
+    /// force-quiescent notifier fires.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    long_readers: usize,
+    /// Threads that only call synchronize / drain.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    sync_threads: usize,
+    /// Keep reader threads for the whole run (by default they exit after a
+    /// random number of reads and are replaced).
+    #[arg(long)]
+    no_churn: bool,
+    /// Seed of the pseudo-random choices (decimal, or hex with 0x).
+    #[arg(long, value_name = "X", default_value = "0x5eed", value_parser = parse_seed)]
+    seed: u64,
+}
+
+fn parse_seed(s: &str) -> Result<u64, String> {
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => s.parse(),
+    }
+    .map_err(|e| format!("{e}"))
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mode = match args.first().map(String::as_str) {
-        Some("stress") | None => Mode::Stress,
-        Some("rperf") => Mode::Rperf,
-        Some("uperf") => Mode::Uperf,
-        Some(other) => {
-            eprintln!("unknown mode {other}: stress, rperf or uperf");
-            std::process::exit(2);
-        }
+    let cli = Cli::parse();
+    let (mode, o) = match cli.mode {
+        None => (Mode::Stress, cli.stress),
+        Some(Command::Stress(o)) => (Mode::Stress, o),
+        Some(Command::Rperf(o)) => (Mode::Rperf, o),
+        Some(Command::Uperf(o)) => (Mode::Uperf, o),
     };
-    let num = |name: &str, default: u64| -> u64 {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .map(|v| {
-                v.parse()
-                    .unwrap_or_else(|_| panic!("{name} takes a number, got {v}"))
-            })
-            .unwrap_or(default)
-    };
-    let mut opts = Options::stress(Duration::from_secs(num("--seconds", 10)));
+    let mut opts = Options::stress(Duration::from_secs(o.seconds));
     opts.mode = mode;
-    opts.readers = num("--readers", 4) as usize;
-    opts.long_readers = num("--long-readers", 1) as usize;
-    opts.sync_threads = num("--sync-threads", 2) as usize;
-    opts.churn = !args.iter().any(|a| a == "--no-churn");
-    opts.seed = num("--seed", 0x5eed);
+    opts.readers = o.readers;
+    opts.long_readers = o.long_readers;
+    opts.sync_threads = o.sync_threads;
+    opts.churn = !o.no_churn;
+    opts.seed = o.seed;
 
     let r = torture::run(&opts);
     println!("rcutorture {mode:?}: {:.1} s", r.elapsed.as_secs_f64());

@@ -1,0 +1,167 @@
+//! Grace periods: waiting out readers (`synchronize` against the classic
+//! alternative, taking a reader-writer lock for writing) and deferred
+//! reclamation (`call_rcu` against crossbeam's `Guard::defer`).
+
+use super::{Chart, GroupDef, Settings, Task};
+use crate::harness::{median_latency, ns_per_op};
+use crate::{rcu_pairs, rwlock_reads};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, mpsc};
+use std::time::{Duration, Instant};
+
+/// The grace-period group.
+pub const GROUP: GroupDef = GroupDef {
+    name: "grace periods",
+    unit: "ns (median latency, or mean per callback), lower is better",
+    chart: Chart::Bars,
+    tasks,
+};
+
+const G: &str = GROUP.name;
+
+fn tasks(_: &Settings) -> Vec<Task> {
+    let mut t = Vec::new();
+
+    let op = "wait for readers, readers idle (median latency)";
+    t.push(Task::ours(G, op, "rcu-rs synchronize()", |s: &Settings| {
+        median_latency(s.duration, || timed(rcu_core::synchronize))
+    }));
+    t.push(Task::peer(G, op, "std RwLock::write", |s| {
+        let l = RwLock::new(0u64);
+        median_latency(s.duration, || timed(|| *l.write().unwrap() += 1))
+    }));
+
+    let op = "wait for readers, 1 reader thread in short sections (median latency)";
+    t.push(Task::ours(G, op, "rcu-rs synchronize()", |s| {
+        with_background(
+            || rcu_pairs(64),
+            || median_latency(s.duration, || timed(rcu_core::synchronize)),
+        )
+    }));
+    t.push(Task::peer(G, op, "std RwLock::write", |s| {
+        let l = RwLock::new(0u64);
+        let mut reads = rwlock_reads(&l);
+        with_background(
+            move || reads(64),
+            || median_latency(s.duration, || timed(|| *l.write().unwrap() += 1)),
+        )
+    }));
+
+    let op = "wait for readers, 4 concurrent callers (median latency)";
+    t.push(Task::ours(G, op, "rcu-rs synchronize()", |s| {
+        concurrent(3, rcu_core::synchronize, || {
+            median_latency(s.duration, || timed(rcu_core::synchronize))
+        })
+    }));
+    t.push(Task::peer(G, op, "std RwLock::write", |s| {
+        let l = RwLock::new(0u64);
+        let write = || *l.write().unwrap() += 1;
+        concurrent(3, write, || median_latency(s.duration, || timed(write)))
+    }));
+
+    // Deferred reclamation: from queueing a callback to its run.
+    let op = "callback latency, readers idle (median, queue to run)";
+    t.push(Task::ours(G, op, "rcu-rs call_rcu", |s| {
+        median_latency(s.duration, || {
+            let (tx, rx) = mpsc::sync_channel(1);
+            let start = Instant::now();
+            rcu_core::call_rcu(move || tx.send(Instant::now()).unwrap());
+            rx.recv().unwrap() - start
+        })
+    }));
+    t.push(Task::peer(
+        G,
+        op,
+        "crossbeam Guard::defer (caller flushes)",
+        |s| {
+            median_latency(s.duration, || {
+                let (tx, rx) = mpsc::sync_channel(1);
+                let start = Instant::now();
+                let guard = crossbeam_epoch::pin();
+                guard.defer(move || tx.send(Instant::now()).unwrap());
+                guard.flush();
+                drop(guard);
+                loop {
+                    if let Ok(t) = rx.try_recv() {
+                        break t - start;
+                    }
+                    crossbeam_epoch::pin().flush();
+                }
+            })
+        },
+    ));
+
+    let op = "reclaim throughput, 1 thread (mean per callback)";
+    t.push(Task::ours(G, op, "rcu-rs call_rcu + drain", |s| {
+        let ran = Arc::new(AtomicU64::new(0));
+        ns_per_op(s.duration, |n| {
+            for _ in 0..n {
+                let ran = Arc::clone(&ran);
+                rcu_core::call_rcu(move || {
+                    ran.fetch_add(1, Ordering::Relaxed);
+                });
+            }
+            rcu_core::drain();
+        })
+    }));
+    t.push(Task::peer(G, op, "crossbeam Guard::defer + flush", |s| {
+        let ran = Arc::new(AtomicU64::new(0));
+        let mut expected = 0;
+        ns_per_op(s.duration, |n| {
+            let guard = crossbeam_epoch::pin();
+            for _ in 0..n {
+                let ran = Arc::clone(&ran);
+                guard.defer(move || {
+                    ran.fetch_add(1, Ordering::Relaxed);
+                });
+            }
+            drop(guard);
+            expected += n;
+            while ran.load(Ordering::Relaxed) < expected {
+                crossbeam_epoch::pin().flush();
+            }
+        })
+    }));
+    t
+}
+
+fn timed(f: impl FnOnce()) -> Duration {
+    let start = Instant::now();
+    f();
+    start.elapsed()
+}
+
+/// Runs `background` in a loop on another thread while `f` runs.
+fn with_background<R>(background: impl FnMut() + Send, f: impl FnOnce() -> R) -> R {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let stop = &stop;
+        let mut background = background;
+        s.spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                background();
+            }
+        });
+        let r = f();
+        stop.store(true, Ordering::Relaxed);
+        r
+    })
+}
+
+/// Runs `other` in a loop on `n` more threads while `f` runs.
+fn concurrent<R>(n: usize, other: impl Fn() + Sync, f: impl FnOnce() -> R) -> R {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for _ in 0..n {
+            let (stop, other) = (&stop, &other);
+            s.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    other();
+                }
+            });
+        }
+        let r = f();
+        stop.store(true, Ordering::Relaxed);
+        r
+    })
+}
