@@ -330,8 +330,8 @@ impl<K: Eq, V, S> RcuHashMap<K, V, S> {
     /// ```
     pub fn iter<'g>(&'g self, guard: &'g impl Guard) -> Iter<'g, K, V> {
         self.check(guard);
-        // SAFETY: `guard` is a critical section of the map's domain for 'g.
         Iter {
+            // SAFETY: `guard` is a critical section of the map's domain for 'g.
             raw: unsafe { self.raw.iter() },
         }
     }
@@ -424,7 +424,7 @@ where
 
     /// # Safety
     /// A critical section of the map's domain is held for `'g`.
-    unsafe fn get_or_insert_with_unchecked<'g>(&'g self, key: K, f: impl FnOnce() -> V) -> &'g V {
+    unsafe fn get_or_insert_with_unchecked(&self, key: K, f: impl FnOnce() -> V) -> &V {
         let hash = self.hash(&key);
         // SAFETY: the caller's promise.
         if let Some(n) = unsafe { self.raw.find(hash, |k| *k == key) } {
@@ -517,9 +517,9 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let guard = LocalGuard::new(self.raw.domain());
-        // SAFETY: `guard` is a critical section of the map's domain that
-        // outlives the walk.
         let it = Iter {
+            // SAFETY: `guard` is a critical section of the map's domain
+            // that outlives the walk.
             raw: unsafe { self.raw.iter() },
         };
         let r = f.debug_map().entries(it).finish();
@@ -769,8 +769,8 @@ impl<K: Hash + Eq, V, S: BuildHasher, G> MapRef<'_, K, V, S, G> {
 impl<K: Eq, V, S, G> MapRef<'_, K, V, S, G> {
     /// The entries, as [`RcuHashMap::iter`].
     pub fn iter(&self) -> Iter<'_, K, V> {
-        // SAFETY: as in `get`.
         Iter {
+            // SAFETY: as in `get`.
             raw: unsafe { self.map.raw.iter() },
         }
     }

@@ -187,7 +187,7 @@ impl<K, V> RawMap<K, V> {
     /// # Safety
     /// The caller holds a critical section of `self.domain` for `'g`.
     #[inline]
-    unsafe fn current<'g>(&'g self) -> &'g Table {
+    unsafe fn current(&self) -> &Table {
         // Acquire: pairs with the Release store in `finish` (and the
         // construction): we see the table and every bucket moved into it.
         let t = self.table.load(Ordering::Acquire);
@@ -211,11 +211,11 @@ impl<K, V> RawMap<K, V> {
     /// # Safety
     /// The caller holds a critical section of `self.domain` for `'g`.
     #[inline]
-    pub(crate) unsafe fn find<'g>(
-        &'g self,
+    pub(crate) unsafe fn find(
+        &self,
         hash: u64,
         mut eq: impl FnMut(&K) -> bool,
-    ) -> Option<&'g Node<K, V>> {
+    ) -> Option<&Node<K, V>> {
         // SAFETY: the caller's promise is `current`'s.
         let mut t = unsafe { self.current() };
         loop {
@@ -744,6 +744,7 @@ impl<K: Send + 'static, V: Send + 'static> Drop for Retired<K, V> {
         // was made; (3) this handle is its only retirer and is dropped once;
         // (4) its readers use guards of the map's domain, which this is.
         match &self.domain {
+            // SAFETY: as above.
             Some(d) => unsafe { d.defer_free(p) },
             #[cfg(not(rcu_loom))]
             // SAFETY: as above, the map's domain is the process-wide one.
