@@ -51,11 +51,17 @@
 use std::time::Duration;
 
 pub mod grace_period;
+pub mod map;
 pub mod read_scaling;
 pub mod read_side;
 
 /// Every group, in run and report order. Add a group here (one line).
-pub const GROUPS: &[GroupDef] = &[read_side::GROUP, grace_period::GROUP, read_scaling::GROUP];
+pub const GROUPS: &[GroupDef] = &[
+    read_side::GROUP,
+    grace_period::GROUP,
+    read_scaling::GROUP,
+    map::GROUP,
+];
 
 /// How a group is drawn.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
