@@ -42,7 +42,7 @@ use crate::sync::{AtomicIsize, AtomicPtr, Ordering};
 use rcu_core::RcuDomain;
 use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
-use table::{BucketLock, MOVED, Padded, TAGS, Table};
+use table::{BucketLock, MOVED, Padded, Table, untag};
 
 pub(crate) use table::MIN_BUCKETS;
 
@@ -221,7 +221,7 @@ impl<K, V> RawMap<K, V> {
         loop {
             // Acquire: pairs with the Release stores that publish a chain
             // head (`BucketLock`): we see the node's contents.
-            let mut p = (t.slot(hash).load(Ordering::Acquire) & !TAGS) as *const Node<K, V>;
+            let mut p = untag(t.slot(hash).load(Ordering::Acquire)).cast::<Node<K, V>>();
             while !p.is_null() {
                 // SAFETY: `p` was reachable from the table under our
                 // critical section: nodes are freed only a grace period
@@ -278,11 +278,11 @@ impl<K, V> RawMap<K, V> {
             for i in 0..t.len() {
                 let slot = t.slot_at(i);
                 let v = slot.load(Ordering::Relaxed);
-                slot.store(0, Ordering::Relaxed);
-                if v & MOVED != 0 {
+                slot.store(ptr::null_mut(), Ordering::Relaxed);
+                if v.addr() & MOVED != 0 {
                     continue;
                 }
-                let mut p = (v & !TAGS) as *mut Node<K, V>;
+                let mut p = untag(v).cast::<Node<K, V>>();
                 while !p.is_null() {
                     // SAFETY: every node is in exactly one non-moved chain
                     // (see above), reached once here, and owned by the map.
@@ -363,7 +363,7 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
         // SAFETY: the caller's promise is `lock_home`'s.
         let (_, mut lock) = unsafe { self.lock_home(hash) };
         let mut prev: *const Node<K, V> = ptr::null();
-        let mut cur = lock.head() as *mut Node<K, V>;
+        let mut cur = lock.head().cast::<Node<K, V>>();
         let mut chain = 0usize;
         while !cur.is_null() {
             // SAFETY: `cur` is in the locked chain; chain nodes are alive
@@ -379,7 +379,7 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
                     .store(n.next.load(Ordering::Relaxed), Ordering::Relaxed);
                 let new = Box::into_raw(node);
                 if prev.is_null() {
-                    lock.set_head(new as usize);
+                    lock.set_head(new.cast());
                 } else {
                     // SAFETY: `prev` is in the locked chain, as `n`.
                     // Release: pairs with the Acquire link loads in `find`.
@@ -401,9 +401,9 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
         }
         // Relaxed: published by `set_head`'s Release store.
         node.next
-            .store(lock.head() as *mut Node<K, V>, Ordering::Relaxed);
+            .store(lock.head().cast::<Node<K, V>>(), Ordering::Relaxed);
         let new = Box::into_raw(node);
-        lock.set_head(new as usize);
+        lock.set_head(new.cast());
         drop(lock);
         self.add_count(stripe, 1);
         // SAFETY: the caller's promise.
@@ -426,14 +426,14 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
         // SAFETY: the caller's promise is `lock_home`'s.
         let (_, mut lock) = unsafe { self.lock_home(hash) };
         let mut prev: *const Node<K, V> = ptr::null();
-        let mut cur = lock.head() as *mut Node<K, V>;
+        let mut cur = lock.head().cast::<Node<K, V>>();
         while !cur.is_null() {
             // SAFETY: as in `insert`.
             let n = unsafe { &*cur };
             if n.hash == hash && pick(n) {
                 let next = n.next.load(Ordering::Relaxed);
                 if prev.is_null() {
-                    lock.set_head(next as usize);
+                    lock.set_head(next.cast());
                 } else {
                     // SAFETY: as in `insert`.
                     // Release: pairs with the Acquire link loads in `find`.
@@ -471,7 +471,7 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
         // SAFETY: the caller's promise is `lock_home`'s.
         let (_, mut lock) = unsafe { self.lock_home(old.hash) };
         let mut prev: *const Node<K, V> = ptr::null();
-        let mut cur = lock.head() as *mut Node<K, V>;
+        let mut cur = lock.head().cast::<Node<K, V>>();
         while !cur.is_null() {
             if ptr::eq(cur, old) {
                 // Relaxed: under the lock; published below.
@@ -479,7 +479,7 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
                     .store(old.next.load(Ordering::Relaxed), Ordering::Relaxed);
                 let new = Box::into_raw(new);
                 if prev.is_null() {
-                    lock.set_head(new as usize);
+                    lock.set_head(new.cast());
                 } else {
                     // SAFETY: as in `insert`.
                     // Release: pairs with the Acquire link loads in `find`.
@@ -529,10 +529,17 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
     unsafe fn maybe_resize(&self, t: &Table) {
         let n = t.len();
         let len = self.len();
+        // After a resize the load factor is at most 1/2 (and above 1/4
+        // after a grow): grow above 3/4, shrink below 1/8.
+        let half_full = len
+            .saturating_mul(2)
+            .checked_next_power_of_two()
+            .unwrap_or(n)
+            .max(MIN_BUCKETS);
         let target = if len > n - n / 4 {
-            buckets_for(len.saturating_mul(2))
+            half_full
         } else if len < n / 8 && n > self.min_buckets {
-            buckets_for(len.saturating_mul(2)).max(self.min_buckets)
+            half_full.max(self.min_buckets)
         } else {
             return;
         };
@@ -599,17 +606,23 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
             // thread's moves (Acquire), and ours reach it (Release).
             let done = rs.done.fetch_add(end - start, Ordering::AcqRel) + (end - start);
             if done == n {
+                // The pointers as stored (with their allocations' provenance,
+                // which `Box::from_raw` needs later), not from `t` and `f`.
+                // Relaxed: we loaded it before, with Acquire.
+                let fp = t.future.load(Ordering::Relaxed);
+                debug_assert!(ptr::eq(fp, f));
                 // Release: pairs with the Acquire load in `current`: a reader
-                // that starts at `f` sees every bucket moved into it.
-                self.table
-                    .store(ptr::from_ref(f).cast_mut(), Ordering::Release);
+                // that starts at `f` sees every bucket moved into it. (Only
+                // the thread that completes `done` writes `table` now.)
+                let tp = self.table.swap(fp, Ordering::Release);
+                debug_assert!(ptr::eq(tp, t));
                 // SAFETY: (1) `t` came from `Box::into_raw` (construction or
                 // `start_resize`); (2) new readers start at `f` now, and the
                 // tables that point to `t` were retired before `t` became
                 // current; (3) only the thread completing `done` retires it;
                 // (4) readers read it under guards of `self.domain`. No
                 // lock of ours is held.
-                unsafe { self.domain.defer_free(ptr::from_ref(t).cast_mut()) };
+                unsafe { self.domain.defer_free(tp) };
                 return;
             }
             if !all {
@@ -630,7 +643,7 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
         let mut small = [ptr::null_mut::<Node<K, V>>(); 16];
         let mut big = Vec::new();
         let mut len = 0;
-        let mut p = lock.head() as *mut Node<K, V>;
+        let mut p = lock.head().cast::<Node<K, V>>();
         while !p.is_null() {
             if len < small.len() {
                 small[len] = p;
@@ -661,14 +674,13 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
             // Release: pairs with the Acquire link loads in `find`: a reader
             // that follows `x` into `f` sees `t.future` (which we loaded
             // with Acquire before) and `f`'s chain.
-            x.next
-                .store(to.head() as *mut Node<K, V>, Ordering::Release);
-            to.set_head(chain[i] as usize);
+            x.next.store(to.head().cast(), Ordering::Release);
+            to.set_head(chain[i].cast());
             drop(to);
             // Cut `x` off the old chain. Release: pairs with the Acquire
             // loads in `find`: a reader that sees the cut sees `x` in `f`.
             if i == 0 {
-                lock.set_head(0);
+                lock.set_head(ptr::null_mut());
             } else {
                 // SAFETY: in the locked chain, as above.
                 unsafe { &*chain[i - 1] }
@@ -806,7 +818,7 @@ impl<'g, K: Eq, V> RawIter<'g, K, V> {
         loop {
             for b in t.index(lo)..=t.index(hi) {
                 // Acquire: as in `find`.
-                let mut p = (t.slot_at(b).load(Ordering::Acquire) & !TAGS) as *const Node<K, V>;
+                let mut p = untag(t.slot_at(b).load(Ordering::Acquire)).cast::<Node<K, V>>();
                 while !p.is_null() {
                     // SAFETY: as in `find`.
                     let n = unsafe { &*p };

@@ -14,6 +14,7 @@
 //! idea).
 
 use crate::sync::{AtomicPtr, AtomicUsize, Backoff, Ordering};
+use std::ptr;
 
 /// Tag bit: a writer holds the bucket.
 pub(super) const LOCKED: usize = 1;
@@ -21,6 +22,12 @@ pub(super) const LOCKED: usize = 1;
 pub(super) const MOVED: usize = 2;
 /// Both tag bits.
 pub(super) const TAGS: usize = LOCKED | MOVED;
+
+/// `p` without its tag bits.
+#[inline]
+pub(super) fn untag<T>(p: *mut T) -> *mut T {
+    p.map_addr(|a| a & !TAGS)
+}
 
 /// The smallest table: four buckets (a shift of 62).
 pub(crate) const MIN_BUCKETS: usize = 4;
@@ -32,7 +39,7 @@ pub(crate) const MIN_BUCKETS: usize = 4;
 pub(super) struct Table {
     /// `64 - k`: the bucket of `hash` is `hash >> shift`.
     shift: u32,
-    buckets: Box<[AtomicUsize]>,
+    buckets: Box<[AtomicPtr<()>]>,
     /// The table a resize is moving this one's entries to, or null. Set
     /// once (null to non-null), never cleared.
     pub(super) future: AtomicPtr<Table>,
@@ -67,7 +74,7 @@ impl Table {
         );
         Box::new(Table {
             shift: 64 - n.trailing_zeros(),
-            buckets: (0..n).map(|_| AtomicUsize::new(0)).collect(),
+            buckets: (0..n).map(|_| AtomicPtr::new(ptr::null_mut())).collect(),
             future: AtomicPtr::new(std::ptr::null_mut()),
             resize: Padded(ResizeState {
                 claimed: AtomicUsize::new(0),
@@ -90,7 +97,7 @@ impl Table {
 
     /// The bucket word of `hash`.
     #[inline]
-    pub(super) fn slot(&self, hash: u64) -> &AtomicUsize {
+    pub(super) fn slot(&self, hash: u64) -> &AtomicPtr<()> {
         let i = self.index(hash);
         debug_assert!(i < self.buckets.len());
         // SAFETY: `shift = 64 - k` with `2^k = len`, so `hash >> shift` is
@@ -101,7 +108,7 @@ impl Table {
 
     /// The bucket word at `index`.
     #[inline]
-    pub(super) fn slot_at(&self, index: usize) -> &AtomicUsize {
+    pub(super) fn slot_at(&self, index: usize) -> &AtomicPtr<()> {
         &self.buckets[index]
     }
 
@@ -116,33 +123,38 @@ impl Table {
 /// its nodes) happen only under it. Dropping it unlocks, publishing the
 /// head it holds (also when unwinding from a panic in a user's `Eq`).
 pub(super) struct BucketLock<'a> {
-    slot: &'a AtomicUsize,
-    /// The untagged chain head, or `MOVED` once the bucket is emptied by a
-    /// resize.
-    head: usize,
+    slot: &'a AtomicPtr<()>,
+    /// The untagged chain head, or a null pointer tagged `MOVED` once the
+    /// bucket is emptied by a resize.
+    head: *mut (),
 }
 
 impl<'a> BucketLock<'a> {
     /// Locks the bucket; `None` if its entries have moved to the future
     /// table (then there is nothing to lock: look there).
     #[inline]
-    pub(super) fn lock(slot: &'a AtomicUsize) -> Option<Self> {
+    pub(super) fn lock(slot: &'a AtomicPtr<()>) -> Option<Self> {
         let mut backoff = Backoff::new();
         loop {
             // Acquire: pairs with the Release store that unlocked or marked
             // the bucket: we see the chain it published, and after `MOVED`
             // the future table (published before any bucket is marked).
             let v = slot.load(Ordering::Acquire);
-            if v & MOVED != 0 {
+            if v.addr() & MOVED != 0 {
                 return None;
             }
-            if v & LOCKED != 0 {
+            if v.addr() & LOCKED != 0 {
                 backoff.snooze();
                 continue;
             }
             // Acquire: as above, for the unlock we take over from.
             if slot
-                .compare_exchange_weak(v, v | LOCKED, Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange_weak(
+                    v,
+                    v.map_addr(|a| a | LOCKED),
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
                 .is_ok()
             {
                 return Some(BucketLock { slot, head: v });
@@ -150,26 +162,27 @@ impl<'a> BucketLock<'a> {
         }
     }
 
-    /// The chain's first node (untagged), or 0.
+    /// The chain's first node (untagged), or null.
     #[inline]
-    pub(super) fn head(&self) -> usize {
+    pub(super) fn head(&self) -> *mut () {
         self.head
     }
 
     /// Makes `p` the chain's first node, visible to readers at once.
     #[inline]
-    pub(super) fn set_head(&mut self, p: usize) {
-        debug_assert_eq!(p & TAGS, 0);
+    pub(super) fn set_head(&mut self, p: *mut ()) {
+        debug_assert_eq!(p.addr() & TAGS, 0);
         self.head = p;
         // Release: pairs with the Acquire loads of the bucket in readers and
         // lockers: whoever sees `p` sees the node's contents and link.
-        self.slot.store(p | LOCKED, Ordering::Release);
+        self.slot
+            .store(p.map_addr(|a| a | LOCKED), Ordering::Release);
     }
 
     /// Marks the (emptied) bucket as moved and releases it.
     pub(super) fn mark_moved(mut self) {
-        debug_assert_eq!(self.head, 0);
-        self.head = MOVED;
+        debug_assert!(self.head.is_null());
+        self.head = ptr::null_mut::<()>().map_addr(|_| MOVED);
     }
 }
 
