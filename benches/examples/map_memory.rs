@@ -41,7 +41,10 @@ fn measure<M>(name: &str, make: impl FnOnce() -> M, insert: impl Fn(&M, u64)) {
     }
     rcu_core::drain(); // old tables retired during growth
     let after = LIVE.load(Ordering::Relaxed);
-    println!("{name:28} {:6.1} bytes per entry", (after - before) as f64 / N as f64);
+    println!(
+        "{name:28} {:6.1} bytes per entry",
+        (after - before) as f64 / N as f64
+    );
     drop(m);
 }
 
@@ -69,7 +72,11 @@ fn main() {
     );
     measure(
         "std HashMap (in a RefCell)",
-        || std::cell::RefCell::new(std::collections::HashMap::<u64, u64, H>::with_hasher(H::default())),
+        || {
+            std::cell::RefCell::new(std::collections::HashMap::<u64, u64, H>::with_hasher(
+                H::default(),
+            ))
+        },
         |m, k| {
             m.borrow_mut().insert(k, k);
         },
