@@ -34,9 +34,17 @@ const G: &str = GROUP.name;
 
 /// The key space of ReadHeavy and Exchange (small in debug builds, which
 /// only the runner's own tests use).
-const KEYS: u64 = if cfg!(debug_assertions) { 1 << 10 } else { 1 << 17 };
+const KEYS: u64 = if cfg!(debug_assertions) {
+    1 << 10
+} else {
+    1 << 17
+};
 /// Operations per thread in one RapidGrow round.
-const GROW_OPS: u64 = if cfg!(debug_assertions) { 1 << 10 } else { 1 << 17 };
+const GROW_OPS: u64 = if cfg!(debug_assertions) {
+    1 << 10
+} else {
+    1 << 17
+};
 
 /// The operations every subject provides. One guard (pin, lock) per call.
 trait Subject: Send + Sync + 'static {
@@ -335,7 +343,11 @@ fn get_row<S>(t: &mut Vec<Task>, hasher: &'static str)
 where
     S: BuildHasher + Default + Clone + Send + Sync + 'static,
 {
-    const N: u64 = if cfg!(debug_assertions) { 1 << 10 } else { 1 << 16 };
+    const N: u64 = if cfg!(debug_assertions) {
+        1 << 10
+    } else {
+        1 << 16
+    };
     let op = format!("get hit, 1 thread, 64 K u64 keys, {hasher}");
     fn probe(rng: &mut Rng) -> u64 {
         key(rng.next() % N)
