@@ -31,9 +31,9 @@ fn stable_keys_found_during_churn_and_resizes() {
     let domain = RcuDomain::new();
     // The churn range must be large against the stable one, so that
     // emptying it shrinks the table (below 1/8 full).
-    let stable = scale(2000, 16) as u64;
-    let churn = scale(30_000, 300) as u64;
-    let rounds = scale(6, 2);
+    let stable = scale(2000, 8) as u64;
+    let churn = scale(30_000, 200) as u64;
+    let rounds = scale(6, 1);
     let drops = Arc::new(AtomicUsize::new(0));
     let map: RcuHashMap<u64, Tracked> = RcuHashMap::new_in(&domain);
     for k in 0..stable {
