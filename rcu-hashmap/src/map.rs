@@ -47,8 +47,8 @@ pub struct LocalGuard {
     inner: LocalInner,
 }
 
-// The `ReadGuard` variant is the hot one; the other is boxed-free but
-// rarely used, so the size difference does not matter.
+// The guards are held for their drop only (the critical section), never
+// read. The `PhantomData` keeps the owned variant `!Send` like the other.
 #[allow(dead_code)]
 enum LocalInner {
     Global(ReadGuard),
