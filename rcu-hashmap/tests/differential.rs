@@ -211,15 +211,15 @@ fn with_capacity_does_not_shrink_below_it() {
     let (room, n) = if cfg!(miri) { (40, 200) } else { (1000, 2000) };
     let map: RcuHashMap<u32, u32> = RcuHashMap::with_capacity(room);
     let cap = map.capacity();
-    assert!(cap >= room as usize);
-    for i in 0..n {
+    assert!(cap >= room);
+    for i in 0..n as u32 {
         map.insert(i, i);
     }
     assert!(map.capacity() > cap, "grew");
-    for i in 0..n {
+    for i in 0..n as u32 {
         map.remove(&i);
     }
-    assert!(map.capacity() >= room as usize);
+    assert!(map.capacity() >= room);
     assert!(map.is_empty());
 }
 
