@@ -52,6 +52,7 @@ use std::time::Duration;
 
 pub mod grace_period;
 pub mod list;
+pub mod map;
 pub mod radix;
 pub mod read_scaling;
 pub mod read_side;
@@ -61,6 +62,7 @@ pub const GROUPS: &[GroupDef] = &[
     read_side::GROUP,
     grace_period::GROUP,
     read_scaling::GROUP,
+    map::GROUP,
     list::GROUP,
     radix::GROUP,
 ];

@@ -1,0 +1,92 @@
+//! Single-thread `get` on 64 K `u64` keys (or `MAP_GET_KEYS`): `rcu-hashmap` (one `read_lock`
+//! per get) against an unsynchronised `std::collections::HashMap` with the
+//! same hasher. Interleaves short samples of each and reports the fastest
+//! sample of each, which is what a loaded shared machine can still measure.
+//!
+//! ```text
+//! cargo run --release -p rcu-bench --example map_get
+//! ```
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::hint::black_box;
+use std::time::Instant;
+
+fn key(i: u64) -> u64 {
+    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+const OPS: u64 = 1 << 16;
+
+/// Keys in the table: 64 K, or `MAP_GET_KEYS`.
+fn n() -> u64 {
+    std::env::var("MAP_GET_KEYS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1 << 16)
+}
+
+fn sample(mut f: impl FnMut(u64)) -> f64 {
+    let n = n();
+    let t = Instant::now();
+    let mut x = 0x1234_5678u64;
+    for _ in 0..OPS {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        f(key(x % n));
+    }
+    t.elapsed().as_nanos() as f64 / OPS as f64
+}
+
+fn run<S: BuildHasher + Default + Clone + Send + Sync + 'static>(name: &str) {
+    let ours = rcu_hashmap::RcuHashMap::<u64, u64, S>::with_hasher(S::default());
+    let mut std_map = HashMap::<u64, u64, S>::with_hasher(S::default());
+    let papaya = papaya::HashMap::<u64, u64, S>::with_hasher(S::default());
+    for i in 0..n() {
+        ours.insert(key(i), i);
+        std_map.insert(key(i), i);
+        papaya.pin().insert(key(i), i);
+    }
+    let (mut a, mut b, mut c, mut d) = (f64::MAX, f64::MAX, f64::MAX, f64::MAX);
+    for _ in 0..200 {
+        a = a.min(sample(|k| {
+            black_box(ours.get(&k, &rcu_core::read_lock()).copied());
+        }));
+        b = b.min(sample(|k| {
+            black_box(std_map.get(&k).copied());
+        }));
+        c = c.min(sample(|k| {
+            black_box(papaya.pin().get(&k).copied());
+        }));
+        let m = ours.pin();
+        d = d.min(sample(|k| {
+            black_box(m.get(&k).copied());
+        }));
+    }
+    // Replacing inserts: the write path, and how much of it is the
+    // retirement of the replaced node (call_rcu per node).
+    let (mut w, mut wf, mut wp) = (f64::MAX, f64::MAX, f64::MAX);
+    for _ in 0..20 {
+        w = w.min(sample(|k| drop(ours.insert(k, k))));
+        wf = wf.min(sample(|k| std::mem::forget(ours.insert(k, k))));
+        wp = wp.min(sample(|k| {
+            papaya.pin().insert(k, k);
+        }));
+    }
+    println!(
+        "{name:16} replacing insert: rcu-hashmap {w:6.2} ns (without retiring {wf:6.2} ns), papaya {wp:6.2} ns"
+    );
+    println!(
+        "{name:16} rcu-hashmap {a:6.2} ns  std {b:6.2} ns  ratio {:.2}x  | papaya {c:6.2} ns | rcu-hashmap one pin {d:6.2} ns (min of 200 samples of {OPS} gets)",
+        a / b
+    );
+}
+
+fn main() {
+    run::<std::hash::RandomState>("std RandomState");
+    run::<foldhash::fast::RandomState>("foldhash");
+}

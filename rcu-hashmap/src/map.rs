@@ -1,0 +1,833 @@
+//! The safe public API: [`RcuHashMap`], its pinned handle [`MapRef`], the
+//! [`Removed`] handle and the iterators. No `unsafe` here except the calls
+//! into the raw core, each made under a guard of the map's domain.
+
+use crate::raw::{Insert, Node, RawIter, RawMap, Retired};
+use rcu_core::{Guard, OwnedReadGuard, RcuDomain, ReadGuard};
+use std::borrow::Borrow;
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::iter::FusedIterator;
+use std::ops::Deref;
+use std::ptr;
+
+/// A concurrent hash map for read-mostly workloads: lookups take no lock
+/// and write nothing shared; writers lock one bucket. See the
+/// [crate docs](crate) for the design.
+///
+/// Reads take a [`Guard`] of the map's domain ([`rcu_core::read_lock`] for
+/// the default, process-wide one) and hand out references that live as long
+/// as both the guard and the borrow of the map. Writes need no guard and
+/// never wait for a grace period: what they take out comes back as a
+/// [`Removed`] handle, or is dropped a grace period later.
+///
+/// ```
+/// use rcu_hashmap::RcuHashMap;
+///
+/// let map = RcuHashMap::new();
+/// map.insert("a", 1);
+/// map.insert("b", 2);
+/// let guard = rcu_core::read_lock();
+/// assert_eq!(map.get("a", &guard), Some(&1));
+/// let old = map.insert("a", 10).unwrap(); // readers may still see 1
+/// assert_eq!(*old, 1);
+/// assert_eq!(map.get("a", &guard), Some(&10));
+/// assert_eq!(map.len(), 2);
+/// ```
+pub struct RcuHashMap<K, V, S = RandomState> {
+    raw: RawMap<K, V>,
+    hasher: S,
+}
+
+/// A guard that [`RcuHashMap::pin`] takes for the map's domain: a
+/// [`ReadGuard`] for the process-wide domain, an [`OwnedReadGuard`]
+/// otherwise. Neither `Send` nor `Sync`.
+pub struct LocalGuard {
+    inner: LocalInner,
+}
+
+// The guards are held for their drop only (the critical section), never
+// read. The `PhantomData` keeps the owned variant `!Send` like the other.
+#[allow(dead_code)]
+enum LocalInner {
+    Global(ReadGuard),
+    Owned(OwnedReadGuard, std::marker::PhantomData<*const ()>),
+}
+
+impl LocalGuard {
+    fn new(domain: &RcuDomain) -> Self {
+        let inner = if domain.is_global() {
+            LocalInner::Global(rcu_core::read_lock())
+        } else {
+            LocalInner::Owned(domain.read_lock_owned(), std::marker::PhantomData)
+        };
+        LocalGuard { inner }
+    }
+}
+
+impl fmt::Debug for LocalGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.inner {
+            LocalInner::Global(_) => "global",
+            LocalInner::Owned(..) => "owned",
+        };
+        f.debug_struct("LocalGuard").field("kind", &kind).finish()
+    }
+}
+
+impl<K, V> RcuHashMap<K, V, RandomState> {
+    /// An empty map in the process-wide domain. Allocates a table of
+    /// [`MIN_BUCKETS`](crate::MIN_BUCKETS) buckets.
+    pub fn new() -> Self {
+        Self::with_capacity_and_hasher(0, RandomState::new())
+    }
+
+    /// An empty map with room for `capacity` entries before it grows; it
+    /// never shrinks below that room.
+    ///
+    /// # Panics
+    /// If the table for `capacity` would not fit in memory's address space.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self::with_capacity_and_hasher(capacity, RandomState::new())
+    }
+
+    /// An empty map bound to `domain`: read it under that domain's guards.
+    ///
+    /// ```
+    /// let domain = rcu_core::RcuDomain::new();
+    /// let map = rcu_hashmap::RcuHashMap::new_in(&domain);
+    /// map.insert(1, "one");
+    /// let reader = domain.register();
+    /// assert_eq!(map.get(&1, &reader.read_lock()), Some(&"one"));
+    /// ```
+    pub fn new_in(domain: &RcuDomain) -> Self {
+        Self::with_capacity_and_hasher_in(0, RandomState::new(), domain)
+    }
+}
+
+impl<K, V, S> RcuHashMap<K, V, S> {
+    /// An empty map that hashes with `hasher`.
+    pub fn with_hasher(hasher: S) -> Self {
+        Self::with_capacity_and_hasher(0, hasher)
+    }
+
+    /// An empty map with room for `capacity` entries, hashing with `hasher`.
+    ///
+    /// # Panics
+    /// As [`with_capacity`](RcuHashMap::with_capacity).
+    pub fn with_capacity_and_hasher(capacity: usize, hasher: S) -> Self {
+        Self::with_capacity_and_hasher_in(capacity, hasher, &RcuDomain::global())
+    }
+
+    /// An empty map bound to `domain`, hashing with `hasher`.
+    pub fn with_hasher_in(hasher: S, domain: &RcuDomain) -> Self {
+        Self::with_capacity_and_hasher_in(0, hasher, domain)
+    }
+
+    /// The general constructor: room for `capacity` entries, `hasher`,
+    /// bound to `domain`.
+    ///
+    /// # Panics
+    /// As [`with_capacity`](RcuHashMap::with_capacity).
+    pub fn with_capacity_and_hasher_in(capacity: usize, hasher: S, domain: &RcuDomain) -> Self {
+        RcuHashMap {
+            raw: RawMap::new_in(capacity, capacity, domain),
+            hasher,
+        }
+    }
+
+    /// The number of entries. Exact when no writer runs; while writers run,
+    /// a value the count had recently. Cost: a sum of 8 striped counters.
+    pub fn len(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// Whether the map has no entries (as [`len`](Self::len) is 0).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many entries the current table holds before it grows (3/4 of
+    /// its buckets).
+    pub fn capacity(&self) -> usize {
+        let _guard = LocalGuard::new(self.raw.domain());
+        // SAFETY: `_guard` is a critical section of the map's domain.
+        let n = unsafe { self.raw.buckets() };
+        n - n / 4
+    }
+
+    /// The map's hasher.
+    pub fn hasher(&self) -> &S {
+        &self.hasher
+    }
+
+    /// The domain the map is bound to.
+    pub fn domain(&self) -> &RcuDomain {
+        self.raw.domain()
+    }
+
+    /// A handle that holds a guard of the map's domain, for a run of reads
+    /// (like papaya's `pin`). Not `Send`: see [`pin_owned`](Self::pin_owned).
+    ///
+    /// ```
+    /// let map: rcu_hashmap::RcuHashMap<u32, u32> = (0..10).map(|i| (i, i * i)).collect();
+    /// let m = map.pin();
+    /// assert_eq!(m.get(&3), Some(&9));
+    /// assert_eq!(m.iter().count(), 10);
+    /// ```
+    pub fn pin(&self) -> MapRef<'_, K, V, S, LocalGuard> {
+        MapRef {
+            map: self,
+            guard: LocalGuard::new(self.raw.domain()),
+        }
+    }
+
+    /// A handle that holds an [`OwnedReadGuard`]: `Send` (when the map is
+    /// `Sync`), so async code can keep it across `.await`. Taking one costs
+    /// tens of nanoseconds.
+    pub fn pin_owned(&self) -> MapRef<'_, K, V, S, OwnedReadGuard> {
+        MapRef {
+            map: self,
+            guard: self.raw.domain().read_lock_owned(),
+        }
+    }
+
+    #[inline]
+    #[track_caller]
+    fn check(&self, guard: &impl Guard) {
+        self.raw.domain().assert_guard(guard);
+    }
+}
+
+impl<K, V, S: Default> Default for RcuHashMap<K, V, S> {
+    fn default() -> Self {
+        Self::with_hasher(S::default())
+    }
+}
+
+/// Reads.
+impl<K: Hash + Eq, V, S: BuildHasher> RcuHashMap<K, V, S> {
+    #[inline]
+    fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// # Safety
+    /// A critical section of the map's domain is held for `'g`.
+    #[inline]
+    unsafe fn find<'g, Q>(&'g self, key: &Q) -> Option<&'g Node<K, V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hash(key);
+        // SAFETY: the caller's promise.
+        unsafe { self.raw.find(hash, |k| k.borrow() == key) }
+    }
+
+    /// The value of `key`. Lock-free: one hash, one table load, a walk of
+    /// one bucket's chain (about 1.2 nodes at the usual load), comparing
+    /// stored hashes before keys.
+    ///
+    /// # Panics
+    /// If `guard` belongs to another domain than the map's.
+    ///
+    /// ```
+    /// let map = rcu_hashmap::RcuHashMap::new();
+    /// map.insert(String::from("k"), 1);
+    /// let guard = rcu_core::read_lock();
+    /// assert_eq!(map.get("k", &guard), Some(&1));
+    /// assert_eq!(map.get("x", &guard), None);
+    /// ```
+    #[inline]
+    pub fn get<'g, Q>(&'g self, key: &Q, guard: &'g impl Guard) -> Option<&'g V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.check(guard);
+        // SAFETY: `guard` is a critical section of the map's domain for 'g.
+        unsafe { self.find(key) }.map(|n| &n.value)
+    }
+
+    /// The stored key and the value of `key`.
+    ///
+    /// # Panics
+    /// As [`get`](Self::get).
+    pub fn get_key_value<'g, Q>(&'g self, key: &Q, guard: &'g impl Guard) -> Option<(&'g K, &'g V)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.check(guard);
+        // SAFETY: as in `get`.
+        unsafe { self.find(key) }.map(|n| (&n.key, &n.value))
+    }
+
+    /// Whether `key` is present.
+    ///
+    /// # Panics
+    /// As [`get`](Self::get).
+    pub fn contains_key<Q>(&self, key: &Q, guard: &impl Guard) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.check(guard);
+        // SAFETY: as in `get`.
+        unsafe { self.find(key) }.is_some()
+    }
+
+    /// A clone of the value of `key`, read under a guard the call takes
+    /// and releases: for callers that must not hold a guard (async code).
+    pub fn get_cloned<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: Clone,
+    {
+        self.with(key, |v| v.cloned())
+    }
+
+    /// Calls `f` with the value of `key` (or `None`) under a guard the call
+    /// takes and releases, and returns what `f` returns. `f` may read and
+    /// write the map.
+    ///
+    /// ```
+    /// let map = rcu_hashmap::RcuHashMap::new();
+    /// map.insert(1, vec![1, 2, 3]);
+    /// assert_eq!(map.with(&1, |v| v.map(Vec::len)), Some(3));
+    /// ```
+    pub fn with<Q, R>(&self, key: &Q, f: impl FnOnce(Option<&V>) -> R) -> R
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let _guard = LocalGuard::new(self.raw.domain());
+        // SAFETY: `_guard` is a critical section of the map's domain that
+        // outlives the reference given to `f`.
+        f(unsafe { self.find(key) }.map(|n| &n.value))
+    }
+}
+
+/// Iteration (needs only `K: Eq`: a resize in flight may show a key twice,
+/// which the iterator filters).
+impl<K: Eq, V, S> RcuHashMap<K, V, S> {
+    /// An iterator over the entries, in no particular order, weakly
+    /// consistent as Java's `ConcurrentHashMap`: an entry present when the
+    /// iterator is created and not removed before the iterator reaches it
+    /// is yielded exactly once, also across resizes; an entry inserted or
+    /// removed meanwhile at most once. Never blocks writers.
+    ///
+    /// # Panics
+    /// As [`get`](Self::get).
+    ///
+    /// ```
+    /// let map: rcu_hashmap::RcuHashMap<u32, u32> = (0..100).map(|i| (i, i)).collect();
+    /// let guard = rcu_core::read_lock();
+    /// assert_eq!(map.iter(&guard).map(|(_, v)| v).sum::<u32>(), 4950);
+    /// ```
+    pub fn iter<'g>(&'g self, guard: &'g impl Guard) -> Iter<'g, K, V> {
+        self.check(guard);
+        Iter {
+            // SAFETY: `guard` is a critical section of the map's domain for 'g.
+            raw: unsafe { self.raw.iter() },
+        }
+    }
+
+    /// The keys, as [`iter`](Self::iter).
+    pub fn keys<'g>(&'g self, guard: &'g impl Guard) -> Keys<'g, K, V> {
+        Keys(self.iter(guard))
+    }
+
+    /// The values, as [`iter`](Self::iter).
+    pub fn values<'g>(&'g self, guard: &'g impl Guard) -> Values<'g, K, V> {
+        Values(self.iter(guard))
+    }
+}
+
+/// Writes. `K` and `V` are dropped on the domain's reclaim thread, hence
+/// `Send + 'static`.
+impl<K, V, S> RcuHashMap<K, V, S>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+    S: BuildHasher,
+{
+    /// Inserts `key -> value`. If the key was present, its old value is
+    /// replaced and returned as a [`Removed`] handle (readers may still
+    /// see it; dropping the handle defers its drop). Never waits for a
+    /// grace period; may help a resize in flight with one chunk of buckets,
+    /// or (rarely) run a whole resize, which other writers help.
+    ///
+    /// The key's `Hash` runs before, and its `Eq` under, the bucket lock:
+    /// `Eq` must not write to this map.
+    pub fn insert(&self, key: K, value: V) -> Option<Removed<K, V>> {
+        let hash = self.hash(&key);
+        let node = Node::new(hash, key, value);
+        let _guard = LocalGuard::new(self.raw.domain());
+        // SAFETY: `_guard` is a critical section of the map's domain.
+        match unsafe { self.raw.insert(node, true) } {
+            Insert::Inserted(_) => None,
+            Insert::Replaced(old) => Some(Removed(old)),
+            Insert::Present(..) => unreachable!(),
+        }
+    }
+
+    /// Removes `key`, returning its value as a [`Removed`] handle.
+    pub fn remove<Q>(&self, key: &Q) -> Option<Removed<K, V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hash(key);
+        let _guard = LocalGuard::new(self.raw.domain());
+        // SAFETY: `_guard` is a critical section of the map's domain.
+        unsafe { self.raw.remove(hash, |n| n.key.borrow() == key) }.map(Removed)
+    }
+
+    /// As [`remove`](Self::remove): the handle gives the stored key too
+    /// ([`Removed::key`], [`Removed::into_entry`]).
+    pub fn remove_entry<Q>(&self, key: &Q) -> Option<Removed<K, V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.remove(key)
+    }
+
+    /// The value of `key`, inserting `f()` first if it is absent. `f` runs
+    /// without any lock held: it may read and write the map. If another
+    /// thread inserts the key meanwhile, its value wins and `f`'s value is
+    /// dropped.
+    ///
+    /// # Panics
+    /// As [`get`](Self::get).
+    ///
+    /// ```
+    /// let map = rcu_hashmap::RcuHashMap::new();
+    /// let guard = rcu_core::read_lock();
+    /// assert_eq!(*map.get_or_insert_with("k", || 1, &guard), 1);
+    /// assert_eq!(*map.get_or_insert_with("k", || 2, &guard), 1);
+    /// ```
+    pub fn get_or_insert_with<'g>(
+        &'g self,
+        key: K,
+        f: impl FnOnce() -> V,
+        guard: &'g impl Guard,
+    ) -> &'g V {
+        self.check(guard);
+        // SAFETY: `guard` is a critical section of the map's domain for 'g.
+        unsafe { self.get_or_insert_with_unchecked(key, f) }
+    }
+
+    /// # Safety
+    /// A critical section of the map's domain is held for `'g`.
+    unsafe fn get_or_insert_with_unchecked(&self, key: K, f: impl FnOnce() -> V) -> &V {
+        let hash = self.hash(&key);
+        // SAFETY: the caller's promise.
+        if let Some(n) = unsafe { self.raw.find(hash, |k| *k == key) } {
+            return &n.value;
+        }
+        let node = Node::new(hash, key, f());
+        // SAFETY: the caller's promise.
+        match unsafe { self.raw.insert(node, false) } {
+            Insert::Inserted(n) => &n.value,
+            Insert::Present(n, rejected) => {
+                drop(rejected);
+                &n.value
+            }
+            Insert::Replaced(_) => unreachable!(),
+        }
+    }
+
+    /// Copy-update: replaces the value of `key` with `f(&old)`, atomically
+    /// for that key (if another writer changed the entry between the read
+    /// and the replacement, `f` runs again on the newer value). Returns the
+    /// old value as a [`Removed`] handle, or `None` (and `f` is not called)
+    /// if the key is absent. `f` runs without any lock held: it may read
+    /// and write the map. The new entry's key is a clone of the stored one.
+    ///
+    /// ```
+    /// let map = rcu_hashmap::RcuHashMap::new();
+    /// map.insert("hits", 1);
+    /// let old = map.update("hits", |v| v + 1).unwrap();
+    /// assert_eq!(*old, 1);
+    /// assert_eq!(map.get_cloned("hits"), Some(2));
+    /// assert!(map.update("misses", |v| v + 1).is_none());
+    /// ```
+    pub fn update<Q>(&self, key: &Q, mut f: impl FnMut(&V) -> V) -> Option<Removed<K, V>>
+    where
+        K: Borrow<Q> + Clone,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hash(key);
+        let _guard = LocalGuard::new(self.raw.domain());
+        loop {
+            // SAFETY: `_guard` is a critical section of the map's domain,
+            // held across the loop; `n` is a node of this map and the new
+            // node has its hash.
+            unsafe {
+                let n = self.raw.find(hash, |k| k.borrow() == key)?;
+                let new = Node::new(hash, n.key.clone(), f(&n.value));
+                match self.raw.replace_node(n, new) {
+                    Ok(old) => return Some(Removed(old)),
+                    Err(new) => drop(new),
+                }
+            }
+        }
+    }
+
+    /// Keeps only the entries for which `f` returns `true`. `f` runs without
+    /// any lock held (it may read and write the map); the walk is that of
+    /// [`iter`](Self::iter). An entry replaced between `f`'s call and its
+    /// removal is kept.
+    ///
+    /// ```
+    /// let map: rcu_hashmap::RcuHashMap<u32, u32> = (0..10).map(|i| (i, i)).collect();
+    /// map.retain(|_, v| v % 2 == 0);
+    /// assert_eq!(map.len(), 5);
+    /// ```
+    pub fn retain(&self, mut f: impl FnMut(&K, &V) -> bool) {
+        let _guard = LocalGuard::new(self.raw.domain());
+        // SAFETY: `_guard` is a critical section of the map's domain, held
+        // for the whole walk.
+        let mut it = unsafe { self.raw.iter() };
+        while let Some(n) = it.next_node() {
+            if !f(&n.key, &n.value) {
+                // SAFETY: as above.
+                drop(unsafe { self.raw.remove(n.hash, |m| ptr::eq(m, n)) });
+            }
+        }
+    }
+
+    /// Removes every entry present when the walk reaches it (entries
+    /// inserted meanwhile may stay). Removed values drop after a grace
+    /// period.
+    pub fn clear(&self) {
+        self.retain(|_, _| false);
+    }
+}
+
+impl<K, V, S> fmt::Debug for RcuHashMap<K, V, S>
+where
+    K: fmt::Debug + Eq,
+    V: fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let guard = LocalGuard::new(self.raw.domain());
+        let it = Iter {
+            // SAFETY: `guard` is a critical section of the map's domain
+            // that outlives the walk.
+            raw: unsafe { self.raw.iter() },
+        };
+        let r = f.debug_map().entries(it).finish();
+        drop(guard);
+        r
+    }
+}
+
+impl<K, V, S> FromIterator<(K, V)> for RcuHashMap<K, V, S>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+    S: BuildHasher + Default,
+{
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let iter = iter.into_iter();
+        // Room for the hinted entries, but free to shrink later.
+        let map = RcuHashMap {
+            raw: RawMap::new_in(iter.size_hint().0, 0, &RcuDomain::global()),
+            hasher: S::default(),
+        };
+        (&map).extend(iter);
+        map
+    }
+}
+
+impl<K, V, S> Extend<(K, V)> for &RcuHashMap<K, V, S>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+    S: BuildHasher,
+{
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
+        for (k, v) in iter {
+            self.insert(k, v);
+        }
+    }
+}
+
+impl<K, V, S> Extend<(K, V)> for RcuHashMap<K, V, S>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+    S: BuildHasher,
+{
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
+        (&*self).extend(iter);
+    }
+}
+
+impl<K, V, S> IntoIterator for RcuHashMap<K, V, S> {
+    type Item = (K, V);
+    type IntoIter = IntoIter<K, V>;
+
+    /// Takes the entries out; no grace period is needed, since owning the
+    /// map means no reader holds a reference into it.
+    fn into_iter(mut self) -> IntoIter<K, V> {
+        IntoIter {
+            inner: self.raw.take_all().into_iter(),
+        }
+    }
+}
+
+/// The owned iterator of an [`RcuHashMap`].
+pub struct IntoIter<K, V> {
+    inner: std::vec::IntoIter<Box<Node<K, V>>>,
+}
+
+impl<K, V> Iterator for IntoIter<K, V> {
+    type Item = (K, V);
+    fn next(&mut self) -> Option<(K, V)> {
+        self.inner.next().map(|n| {
+            let Node { key, value, .. } = *n;
+            (key, value)
+        })
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
+    }
+}
+
+impl<K, V> ExactSizeIterator for IntoIter<K, V> {}
+impl<K, V> FusedIterator for IntoIter<K, V> {}
+
+impl<K, V> fmt::Debug for IntoIter<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IntoIter")
+            .field("remaining", &self.inner.len())
+            .finish()
+    }
+}
+
+/// An entry taken out of the map that readers may still see, from
+/// [`insert`](RcuHashMap::insert) (the replaced value),
+/// [`remove`](RcuHashMap::remove) or [`update`](RcuHashMap::update).
+/// Derefs to the value. Dropping it drops the entry a grace period later,
+/// on the domain's reclaim thread (like [`rcu_core::Unlinked`]); it never
+/// blocks.
+pub struct Removed<K: Send + 'static, V: Send + 'static>(Retired<K, V>);
+
+impl<K: Send + 'static, V: Send + 'static> Removed<K, V> {
+    /// The entry's key.
+    pub fn key(&self) -> &K {
+        &self.0.node().key
+    }
+
+    /// The entry's value.
+    pub fn value(&self) -> &V {
+        &self.0.node().value
+    }
+
+    /// Clones of the key and the value (the entry itself may still be read
+    /// by others until a grace period passes).
+    pub fn into_entry(self) -> (K, V)
+    where
+        K: Clone,
+        V: Clone,
+    {
+        (self.key().clone(), self.value().clone())
+    }
+}
+
+impl<K: Send + 'static, V: Send + 'static> Deref for Removed<K, V> {
+    type Target = V;
+    fn deref(&self) -> &V {
+        self.value()
+    }
+}
+
+impl<K, V> fmt::Debug for Removed<K, V>
+where
+    K: fmt::Debug + Send + 'static,
+    V: fmt::Debug + Send + 'static,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Removed")
+            .field("key", self.key())
+            .field("value", self.value())
+            .finish()
+    }
+}
+
+/// An iterator over a map's entries: see [`RcuHashMap::iter`].
+pub struct Iter<'g, K, V> {
+    raw: RawIter<'g, K, V>,
+}
+
+impl<'g, K: Eq, V> Iterator for Iter<'g, K, V> {
+    type Item = (&'g K, &'g V);
+    fn next(&mut self) -> Option<Self::Item> {
+        self.raw.next_node().map(|n| (&n.key, &n.value))
+    }
+}
+
+impl<K: Eq, V> FusedIterator for Iter<'_, K, V> {}
+
+impl<K, V> fmt::Debug for Iter<'_, K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Iter").finish_non_exhaustive()
+    }
+}
+
+/// An iterator over a map's keys: see [`RcuHashMap::keys`].
+#[derive(Debug)]
+pub struct Keys<'g, K, V>(Iter<'g, K, V>);
+
+impl<'g, K: Eq, V> Iterator for Keys<'g, K, V> {
+    type Item = &'g K;
+    fn next(&mut self) -> Option<&'g K> {
+        self.0.next().map(|(k, _)| k)
+    }
+}
+
+impl<K: Eq, V> FusedIterator for Keys<'_, K, V> {}
+
+/// An iterator over a map's values: see [`RcuHashMap::values`].
+#[derive(Debug)]
+pub struct Values<'g, K, V>(Iter<'g, K, V>);
+
+impl<'g, K: Eq, V> Iterator for Values<'g, K, V> {
+    type Item = &'g V;
+    fn next(&mut self) -> Option<&'g V> {
+        self.0.next().map(|(_, v)| v)
+    }
+}
+
+impl<K: Eq, V> FusedIterator for Values<'_, K, V> {}
+
+/// A map together with a guard of its domain, from [`RcuHashMap::pin`]
+/// ([`LocalGuard`]) or [`RcuHashMap::pin_owned`] ([`OwnedReadGuard`],
+/// `Send`). References it hands out live as long as the handle.
+pub struct MapRef<'m, K, V, S, G> {
+    map: &'m RcuHashMap<K, V, S>,
+    guard: G,
+}
+
+impl<K, V, S, G> MapRef<'_, K, V, S, G> {
+    /// The guard this handle holds.
+    pub fn guard(&self) -> &G {
+        &self.guard
+    }
+
+    /// The number of entries, as [`RcuHashMap::len`].
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether the map is empty, as [`RcuHashMap::is_empty`].
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+impl<K: Hash + Eq, V, S: BuildHasher, G> MapRef<'_, K, V, S, G> {
+    /// The value of `key`, as [`RcuHashMap::get`].
+    #[inline]
+    pub fn get<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        // SAFETY: `self.guard` is a critical section of the map's domain
+        // (made from it by `pin`/`pin_owned`) that outlives `&self`.
+        unsafe { self.map.find(key) }.map(|n| &n.value)
+    }
+
+    /// The stored key and value of `key`.
+    pub fn get_key_value<Q>(&self, key: &Q) -> Option<(&K, &V)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        // SAFETY: as in `get`.
+        unsafe { self.map.find(key) }.map(|n| (&n.key, &n.value))
+    }
+
+    /// Whether `key` is present.
+    pub fn contains_key<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.get(key).is_some()
+    }
+}
+
+impl<K: Eq, V, S, G> MapRef<'_, K, V, S, G> {
+    /// The entries, as [`RcuHashMap::iter`].
+    pub fn iter(&self) -> Iter<'_, K, V> {
+        Iter {
+            // SAFETY: as in `get`.
+            raw: unsafe { self.map.raw.iter() },
+        }
+    }
+
+    /// The keys.
+    pub fn keys(&self) -> Keys<'_, K, V> {
+        Keys(self.iter())
+    }
+
+    /// The values.
+    pub fn values(&self) -> Values<'_, K, V> {
+        Values(self.iter())
+    }
+}
+
+impl<K, V, S, G> MapRef<'_, K, V, S, G>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+    S: BuildHasher,
+{
+    /// As [`RcuHashMap::insert`].
+    pub fn insert(&self, key: K, value: V) -> Option<Removed<K, V>> {
+        self.map.insert(key, value)
+    }
+
+    /// As [`RcuHashMap::remove`].
+    pub fn remove<Q>(&self, key: &Q) -> Option<Removed<K, V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.map.remove(key)
+    }
+
+    /// As [`RcuHashMap::get_or_insert_with`].
+    pub fn get_or_insert_with(&self, key: K, f: impl FnOnce() -> V) -> &V {
+        // SAFETY: as in `get`.
+        unsafe { self.map.get_or_insert_with_unchecked(key, f) }
+    }
+
+    /// As [`RcuHashMap::update`].
+    pub fn update<Q>(&self, key: &Q, f: impl FnMut(&V) -> V) -> Option<Removed<K, V>>
+    where
+        K: Borrow<Q> + Clone,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.map.update(key, f)
+    }
+}
+
+impl<K, V, S, G> fmt::Debug for MapRef<'_, K, V, S, G>
+where
+    K: fmt::Debug + Eq,
+    V: fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}

@@ -1,0 +1,869 @@
+//! The raw core: chains of nodes under per-bucket locks, lock-free lookups,
+//! and the incremental resize. Every `unsafe` block of the crate is here.
+//!
+//! # Memory
+//! A [`Node`] is one allocation holding the full 64-bit hash, the `next`
+//! link, the key and the value. Nodes are published with Release stores of
+//! a bucket head or a `next` link and read with Acquire loads. A node leaves
+//! the map only by being unlinked under its bucket's lock and then retired
+//! through [`RcuDomain::defer_free`] after the lock is released, so a reader
+//! holding a guard may keep walking it (its `next` link still leads on).
+//! Tables are retired the same way, after the resize that empties them has
+//! published their successor.
+//!
+//! # Resize (rhashtable's old/new pair, moved bucket by bucket)
+//! A resize allocates the future table and publishes it in the current
+//! table's `future` field. Migrating threads then claim chunks of old
+//! buckets. Moving one old bucket, under its lock, takes its chain's nodes
+//! from the *tail* to the head: each node is pushed on the head of its new
+//! bucket (under that bucket's lock: link first, then head), and only then
+//! cut off the old chain (its predecessor's link, or the old head, is set
+//! to null). When the chain is empty the old bucket is marked [`MOVED`].
+//! When every old bucket is done, the future table becomes the current one
+//! and the old one is retired (a grace period later, through a callback:
+//! no thread waits).
+//!
+//! Why a reader never misses an entry: a lookup walks its bucket in the
+//! table it started from and, if it found nothing, walks the same hash's
+//! bucket in that table's `future` table, and so on. If the walk of the old
+//! chain missed node `x`, it read a link or head that a migrating thread had
+//! cut after moving `x` (all nodes after a cut point were moved before it,
+//! because moves go tail first), or it followed a moved node's link into a
+//! new chain (again, everything after that node was moved before). Either
+//! way its Acquire load synchronised with that Release store, so it sees
+//! the `future` pointer (published before any move) and `x` at the head of
+//! its new bucket (pushed before the cut). Writers need no such care: the
+//! home of a key is its old bucket until that bucket is `MOVED`, and the
+//! new bucket afterwards, and both are reached through locks.
+
+mod table;
+
+use crate::sync::{AtomicIsize, AtomicPtr, Ordering};
+use rcu_core::RcuDomain;
+use std::marker::PhantomData;
+use std::ptr::{self, NonNull};
+use table::{BucketLock, MOVED, Padded, Table, untag};
+
+pub(crate) use table::MIN_BUCKETS;
+
+/// Buckets a migrating thread claims at a time.
+const CHUNK: usize = if cfg!(miri) { 2 } else { 64 };
+/// Counter stripes (see [`RawMap::len`]).
+const STRIPES: usize = 8;
+
+/// One entry: the full hash (compared before the key), the chain link, the
+/// key and the value, in one allocation.
+pub(crate) struct Node<K, V> {
+    pub(crate) hash: u64,
+    next: AtomicPtr<Node<K, V>>,
+    pub(crate) key: K,
+    pub(crate) value: V,
+}
+
+impl<K, V> Node<K, V> {
+    /// A node not yet in any chain.
+    pub(crate) fn new(hash: u64, key: K, value: V) -> Box<Self> {
+        Box::new(Node {
+            hash,
+            next: AtomicPtr::new(ptr::null_mut()),
+            key,
+            value,
+        })
+    }
+}
+
+/// The outcome of [`RawMap::insert`].
+pub(crate) enum Insert<'g, K: Send + 'static, V: Send + 'static> {
+    /// The key was absent; this is the new node.
+    Inserted(&'g Node<K, V>),
+    /// The key was present and its node was replaced; this is the old one.
+    Replaced(Retired<K, V>),
+    /// The key was present and `replace` was false: the node found, and the
+    /// node that was not inserted.
+    Present(&'g Node<K, V>, Box<Node<K, V>>),
+}
+
+/// The map's core: the current table, the entry count, the domain.
+pub(crate) struct RawMap<K, V> {
+    table: AtomicPtr<Table>,
+    count: Box<[Padded<AtomicIsize>; STRIPES]>,
+    /// Shrinking never goes below this many buckets (the capacity asked for
+    /// at construction).
+    min_buckets: usize,
+    domain: RcuDomain,
+    _owns: PhantomData<Box<Node<K, V>>>,
+}
+
+// SAFETY: the map owns its `K`s and `V`s (moving it moves them: `Send`);
+// through `&RawMap` other threads read `&K`/`&V` (`Sync`) and insert,
+// remove and retire entries, which then drop on the reclaim thread
+// (`Send`). The tables are plain atomics.
+unsafe impl<K: Send, V: Send> Send for RawMap<K, V> {}
+// SAFETY: as above.
+unsafe impl<K: Send + Sync, V: Send + Sync> Sync for RawMap<K, V> {}
+
+/// The number of buckets for `capacity` entries below the growth threshold
+/// (a load factor of 3/4).
+pub(crate) fn buckets_for(capacity: usize) -> usize {
+    let want = capacity.saturating_add(capacity / 3).max(MIN_BUCKETS);
+    want.checked_next_power_of_two()
+        .expect("rcu-hashmap: capacity overflow")
+}
+
+#[cfg(not(rcu_loom))]
+thread_local! {
+    /// This thread's counter stripe, and a tick that paces resize checks.
+    static LOCAL: std::cell::Cell<(usize, u32)> = const { std::cell::Cell::new((usize::MAX, 0)) };
+}
+
+/// This thread's stripe and whether this write should check the load
+/// factor (one write in 16 per thread, plus every insertion that found a
+/// chain of two or more).
+///
+/// Under loom: stripe 0 and no tick, so that every execution of a model
+/// makes the same choices (loom needs a deterministic model).
+#[inline]
+fn stripe_and_tick() -> (usize, bool) {
+    #[cfg(rcu_loom)]
+    return (0, false);
+    #[cfg(not(rcu_loom))]
+    LOCAL
+        .try_with(|l| {
+            let (mut stripe, tick) = l.get();
+            if stripe == usize::MAX {
+                static NEXT: std::sync::atomic::AtomicUsize =
+                    std::sync::atomic::AtomicUsize::new(0);
+                // Relaxed: only spreads threads over stripes.
+                stripe = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % STRIPES;
+            }
+            l.set((stripe, tick.wrapping_add(1)));
+            (stripe, tick % 16 == 15)
+        })
+        .unwrap_or((0, true))
+}
+
+impl<K, V> RawMap<K, V> {
+    /// An empty map with room for `capacity` entries before it grows,
+    /// that never shrinks below room for `keep` entries.
+    pub(crate) fn new_in(capacity: usize, keep: usize, domain: &RcuDomain) -> Self {
+        let n = buckets_for(capacity);
+        RawMap {
+            table: AtomicPtr::new(Box::into_raw(Table::new(n))),
+            count: Box::new(std::array::from_fn(|_| Padded(AtomicIsize::new(0)))),
+            min_buckets: buckets_for(keep),
+            domain: domain.clone(),
+            _owns: PhantomData,
+        }
+    }
+
+    /// The domain the map is bound to.
+    #[inline]
+    pub(crate) fn domain(&self) -> &RcuDomain {
+        &self.domain
+    }
+
+    /// The number of entries: the sum of the stripes, never below zero.
+    /// Exact once writers stop (each write counts once, after it is linked
+    /// or unlinked); a moment's snapshot while they run.
+    pub(crate) fn len(&self) -> usize {
+        let sum: isize = self
+            .count
+            .iter()
+            // Relaxed: a statistic; the threads that wrote it are joined
+            // (or otherwise synchronised) before an exact count is expected.
+            .map(|c| c.0.load(Ordering::Relaxed))
+            .fold(0isize, |a, b| a.wrapping_add(b));
+        sum.max(0) as usize
+    }
+
+    #[inline]
+    fn add_count(&self, stripe: usize, delta: isize) {
+        // Relaxed: see `len`.
+        self.count[stripe].0.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// The current table.
+    ///
+    /// # Safety
+    /// The caller holds a critical section of `self.domain` for `'g`.
+    #[inline]
+    unsafe fn current(&self) -> &Table {
+        // Acquire: pairs with the Release store in `finish` (and the
+        // construction): we see the table and every bucket moved into it.
+        let t = self.table.load(Ordering::Acquire);
+        // SAFETY: the table pointer is never null; a table is retired only
+        // after it stopped being current, a grace period before it is freed,
+        // and the caller's critical section holds that grace period up.
+        unsafe { &*t }
+    }
+
+    /// The number of buckets of the current table.
+    ///
+    /// # Safety
+    /// The caller holds a critical section of `self.domain`.
+    pub(crate) unsafe fn buckets(&self) -> usize {
+        // SAFETY: the caller's promise is `current`'s.
+        unsafe { self.current() }.len()
+    }
+
+    /// Finds the node with `hash` whose key satisfies `eq`.
+    ///
+    /// # Safety
+    /// The caller holds a critical section of `self.domain` for `'g`.
+    #[inline]
+    pub(crate) unsafe fn find(
+        &self,
+        hash: u64,
+        mut eq: impl FnMut(&K) -> bool,
+    ) -> Option<&Node<K, V>> {
+        // SAFETY: the caller's promise is `current`'s.
+        let mut t = unsafe { self.current() };
+        loop {
+            // Acquire: pairs with the Release stores that publish a chain
+            // head (`BucketLock`): we see the node's contents.
+            let mut p = untag(t.slot(hash).load(Ordering::Acquire)).cast::<Node<K, V>>();
+            while !p.is_null() {
+                // SAFETY: `p` was reachable from the table under our
+                // critical section: nodes are freed only a grace period
+                // after being unlinked, so it is alive until `'g` ends.
+                let n = unsafe { &*p };
+                if n.hash == hash && eq(&n.key) {
+                    return Some(n);
+                }
+                // Acquire: pairs with the Release stores of links in
+                // insert, remove and migrate.
+                p = n.next.load(Ordering::Acquire);
+            }
+            // Acquire: pairs with the Release CAS in `maybe_resize`; see the
+            // module docs for why a miss must look here.
+            let f = t.future.load(Ordering::Acquire);
+            if f.is_null() {
+                return None;
+            }
+            // SAFETY: a future table is freed only after it was current and
+            // then retired, a grace period after our critical section began
+            // (it is still reachable from `t`, which is alive).
+            t = unsafe { &*f };
+        }
+    }
+
+    /// An iterator over the nodes, weakly consistent (see [`RawIter`]).
+    ///
+    /// # Safety
+    /// The caller holds a critical section of `self.domain` for `'g`.
+    pub(crate) unsafe fn iter<'g>(&'g self) -> RawIter<'g, K, V> {
+        RawIter {
+            map: self,
+            next_lo: 0,
+            finished: false,
+            buf: Vec::new(),
+            pos: 0,
+        }
+    }
+
+    /// Takes every entry out (for the owned iterator and `Drop`), leaving
+    /// the map empty with its current table.
+    pub(crate) fn take_all(&mut self) -> Vec<Box<Node<K, V>>> {
+        let mut out = Vec::with_capacity(self.len());
+        // Relaxed: `&mut self`: every other access happened before ours.
+        let mut tp = self.table.load(Ordering::Relaxed);
+        let mut first = true;
+        while !tp.is_null() {
+            // SAFETY: `&mut self`, so no other thread uses the map, and no
+            // reader holds a reference into it (references are bounded by a
+            // borrow of the map). No resize is half done: a resize step runs
+            // within one call, under the bucket locks, and calls have ended.
+            // `tp` is the current table or one of its future tables, alive.
+            let t = unsafe { &*tp };
+            for i in 0..t.len() {
+                let slot = t.slot_at(i);
+                let v = slot.load(Ordering::Relaxed);
+                slot.store(ptr::null_mut(), Ordering::Relaxed);
+                if v.addr() & MOVED != 0 {
+                    continue;
+                }
+                let mut p = untag(v).cast::<Node<K, V>>();
+                while !p.is_null() {
+                    // SAFETY: every node is in exactly one non-moved chain
+                    // (see above), reached once here, and owned by the map.
+                    let node = unsafe { Box::from_raw(p) };
+                    p = node.next.load(Ordering::Relaxed);
+                    out.push(node);
+                }
+            }
+            let next = t.future.load(Ordering::Relaxed);
+            if !first {
+                // SAFETY: a future table of the current one, owned by the
+                // map (it never became current), from `Box::into_raw`.
+                drop(unsafe { Box::from_raw(tp) });
+            }
+            first = false;
+            tp = next;
+        }
+        // SAFETY: as above, the current table is alive and ours.
+        let cur = unsafe { &*self.table.load(Ordering::Relaxed) };
+        cur.future.store(ptr::null_mut(), Ordering::Relaxed);
+        cur.resize.0.claimed.store(0, Ordering::Relaxed);
+        cur.resize.0.done.store(0, Ordering::Relaxed);
+        for c in self.count.iter() {
+            c.0.store(0, Ordering::Relaxed);
+        }
+        out
+    }
+}
+
+impl<K, V> Drop for RawMap<K, V> {
+    fn drop(&mut self) {
+        drop(self.take_all());
+        // SAFETY: `&mut self`; the current table came from `Box::into_raw`
+        // and is owned by the map (it is retired only when replaced).
+        drop(unsafe { Box::from_raw(self.table.load(Ordering::Relaxed)) });
+    }
+}
+
+impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
+    /// Locks the bucket that is the home of `hash`: in the first table,
+    /// from the current one, whose bucket is not `MOVED`.
+    ///
+    /// # Safety
+    /// The caller holds a critical section of `self.domain` for `'g`.
+    unsafe fn lock_home<'g>(&'g self, hash: u64) -> (&'g Table, BucketLock<'g>) {
+        // SAFETY: the caller's promise is `current`'s.
+        let mut t = unsafe { self.current() };
+        loop {
+            if let Some(lock) = BucketLock::lock(t.slot(hash)) {
+                return (t, lock);
+            }
+            // Acquire: pairs with the Release CAS that published the future
+            // table (the MOVED mark we saw was stored after it).
+            let f = t.future.load(Ordering::Acquire);
+            debug_assert!(!f.is_null());
+            // SAFETY: a bucket is marked MOVED only after the future table
+            // is published, and that table is alive as in `find`.
+            t = unsafe { &*f };
+        }
+    }
+
+    /// Inserts `node`: links it at the head of its bucket if no key there
+    /// equals its key; otherwise replaces the node found with it (if
+    /// `replace`) or hands it back.
+    ///
+    /// The user's `Eq` runs under the bucket lock: it must not write to
+    /// this map.
+    ///
+    /// # Safety
+    /// The caller holds a critical section of `self.domain` for `'g`.
+    pub(crate) unsafe fn insert<'g>(
+        &'g self,
+        node: Box<Node<K, V>>,
+        replace: bool,
+    ) -> Insert<'g, K, V> {
+        let hash = node.hash;
+        let (stripe, tick) = stripe_and_tick();
+        // SAFETY: the caller's promise is `lock_home`'s.
+        let (_, mut lock) = unsafe { self.lock_home(hash) };
+        let mut prev: *const Node<K, V> = ptr::null();
+        let mut cur = lock.head().cast::<Node<K, V>>();
+        let mut chain = 0usize;
+        while !cur.is_null() {
+            // SAFETY: `cur` is in the locked chain; chain nodes are alive
+            // while linked, and unlinking needs the lock we hold.
+            let n = unsafe { &*cur };
+            if n.hash == hash && n.key == node.key {
+                if !replace {
+                    drop(lock);
+                    return Insert::Present(n, node);
+                }
+                // Relaxed: under the lock; the link is published below.
+                node.next
+                    .store(n.next.load(Ordering::Relaxed), Ordering::Relaxed);
+                let new = Box::into_raw(node);
+                if prev.is_null() {
+                    lock.set_head(new.cast());
+                } else {
+                    // SAFETY: `prev` is in the locked chain, as `n`.
+                    // Release: pairs with the Acquire link loads in `find`.
+                    unsafe { &*prev }.next.store(new, Ordering::Release);
+                }
+                drop(lock);
+                // SAFETY: `cur` came from `Box::into_raw`, was unlinked by
+                // the store above (under the lock, now released), and only
+                // this call, which unlinked it, retires it.
+                let old = unsafe { Retired::new(cur, &self.domain) };
+                // SAFETY: the caller's promise.
+                unsafe { self.after_write(tick) };
+                return Insert::Replaced(old);
+            }
+            prev = n;
+            // Relaxed: links of a locked chain are written under its lock.
+            cur = n.next.load(Ordering::Relaxed);
+            chain += 1;
+        }
+        // Relaxed: published by `set_head`'s Release store.
+        node.next
+            .store(lock.head().cast::<Node<K, V>>(), Ordering::Relaxed);
+        let new = Box::into_raw(node);
+        lock.set_head(new.cast());
+        drop(lock);
+        self.add_count(stripe, 1);
+        // SAFETY: the caller's promise.
+        unsafe { self.after_write(tick || chain >= 2) };
+        // SAFETY: just linked; freed only a grace period after an unlink,
+        // which the caller's critical section holds up.
+        Insert::Inserted(unsafe { &*new })
+    }
+
+    /// Unlinks and returns the node with `hash` for which `pick` is true.
+    ///
+    /// # Safety
+    /// The caller holds a critical section of `self.domain`.
+    pub(crate) unsafe fn remove(
+        &self,
+        hash: u64,
+        mut pick: impl FnMut(&Node<K, V>) -> bool,
+    ) -> Option<Retired<K, V>> {
+        let (stripe, tick) = stripe_and_tick();
+        // SAFETY: the caller's promise is `lock_home`'s.
+        let (_, mut lock) = unsafe { self.lock_home(hash) };
+        let mut prev: *const Node<K, V> = ptr::null();
+        let mut cur = lock.head().cast::<Node<K, V>>();
+        while !cur.is_null() {
+            // SAFETY: as in `insert`.
+            let n = unsafe { &*cur };
+            if n.hash == hash && pick(n) {
+                let next = n.next.load(Ordering::Relaxed);
+                if prev.is_null() {
+                    lock.set_head(next.cast());
+                } else {
+                    // SAFETY: as in `insert`.
+                    // Release: pairs with the Acquire link loads in `find`.
+                    unsafe { &*prev }.next.store(next, Ordering::Release);
+                }
+                drop(lock);
+                self.add_count(stripe, -1);
+                // SAFETY: unlinked above, under the lock now released, by
+                // this call only; from `Box::into_raw`.
+                let old = unsafe { Retired::new(cur, &self.domain) };
+                // SAFETY: the caller's promise.
+                unsafe { self.after_write(tick) };
+                return Some(old);
+            }
+            prev = n;
+            // Relaxed: as in `insert`.
+            cur = n.next.load(Ordering::Relaxed);
+        }
+        None
+    }
+
+    /// Replaces node `old` (found under the caller's guard) with `new`, if
+    /// `old` is still linked; otherwise hands `new` back.
+    ///
+    /// # Safety
+    /// The caller holds a critical section of `self.domain`, `old` is a node
+    /// of this map, and `new.hash == old.hash`.
+    pub(crate) unsafe fn replace_node(
+        &self,
+        old: &Node<K, V>,
+        new: Box<Node<K, V>>,
+    ) -> Result<Retired<K, V>, Box<Node<K, V>>> {
+        debug_assert_eq!(old.hash, new.hash);
+        let (_, tick) = stripe_and_tick();
+        // SAFETY: the caller's promise is `lock_home`'s.
+        let (_, mut lock) = unsafe { self.lock_home(old.hash) };
+        let mut prev: *const Node<K, V> = ptr::null();
+        let mut cur = lock.head().cast::<Node<K, V>>();
+        while !cur.is_null() {
+            if ptr::eq(cur, old) {
+                // Relaxed: under the lock; published below.
+                new.next
+                    .store(old.next.load(Ordering::Relaxed), Ordering::Relaxed);
+                let new = Box::into_raw(new);
+                if prev.is_null() {
+                    lock.set_head(new.cast());
+                } else {
+                    // SAFETY: as in `insert`.
+                    // Release: pairs with the Acquire link loads in `find`.
+                    unsafe { &*prev }.next.store(new, Ordering::Release);
+                }
+                drop(lock);
+                // SAFETY: unlinked above by this call only, lock released.
+                let old = unsafe { Retired::new(cur, &self.domain) };
+                // SAFETY: the caller's promise.
+                unsafe { self.after_write(tick) };
+                return Ok(old);
+            }
+            prev = cur;
+            // SAFETY: as in `insert`. Relaxed: as in `insert`.
+            cur = unsafe { &*cur }.next.load(Ordering::Relaxed);
+        }
+        Err(new)
+    }
+
+    /// After a write (no lock held): checks the load factor if `check`, and
+    /// helps a resize in flight with one chunk.
+    ///
+    /// # Safety
+    /// The caller holds a critical section of `self.domain`.
+    #[inline]
+    unsafe fn after_write(&self, check: bool) {
+        // SAFETY: the caller's promise.
+        let t = unsafe { self.current() };
+        // Acquire: as in `find`.
+        let f = t.future.load(Ordering::Acquire);
+        if !f.is_null() {
+            // SAFETY: the caller's promise; `f` is alive as in `find`.
+            unsafe { self.help(t, &*f, false) };
+        } else if check {
+            // SAFETY: the caller's promise.
+            unsafe { self.maybe_resize(t) };
+        }
+    }
+
+    /// Starts a resize of `t` (the current table) if its load factor is
+    /// out of bounds, and runs it to the end (other writers help).
+    ///
+    /// # Safety
+    /// The caller holds a critical section of `self.domain`; `t` was
+    /// current within it.
+    #[cold]
+    unsafe fn maybe_resize(&self, t: &Table) {
+        let n = t.len();
+        let len = self.len();
+        // After a resize the load factor is at most 1/2 (and above 1/4
+        // after a grow): grow above 3/4, shrink below 1/8.
+        let half_full = len
+            .saturating_mul(2)
+            .checked_next_power_of_two()
+            .unwrap_or(n)
+            .max(MIN_BUCKETS);
+        let target = if len > n - n / 4 {
+            half_full
+        } else if len < n / 8 && n > self.min_buckets {
+            half_full.max(self.min_buckets)
+        } else {
+            return;
+        };
+        if target == n {
+            return;
+        }
+        // SAFETY: the caller's promise.
+        unsafe { self.start_resize(t, target) }
+    }
+
+    /// Publishes a future table of `n` buckets for `t` and migrates.
+    ///
+    /// # Safety
+    /// As [`maybe_resize`](Self::maybe_resize).
+    unsafe fn start_resize(&self, t: &Table, n: usize) {
+        if !ptr::eq(self.table.load(Ordering::Relaxed), t) {
+            return; // `t` has been resized meanwhile
+        }
+        let new = Box::into_raw(Table::new(n));
+        // Release: pairs with the Acquire loads of `future` in `find`,
+        // `lock_home` and `after_write`: they see the new table's empty
+        // buckets. Acquire on failure: we then use the winner's table.
+        match t
+            .future
+            .compare_exchange(ptr::null_mut(), new, Ordering::Release, Ordering::Acquire)
+        {
+            Ok(_) => {
+                // SAFETY: the caller's promise; `new` is published and alive
+                // (freed only after it is current and retired).
+                unsafe { self.help(t, &*new, true) }
+            }
+            Err(_) => {
+                // SAFETY: `new` was never shared; from `Box::into_raw`.
+                drop(unsafe { Box::from_raw(new) });
+            }
+        }
+    }
+
+    /// Migrates chunks of `t` into its future table `f`: one chunk, or
+    /// (`all`) until no chunk is left. Whoever finishes the last bucket
+    /// makes `f` current and retires `t`.
+    ///
+    /// # Safety
+    /// The caller holds a critical section of `self.domain`; `f` is `t`'s
+    /// future table and `t` was current within the critical section.
+    unsafe fn help(&self, t: &Table, f: &Table, all: bool) {
+        let n = t.len();
+        let rs = &t.resize.0;
+        loop {
+            // Relaxed: a claim only; the bucket locks order the moves.
+            if rs.claimed.load(Ordering::Relaxed) >= n {
+                return;
+            }
+            let start = rs.claimed.fetch_add(CHUNK, Ordering::Relaxed);
+            if start >= n {
+                return;
+            }
+            let end = (start + CHUNK).min(n);
+            for b in start..end {
+                // SAFETY: the caller's promises; bucket `b` is ours alone.
+                unsafe { self.migrate_bucket(t, b, f) };
+            }
+            // AcqRel: the thread that completes the count sees every other
+            // thread's moves (Acquire), and ours reach it (Release).
+            let done = rs.done.fetch_add(end - start, Ordering::AcqRel) + (end - start);
+            if done == n {
+                // The pointers as stored (with their allocations' provenance,
+                // which `Box::from_raw` needs later), not from `t` and `f`.
+                // Relaxed: we loaded it before, with Acquire.
+                let fp = t.future.load(Ordering::Relaxed);
+                debug_assert!(ptr::eq(fp, f));
+                // Release: pairs with the Acquire load in `current`: a reader
+                // that starts at `f` sees every bucket moved into it. (Only
+                // the thread that completes `done` writes `table` now.)
+                let tp = self.table.swap(fp, Ordering::Release);
+                debug_assert!(ptr::eq(tp, t));
+                // SAFETY: (1) `t` came from `Box::into_raw` (construction or
+                // `start_resize`); (2) new readers start at `f` now, and the
+                // tables that point to `t` were retired before `t` became
+                // current; (3) only the thread completing `done` retires it;
+                // (4) readers read it under guards of `self.domain`. No
+                // lock of ours is held.
+                unsafe { self.domain.defer_free(tp) };
+                return;
+            }
+            if !all {
+                return;
+            }
+        }
+    }
+
+    /// Moves every node of bucket `b` of `t` into `f`, tail first, then
+    /// marks the bucket `MOVED`. See the module docs.
+    ///
+    /// # Safety
+    /// As [`help`](Self::help), and this thread claimed bucket `b`.
+    unsafe fn migrate_bucket(&self, t: &Table, b: usize, f: &Table) {
+        let Some(mut lock) = BucketLock::lock(t.slot_at(b)) else {
+            unreachable!("rcu-hashmap: a bucket migrated twice");
+        };
+        let mut small = [ptr::null_mut::<Node<K, V>>(); 16];
+        let mut big = Vec::new();
+        let mut len = 0;
+        let mut p = lock.head().cast::<Node<K, V>>();
+        while !p.is_null() {
+            if len < small.len() {
+                small[len] = p;
+            } else {
+                if len == small.len() {
+                    big.extend_from_slice(&small);
+                }
+                big.push(p);
+            }
+            len += 1;
+            // SAFETY: `p` is in the chain we locked (alive while linked).
+            // Relaxed: written under the lock we hold.
+            p = unsafe { &*p }.next.load(Ordering::Relaxed);
+        }
+        let chain = if len <= small.len() {
+            &small[..len]
+        } else {
+            &big[..]
+        };
+        for i in (0..len).rev() {
+            // SAFETY: in the locked chain, as above.
+            let x = unsafe { &*chain[i] };
+            // `f` is not being resized: its own resize can start only once
+            // it is current, after this one has finished.
+            let Some(mut to) = BucketLock::lock(f.slot(x.hash)) else {
+                unreachable!("rcu-hashmap: the future table is moving");
+            };
+            // Release: pairs with the Acquire link loads in `find`: a reader
+            // that follows `x` into `f` sees `t.future` (which we loaded
+            // with Acquire before) and `f`'s chain.
+            x.next.store(to.head().cast(), Ordering::Release);
+            to.set_head(chain[i].cast());
+            drop(to);
+            // Cut `x` off the old chain. Release: pairs with the Acquire
+            // loads in `find`: a reader that sees the cut sees `x` in `f`.
+            if i == 0 {
+                lock.set_head(ptr::null_mut());
+            } else {
+                // SAFETY: in the locked chain, as above.
+                unsafe { &*chain[i - 1] }
+                    .next
+                    .store(ptr::null_mut(), Ordering::Release);
+            }
+        }
+        lock.mark_moved();
+    }
+}
+
+/// A node unlinked from the map that readers may still see. Dropping it
+/// retires the node through the map's domain (dropped after a grace
+/// period, on the reclaim thread).
+pub(crate) struct Retired<K: Send + 'static, V: Send + 'static> {
+    node: NonNull<Node<K, V>>,
+    /// `None` for the process-wide domain (cloning its handle would touch
+    /// a shared counter on every removal).
+    domain: Option<RcuDomain>,
+}
+
+// SAFETY: the handle gives `&K`/`&V` (needs `Sync` to move it, since readers
+// may share the node) and drops the node wherever it is dropped, through the
+// reclaim thread (needs `Send`).
+unsafe impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Send for Retired<K, V> {}
+// SAFETY: shares only `&K`/`&V`.
+unsafe impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Sync for Retired<K, V> {}
+
+impl<K: Send + 'static, V: Send + 'static> Retired<K, V> {
+    /// # Safety
+    /// `node` came from `Box::into_raw`, is unlinked from every chain (for
+    /// new readers), and this handle is its only retirer.
+    unsafe fn new(node: *mut Node<K, V>, domain: &RcuDomain) -> Self {
+        #[cfg(not(rcu_loom))]
+        let domain = if domain.is_global() {
+            None
+        } else {
+            Some(domain.clone())
+        };
+        #[cfg(rcu_loom)]
+        let domain = Some(domain.clone());
+        Retired {
+            // SAFETY: from `Box::into_raw`, never null.
+            node: unsafe { NonNull::new_unchecked(node) },
+            domain,
+        }
+    }
+
+    /// Gives up the handle without retiring the node (loom models free it
+    /// by hand, having no reclaim thread).
+    #[cfg(all(test, rcu_loom))]
+    pub(crate) fn into_raw(self) -> *mut Node<K, V> {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again; the domain handle
+        // is moved out once and dropped here.
+        drop(unsafe { ptr::read(&this.domain) });
+        this.node.as_ptr()
+    }
+
+    /// The unlinked node.
+    #[inline]
+    pub(crate) fn node(&self) -> &Node<K, V> {
+        // SAFETY: the node is freed only a grace period after this handle
+        // is dropped.
+        unsafe { self.node.as_ref() }
+    }
+}
+
+impl<K: Send + 'static, V: Send + 'static> Drop for Retired<K, V> {
+    fn drop(&mut self) {
+        let p = self.node.as_ptr();
+        // SAFETY: (1) from `Box::into_raw`; (2) unlinked before this handle
+        // was made; (3) this handle is its only retirer and is dropped once;
+        // (4) its readers use guards of the map's domain, which this is.
+        match &self.domain {
+            // SAFETY: as above.
+            Some(d) => unsafe { d.defer_free(p) },
+            #[cfg(not(rcu_loom))]
+            // SAFETY: as above, the map's domain is the process-wide one.
+            None => unsafe { rcu_core::defer_free(p) },
+            #[cfg(rcu_loom)]
+            None => unreachable!(),
+        }
+    }
+}
+
+/// A weakly consistent iterator over a map's nodes.
+///
+/// It walks the hash space in bucket-sized ranges, in increasing order.
+/// For each range it collects the nodes of the current table's bucket, then
+/// (if a resize is in flight) those of the future tables' buckets that cover
+/// the range, keeping one node per key. So an entry present from the start
+/// to the moment its range is collected is yielded exactly once (resizes
+/// move entries between tables, never out of their hash range), an entry
+/// inserted meanwhile at most once, and nothing twice.
+pub(crate) struct RawIter<'g, K, V> {
+    map: &'g RawMap<K, V>,
+    next_lo: u64,
+    finished: bool,
+    buf: Vec<*const Node<K, V>>,
+    pos: usize,
+}
+
+impl<'g, K: Eq, V> RawIter<'g, K, V> {
+    /// The next node.
+    pub(crate) fn next_node(&mut self) -> Option<&'g Node<K, V>> {
+        loop {
+            if let Some(&p) = self.buf.get(self.pos) {
+                self.pos += 1;
+                // SAFETY: collected under the critical section that
+                // `RawMap::iter`'s caller holds for `'g`; alive until then.
+                return Some(unsafe { &*p });
+            }
+            if self.finished {
+                return None;
+            }
+            self.buf.clear();
+            self.pos = 0;
+            // SAFETY: `RawMap::iter`'s caller holds the critical section.
+            unsafe { self.fill() };
+        }
+    }
+
+    /// Collects the next range's nodes.
+    ///
+    /// # Safety
+    /// The critical section `RawMap::iter` asked for is held.
+    unsafe fn fill(&mut self) {
+        // SAFETY: the caller's promise.
+        let first = unsafe { self.map.current() };
+        let lo = self.next_lo;
+        let hi = first.range_end(first.index(lo));
+        let mut t = first;
+        let mut crossed = false;
+        loop {
+            for b in t.index(lo)..=t.index(hi) {
+                // Acquire: as in `find`.
+                let mut p = untag(t.slot_at(b).load(Ordering::Acquire)).cast::<Node<K, V>>();
+                while !p.is_null() {
+                    // SAFETY: as in `find`.
+                    let n = unsafe { &*p };
+                    if (lo..=hi).contains(&n.hash) {
+                        self.buf.push(p);
+                    }
+                    // Acquire: as in `find`.
+                    p = n.next.load(Ordering::Acquire);
+                }
+            }
+            // Acquire: as in `find`.
+            let f = t.future.load(Ordering::Acquire);
+            if f.is_null() {
+                break;
+            }
+            crossed = true;
+            // SAFETY: as in `find`.
+            t = unsafe { &*f };
+        }
+        if crossed {
+            // A resize was in flight: a key may have been seen in two
+            // chains (before and after its move). Keep its first node.
+            let mut keep = 0;
+            for i in 0..self.buf.len() {
+                // SAFETY: collected above, alive as in `find`.
+                let n = unsafe { &*self.buf[i] };
+                let dup = self.buf[..keep].iter().any(|&m| {
+                    // SAFETY: as above.
+                    let m = unsafe { &*m };
+                    m.hash == n.hash && m.key == n.key
+                });
+                if !dup {
+                    self.buf[keep] = self.buf[i];
+                    keep += 1;
+                }
+            }
+            self.buf.truncate(keep);
+        }
+        if hi == u64::MAX {
+            self.finished = true;
+        } else {
+            self.next_lo = hi + 1;
+        }
+    }
+}
+
+#[cfg(all(test, rcu_loom))]
+mod loom_tests;

@@ -1,0 +1,197 @@
+//! The bucket array and its per-bucket locks.
+//!
+//! A bucket is one word: the address of the first node of its chain, with
+//! two tag bits in the low bits (nodes are at least 8-aligned):
+//!
+//! - [`LOCKED`]: a writer holds the bucket (Linux's `bit_spin_lock` in the
+//!   `rhashtable` bucket head). Readers ignore it.
+//! - [`MOVED`]: a resize has moved every entry of the bucket to the table's
+//!   [`future`](Table::future) table. Final: the bucket is never written
+//!   again. Its chain is empty.
+//!
+//! The table is not generic over the entry type, so its code (allocation,
+//! locking) is not duplicated for every `K, V` (hashbrown's `RawTableInner`
+//! idea).
+
+use crate::sync::{AtomicPtr, AtomicUsize, Backoff, Ordering};
+use std::ptr;
+
+/// Tag bit: a writer holds the bucket.
+pub(super) const LOCKED: usize = 1;
+/// Tag bit: the bucket's entries now live in the future table.
+pub(super) const MOVED: usize = 2;
+/// Both tag bits.
+pub(super) const TAGS: usize = LOCKED | MOVED;
+
+/// `p` without its tag bits.
+#[inline]
+pub(super) fn untag<T>(p: *mut T) -> *mut T {
+    p.map_addr(|a| a & !TAGS)
+}
+
+/// The smallest table: four buckets (a shift of 62).
+pub(crate) const MIN_BUCKETS: usize = 4;
+
+/// A bucket array of `2^k` buckets. Bucket `i` holds the entries whose hash
+/// has `i` in its top `k` bits, so bucket `i` covers the hash range
+/// `[i << shift, (i + 1) << shift)`: every table, whatever its size, splits
+/// the hash space into ranges in the same order (the iterator relies on it).
+pub(super) struct Table {
+    /// `64 - k`: the bucket of `hash` is `hash >> shift`.
+    shift: u32,
+    buckets: Box<[AtomicPtr<()>]>,
+    /// The table a resize is moving this one's entries to, or null. Set
+    /// once (null to non-null), never cleared.
+    pub(super) future: AtomicPtr<Table>,
+    /// Resize bookkeeping, on its own cache line so that migrating threads
+    /// do not bounce the line readers use.
+    pub(super) resize: Padded<ResizeState>,
+}
+
+/// Which buckets of a table a resize has claimed and finished.
+pub(super) struct ResizeState {
+    /// Buckets handed out to migrating threads (may run past the table's
+    /// length).
+    pub(super) claimed: AtomicUsize,
+    /// Buckets whose entries are all in the future table.
+    pub(super) done: AtomicUsize,
+}
+
+/// Aligns its content to 128 bytes (two cache lines, against the adjacent
+/// line prefetcher), as crossbeam's `CachePadded` does on x86-64.
+#[repr(align(128))]
+pub(super) struct Padded<T>(pub(super) T);
+
+impl Table {
+    /// A table of `n` empty buckets.
+    ///
+    /// # Panics
+    /// If `n` is not a power of two of at least [`MIN_BUCKETS`].
+    pub(super) fn new(n: usize) -> Box<Table> {
+        assert!(
+            n.is_power_of_two() && n >= MIN_BUCKETS,
+            "bad table size {n}"
+        );
+        Box::new(Table {
+            shift: 64 - n.trailing_zeros(),
+            buckets: (0..n).map(|_| AtomicPtr::new(ptr::null_mut())).collect(),
+            future: AtomicPtr::new(std::ptr::null_mut()),
+            resize: Padded(ResizeState {
+                claimed: AtomicUsize::new(0),
+                done: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// The number of buckets.
+    #[inline]
+    pub(super) fn len(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// The bucket that `hash` belongs to.
+    #[inline]
+    pub(super) fn index(&self, hash: u64) -> usize {
+        (hash >> self.shift) as usize
+    }
+
+    /// The bucket word of `hash`.
+    #[inline]
+    pub(super) fn slot(&self, hash: u64) -> &AtomicPtr<()> {
+        let i = self.index(hash);
+        debug_assert!(i < self.buckets.len());
+        // SAFETY: `shift = 64 - k` with `2^k = len`, so `hash >> shift` is
+        // below `2^k` and fits in `usize` (a `Box<[_]>` of `2^k` elements
+        // exists, so `2^k <= usize::MAX`).
+        unsafe { self.buckets.get_unchecked(i) }
+    }
+
+    /// The bucket word at `index`.
+    #[inline]
+    pub(super) fn slot_at(&self, index: usize) -> &AtomicPtr<()> {
+        &self.buckets[index]
+    }
+
+    /// The last hash of bucket `index`'s range (inclusive).
+    #[inline]
+    pub(super) fn range_end(&self, index: usize) -> u64 {
+        ((index as u64) << self.shift) | ((1u64 << self.shift) - 1)
+    }
+}
+
+/// A held bucket lock. Writes to a chain (its head and the `next` links of
+/// its nodes) happen only under it. Dropping it unlocks, publishing the
+/// head it holds (also when unwinding from a panic in a user's `Eq`).
+pub(super) struct BucketLock<'a> {
+    slot: &'a AtomicPtr<()>,
+    /// The untagged chain head, or a null pointer tagged `MOVED` once the
+    /// bucket is emptied by a resize.
+    head: *mut (),
+}
+
+impl<'a> BucketLock<'a> {
+    /// Locks the bucket; `None` if its entries have moved to the future
+    /// table (then there is nothing to lock: look there).
+    #[inline]
+    pub(super) fn lock(slot: &'a AtomicPtr<()>) -> Option<Self> {
+        let mut backoff = Backoff::new();
+        loop {
+            // Acquire: pairs with the Release store that unlocked or marked
+            // the bucket: we see the chain it published, and after `MOVED`
+            // the future table (published before any bucket is marked).
+            let v = slot.load(Ordering::Acquire);
+            if v.addr() & MOVED != 0 {
+                return None;
+            }
+            if v.addr() & LOCKED != 0 {
+                backoff.snooze();
+                continue;
+            }
+            // Acquire: as above, for the unlock we take over from.
+            if slot
+                .compare_exchange_weak(
+                    v,
+                    v.map_addr(|a| a | LOCKED),
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                return Some(BucketLock { slot, head: v });
+            }
+        }
+    }
+
+    /// The chain's first node (untagged), or null.
+    #[inline]
+    pub(super) fn head(&self) -> *mut () {
+        self.head
+    }
+
+    /// Makes `p` the chain's first node, visible to readers at once.
+    #[inline]
+    pub(super) fn set_head(&mut self, p: *mut ()) {
+        debug_assert_eq!(p.addr() & TAGS, 0);
+        self.head = p;
+        // Release: pairs with the Acquire loads of the bucket in readers and
+        // lockers: whoever sees `p` sees the node's contents and link.
+        self.slot
+            .store(p.map_addr(|a| a | LOCKED), Ordering::Release);
+    }
+
+    /// Marks the (emptied) bucket as moved and releases it.
+    pub(super) fn mark_moved(mut self) {
+        debug_assert!(self.head.is_null());
+        self.head = ptr::null_mut::<()>().map_addr(|_| MOVED);
+    }
+}
+
+impl Drop for BucketLock<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        // Release: pairs with the Acquire loads in `lock` and in readers:
+        // the next holder (and any reader) sees every write made under the
+        // lock.
+        self.slot.store(self.head, Ordering::Release);
+    }
+}

@@ -1,0 +1,36 @@
+//! The optional features: `serde` round trip, rayon's parallel extend and
+//! iteration. (`cargo test -p rcu-hashmap --all-features`.)
+
+#[cfg(feature = "serde")]
+#[test]
+fn serde_round_trip() {
+    use rcu_hashmap::RcuHashMap;
+    let map: RcuHashMap<String, u32> = (0..50).map(|i| (i.to_string(), i)).collect();
+    let json = serde_json::to_string(&map).unwrap();
+    let back: RcuHashMap<String, u32> = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.len(), 50);
+    for i in 0..50u32 {
+        assert_eq!(back.get_cloned(&i.to_string()), Some(i));
+    }
+    let std_map: std::collections::HashMap<String, u32> = serde_json::from_str(&json).unwrap();
+    assert_eq!(std_map.len(), 50);
+}
+
+#[cfg(feature = "rayon")]
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "rayon's crossbeam-epoch 0.9.21 fails Stacked Borrows (internal.rs:567)"
+)]
+fn rayon_extend_and_iterate() {
+    use rayon::prelude::*;
+    use rcu_hashmap::RcuHashMap;
+    let n = if cfg!(miri) { 100 } else { 20_000 };
+    let map: RcuHashMap<u64, u64> = (0..n).into_par_iter().map(|i| (i, i * 2)).collect();
+    assert_eq!(map.len(), n as usize);
+    (&map).par_extend((n..2 * n).into_par_iter().map(|i| (i, i * 2)));
+    assert_eq!(map.len(), 2 * n as usize);
+    let guard = rcu_core::read_lock();
+    let sum: u64 = map.par_iter(&guard).map(|(_, v)| *v).sum();
+    assert_eq!(sum, (0..2 * n).map(|i| i * 2).sum::<u64>());
+}
