@@ -1,11 +1,3 @@
-// NOT BUILT: rcu-hashmap had not landed on main by the fuzz issue's cut-off
-// (17:40), so this target is left out of Cargo.toml and of smoke.sh. It was
-// written against the `hashmap` branch (5203103), where it builds and ran
-// 20 s without a sanitizer with no failure. To enable it once the crate is on
-// main: move it to fuzz_targets/, add `rcu-hashmap = { path = "../rcu-hashmap" }`
-// and a `[[bin]] name = "hashmap"` entry like the others, run it under ASan
-// for 10 minutes and commit a seeds/hashmap/ corpus.
-
 //! Fuzzes `rcu-hashmap` against `std::collections::HashMap`.
 //!
 //! # Input
