@@ -294,6 +294,11 @@ mod revoked_fallback {
     mod ipi {
         use std::sync::{Mutex, OnceLock, PoisonError};
 
+        /// x86-64's base page size. (A constant rather than `getpagesize`
+        /// through rustix's auxv reader, which faults under valgrind; the
+        /// kernel rounds the mapping up to a whole page anyway.)
+        const PAGE_SIZE: usize = 4096;
+
         /// The private page whose protection changes send the IPIs, as an
         /// address (or why it could not be mapped).
         static PAGE: OnceLock<Result<usize, rustix::io::Errno>> = OnceLock::new();
@@ -307,7 +312,7 @@ mod revoked_fallback {
                 unsafe {
                     mmap_anonymous(
                         std::ptr::null_mut(),
-                        rustix::param::page_size(),
+                        PAGE_SIZE,
                         ProtFlags::READ | ProtFlags::WRITE,
                         MapFlags::PRIVATE,
                     )
@@ -348,7 +353,7 @@ mod revoked_fallback {
             let addr = page().unwrap_or_else(|e| {
                 super::fatal(format_args!("the fallback's page cannot be mapped ({e})"))
             });
-            let len = rustix::param::page_size();
+            let len = PAGE_SIZE;
             let ptr = std::ptr::with_exposed_provenance_mut::<u8>(addr);
             // Two callers at once could each find the page already read-only
             // and skip the shootdown: one at a time.
