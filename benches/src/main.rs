@@ -10,9 +10,9 @@
 //! ratio) and writes `results.json`, `results.csv`, `results.md` and one SVG
 //! chart per group to a new folder, `target/rcu-bench/<run-id>/` (see
 //! [`rcu_bench::output`]). A run takes about (measurements) × (seconds per
-//! measurement), printed before it starts: on a 2-CPU machine 30
-//! measurements, about 75 s (`--quick`: about 11 s). `--help` lists every
-//! flag.
+//! measurement), printed before it starts: on a 2-CPU machine 162
+//! measurements, about 7 minutes with the structures' set-up (`--quick`:
+//! about 1.5 minutes). `--help` lists every flag.
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
