@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{DropCount, Token, eventually, finishes};
+use common::{DropCount, Token, block_on, eventually, finishes};
 use rcu_core::{Guard, OwnedReadGuard, RcuCell, RcuDomain, RcuPtr, read_lock, read_lock_owned};
 use static_assertions::{assert_impl_all, assert_not_impl_any};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -209,7 +209,7 @@ fn into_inner_async_waits_for_a_grace_period() {
     let finished = Arc::new(AtomicUsize::new(0));
     let f = Arc::clone(&finished);
     let t = std::thread::spawn(move || {
-        let v = futures_block_on(old.into_inner_async());
+        let v = block_on(old.into_inner_async());
         f.store(v as usize, Ordering::SeqCst);
     });
     std::thread::sleep(Duration::from_millis(30));
@@ -222,23 +222,4 @@ fn into_inner_async_waits_for_a_grace_period() {
     t.join().unwrap();
     assert_eq!(finished.load(Ordering::SeqCst), 1);
     assert!(finishes(move || drop(cell)));
-}
-
-fn futures_block_on<F: std::future::Future>(f: F) -> F::Output {
-    use std::task::{Context, Poll, Wake, Waker};
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark()
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut f = std::pin::pin!(f);
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::park();
-    }
 }

@@ -4,31 +4,10 @@
 
 mod common;
 
-use common::{eventually, finishes, scaled};
+use common::{block_on, eventually, finishes, scaled};
 use rcu_core::RcuDomain;
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll, Wake, Waker};
-
-/// Polls `f` on this thread until it resolves, parking between polls.
-fn block_on<F: Future>(f: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut f = std::pin::pin!(f);
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::park();
-    }
-}
 
 /// Nothing else runs a grace period here: `start_poll` itself must see to
 /// one. (With a plain `cookie()` in its place the poll stays `false`.)

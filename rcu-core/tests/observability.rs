@@ -3,12 +3,10 @@
 
 mod common;
 
-use common::{Holder, config, eventually, finishes, scaled};
+use common::{Holder, block_on, config, eventually, finishes, scaled};
 use rcu_core::{Config, GpHistogram, RcuDomain, StallWarning};
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 #[test]
@@ -86,25 +84,6 @@ fn cookie_taken_inside_a_critical_section_stays_false_while_it_is_open() {
     reader.join().unwrap();
     syncer.join().unwrap();
     assert!(eventually(|| domain.poll(c)));
-}
-
-/// The smallest executor: park until woken.
-fn block_on<F: Future>(f: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut f = std::pin::pin!(f);
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::park();
-    }
 }
 
 #[test]
