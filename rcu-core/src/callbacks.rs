@@ -1,13 +1,19 @@
 //! Callbacks: the `call_rcu` front end, the reclaim thread that runs them
 //! after grace periods, `drain`, and the domain's shutdown.
 //!
-//! The reclaim thread waits for the first callback, starts a grace period at
-//! once (the seed removed QEMU's batching delay), then runs exactly the
-//! callbacks counted before it, in FIFO order. The count stays in the
-//! grace-period machine's [`Pressure`](crate::grace_period::Pressure) until
-//! the grace period ends, so the forcing threshold sees the batch in flight.
-//! It also runs the grace periods that [`start_poll`](Callbacks::start_poll)
-//! asks for.
+//! `call_rcu` appends to its thread's batch for the domain (`batch.rs`:
+//! Linux's per-CPU callback lists, per thread), which moves to the domain's
+//! queue as one node when it fills, or when the reclaim thread or a `drain`
+//! harvests every thread's batch.
+//!
+//! The reclaim thread waits for the first callback, harvests the batches,
+//! starts a grace period at once (the seed removed QEMU's batching delay),
+//! then runs exactly the callbacks it took off the queue before the grace
+//! period began, in FIFO order. Their count stays in the grace-period
+//! machine's [`Pressure`](crate::grace_period::Pressure) until the grace
+//! period ends, so the forcing threshold sees the batch in flight (and the
+//! batches not yet harvested). It also runs the grace periods that
+//! [`start_poll`](Callbacks::start_poll) asks for.
 //!
 //! A batch whose grace period has ended moves from the queue to `ready`,
 //! from which it is run a chunk at a time: by the reclaim thread, and by
@@ -142,9 +148,14 @@ impl Callbacks {
     /// `call_rcu`: queues `f` to run after a grace period. It counts toward
     /// the memory limit with its own size plus `extra_bytes`.
     ///
+    /// It goes into this thread's batch for the domain (see `batch.rs`),
+    /// which moves to the queue when it fills or when the reclaim thread or
+    /// a `drain` harvests it.
+    ///
     /// # Panics
     /// If the reclaim thread cannot be started (with the spawn error); then
     /// nothing was queued or counted.
+    #[inline]
     pub(crate) fn call_rcu<F: FnOnce() + Send + 'static>(
         &self,
         gp: &GracePeriods,
@@ -153,46 +164,117 @@ impl Callbacks {
         extra_bytes: usize,
     ) {
         self.ensure_reclaim_thread(spawn);
-        let bytes = size_of::<F>().saturating_add(extra_bytes);
-        let p = &gp.pressure;
-        // Bytes first, node second: the reclaim thread subtracts a node's
-        // bytes after popping it, so adding them before the push keeps the
-        // count from ever dropping below what is queued (it cannot wrap).
-        // SeqCst: read by `force_cause`; the kick below orders it too.
-        let held = p
-            .pending_bytes
-            .fetch_add(bytes, Ordering::SeqCst)
-            .saturating_add(bytes);
-        self.stats.max_pending_bytes.max(held as u64);
-        self.queue.push(f, bytes);
-        // Kick the normal-state sleep when the bytes cross the limit.
-        let limit = gp.memory_limit();
-        if held >= limit && held - bytes < limit {
-            gp.kick.set();
+        let cb = Callback::new(f, size_of::<F>().saturating_add(extra_bytes));
+        #[cfg(not(rcu_loom))]
+        let cb = {
+            let mut cb = Some(cb);
+            let appended = gp.pressure.batches.with_mine(gp.readers.id, |b| {
+                let mut held = b.lock();
+                let (len, bytes) = held.push(cb.take().expect("taken once"));
+                if self.batch_is_due(gp, len, bytes) {
+                    // To the queue, under the batch's lock (module docs of
+                    // `batch.rs`).
+                    let (items, bytes) = held.take().expect("just pushed");
+                    self.enqueue(gp, items, bytes);
+                } else if len == 1 && gp.pressure.batches.mark_dirty() {
+                    // The first callback since the last harvest: wake the
+                    // reclaim thread (after the batch is unlocked below).
+                    drop(held);
+                    self.call_ready.set();
+                }
+            });
+            match appended {
+                Some(()) => None,
+                // Thread teardown: no batch, queue it alone.
+                None => cb,
+            }
+        };
+        #[cfg(not(rcu_loom))]
+        if let Some(cb) = cb {
+            let bytes = cb.bytes();
+            self.enqueue(gp, vec![cb], bytes);
         }
-        self.stats.queued.bump();
-        // SeqCst: the reclaim thread's `reset; load pending; wait` and our
-        // `increment; set` form a Dekker pair; the count is also read by
-        // `force_cause`. After the push: the consumer pops only what the
-        // count says is there.
-        let pending = p.pending.fetch_add(1, Ordering::SeqCst) + 1;
-        if pending == 1 {
-            self.call_ready.set();
-        }
-        // Kick the normal-state sleep when the count reaches the threshold;
-        // it rises one at a time, so every upward crossing passes here, and
-        // the forced state, once entered, does not need more kicks.
-        if pending == gp.callback_threshold() {
-            gp.kick.set();
+        #[cfg(rcu_loom)]
+        {
+            let bytes = cb.bytes();
+            self.enqueue(gp, vec![cb], bytes);
         }
         // A thread that was running at the check above may have exited
         // since (only after a shutdown): see the module docs. Should this
         // second start fail, `f` stays queued and runs once a later
         // `call_rcu`, `drain` or `start_poll` starts a thread.
         self.ensure_reclaim_thread(spawn);
-        if held > limit {
+        // SeqCst: read with the producers' adds and the runners'
+        // subtractions; a stale value only skips or adds one round of help.
+        if gp.pressure.pending_bytes.load(Ordering::SeqCst) > gp.memory_limit() {
             self.help(gp);
         }
+    }
+
+    /// Whether a batch that has just grown to `len` callbacks holding
+    /// `bytes` must go to the queue now: when it alone reaches the forcing
+    /// threshold or a sixteenth of the memory limit, or when it takes the
+    /// queued callbacks across the threshold or the limit (so the forcing
+    /// kick happens at once, as if nothing were batched; batches of other
+    /// threads are counted at the grace period's next check).
+    #[cfg(not(rcu_loom))]
+    #[inline]
+    fn batch_is_due(&self, gp: &GracePeriods, len: usize, bytes: usize) -> bool {
+        let p = &gp.pressure;
+        let threshold = gp.callback_threshold();
+        let limit = gp.memory_limit();
+        // SeqCst (both): a snapshot; a stale value delays or advances one
+        // flush, which the grace period's own checks make up for.
+        let queued = p.pending.load(Ordering::SeqCst);
+        let queued_bytes = p.pending_bytes.load(Ordering::SeqCst);
+        let crosses = |queued: usize, add: usize, mark: usize| {
+            queued < mark && queued.saturating_add(add) >= mark
+        };
+        len >= threshold
+            || bytes >= limit / 16
+            || crosses(queued, len, threshold)
+            || crosses(queued_bytes, bytes, limit)
+    }
+
+    /// Counts `items` (holding `bytes`) as pending, then queues them as one
+    /// node; wakes the reclaim thread and kicks the forcing checks when the
+    /// counts cross their marks.
+    fn enqueue(&self, gp: &GracePeriods, items: Vec<Callback>, bytes: usize) {
+        let n = items.len();
+        let p = &gp.pressure;
+        // Counts first, node second: a runner subtracts only what it took,
+        // so neither count can drop below what is queued (they cannot wrap).
+        // SeqCst: read by `force_cause`; the kicks below order it too.
+        let held = p
+            .pending_bytes
+            .fetch_add(bytes, Ordering::SeqCst)
+            .saturating_add(bytes);
+        self.stats.max_pending_bytes.max(held as u64);
+        // SeqCst: the reclaim thread's `reset; load pending; wait` and our
+        // `increment; set` form a Dekker pair; the count is also read by
+        // `force_cause`.
+        let before = p.pending.fetch_add(n, Ordering::SeqCst);
+        self.queue.push(items);
+        self.stats.queued.add(n as u64);
+        if before == 0 {
+            self.call_ready.set();
+        }
+        // Kick the normal-state sleep when a count crosses its mark; the
+        // forced state, once entered, does not need more kicks.
+        let limit = gp.memory_limit();
+        let threshold = gp.callback_threshold();
+        if (held >= limit && held - bytes < limit)
+            || (before < threshold && before + n >= threshold)
+        {
+            gp.kick.set();
+        }
+    }
+
+    /// Moves every thread's batch to the queue.
+    fn harvest(&self, gp: &GracePeriods) {
+        gp.pressure
+            .batches
+            .harvest(|items, bytes| self.enqueue(gp, items, bytes));
     }
 
     /// Over the memory limit: a producer that may wait helps. It runs
@@ -309,10 +391,15 @@ impl Callbacks {
         gp.kick.set();
         let done = Arc::new(Event::new());
         let signal = Arc::clone(&done);
-        // The queue is FIFO and chunks are taken in its order: when this
-        // runs, everything before it has been taken, and has run unless a
-        // helper is still running its chunk.
-        self.call_rcu(gp, spawn, move || signal.set(), 0);
+        self.ensure_reclaim_thread(spawn);
+        // Every thread's batch goes to the queue first, the marker behind
+        // them (see `batch.rs` for why that covers callbacks still batched).
+        // The queue is FIFO and chunks are taken in its order: when the
+        // marker runs, everything before it has been taken, and has run
+        // unless a helper is still running its chunk.
+        self.harvest(gp);
+        self.enqueue(gp, vec![Callback::new(move || signal.set(), 0)], 0);
+        self.ensure_reclaim_thread(spawn);
         done.wait();
         // Wait for every chunk taken so far (ours included) to finish.
         let mut r = lock(&self.ready);
@@ -330,13 +417,20 @@ impl Callbacks {
     /// # Panics
     /// If the thread cannot be started; `running` stays false, so the next
     /// caller tries again.
+    #[inline]
     fn ensure_reclaim_thread(&self, spawn: Spawn<'_>) {
         // SeqCst: the producer's side of the Dekker pair with the exiting
         // thread's store (module docs); callers bump `pending` or
         // `requested` before their second call.
-        if self.running.load(Ordering::SeqCst) {
-            return;
+        if !self.running.load(Ordering::SeqCst) {
+            self.start_reclaim_thread(spawn);
         }
+    }
+
+    /// The slow path of [`ensure_reclaim_thread`](Self::ensure_reclaim_thread).
+    #[cold]
+    #[inline(never)]
+    fn start_reclaim_thread(&self, spawn: Spawn<'_>) {
         let mut slot = lock(&self.reclaim);
         // SeqCst: as above (under `reclaim`, which the exiting thread holds
         // while it decides).
@@ -366,6 +460,7 @@ impl Callbacks {
         self.running.store(false, Ordering::SeqCst);
         // SeqCst (both): as above.
         let idle = gp.pressure.pending.load(Ordering::SeqCst) == 0
+            && !gp.pressure.batches.is_dirty()
             && gp.poll(gp.requested.load(Ordering::SeqCst));
         if !idle {
             // SeqCst: as above. Under the lock, so no producer started a
@@ -404,7 +499,12 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
     loop {
         let n = loop {
             cb.call_ready.reset();
-            // SeqCst: see `call_rcu`.
+            // Per-thread batches that gained callbacks since the last look
+            // go to the queue (and into `pending`) now.
+            if p.batches.take_dirty() {
+                cb.harvest(gp);
+            }
+            // SeqCst: see `enqueue`.
             let n = p.pending.load(Ordering::SeqCst);
             if n > 0 {
                 break n;
@@ -430,14 +530,22 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
             }
             cb.call_ready.wait();
         };
+        // Take the batch off the queue (this thread is its only consumer)
+        // *before* the grace period: every node taken was queued before it
+        // started. Nodes hold several callbacks, so this may take a little
+        // more than `n`; producers counted each node before pushing it.
+        let mut taken = 0;
+        while taken < n {
+            let node = cb.queue.pop();
+            taken += node.len();
+            batch.extend(node);
+        }
         gp.wait_grace_period();
         // Subtract only now, so the threshold check during the grace period
         // saw the batch in flight.
-        p.pending.fetch_sub(n, Ordering::SeqCst);
-        // Move the whole batch off the queue (this thread is its only
-        // consumer) into `ready`, where producers over the memory limit can
-        // help run it, then run it a chunk at a time.
-        batch.extend((0..n).map(|_| cb.queue.pop()));
+        p.pending.fetch_sub(taken, Ordering::SeqCst);
+        // Into `ready`, where producers over the memory limit can help run
+        // it, then run it a chunk at a time.
         lock(&cb.ready).list.extend(batch.drain(..));
         cb.ready_added.set();
         cb.run_ready(gp, Runner::ReclaimThread);

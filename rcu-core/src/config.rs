@@ -56,7 +56,9 @@ pub struct Config {
     /// function, `size_of::<T>()` for [`defer_free`](crate::defer_free).
     /// Heap memory nobody declares is not seen. Bytes are released when a
     /// runner takes a callback to run (at most 32 callbacks ahead of their
-    /// actual frees).
+    /// actual frees). A thread's batch (see [`call_rcu`](crate::call_rcu))
+    /// moves to the domain's queue once it holds a sixteenth of the limit,
+    /// and forcing counts batched bytes too.
     ///
     /// **What happens at the limit**: once pending bytes reach it, grace
     /// periods are forced (notifiers run). While they exceed it, a producer

@@ -9,6 +9,7 @@
 //! may unwind between the two bumps of the sequence.
 
 use crate::barrier::{self, AtomicCounter, Mode};
+use crate::batch::Batches;
 use crate::config::{Config, ConfigError};
 use crate::event::Event;
 use crate::registry::{NotifierFn, ReadSide, Record, holding_up};
@@ -189,6 +190,9 @@ pub(crate) struct Pressure {
     pub(crate) pending_bytes: AtomicUsize,
     pub(crate) drains: AtomicUsize,
     pub(crate) expedites: AtomicUsize,
+    /// Callbacks still in producers' per-thread batches (counted by the
+    /// forcing checks with `pending` and `pending_bytes`).
+    pub(crate) batches: Batches,
 }
 
 /// Grace-period statistics.
@@ -324,6 +328,7 @@ impl GracePeriods {
                     pending_bytes: AtomicUsize::new(0),
                     drains: AtomicUsize::new(0),
                     expedites: AtomicUsize::new(0),
+                    batches: Batches::new(),
                 },
                 tunables: Tunables {
                     callback_threshold: AtomicUsize::new(d.callback_threshold),
@@ -363,11 +368,13 @@ impl GracePeriods {
         Ok(())
     }
 
+    #[inline]
     pub(crate) fn callback_threshold(&self) -> usize {
         // Relaxed: configuration, fixed at start.
         self.tunables.callback_threshold.load(Ordering::Relaxed)
     }
 
+    #[inline]
     pub(crate) fn memory_limit(&self) -> usize {
         // Relaxed: configuration, fixed at start.
         self.tunables.memory_limit.load(Ordering::Relaxed)
@@ -592,12 +599,22 @@ impl GracePeriods {
         // writer's update; the normal state resets `kick` before it checks
         // here, so a change is either seen here or wakes the sleep.
         if p.expedites.load(Ordering::SeqCst) > 0 {
-            Some(Cause::Expedite)
+            return Some(Cause::Expedite);
         } else if p.drains.load(Ordering::SeqCst) > 0 {
-            Some(Cause::Drain)
-        } else if p.pending_bytes.load(Ordering::SeqCst) >= self.memory_limit() {
+            return Some(Cause::Drain);
+        }
+        // Callbacks in per-thread batches count too (a snapshot: the batches
+        // move to the queue on their own before long; see `batch.rs`).
+        let (batched, batched_bytes) = p.batches.pending();
+        if p.pending_bytes
+            .load(Ordering::SeqCst)
+            .saturating_add(batched_bytes)
+            >= self.memory_limit()
+        {
             Some(Cause::Memory)
-        } else if p.pending.load(Ordering::SeqCst) >= self.callback_threshold() {
+        } else if p.pending.load(Ordering::SeqCst).saturating_add(batched)
+            >= self.callback_threshold()
+        {
             Some(Cause::Callbacks)
         // Relaxed: configuration, fixed at start.
         } else if polls >= self.tunables.max_polls.load(Ordering::Relaxed) {

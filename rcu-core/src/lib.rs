@@ -57,10 +57,15 @@
 //!   [`synchronize_async`] to blocking in [`synchronize`] there.
 //! * What a writer pays: [`RcuCell::update`] takes the cell's writer lock,
 //!   runs the closure, allocates the new value, and queues the old one for
-//!   the reclaim thread (one `call_rcu`, itself an allocation); it waits for
-//!   no grace period. [`synchronize`] waits for one; [`call_rcu`] is a
-//!   wait-free enqueue, except over [`Config::memory_limit`], where the
-//!   caller helps run callbacks.
+//!   the reclaim thread (one `call_rcu`); it waits for no grace period.
+//!   [`synchronize`] waits for one. [`call_rcu`] appends to the calling
+//!   thread's batch under an uncontended lock (one compare-exchange; no
+//!   allocation for a closure of up to three words, such as a
+//!   [`defer_drop`] of a `Box`); a full batch moves to the domain's queue
+//!   with one allocation and one swap, and the reclaim thread harvests every
+//!   thread's batch before each grace period, so nothing waits on its
+//!   thread to flush it. Over [`Config::memory_limit`] the caller helps run
+//!   callbacks.
 //!
 //! # Deployment notes
 //!
@@ -274,6 +279,7 @@
 #[macro_use]
 mod sync;
 mod barrier;
+mod batch;
 mod callbacks;
 mod config;
 mod domain;

@@ -1,78 +1,118 @@
-//! The callback queue: wait-free for producers, single consumer.
+//! Callbacks and the domain's callback queue (wait-free for producers,
+//! single consumer).
 //!
-//! An intrusive multi-producer single-consumer queue in the style of
-//! Vyukov's and liburcu's `wfqueue`: a producer exchanges the tail with its
-//! node, then links the old tail to it. Between those two steps the queue is
-//! briefly "broken" at that point; the consumer, which knows from the pending
-//! count that a node is coming, waits there for the link. Each callback is one
-//! allocation: the closure lives in the node, next to a type-erased `run`.
+//! A [`Callback`] keeps its closure inline when it fits in three words, as
+//! crossbeam's `Deferred` does (a `defer_free` pointer, a `defer_drop` of a
+//! `Box` or an `Arc`, a closure capturing one or two references), and boxes
+//! it otherwise.
+//!
+//! The queue is an intrusive multi-producer single-consumer queue in the
+//! style of Vyukov's and liburcu's `wfqueue`: a producer exchanges the tail
+//! with its node, then links the old tail to it. Between those two steps the
+//! queue is briefly "broken" at that point; the consumer, which knows from
+//! the pending count that a node is coming, waits there for the link. A node
+//! carries a whole batch of callbacks (a thread's per-thread batch, see
+//! `batch.rs`), so one allocation and one swap move many callbacks.
 
 use crate::sync::{AtomicPtr, Backoff, Ordering};
 use std::cell::Cell;
+use std::mem::{ManuallyDrop, MaybeUninit};
 use std::ptr;
 
-/// The type-erased part of a queued callback.
-#[repr(C)]
-pub(crate) struct Head {
-    next: AtomicPtr<Head>,
-    /// Runs and frees the node. Null only for the stub.
-    run: Option<unsafe fn(*mut Head)>,
-    /// Bytes the callback holds, counted toward the domain's memory limit.
+/// Inline storage of a callback: three words, word-aligned.
+type Inline = MaybeUninit<[usize; 3]>;
+
+/// One queued callback: a type-erased `FnOnce`, inline or boxed, and the
+/// bytes it counts toward the domain's memory limit.
+///
+/// Dropping a `Callback` without running it leaks its closure (every queued
+/// callback runs exactly once; nothing drops one otherwise).
+pub(crate) struct Callback {
+    /// Runs the closure stored in `data` (reading it out).
+    call: unsafe fn(*mut Inline),
+    data: Inline,
     bytes: usize,
 }
 
-#[repr(C)]
-struct Node<F> {
-    head: Head,
-    f: F,
-}
-
-/// Runs and frees a `Node<F>`.
+/// Runs an `F` stored inline.
 ///
 /// # Safety
-/// `head` must come from `Box::into_raw(Box<Node<F>>)` in [`Queue::push`], for
-/// this same `F`, and must not be used again.
-unsafe fn run_node<F: FnOnce()>(head: *mut Head) {
-    // SAFETY: by the contract above, `head` is the first field of a
-    // `#[repr(C)] Node<F>` allocated as a `Box`, so the cast recovers it, and
-    // we are its only owner.
-    let node = unsafe { Box::from_raw(head.cast::<Node<F>>()) };
-    (node.f)();
+/// `data` holds an initialised `F` (written by [`Callback::new`] for this
+/// same `F`), which is read out and must not be used again.
+unsafe fn call_inline<F: FnOnce()>(data: *mut Inline) {
+    // SAFETY: by the contract above; `Callback::new` checked that `F` fits
+    // and that `Inline`'s alignment is enough for it.
+    let f = unsafe { data.cast::<F>().read() };
+    f();
 }
 
-/// A callback taken off the queue.
-pub(crate) struct Callback(*mut Head);
+/// Runs an `F` stored as a `Box<F>`.
+///
+/// # Safety
+/// As [`call_inline`], for a `Box<F>`.
+unsafe fn call_boxed<F: FnOnce()>(data: *mut Inline) {
+    // SAFETY: by the contract above (a `Box` is one word, word-aligned).
+    let f = unsafe { data.cast::<Box<F>>().read() };
+    f();
+}
 
 impl Callback {
-    /// The bytes it was queued with.
-    pub(crate) fn bytes(&self) -> usize {
-        // SAFETY: `self.0` is a popped, not yet run node that we own.
-        unsafe { (*self.0).bytes }
+    /// Wraps `f`, holding `bytes`. Allocates only if `f` is larger than
+    /// three words or more than word-aligned.
+    #[inline]
+    pub(crate) fn new<F: FnOnce() + Send + 'static>(f: F, bytes: usize) -> Self {
+        let mut data = Inline::uninit();
+        if size_of::<F>() <= size_of::<Inline>() && align_of::<F>() <= align_of::<Inline>() {
+            // SAFETY: `F` fits in `data` (size and alignment checked above).
+            unsafe { data.as_mut_ptr().cast::<F>().write(f) };
+            Callback {
+                call: call_inline::<F>,
+                data,
+                bytes,
+            }
+        } else {
+            // SAFETY: a `Box` is one word, word-aligned.
+            unsafe { data.as_mut_ptr().cast::<Box<F>>().write(Box::new(f)) };
+            Callback {
+                call: call_boxed::<F>,
+                data,
+                bytes,
+            }
+        }
     }
 
-    /// Runs the callback and frees it.
+    /// The bytes it was queued with.
+    #[inline]
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Runs the callback (and frees it, if it was boxed).
     pub(crate) fn run(self) {
-        let head = self.0;
-        // SAFETY: `head` was pushed by `Queue::push` (never the stub: `pop`
-        // never returns it) and popped exactly once, so we own it; `run` was
-        // set for its concrete type.
-        unsafe {
-            let run = (*head).run.expect("the stub is never handed out");
-            run(head);
-        }
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: `call` was set by `new` for the closure type stored in
+        // `data`, which is initialised; `this` is never used again, so the
+        // closure is read out exactly once.
+        unsafe { (this.call)(&raw mut this.data) };
     }
 }
 
-// SAFETY: a `Callback` owns its node, whose closure is `Send` (enforced by
-// `Queue::push`).
+// SAFETY: a `Callback` owns its closure, which is `Send` (enforced by
+// `Callback::new`).
 unsafe impl Send for Callback {}
+
+/// A queue node: a batch of callbacks.
+struct Node {
+    next: AtomicPtr<Node>,
+    batch: Vec<Callback>,
+}
 
 pub(crate) struct Queue {
     /// The consumer's end. Touched only by the single consumer.
-    head: Cell<*mut Head>,
-    tail: AtomicPtr<Head>,
+    head: Cell<*mut Node>,
+    tail: AtomicPtr<Node>,
     /// Lives in the queue itself; the queue is pinned once `init` ran.
-    stub: Head,
+    stub: Node,
 }
 
 // SAFETY: `head` is accessed only by the single consumer (the domain's
@@ -88,7 +128,7 @@ impl Queue {
             Queue {
                 head: Cell::new(ptr::null_mut()),
                 tail: AtomicPtr::new(ptr::null_mut()),
-                stub: Head { next: AtomicPtr::new(ptr::null_mut()), run: None, bytes: 0 },
+                stub: Node { next: AtomicPtr::new(ptr::null_mut()), batch: Vec::new() },
             }
         }
     }
@@ -104,22 +144,19 @@ impl Queue {
         self.tail.store(stub, Ordering::Release);
     }
 
-    /// Enqueues `f`, holding `bytes`. Wait-free: one allocation, one swap,
-    /// one store.
-    pub(crate) fn push<F: FnOnce() + Send + 'static>(&self, f: F, bytes: usize) {
+    /// Enqueues `batch` (not empty). Wait-free: one allocation, one swap,
+    /// one store. The caller counts the batch in the domain's pending counts
+    /// *before* the push, so the consumer never takes more than is counted.
+    pub(crate) fn push(&self, batch: Vec<Callback>) {
+        debug_assert!(!batch.is_empty());
         let node = Box::into_raw(Box::new(Node {
-            head: Head {
-                next: AtomicPtr::new(ptr::null_mut()),
-                run: Some(run_node::<F>),
-                bytes,
-            },
-            f,
-        }))
-        .cast::<Head>();
+            next: AtomicPtr::new(ptr::null_mut()),
+            batch,
+        }));
         self.push_head(node);
     }
 
-    fn push_head(&self, node: *mut Head) {
+    fn push_head(&self, node: *mut Node) {
         // AcqRel: Release publishes the node's contents to the consumer and
         // to the next producer; Acquire pairs with the previous producer's
         // Release so we may write into its node.
@@ -131,10 +168,11 @@ impl Queue {
         unsafe { (*prev).next.store(node, Ordering::Release) };
     }
 
-    /// Dequeues one callback, waiting for a producer that is between its
-    /// swap and its link. The caller must know that an element is queued
-    /// (the pending count says so); single consumer only.
-    pub(crate) fn pop(&self) -> Callback {
+    /// Dequeues one batch, waiting for a producer that is between its
+    /// count and its push, or between its swap and its link. The caller must
+    /// know that a batch is queued or coming (the pending count says so);
+    /// single consumer only.
+    pub(crate) fn pop(&self) -> Vec<Callback> {
         let stub = ptr::from_ref(&self.stub).cast_mut();
         let mut backoff = Backoff::new();
         loop {
@@ -153,7 +191,10 @@ impl Queue {
             }
             if !next.is_null() {
                 self.head.set(next);
-                return Callback(head);
+                // SAFETY: `head` is a pushed node (not the stub), from
+                // `Box::into_raw` in `push`, now unlinked from the consumer's
+                // end: we own it.
+                return unsafe { Box::from_raw(head) }.batch;
             }
             // `head` is the last linked node. If a producer has swapped the
             // tail but not yet linked, wait for it.

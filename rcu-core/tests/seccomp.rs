@@ -140,6 +140,10 @@ fn readers_survive(domain: &RcuDomain, rounds: usize) {
             })
         })
         .collect();
+    // Readers are reading before the writer starts (on a loaded machine
+    // they may otherwise first run after the last round).
+    let started = reads.load(Ordering::Relaxed);
+    assert!(eventually(|| reads.load(Ordering::Relaxed) > started + 2));
     for _ in 0..rounds {
         let old = cell.replace(Arc::new(Checked {
             alive: AtomicBool::new(true),
@@ -152,7 +156,6 @@ fn readers_survive(domain: &RcuDomain, rounds: usize) {
     for r in readers {
         r.join().unwrap();
     }
-    assert!(reads.load(Ordering::Relaxed) > 0);
 }
 
 /// Started with membarrier, then refused: synchronize, call_rcu and drain

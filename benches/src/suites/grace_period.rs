@@ -3,10 +3,10 @@
 //! reclamation (`call_rcu` against crossbeam's `Guard::defer`).
 
 use super::{Chart, GroupDef, Settings, Task};
-use crate::harness::{median_latency, ns_per_op};
+use crate::harness::{median_latency, ns_per_op_threads};
 use crate::{rcu_pairs, rwlock_reads};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, mpsc};
+use std::sync::{RwLock, mpsc};
 use std::time::{Duration, Instant};
 
 /// The grace-period group.
@@ -91,37 +91,103 @@ fn tasks(_: &Settings) -> Vec<Task> {
         },
     ));
 
-    let op = "reclaim throughput, 1 thread (mean per callback)";
-    t.push(Task::ours(G, op, "rcu-rs call_rcu + drain", |s| {
-        let ran = Arc::new(AtomicU64::new(0));
-        ns_per_op(s.duration, |n| {
-            for _ in 0..n {
-                let ran = Arc::clone(&ran);
-                rcu_core::call_rcu(move || {
-                    ran.fetch_add(1, Ordering::Relaxed);
-                });
-            }
-            rcu_core::drain();
-        })
-    }));
-    t.push(Task::peer(G, op, "crossbeam Guard::defer + flush", |s| {
-        let ran = Arc::new(AtomicU64::new(0));
-        let mut expected = 0;
-        ns_per_op(s.duration, |n| {
-            let guard = crossbeam_epoch::pin();
-            for _ in 0..n {
-                let ran = Arc::clone(&ran);
-                guard.defer(move || {
-                    ran.fetch_add(1, Ordering::Relaxed);
-                });
-            }
-            drop(guard);
-            expected += n;
-            while ran.load(Ordering::Relaxed) < expected {
-                crossbeam_epoch::pin().flush();
-            }
-        })
-    }));
+    for threads in [1usize, 2] {
+        let producers = if threads == 1 {
+            "1 producer".to_string()
+        } else {
+            format!("{threads} producers")
+        };
+        // Closures: a counter bump each. The counters are leaked statics, so
+        // that no subject pays for reference counting on top.
+        let op = format!("reclaim throughput, {producers}, closures (mean per callback)");
+        t.push(Task::ours(
+            G,
+            op.clone(),
+            "rcu-rs call_rcu + drain",
+            move |s| {
+                ns_per_op_threads(threads, s.duration, || {
+                    let ran = counter();
+                    move |n| {
+                        for _ in 0..n {
+                            rcu_core::call_rcu(move || {
+                                ran.fetch_add(1, Ordering::Relaxed);
+                            });
+                        }
+                        rcu_core::drain();
+                    }
+                })
+            },
+        ));
+        t.push(Task::peer(
+            G,
+            op,
+            "crossbeam Guard::defer + flush",
+            move |s| {
+                ns_per_op_threads(threads, s.duration, || {
+                    let ran = counter();
+                    let mut expected = 0;
+                    move |n| {
+                        let guard = crossbeam_epoch::pin();
+                        for _ in 0..n {
+                            guard.defer(move || {
+                                ran.fetch_add(1, Ordering::Relaxed);
+                            });
+                        }
+                        drop(guard);
+                        expected += n;
+                        while ran.load(Ordering::Relaxed) < expected {
+                            crossbeam_epoch::pin().flush();
+                        }
+                    }
+                })
+            },
+        ));
+        // Boxed objects, timed until every one has been dropped (each drop
+        // bumps its producer's counter).
+        let op = format!("reclaim throughput, {producers}, boxed objects (mean per object)");
+        t.push(Task::ours(
+            G,
+            op.clone(),
+            "rcu-rs defer_drop(Box) + drain",
+            move |s| {
+                ns_per_op_threads(threads, s.duration, || {
+                    let freed = counter();
+                    move |n| {
+                        for _ in 0..n {
+                            rcu_core::defer_drop(Box::new(Counted(freed, [0; 3])));
+                        }
+                        rcu_core::drain();
+                    }
+                })
+            },
+        ));
+        t.push(Task::peer(
+            G,
+            op,
+            "crossbeam defer_destroy + flush",
+            move |s| {
+                ns_per_op_threads(threads, s.duration, || {
+                    let freed = counter();
+                    let mut expected = 0;
+                    move |n| {
+                        let guard = crossbeam_epoch::pin();
+                        for _ in 0..n {
+                            let p = crossbeam_epoch::Owned::new(Counted(freed, [0; 3]))
+                                .into_shared(&guard);
+                            // SAFETY: `p` was never shared with another thread
+                            // and is destroyed once.
+                            unsafe { guard.defer_destroy(p) };
+                        }
+                        drop(guard);
+                        expected += n;
+                        while freed.load(Ordering::Relaxed) < expected {
+                            crossbeam_epoch::pin().flush();
+                        }
+                    }
+                })
+            },
+        ));
+    }
     t
 }
 
@@ -164,4 +230,19 @@ fn concurrent<R>(n: usize, other: impl Fn() + Sync, f: impl FnOnce() -> R) -> R 
         stop.store(true, Ordering::Relaxed);
         r
     })
+}
+
+/// A retired object of four words that counts its drop.
+struct Counted(&'static AtomicU64, #[allow(dead_code)] [u64; 3]);
+
+/// A counter for one producer thread of one measurement (leaked: a few
+/// bytes per measurement).
+fn counter() -> &'static AtomicU64 {
+    Box::leak(Box::new(AtomicU64::new(0)))
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
 }

@@ -1,0 +1,136 @@
+//! Per-thread callback batches: `drain` covers callbacks still in another
+//! thread's batch, in order; batches of exited threads still run; and the
+//! forcing threshold counts batched callbacks of every thread.
+
+mod common;
+
+use common::{Holder, config, eventually, scaled};
+use rcu_core::RcuDomain;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+const MANY: usize = 1 << 30;
+const NEVER: u32 = u32::MAX;
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// Starts a normal-state grace period that sleeps on `holder` until forced.
+fn sleeping_grace_period(domain: &Arc<RcuDomain>) -> Holder {
+    let holder = Holder::start(domain);
+    domain.call_rcu(|| {});
+    assert!(eventually(|| domain.stats().callbacks_pending == 1));
+    holder
+}
+
+#[test]
+fn drain_covers_callbacks_still_batched_in_another_live_thread() {
+    // No count or poll ever forces; only the drain does. More callbacks than
+    // one run chunk (32), so a marker queued ahead of them would let `drain`
+    // return after the first chunk.
+    let domain = Arc::new(RcuDomain::with_config(config(MANY, NEVER, MINUTE)));
+    let holder = sleeping_grace_period(&domain);
+    let n = scaled(100, 40);
+    let ran = Arc::new(AtomicUsize::new(0));
+    let queued = Arc::new(Barrier::new(2));
+    let release = Arc::new(Barrier::new(2));
+    let producer = {
+        let (domain, ran, queued, release) = (
+            Arc::clone(&domain),
+            Arc::clone(&ran),
+            Arc::clone(&queued),
+            Arc::clone(&release),
+        );
+        std::thread::spawn(move || {
+            for _ in 0..n {
+                let ran = Arc::clone(&ran);
+                domain.call_rcu(move || {
+                    // Slow enough that the drain, were its marker queued
+                    // ahead of these, would return while chunks remain.
+                    std::thread::sleep(Duration::from_millis(1));
+                    ran.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+            queued.wait();
+            // Alive, its batch not flushed by itself, while the drain runs.
+            release.wait();
+        })
+    };
+    queued.wait();
+    domain.drain();
+    assert_eq!(ran.load(Ordering::SeqCst), n, "{:?}", domain.stats());
+    assert_eq!(holder.notifications(), 1);
+    release.wait();
+    producer.join().unwrap();
+    let s = domain.stats();
+    assert_eq!(s.callbacks_run, s.callbacks_queued, "{s:?}");
+    assert_eq!(s.callbacks_pending, 0, "{s:?}");
+}
+
+#[test]
+fn callbacks_batched_by_an_exited_thread_still_run() {
+    let domain = Arc::new(RcuDomain::with_config(config(MANY, NEVER, MINUTE)));
+    let ran = Arc::new(AtomicUsize::new(0));
+    for _ in 0..3 {
+        let (domain, ran) = (Arc::clone(&domain), Arc::clone(&ran));
+        std::thread::spawn(move || {
+            for _ in 0..5 {
+                let ran = Arc::clone(&ran);
+                domain.call_rcu(move || {
+                    ran.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        })
+        .join()
+        .unwrap();
+    }
+    // Without a drain: the reclaim thread harvests them on its own.
+    assert!(eventually(|| ran.load(Ordering::SeqCst) == 15));
+    domain.drain();
+    // The drain's own marker is a callback too.
+    let s = domain.stats();
+    assert_eq!(s.callbacks_run, 16, "{s:?}");
+    assert_eq!(s.callbacks_queued, 16, "{s:?}");
+}
+
+#[test]
+fn the_threshold_counts_callbacks_batched_in_several_threads() {
+    // Threshold 30, polls every 5 ms, never forced by polls: three threads
+    // batch 12 callbacks each (each batch alone stays below the threshold),
+    // and the sleeping grace period is forced for callbacks at its next
+    // check, its holder notified.
+    let domain = Arc::new(RcuDomain::with_config(config(
+        30,
+        NEVER,
+        Duration::from_millis(5),
+    )));
+    let holder = sleeping_grace_period(&domain);
+    let done = Arc::new(Barrier::new(4));
+    let threads: Vec<_> = (0..3)
+        .map(|_| {
+            let (domain, done) = (Arc::clone(&domain), Arc::clone(&done));
+            std::thread::spawn(move || {
+                for _ in 0..12 {
+                    domain.call_rcu(|| {});
+                }
+                done.wait();
+                // Stay alive until the grace period is forced.
+                done.wait();
+            })
+        })
+        .collect();
+    done.wait();
+    assert!(
+        eventually(|| domain.stats().forced_by.callbacks >= 1),
+        "{:?}",
+        domain.stats()
+    );
+    assert!(holder.notifications() >= 1);
+    done.wait();
+    for t in threads {
+        t.join().unwrap();
+    }
+    domain.drain();
+    // 1 + 36, and the drain's marker.
+    let s = domain.stats();
+    assert_eq!(s.callbacks_run, 38, "{s:?}");
+}
