@@ -26,7 +26,7 @@
 //! harvest finds it empty and unowned.
 
 use crate::queue::Callback;
-use crate::sync::{AtomicBool, AtomicUsize, Backoff, Mutex, Ordering, lock};
+use crate::sync::{AtomicBool, AtomicUsize, Backoff, Mutex, Ordering, fence, lock};
 use std::cell::UnsafeCell;
 use std::sync::Arc;
 
@@ -164,6 +164,10 @@ impl Batches {
             if let Some(b) = mine.iter().find(|(d, _)| *d == id).map(|(_, b)| b) {
                 return f(b);
             }
+            // Forget batches of domains that are gone (only this thread's
+            // `Arc` is left), so a thread that outlives many domains does
+            // not keep one batch for each.
+            mine.retain(|(_, b)| Arc::strong_count(b) > 1);
             let b = Arc::new(Batch::new());
             lock(&self.list).push(Arc::clone(&b));
             mine.push((id, b));
@@ -212,15 +216,23 @@ impl Batches {
         }
         let mut list = lock(&self.list);
         list.retain(|b| {
+            // Looked at *before* the take: once only the list holds the
+            // batch, its thread has exited (its thread-local `Arc` is gone)
+            // and can append no more, so the take below empties it for good.
+            let owned = Arc::strong_count(b) > 1;
+            if !owned {
+                // Acquire: pairs with the Release decrement of the owner's
+                // `Arc` drop, which follows its last append: the take below
+                // sees that append.
+                fence(Ordering::Acquire);
+            }
             let mut held = b.lock();
             if let Some((items, bytes)) = held.take() {
                 // Under the lock: see the module docs.
                 flush(items, bytes);
             }
             drop(held);
-            // Only the list holds it: its thread has exited (its thread-local
-            // `Arc` is gone) and it is empty (taken above; no owner appends).
-            Arc::strong_count(b) > 1
+            owned
         });
     }
 

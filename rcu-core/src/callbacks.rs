@@ -91,6 +91,9 @@ pub(crate) struct Ready {
     next_ticket: u64,
     /// Tickets of the chunks being run now (one per runner at most).
     running: Vec<u64>,
+    /// Drains waiting on `chunk_done` (a runner notifies only when there is
+    /// one: a notification is a system call).
+    waiting: usize,
 }
 
 /// Callbacks a runner takes from `ready` at a time: one lock per chunk, and
@@ -126,6 +129,7 @@ impl Callbacks {
                     list: std::collections::VecDeque::new(),
                     next_ticket: 0,
                     running: Vec::new(),
+                    waiting: 0,
                 }),
                 ready_added: Event::new(),
                 chunk_done: Condvar::new(),
@@ -348,8 +352,11 @@ impl Callbacks {
             {
                 let mut r = lock(&self.ready);
                 r.running.retain(|&t| t != ticket);
-                // Under the lock the drains check under: none misses it.
-                self.chunk_done.notify_all();
+                // Under the lock the drains check and count themselves
+                // under: none misses it.
+                if r.waiting > 0 {
+                    self.chunk_done.notify_all();
+                }
             }
             // SeqCst: as in `help`.
             if runner == Runner::Helper
@@ -405,10 +412,12 @@ impl Callbacks {
         let mut r = lock(&self.ready);
         let horizon = r.next_ticket;
         while r.running.iter().any(|&t| t < horizon) {
+            r.waiting += 1;
             r = match self.chunk_done.wait(r) {
                 Ok(g) => g,
                 Err(p) => p.into_inner(),
             };
+            r.waiting -= 1;
         }
     }
 

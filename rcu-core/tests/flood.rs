@@ -26,7 +26,7 @@ fn a_flood_stays_within_twice_the_limit() {
     let domain = Arc::new(RcuDomain::with_config(
         Config::default().memory_limit(limit),
     ));
-    let run_for = Duration::from_millis(scaled(1000, 50) as u64);
+    let run_for = Duration::from_millis(scaled(1000, 300) as u64);
     let producers: Vec<_> = (0..2)
         .map(|_| {
             let domain = Arc::clone(&domain);
