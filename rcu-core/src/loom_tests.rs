@@ -9,9 +9,10 @@
 //! of the two-thread forced-state model finds at once.
 //!
 //! Two kinds of model:
-//! * `protocol_*`: the forced state's handshake alone, written out with
-//!   relaxed accesses and `fence(SeqCst)` (exactly the fence fallback), to
-//!   show what the once-only arming of the seed patch gets wrong.
+//! * `protocol_*`: the forced state's handshake alone, written out access by
+//!   access as the fence fallback runs it (the reader's counter and flags
+//!   byte, `fence(SeqCst)` for both barriers), to show what the once-only
+//!   arming of the seed patch gets wrong.
 //! * `engine_*`: the project's own code (an [`RcuDomain`] with its registry,
 //!   events, leader election and reclaim thread, all through the sync
 //!   facade). Reclamation is modelled by a loom `UnsafeCell` that the writer
@@ -20,8 +21,9 @@
 
 use crate::config::Config;
 use crate::domain::RcuDomain;
+use crate::registry::IDLE_SLOW;
 use crate::sync::{
-    Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering, fence, thread,
+    Arc, AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering, fence, thread,
 };
 use loom::cell::UnsafeCell;
 
@@ -106,56 +108,84 @@ impl ModelEvent {
     }
 }
 
+/// The fence-mode record as the code keeps it: `ctr` (idle at
+/// [`IDLE_SLOW`]) and the flags byte, whose `FENCE` bit is always set.
 struct Protocol {
     gp_ctr: AtomicU64,
     ctr: AtomicU64,
-    waiting: AtomicBool,
+    flags: AtomicU8,
     event: ModelEvent,
 }
 
+/// The record's flags bits, as in `registry`.
+const WAITING: u8 = 1;
+const FENCE: u8 = 4;
+
 /// One reader doing two critical sections; the writer in the forced state,
-/// arming `waiting` on every iteration (`rearm`) or once, as the seed patch.
+/// arming `WAITING` on every iteration (`rearm`) or once, as the seed patch.
+///
+/// Each access is the code's, with the code's ordering: the reader's
+/// `Record::try_lock` (which finds `IDLE_SLOW`) and `lock_slow`, then
+/// `leave` and `unlock_slow` (the flags byte tested once after the store of
+/// 0, then the fence, the store of `IDLE_SLOW` and the real test); the
+/// writer's `gp_ctr` store, `arm_waiting`, heavy barrier (a fence here),
+/// `holding_up` scan and `disarm_waiting`.
 fn forced_state_protocol(rearm: bool) {
     model(move || {
         let p = Arc::new(Protocol {
             gp_ctr: AtomicU64::new(1),
-            ctr: AtomicU64::new(0),
-            waiting: AtomicBool::new(false),
+            ctr: AtomicU64::new(IDLE_SLOW),
+            flags: AtomicU8::new(FENCE),
             event: ModelEvent::new(),
         });
         let reader = {
             let p = Arc::clone(&p);
             thread::spawn(move || {
                 for _ in 0..2 {
-                    let c = p.gp_ctr.load(Ordering::Relaxed);
-                    p.ctr.store(c, Ordering::Relaxed);
+                    // try_lock: neither 0 nor a snapshot, so lock_slow.
+                    let c = p.ctr.load(Ordering::Relaxed);
+                    assert_eq!(c, IDLE_SLOW);
+                    let snapshot = p.gp_ctr.load(Ordering::Acquire);
+                    p.ctr.store(snapshot, Ordering::Release);
                     fence(Ordering::SeqCst);
                     // ... critical section ...
-                    p.ctr.store(0, Ordering::Relaxed);
-                    fence(Ordering::SeqCst);
-                    if p.waiting.load(Ordering::Relaxed) {
-                        p.waiting.store(false, Ordering::Relaxed);
-                        p.event.set();
+                    // leave: the store of 0, one test of the flags byte.
+                    p.ctr.store(0, Ordering::Release);
+                    let mut f = p.flags.load(Ordering::Relaxed);
+                    if f != 0 {
+                        // unlock_slow: FENCE is set.
+                        assert!(f & FENCE != 0);
+                        fence(Ordering::SeqCst);
+                        p.ctr.store(IDLE_SLOW, Ordering::Release);
+                        f = p.flags.load(Ordering::Relaxed);
+                        if f & WAITING != 0 {
+                            let before = p.flags.fetch_and(!WAITING, Ordering::Relaxed);
+                            if before & WAITING != 0 {
+                                p.event.set();
+                            }
+                        }
                     }
                 }
             })
         };
         // Writer: start the grace period, then the forced state at once.
-        p.gp_ctr.store(3, Ordering::Relaxed);
+        p.gp_ctr.store(3, Ordering::Release);
         fence(Ordering::SeqCst);
         if !rearm {
-            p.waiting.store(true, Ordering::Relaxed);
+            p.flags.fetch_or(WAITING, Ordering::Relaxed);
             // A fence here does not save the once-only scheme.
             fence(Ordering::SeqCst);
         }
         loop {
             p.event.reset();
             if rearm {
-                p.waiting.store(true, Ordering::Relaxed);
+                p.flags.fetch_or(WAITING, Ordering::Relaxed);
             }
             fence(Ordering::SeqCst);
-            let c = p.ctr.load(Ordering::Relaxed);
-            if c == 0 || c == 3 {
+            let c = p.ctr.load(Ordering::Acquire);
+            // holding_up: a snapshot other than the new counter.
+            if c & 1 == 0 || c == 3 {
+                p.flags.fetch_and(!WAITING, Ordering::Relaxed);
                 break;
             }
             p.event.wait();
