@@ -109,7 +109,7 @@ impl ModelEvent {
 }
 
 /// The fence-mode record as the code keeps it: `ctr` (idle at
-/// [`IDLE_SLOW`]) and the flags byte, whose `FENCE` bit is always set.
+/// [`IDLE_SLOW`]) and the flags byte.
 struct Protocol {
     gp_ctr: AtomicU64,
     ctr: AtomicU64,
@@ -117,17 +117,17 @@ struct Protocol {
     event: ModelEvent,
 }
 
-/// The record's flags bits, as in `registry`.
+/// The record's flags bit, as in `registry`.
 const WAITING: u8 = 1;
-const FENCE: u8 = 4;
 
 /// One reader doing two critical sections; the writer in the forced state,
 /// arming `WAITING` on every iteration (`rearm`) or once, as the seed patch.
 ///
 /// Each access is the code's, with the code's ordering: the reader's
 /// `Record::try_lock` (which finds `IDLE_SLOW`) and `lock_slow`, then
-/// `leave` and `unlock_slow` (the flags byte tested once after the store of
-/// 0, then the fence, the store of `IDLE_SLOW` and the real test); the
+/// `leave` (whose nesting word, owner-only, says fence mode) with
+/// `unlock_fence` and `unlock_slow` (the store of `IDLE_SLOW`, the fence,
+/// one test of the flags byte); the
 /// writer's `gp_ctr` store, `arm_waiting`, heavy barrier (a fence here),
 /// `holding_up` scan and `disarm_waiting`.
 fn forced_state_protocol(rearm: bool) {
@@ -135,7 +135,7 @@ fn forced_state_protocol(rearm: bool) {
         let p = Arc::new(Protocol {
             gp_ctr: AtomicU64::new(1),
             ctr: AtomicU64::new(IDLE_SLOW),
-            flags: AtomicU8::new(FENCE),
+            flags: AtomicU8::new(0),
             event: ModelEvent::new(),
         });
         let reader = {
@@ -149,15 +149,13 @@ fn forced_state_protocol(rearm: bool) {
                     p.ctr.store(snapshot, Ordering::Release);
                     fence(Ordering::SeqCst);
                     // ... critical section ...
-                    // leave: the store of 0, one test of the flags byte.
-                    p.ctr.store(0, Ordering::Release);
-                    let mut f = p.flags.load(Ordering::Relaxed);
+                    // leave, unlock_fence: the store, the fence, one test of
+                    // the flags byte.
+                    p.ctr.store(IDLE_SLOW, Ordering::Release);
+                    fence(Ordering::SeqCst);
+                    let f = p.flags.load(Ordering::Relaxed);
                     if f != 0 {
-                        // unlock_slow: FENCE is set.
-                        assert!(f & FENCE != 0);
-                        fence(Ordering::SeqCst);
-                        p.ctr.store(IDLE_SLOW, Ordering::Release);
-                        f = p.flags.load(Ordering::Relaxed);
+                        // unlock_slow.
                         if f & WAITING != 0 {
                             let before = p.flags.fetch_and(!WAITING, Ordering::Relaxed);
                             if before & WAITING != 0 {

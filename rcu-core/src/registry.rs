@@ -208,22 +208,25 @@ pub(crate) struct Cold {
 /// take the out-of-line path too, which handles it: the counter stays
 /// 64-bit, and only speed depends on it staying small.
 ///
-/// The unlock tests [`flags`](Self::flags) once, after its store: in fence
-/// mode the [`FENCE`] bit is always set, so the fence moves to the unlock's
-/// slow path with the forced state's [`WAITING`] and the orphan's
-/// [`ORPHANED`].
+/// The unlock first reads the owner-only nesting word: 0 is the outermost
+/// level in membarrier mode, which stores 0 and then tests
+/// [`flags`](Self::flags) once (the forced state's [`WAITING`], the
+/// orphan's [`ORPHANED`]; zero on the fast path). A fence-mode record
+/// carries [`FENCE_MODE`] in its nesting word, so its outermost unlock never
+/// takes the fast path: it goes out of line, where the fence is.
 #[repr(C, align(64))]
 pub(crate) struct Record {
     /// `0` or [`IDLE_SLOW`] outside any critical section; otherwise the
     /// domain's `gp_ctr` as it was read at the outermost lock. Written only
     /// by the owner.
     pub(crate) ctr: AtomicU64,
-    /// Critical sections entered beyond the outermost one. Owner-only. 64
-    /// bits, so it needs no overflow check: 2^64 guards cannot be taken
-    /// (centuries at one per nanosecond), even leaked with `mem::forget`.
+    /// Critical sections entered beyond the outermost one, plus
+    /// [`FENCE_MODE`] for a record of a fence-mode domain (fixed at
+    /// creation). Owner-only. The count needs no overflow check: 2^63
+    /// guards cannot be taken (centuries at one per nanosecond), even
+    /// leaked with `mem::forget`.
     nesting: Cell<u64>,
-    /// Bits that send the outermost unlock to its slow path: [`FENCE`] (the
-    /// domain is in fence mode: the unlock's fence is there), [`WAITING`]
+    /// Bits that send the outermost unlock to its slow path: [`WAITING`]
     /// (set by a forced grace period: "signal the event when you leave") and
     /// [`ORPHANED`] (released by its owner while inside a critical section,
     /// or taken for one critical section during thread-local teardown:
@@ -266,8 +269,8 @@ impl Record {
         let fence = read_side.mode() == Mode::Fence;
         Record {
             ctr: AtomicU64::new(if fence { IDLE_SLOW } else { 0 }),
-            nesting: Cell::new(0),
-            flags: AtomicU8::new(if fence { FENCE } else { 0 }),
+            nesting: Cell::new(if fence { FENCE_MODE } else { 0 }),
+            flags: AtomicU8::new(0),
             read_side,
             cold: Mutex::new(Cold {
                 notifiers: None,
@@ -371,8 +374,7 @@ impl Record {
             self.nest();
             return;
         }
-        // Relaxed: set at creation, before the record was handed to us.
-        debug_assert!(self.flags.load(Ordering::Relaxed) & FENCE != 0);
+        debug_assert_eq!(self.nesting.get(), FENCE_MODE);
         self.enter(gp_ctr);
         // Fence mode's light barrier: the Dekker pair with the grace
         // period's `fence(SeqCst)` between its `gp_ctr` store and its scan.
@@ -391,6 +393,7 @@ impl Record {
     #[inline(always)]
     fn leave(&self, release: bool) {
         if self.nesting.get() == 0 {
+            // Outermost, membarrier mode.
             // Release: pairs with the Acquire loads of `ctr` in the scans: a
             // grace period that sees 0 sees every access of this critical
             // section done, so it may reclaim.
@@ -398,46 +401,56 @@ impl Record {
             // Membarrier mode's light barrier: orders the store above before
             // the load of `flags` (Dekker pair with the forced state's
             // `WAITING` store, heavy barrier, `ctr` scan): either the grace
-            // period sees 0 or we see `WAITING`. In fence mode `FENCE` is
-            // always set, so we go on to the slow path, whose fence does it.
+            // period sees 0 or we see `WAITING`.
             compiler_fence(Ordering::SeqCst);
-            // Relaxed: ordered by the barrier above (membarrier mode); in
-            // fence mode only `FENCE` counts, and the rest is read again
-            // after the fence.
+            // Relaxed: ordered by the barrier above.
             let flags = self.flags.load(Ordering::Relaxed);
             if flags != 0 {
                 self.unlock_slow(flags, release);
             }
         } else {
-            // No code: it only makes the nesting level be read again here,
+            // No code: it only makes the nesting word be read again here,
             // so the test above stays one compare with memory (the loaded
             // value has no other use). One instruction less per outermost
             // unlock, measured with callgrind.
             compiler_fence(Ordering::Acquire);
-            self.nesting.set(self.nesting.get() - 1);
+            // One level less; the only word that overflows (as an `i64`) is
+            // `FENCE_MODE` alone: the outermost level of a fence-mode record.
+            let (n, fence_mode_outermost) = (self.nesting.get() as i64).overflowing_sub(1);
+            self.nesting.set(n as u64);
+            if fence_mode_outermost {
+                self.unlock_fence(release);
+            }
         }
     }
 
-    /// The outermost unlock's slow path: fence mode, a grace period waits on
-    /// us, or the record's owner is gone.
-    /// `flags` is what the fast path read after its store of 0.
+    /// The outermost unlock of a fence-mode record.
     #[cold]
     #[inline(never)]
-    fn unlock_slow(&self, mut flags: u8, release: bool) {
-        // `FENCE` and `ORPHANED` are the owner's own bits, stable here.
-        if flags & FENCE != 0 {
-            // Fence mode's light barrier: orders the store of 0 before the
-            // load of `flags` below (the Dekker pair with the forced state's
-            // `WAITING` store, `fence(SeqCst)`, `ctr` scan).
-            fence(Ordering::SeqCst);
-            // Back to the idle value whose lock takes the out-of-line path,
-            // before anything below can hand the record to another thread.
-            // Release: as the store of 0 (a scan that reads this one must
-            // see the critical section done too).
-            self.ctr.store(IDLE_SLOW, Ordering::Release);
-            // Relaxed: ordered by the fence above.
-            flags = self.flags.load(Ordering::Relaxed);
+    fn unlock_fence(&self, release: bool) {
+        // Undo `leave`'s decrement.
+        self.nesting.set(FENCE_MODE);
+        // Back to the idle value whose lock takes the out-of-line path.
+        // Release: pairs with the Acquire loads of `ctr` in the scans (as
+        // the store of 0 in membarrier mode).
+        self.ctr.store(IDLE_SLOW, Ordering::Release);
+        // Fence mode's light barrier: orders the store above before the
+        // load of `flags` (the Dekker pair with the forced state's
+        // `WAITING` store, `fence(SeqCst)`, `ctr` scan).
+        fence(Ordering::SeqCst);
+        // Relaxed: ordered by the fence above.
+        let flags = self.flags.load(Ordering::Relaxed);
+        if flags != 0 {
+            self.unlock_slow(flags, release);
         }
+    }
+
+    /// The outermost unlock's slow path: a grace period waits on us, or the
+    /// record's owner is gone. `flags` is what the unlock read after its
+    /// store and barrier.
+    #[cold]
+    #[inline(never)]
+    fn unlock_slow(&self, flags: u8, release: bool) {
         if flags & WAITING != 0 {
             // Relaxed: the event's SeqCst `set` below orders it; clearing
             // early only saves further wake-ups.
@@ -508,7 +521,7 @@ impl Record {
     /// Leaves a critical section and enters a new one at the current grace
     /// period, if this is the only level held. Returns whether it did.
     pub(crate) fn quiesce(&self) -> bool {
-        if self.nesting.get() != 0 {
+        if self.nesting.get() & !FENCE_MODE != 0 {
             return false;
         }
         self.leave(false);
@@ -538,9 +551,10 @@ const ORPHANED: u8 = 2;
 /// [`Record::flags`], only with [`ORPHANED`]: the owner let go of the
 /// record inside a critical section (a leaked guard, for stall warnings).
 const EXITED: u8 = 8;
-/// [`Record::flags`]: the domain is in fence mode (set at creation, never
-/// cleared): every outermost unlock takes the slow path, which fences.
-const FENCE: u8 = 4;
+/// [`Record::nesting`]: the record belongs to a fence-mode domain (set at
+/// creation, never cleared): no unlock finds the nesting word 0, so the
+/// outermost unlock goes out of line, to its fence.
+const FENCE_MODE: u64 = 1 << 63;
 
 /// Whether the reader holds up the grace period `gp`.
 #[inline]
