@@ -207,9 +207,16 @@ fn protocol_arming_waiting_once_loses_a_wake_up() {
 // The engine itself.
 
 /// Forced at the first poll, so models reach the forced state quickly
-/// (a "poll" under loom is a yield).
+/// (a "poll" under loom is a yield). The longest poll interval: the event's
+/// timed wait still compares real time with its deadline before it yields,
+/// and a model thread descheduled for 10 ms (the default) on a loaded
+/// machine took the other branch, which loom reports as a model that is not
+/// deterministic ("Reached unexpected exploration state").
 fn config() -> Config {
-    Config::default().max_polls(1).callback_threshold(1 << 20)
+    Config::default()
+        .max_polls(1)
+        .callback_threshold(1 << 20)
+        .poll_interval(Config::MAX_POLL_INTERVAL)
 }
 
 /// Two slots of data behind an index; the writer publishes slot 1, waits for
