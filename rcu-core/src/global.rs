@@ -117,7 +117,7 @@ fn read_lock_slow(rec: &'static Record, c: u64) -> &'static Record {
         rec.lock(gp_ctr);
         rec
     } else {
-        rec.lock_slow(c, gp_ctr);
+        rec.lock_slow_inline(c, gp_ctr);
         rec
     }
 }

@@ -369,7 +369,14 @@ impl Record {
     /// (nested). Never the sentinel (its caller registers the thread first).
     #[cold]
     #[inline(never)]
-    pub(crate) fn lock_slow(&self, c: u64, gp_ctr: &AtomicU64) {
+    fn lock_slow(&self, c: u64, gp_ctr: &AtomicU64) {
+        self.lock_slow_inline(c, gp_ctr);
+    }
+
+    /// [`lock_slow`](Self::lock_slow)'s body, for callers that are out of
+    /// line already (one call, not two, per fence-mode lock).
+    #[inline(always)]
+    pub(crate) fn lock_slow_inline(&self, c: u64, gp_ctr: &AtomicU64) {
         if c & 1 != 0 {
             self.nest();
             return;
