@@ -181,19 +181,6 @@ fn register_membarrier() -> Result<(), &'static str> {
     Err("membarrier(2) is Linux-only")
 }
 
-/// The read side's barrier. `mode` is the domain's [`Mode::as_u8`], cached in
-/// the reader record so the hot path reads it from a line it touches anyway.
-#[inline(always)]
-pub(crate) fn light(mode: u8) {
-    if mode == Mode::Membarrier.as_u8() {
-        // The heavy barrier (a membarrier IPI) supplies the hardware fence
-        // for us; only the compiler must not move accesses across here.
-        std::sync::atomic::compiler_fence(Ordering::SeqCst);
-    } else {
-        fence(Ordering::SeqCst);
-    }
-}
-
 /// The grace-period side's barrier. Never fails and never panics: if
 /// membarrier stops working, it switches to the revocation fallback (module
 /// docs), or stops the process where there is none.

@@ -13,11 +13,18 @@ use crate::sync::Arc;
 use std::cell::{Cell, RefCell};
 use std::ptr;
 
+/// The record of every thread that has none in the process-wide domain
+/// yet (or any more): its counter sends `read_lock` to the out-of-line
+/// path, which registers the thread. So the hot path needs no null check:
+/// one test of the record's counter covers registration, nesting and fence
+/// mode.
+static SENTINEL: Record = Record::sentinel(&GLOBAL.gp.readers);
+
 thread_local! {
-    /// The calling thread's record in the process-wide domain, or null.
-    /// `const` and without a destructor: one TLS access on the hot path,
-    /// valid even while the thread's destructors run.
-    static LOCAL: Cell<*const Record> = const { Cell::new(ptr::null()) };
+    /// The calling thread's record in the process-wide domain, or
+    /// [`SENTINEL`]. `const` and without a destructor: one TLS access on
+    /// the hot path, valid even while the thread's destructors run.
+    static LOCAL: Cell<*const Record> = const { Cell::new(&raw const SENTINEL) };
     /// Owns the registration; its destructor unregisters the thread.
     static REGISTRATION: Registration = const { Registration(RefCell::new(None)) };
 }
@@ -27,7 +34,7 @@ struct Registration(RefCell<Option<Arc<Record>>>);
 impl Drop for Registration {
     fn drop(&mut self) {
         if let Some(rec) = self.0.get_mut().take() {
-            LOCAL.with(|l| l.set(ptr::null()));
+            LOCAL.with(|l| l.set(&raw const SENTINEL));
             GLOBAL.gp.readers.unregister(&rec);
         }
     }
@@ -44,9 +51,9 @@ fn register_current_thread() -> *const Record {
     if !kept {
         // The registration slot is already destroyed: a `read_lock` from
         // another thread-local's destructor. The record serves until the
-        // outermost unlock, which releases it and clears `LOCAL` (the next
-        // `read_lock` takes one again, from the free list), so nothing
-        // stays registered after the thread is gone.
+        // outermost unlock, which releases it and points `LOCAL` back at
+        // the sentinel (the next `read_lock` takes one again, from the free
+        // list), so nothing stays registered after the thread is gone.
         crate::registry::ORPHAN_RELEASED.get_or_init(|| forget_local);
         rec.orphan();
     }
@@ -54,12 +61,12 @@ fn register_current_thread() -> *const Record {
     p
 }
 
-/// Clears `LOCAL` if it points to `rec` (an orphaned record about to be
-/// released at its outermost unlock, on this thread).
+/// Points `LOCAL` back at the sentinel if it points to `rec` (an orphaned
+/// record about to be released at its outermost unlock, on this thread).
 fn forget_local(rec: &Record) {
     LOCAL.with(|l| {
         if ptr::eq(l.get(), rec) {
-            l.set(ptr::null());
+            l.set(&raw const SENTINEL);
         }
     });
 }
@@ -70,21 +77,49 @@ fn registration_alive() -> bool {
     REGISTRATION.try_with(|_| ()).is_ok()
 }
 
+/// The calling thread's record, or the sentinel.
 #[inline(always)]
 fn local_record() -> &'static Record {
-    let mut p = LOCAL.with(Cell::get);
-    if p.is_null() {
-        p = register_current_thread();
-    }
-    // SAFETY: `p` points to a record of `GLOBAL`'s registry. Records are
-    // never removed from a registry and `GLOBAL` is a `static`, so the
-    // record lives for the rest of the program. Only this thread uses
-    // its owner-only fields: it is our registration until the thread's
-    // `Registration` destructor releases it (which also clears `LOCAL`),
-    // or, for a record orphaned in a critical section or taken during
-    // thread-local teardown, until the outermost unlock of the guards this
-    // thread holds on it releases it.
+    let p = LOCAL.with(Cell::get);
+    // SAFETY: `p` points to `SENTINEL` or to a record of `GLOBAL`'s
+    // registry. Records are never removed from a registry and `GLOBAL` is a
+    // `static`, so the record lives for the rest of the program. Only this
+    // thread uses its owner-only fields: it is our registration until the
+    // thread's `Registration` destructor releases it (which also points
+    // `LOCAL` back at the sentinel), or, for a record orphaned in a
+    // critical section or taken during thread-local teardown, until the
+    // outermost unlock of the guards this thread holds on it releases it.
+    // The sentinel's owner-only fields are never touched (see
+    // `read_lock_slow`).
     unsafe { &*p }
+}
+
+/// The calling thread's registered record (registering it if needed).
+fn registered_record() -> &'static Record {
+    let rec = local_record();
+    if !ptr::eq(rec, &SENTINEL) {
+        return rec;
+    }
+    // SAFETY: as in `local_record`: a record of `GLOBAL`'s registry.
+    unsafe { &*register_current_thread() }
+}
+
+/// `read_lock`'s out-of-line path: the thread has no record yet (`rec` is
+/// the sentinel), or the domain is in fence mode (or the counter is past
+/// `2^63`); `c` is the counter `try_lock` found. Returns the record it
+/// locked.
+#[cold]
+#[inline(never)]
+fn read_lock_slow(rec: &'static Record, c: u64) -> &'static Record {
+    let gp_ctr = &GLOBAL.gp.readers.gp_ctr.0;
+    if ptr::eq(rec, &SENTINEL) {
+        let rec = registered_record();
+        rec.lock(gp_ctr);
+        rec
+    } else {
+        rec.lock_slow_inline(c, gp_ctr);
+        rec
+    }
 }
 
 /// Enters a read-side critical section of the process-wide domain; it
@@ -110,7 +145,11 @@ fn local_record() -> &'static Record {
 /// ```
 #[inline]
 pub fn read_lock() -> ReadGuard {
-    ReadGuard::new(local_record(), &GLOBAL.gp.readers.gp_ctr.0)
+    let mut rec = local_record();
+    if let Err(c) = rec.try_lock(&GLOBAL.gp.readers.gp_ctr.0) {
+        rec = read_lock_slow(rec, c);
+    }
+    ReadGuard::entered(rec)
 }
 
 /// Enters a read-side critical section of the process-wide domain that
@@ -326,7 +365,7 @@ pub fn on_force_quiescent(f: impl Fn() + Send + Sync + 'static) -> NotifierHandl
     if !registration_alive() {
         return NotifierHandle::inert();
     }
-    let _ = local_record();
+    let _ = registered_record();
     match REGISTRATION.try_with(|r| r.0.borrow().clone()) {
         Ok(Some(rec)) => NotifierHandle::register(rec, Arc::new(f)),
         _ => NotifierHandle::inert(),
@@ -440,14 +479,13 @@ pub fn configure(config: Config) -> Result<(), ConfigError> {
 /// that runs after the thread's registration is gone.
 pub fn register_thread() {
     if registration_alive() {
-        let _ = local_record();
+        let _ = registered_record();
     }
 }
 
 /// Whether the calling thread is inside a read-side critical section of
 /// the process-wide domain.
 pub fn in_critical_section() -> bool {
-    let p = LOCAL.with(Cell::get);
-    // SAFETY: as in `local_record`.
-    !p.is_null() && unsafe { &*p }.in_critical_section()
+    // The sentinel is never inside one.
+    local_record().in_critical_section()
 }

@@ -754,7 +754,7 @@ impl GracePeriods {
                     thread_name: thread.name().map(str::to_owned),
                     stalled_for,
                     owned_guard_taken_at: cold.taken_at,
-                    owner_exited: cold.exited,
+                    owner_exited: r.owner_exited(),
                 });
             }
         }

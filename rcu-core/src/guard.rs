@@ -2,7 +2,7 @@
 //! [`ReadGuard`], [`DomainGuard`] and [`OwnedReadGuard`].
 
 use crate::registry::{RawGuard, Record};
-use crate::sync::{Arc, AtomicU64};
+use crate::sync::Arc;
 use std::fmt;
 
 pub(crate) mod sealed {
@@ -59,13 +59,13 @@ pub struct ReadGuard {
 }
 
 impl ReadGuard {
-    /// Enters a critical section on the thread's record; `gp_ctr` is the
-    /// process-wide domain's counter.
+    /// The guard of the critical section the caller has just entered on
+    /// the thread's record of the process-wide domain.
     #[inline(always)]
     #[cfg_attr(rcu_loom, allow(dead_code))] // no process-wide domain under loom
-    pub(crate) fn new(rec: &'static Record, gp_ctr: &AtomicU64) -> Self {
+    pub(crate) fn entered(rec: &'static Record) -> Self {
         ReadGuard {
-            raw: RawGuard::new(rec, gp_ctr),
+            raw: RawGuard::entered(rec),
         }
     }
 

@@ -93,11 +93,22 @@
 //! A global 64-bit counter `gp_ctr` (odd, +2 per grace period) and one
 //! cache-line-sized record per reader thread, in a registry:
 //!
-//! * **Lock**: if the reader's own `ctr` is 0 (outermost level), copy
-//!   `gp_ctr` into it, then a *light* barrier; otherwise count one nesting
-//!   level. **Unlock**: at the outermost level store 0, light barrier, and if
-//!   the record's `waiting` flag is set, clear it and signal the grace period.
-//!   A reader holds up a grace period when `ctr != 0 && ctr != gp_ctr`.
+//! * **Lock**: one load of the reader's own `ctr` decides. 0 (outermost
+//!   level): copy `gp_ctr` into it, then a *light* barrier. A snapshot (odd):
+//!   count one nesting level. Anything else goes out of line: a fence-mode
+//!   record (it idles at an even value that is not 0), or a thread with no
+//!   record yet (its thread-local pointer names a shared sentinel record
+//!   until the out-of-line path registers it: no null check). **Unlock**: the
+//!   owner-only nesting word is 0 at the outermost level in membarrier mode:
+//!   store 0, light barrier, then one test of the record's flags byte, zero
+//!   on the fast path (its slow path signals a forced grace period that set
+//!   `waiting`, or releases a record whose thread let go of it). A fence-mode
+//!   record carries a bit in its nesting word, so its outermost unlock goes
+//!   out of line, where the fence is. A reader holds up a grace period when
+//!   its `ctr` is a snapshot other than `gp_ctr`. In membarrier mode an outer
+//!   pair costs 13 instructions, a nested one 12, an `RcuCell::read` with
+//!   its lock 15 (callgrind, with the probe `benches/examples/read_path.rs`;
+//!   crossbeam-epoch's `pin` 41 there).
 //! * **Barriers**: on Linux the process registers for
 //!   `MEMBARRIER_CMD_PRIVATE_EXPEDITED` once; the light barrier is then only a
 //!   compiler fence, and the grace period's *heavy* barrier is the membarrier

@@ -9,9 +9,10 @@
 //! of the two-thread forced-state model finds at once.
 //!
 //! Two kinds of model:
-//! * `protocol_*`: the forced state's handshake alone, written out with
-//!   relaxed accesses and `fence(SeqCst)` (exactly the fence fallback), to
-//!   show what the once-only arming of the seed patch gets wrong.
+//! * `protocol_*`: the forced state's handshake alone, written out access by
+//!   access as the fence fallback runs it (the reader's counter and flags
+//!   byte, `fence(SeqCst)` for both barriers), to show what the once-only
+//!   arming of the seed patch gets wrong.
 //! * `engine_*`: the project's own code (an [`RcuDomain`] with its registry,
 //!   events, leader election and reclaim thread, all through the sync
 //!   facade). Reclamation is modelled by a loom `UnsafeCell` that the writer
@@ -20,8 +21,9 @@
 
 use crate::config::Config;
 use crate::domain::RcuDomain;
+use crate::registry::IDLE_SLOW;
 use crate::sync::{
-    Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering, fence, thread,
+    Arc, AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering, fence, thread,
 };
 use loom::cell::UnsafeCell;
 
@@ -106,56 +108,82 @@ impl ModelEvent {
     }
 }
 
+/// The fence-mode record as the code keeps it: `ctr` (idle at
+/// [`IDLE_SLOW`]) and the flags byte.
 struct Protocol {
     gp_ctr: AtomicU64,
     ctr: AtomicU64,
-    waiting: AtomicBool,
+    flags: AtomicU8,
     event: ModelEvent,
 }
 
+/// The record's flags bit, as in `registry`.
+const WAITING: u8 = 1;
+
 /// One reader doing two critical sections; the writer in the forced state,
-/// arming `waiting` on every iteration (`rearm`) or once, as the seed patch.
+/// arming `WAITING` on every iteration (`rearm`) or once, as the seed patch.
+///
+/// Each access is the code's, with the code's ordering: the reader's
+/// `Record::try_lock` (which finds `IDLE_SLOW`) and `lock_slow`, then
+/// `leave` (whose nesting word, owner-only, says fence mode) with
+/// `unlock_fence` and `unlock_slow` (the store of `IDLE_SLOW`, the fence,
+/// one test of the flags byte); the
+/// writer's `gp_ctr` store, `arm_waiting`, heavy barrier (a fence here),
+/// `holding_up` scan and `disarm_waiting`.
 fn forced_state_protocol(rearm: bool) {
     model(move || {
         let p = Arc::new(Protocol {
             gp_ctr: AtomicU64::new(1),
-            ctr: AtomicU64::new(0),
-            waiting: AtomicBool::new(false),
+            ctr: AtomicU64::new(IDLE_SLOW),
+            flags: AtomicU8::new(0),
             event: ModelEvent::new(),
         });
         let reader = {
             let p = Arc::clone(&p);
             thread::spawn(move || {
                 for _ in 0..2 {
-                    let c = p.gp_ctr.load(Ordering::Relaxed);
-                    p.ctr.store(c, Ordering::Relaxed);
+                    // try_lock: neither 0 nor a snapshot, so lock_slow.
+                    let c = p.ctr.load(Ordering::Relaxed);
+                    assert_eq!(c, IDLE_SLOW);
+                    let snapshot = p.gp_ctr.load(Ordering::Acquire);
+                    p.ctr.store(snapshot, Ordering::Release);
                     fence(Ordering::SeqCst);
                     // ... critical section ...
-                    p.ctr.store(0, Ordering::Relaxed);
+                    // leave, unlock_fence: the store, the fence, one test of
+                    // the flags byte.
+                    p.ctr.store(IDLE_SLOW, Ordering::Release);
                     fence(Ordering::SeqCst);
-                    if p.waiting.load(Ordering::Relaxed) {
-                        p.waiting.store(false, Ordering::Relaxed);
-                        p.event.set();
+                    let f = p.flags.load(Ordering::Relaxed);
+                    if f != 0 {
+                        // unlock_slow.
+                        if f & WAITING != 0 {
+                            let before = p.flags.fetch_and(!WAITING, Ordering::Relaxed);
+                            if before & WAITING != 0 {
+                                p.event.set();
+                            }
+                        }
                     }
                 }
             })
         };
         // Writer: start the grace period, then the forced state at once.
-        p.gp_ctr.store(3, Ordering::Relaxed);
+        p.gp_ctr.store(3, Ordering::Release);
         fence(Ordering::SeqCst);
         if !rearm {
-            p.waiting.store(true, Ordering::Relaxed);
+            p.flags.fetch_or(WAITING, Ordering::Relaxed);
             // A fence here does not save the once-only scheme.
             fence(Ordering::SeqCst);
         }
         loop {
             p.event.reset();
             if rearm {
-                p.waiting.store(true, Ordering::Relaxed);
+                p.flags.fetch_or(WAITING, Ordering::Relaxed);
             }
             fence(Ordering::SeqCst);
-            let c = p.ctr.load(Ordering::Relaxed);
-            if c == 0 || c == 3 {
+            let c = p.ctr.load(Ordering::Acquire);
+            // holding_up: a snapshot other than the new counter.
+            if c & 1 == 0 || c == 3 {
+                p.flags.fetch_and(!WAITING, Ordering::Relaxed);
                 break;
             }
             p.event.wait();
@@ -179,9 +207,16 @@ fn protocol_arming_waiting_once_loses_a_wake_up() {
 // The engine itself.
 
 /// Forced at the first poll, so models reach the forced state quickly
-/// (a "poll" under loom is a yield).
+/// (a "poll" under loom is a yield). The longest poll interval: the event's
+/// timed wait still compares real time with its deadline before it yields,
+/// and a model thread descheduled for 10 ms (the default) on a loaded
+/// machine took the other branch, which loom reports as a model that is not
+/// deterministic ("Reached unexpected exploration state").
 fn config() -> Config {
-    Config::default().max_polls(1).callback_threshold(1 << 20)
+    Config::default()
+        .max_polls(1)
+        .callback_threshold(1 << 20)
+        .poll_interval(Config::MAX_POLL_INTERVAL)
 }
 
 /// Two slots of data behind an index; the writer publishes slot 1, waits for

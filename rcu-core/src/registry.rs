@@ -5,12 +5,13 @@
 //! a record's pointer back into a reference, and the owner-only nesting
 //! counter.
 
-use crate::barrier::{self, AtomicCounter, Mode};
+use crate::barrier::{AtomicCounter, Mode};
 use crate::event::Event;
-use crate::sync::{Arc, AtomicU8, AtomicU64, Mutex, Ordering, lock, thread};
+use crate::sync::{Arc, AtomicU8, AtomicU64, Mutex, Ordering, fence, lock, thread};
 use std::cell::Cell;
 use std::marker::PhantomData;
 use std::panic::Location;
+use std::sync::atomic::compiler_fence;
 
 /// A force-quiescent notifier: called on the grace-period thread. (A `std`
 /// `Arc` even under loom, whose `Arc` cannot hold a `dyn Fn`.)
@@ -183,9 +184,6 @@ pub(crate) struct Cold {
     /// For a record of owned guards: where the current (or last) guard was
     /// taken. `None` for a thread's record.
     pub(crate) taken_at: Option<&'static Location<'static>>,
-    /// The owning thread released the record (it exited, or dropped its
-    /// `Reader`) while inside a critical section: a leaked guard.
-    pub(crate) exited: bool,
 }
 
 /// One reader thread's (or owned guard's) state, scanned by the grace
@@ -194,19 +192,47 @@ pub(crate) struct Cold {
 /// The fields the read side touches come first and the whole record is
 /// aligned to (and fits in) one cache line, so a reader's lock and unlock
 /// touch exactly one line of shared memory, and two readers never share one.
+///
+/// # The read side's three states, in one load
+/// `ctr` tells the lock everything with a single load and compare:
+/// * `0`: outside any critical section, membarrier mode: the inline fast
+///   path (copy `gp_ctr`, compiler fence).
+/// * a snapshot (odd: bit 0 of `gp_ctr` is always set), below `2^63`: inside
+///   a critical section: one nesting level more, inline.
+/// * [`IDLE_SLOW`] (even, and negative as an `i64`): outside any critical
+///   section, but the lock takes the out-of-line path: a record of a
+///   fence-mode domain, or the process-wide domain's sentinel (a thread that
+///   has no record yet).
+///
+/// A snapshot at or above `2^63` (after `2^62` grace periods) would only
+/// take the out-of-line path too, which handles it: the counter stays
+/// 64-bit, and only speed depends on it staying small.
+///
+/// The unlock first reads the owner-only nesting word: 0 is the outermost
+/// level in membarrier mode, which stores 0 and then tests
+/// [`flags`](Self::flags) once (the forced state's [`WAITING`], the
+/// orphan's [`ORPHANED`]; zero on the fast path). A fence-mode record
+/// carries [`FENCE_MODE`] in its nesting word, so its outermost unlock never
+/// takes the fast path: it goes out of line, where the fence is.
 #[repr(C, align(64))]
 pub(crate) struct Record {
-    /// 0 outside any critical section; otherwise the domain's `gp_ctr` as it
-    /// was read at the outermost lock. Written only by the owner.
+    /// `0` or [`IDLE_SLOW`] outside any critical section; otherwise the
+    /// domain's `gp_ctr` as it was read at the outermost lock. Written only
+    /// by the owner.
     pub(crate) ctr: AtomicU64,
-    /// Critical sections entered beyond the outermost one. Owner-only.
-    nesting: Cell<u32>,
-    /// The barrier mode, [`Mode::as_u8`], fixed at registration.
-    mode: u8,
+    /// Critical sections entered beyond the outermost one, plus
+    /// [`FENCE_MODE`] for a record of a fence-mode domain (fixed at
+    /// creation). Owner-only. The count needs no overflow check: 2^63
+    /// guards cannot be taken (centuries at one per nanosecond), even
+    /// leaked with `mem::forget`.
+    nesting: Cell<u64>,
     /// Bits that send the outermost unlock to its slow path: [`WAITING`]
     /// (set by a forced grace period: "signal the event when you leave") and
-    /// [`ORPHANED`] (released by its owner while inside a critical section:
-    /// "release the record when you leave").
+    /// [`ORPHANED`] (released by its owner while inside a critical section,
+    /// or taken for one critical section during thread-local teardown:
+    /// "release the record when you leave"); with it, [`EXITED`] (for stall
+    /// warnings: the owner exited, or dropped its `Reader`, inside a
+    /// critical section).
     flags: AtomicU8,
     /// The read side of the domain the record belongs to.
     read_side: *const ReadSide,
@@ -221,24 +247,55 @@ const _: () = assert!(size_of::<Record>() == 64);
 // SAFETY: the only non-`Sync` parts are `nesting` and `read_side`. `nesting`
 // is read and written only by the thread that currently owns the record
 // (lock, unlock and quiesce run on the owner, or on the thread that holds the
-// owned guard; the registry never touches it), and ownership moves only
-// through synchronising hand-offs (registration under the registry lock, the
-// owned pool's locks, `Send` of an owned guard). `read_side` is written once
-// before the record is shared and points to a `ReadSide` that outlives the
-// record's users (see `ReadSide`).
+// owned guard; the registry never touches it; the process-wide sentinel,
+// shared by every thread without a record, is only ever read: its `ctr`
+// sends every lock to the out-of-line path, which never locks it), and
+// ownership moves only through synchronising hand-offs (registration under
+// the registry lock, the owned pool's locks, `Send` of an owned guard).
+// `read_side` is written once before the record is shared and points to a
+// `ReadSide` that outlives the record's users (see `ReadSide`).
 unsafe impl Sync for Record {}
 // SAFETY: as above.
 unsafe impl Send for Record {}
 
+/// [`Record::ctr`] outside any critical section when the lock must take the
+/// out-of-line path (fence mode, or the sentinel): even, so never a
+/// snapshot, and negative as an `i64`, so one test of the loaded value tells
+/// it from both `0` and a snapshot.
+pub(crate) const IDLE_SLOW: u64 = u64::MAX - 1;
+
 impl Record {
     fn new(read_side: &ReadSide) -> Self {
+        let fence = read_side.mode() == Mode::Fence;
         Record {
-            ctr: AtomicU64::new(0),
-            nesting: Cell::new(0),
-            mode: read_side.mode().as_u8(),
+            ctr: AtomicU64::new(if fence { IDLE_SLOW } else { 0 }),
+            nesting: Cell::new(if fence { FENCE_MODE } else { 0 }),
             flags: AtomicU8::new(0),
             read_side,
-            cold: Mutex::new(Cold::default()),
+            cold: Mutex::new(Cold {
+                notifiers: None,
+                owner: None,
+                taken_at: None,
+            }),
+        }
+    }
+
+    /// The process-wide domain's sentinel: the record of every thread that
+    /// has none yet. Never registered, never locked: its [`IDLE_SLOW`]
+    /// counter sends `read_lock` to the out-of-line path, which registers
+    /// the thread.
+    #[cfg(not(rcu_loom))]
+    pub(crate) const fn sentinel(read_side: &'static ReadSide) -> Self {
+        Record {
+            ctr: AtomicU64::new(IDLE_SLOW),
+            nesting: Cell::new(0),
+            flags: AtomicU8::new(0),
+            read_side,
+            cold: Mutex::new(Cold {
+                notifiers: None,
+                owner: None,
+                taken_at: None,
+            }),
         }
     }
 
@@ -246,36 +303,89 @@ impl Record {
     /// (passed in so the process-wide domain's is a constant address).
     #[inline(always)]
     pub(crate) fn lock(&self, gp_ctr: &AtomicU64) {
-        // Relaxed: `ctr` is written only by this thread; this reads our own
-        // last store.
-        if self.ctr.load(Ordering::Relaxed) == 0 {
-            // Acquire: pairs with the Release store of a new `gp_ctr` in the
-            // grace period. Seeing the new counter, we also see everything the
-            // updaters it serves did before asking for it (their unpublish):
-            // each updater's Release RMW of the grace-period sequence is read
-            // by the leader's Acquire RMW before it stores `gp_ctr` (see
-            // `GracePeriods::start`). Otherwise we could take the new counter
-            // as our snapshot, read an old pointer, and be skipped by the
-            // scan. On x86 this is the same `mov` as Relaxed. A stale value
-            // only makes this reader look older (waited for longer).
-            let snapshot = gp_ctr.load(Ordering::Acquire);
-            // Release: pairs with the Acquire loads of `ctr` in the scans
-            // (`holding_up`). A grace period that reads this value (rather
-            // than the 0 stored by our last unlock) must still see every
-            // access of the critical section before; C++20 release sequences
-            // no longer carry a later plain store.
-            self.ctr.store(snapshot, Ordering::Release);
-            // Light barrier: orders the store above before the loads of the
-            // critical section (the Dekker pair with the heavy barrier that
-            // follows the grace period's `gp_ctr` store and precedes its scan).
-            barrier::light(self.mode);
-        } else {
-            let n = self.nesting.get();
-            self.nesting.set(
-                n.checked_add(1)
-                    .expect("read_lock nested more than u32::MAX deep"),
-            );
+        if let Err(c) = self.try_lock(gp_ctr) {
+            self.lock_slow(c, gp_ctr);
         }
+    }
+
+    /// The inline part of [`lock`](Self::lock): enters at the outermost
+    /// level in membarrier mode, or one level deeper. Otherwise (a
+    /// fence-mode record outside any critical section, the sentinel) does
+    /// nothing and returns the counter it found, for
+    /// [`lock_slow`](Self::lock_slow).
+    #[inline(always)]
+    pub(crate) fn try_lock(&self, gp_ctr: &AtomicU64) -> Result<(), u64> {
+        // Relaxed: `ctr` is written only by this thread (the sentinel's,
+        // never); this reads our own last store.
+        let c = self.ctr.load(Ordering::Relaxed);
+        if c == 0 {
+            self.enter(gp_ctr);
+            // Membarrier mode's light barrier: a compiler fence. Orders the
+            // store above before the loads of the critical section against
+            // the heavy barrier (a `membarrier` IPI, a full fence on this
+            // CPU) that follows the grace period's `gp_ctr` store and
+            // precedes its scan: the Dekker pair.
+            compiler_fence(Ordering::SeqCst);
+            Ok(())
+        } else if (c as i64) > 0 {
+            // A snapshot: nested.
+            self.nest();
+            Ok(())
+        } else {
+            Err(c)
+        }
+    }
+
+    /// The outermost lock's store of the snapshot (without its barrier).
+    #[inline(always)]
+    fn enter(&self, gp_ctr: &AtomicU64) {
+        // Acquire: pairs with the Release store of a new `gp_ctr` in the
+        // grace period. Seeing the new counter, we also see everything the
+        // updaters it serves did before asking for it (their unpublish):
+        // each updater's Release RMW of the grace-period sequence is read
+        // by the leader's Acquire RMW before it stores `gp_ctr` (see
+        // `GracePeriods::start`). Otherwise we could take the new counter
+        // as our snapshot, read an old pointer, and be skipped by the
+        // scan. On x86 this is the same `mov` as Relaxed. A stale value
+        // only makes this reader look older (waited for longer).
+        let snapshot = gp_ctr.load(Ordering::Acquire);
+        // Release: pairs with the Acquire loads of `ctr` in the scans
+        // (`holding_up`). A grace period that reads this value (rather
+        // than the 0 stored by our last unlock) must still see every
+        // access of the critical section before; C++20 release sequences
+        // no longer carry a later plain store.
+        self.ctr.store(snapshot, Ordering::Release);
+    }
+
+    /// One nesting level more.
+    #[inline(always)]
+    fn nest(&self) {
+        // Cannot overflow (see `nesting`): no check on the hot path.
+        self.nesting.set(self.nesting.get().wrapping_add(1));
+    }
+
+    /// The out-of-line lock: a fence-mode record outside any critical
+    /// section (`c` is [`IDLE_SLOW`]), or a snapshot at or above `2^63`
+    /// (nested). Never the sentinel (its caller registers the thread first).
+    #[cold]
+    #[inline(never)]
+    fn lock_slow(&self, c: u64, gp_ctr: &AtomicU64) {
+        self.lock_slow_inline(c, gp_ctr);
+    }
+
+    /// [`lock_slow`](Self::lock_slow)'s body, for callers that are out of
+    /// line already (one call, not two, per fence-mode lock).
+    #[inline(always)]
+    pub(crate) fn lock_slow_inline(&self, c: u64, gp_ctr: &AtomicU64) {
+        if c & 1 != 0 {
+            self.nest();
+            return;
+        }
+        debug_assert_eq!(self.nesting.get(), FENCE_MODE);
+        self.enter(gp_ctr);
+        // Fence mode's light barrier: the Dekker pair with the grace
+        // period's `fence(SeqCst)` between its `gp_ctr` store and its scan.
+        fence(Ordering::SeqCst);
     }
 
     /// Leaves a critical section (one guard's worth).
@@ -289,36 +399,72 @@ impl Record {
     /// once, as [`quiesce`](Self::quiesce) does).
     #[inline(always)]
     fn leave(&self, release: bool) {
-        let n = self.nesting.get();
-        if n == 0 {
+        if self.nesting.get() == 0 {
+            // Outermost, membarrier mode.
             // Release: pairs with the Acquire loads of `ctr` in the scans: a
             // grace period that sees 0 sees every access of this critical
             // section done, so it may reclaim.
             self.ctr.store(0, Ordering::Release);
-            // Light barrier: orders the store above before the load of
-            // `waiting` (Dekker pair with the forced state's `waiting` store,
-            // heavy barrier, `ctr` scan): either the grace period sees 0 or
-            // we see `waiting`.
-            barrier::light(self.mode);
-            // Relaxed: ordered by the light barrier above.
-            if self.flags.load(Ordering::Relaxed) != 0 {
-                self.unlock_slow(release);
+            // Membarrier mode's light barrier: orders the store above before
+            // the load of `flags` (Dekker pair with the forced state's
+            // `WAITING` store, heavy barrier, `ctr` scan): either the grace
+            // period sees 0 or we see `WAITING`.
+            compiler_fence(Ordering::SeqCst);
+            // Relaxed: ordered by the barrier above.
+            let flags = self.flags.load(Ordering::Relaxed);
+            if flags != 0 {
+                self.unlock_slow(flags, release);
             }
         } else {
-            self.nesting.set(n - 1);
+            // No code: it only makes the nesting word be read again here,
+            // so the test above stays one compare with memory (the loaded
+            // value has no other use). One instruction less per outermost
+            // unlock, measured with callgrind.
+            compiler_fence(Ordering::Acquire);
+            // One level less; the only word that overflows (as an `i64`) is
+            // `FENCE_MODE` alone: the outermost level of a fence-mode record.
+            let (n, fence_mode_outermost) = (self.nesting.get() as i64).overflowing_sub(1);
+            self.nesting.set(n as u64);
+            if fence_mode_outermost {
+                self.unlock_fence(release);
+            }
         }
     }
 
-    /// The outermost unlock's slow path: a grace period waits on us, or
-    /// the record's owner is gone.
+    /// The outermost unlock of a fence-mode record.
     #[cold]
     #[inline(never)]
-    fn unlock_slow(&self, release: bool) {
-        // Relaxed: the event's SeqCst `set` below orders it; clearing early
-        // only saves further wake-ups.
-        let flags = self.flags.fetch_and(!WAITING, Ordering::Relaxed);
+    fn unlock_fence(&self, release: bool) {
+        // Undo `leave`'s decrement.
+        self.nesting.set(FENCE_MODE);
+        // Back to the idle value whose lock takes the out-of-line path.
+        // Release: pairs with the Acquire loads of `ctr` in the scans (as
+        // the store of 0 in membarrier mode).
+        self.ctr.store(IDLE_SLOW, Ordering::Release);
+        // Fence mode's light barrier: orders the store above before the
+        // load of `flags` (the Dekker pair with the forced state's
+        // `WAITING` store, `fence(SeqCst)`, `ctr` scan).
+        fence(Ordering::SeqCst);
+        // Relaxed: ordered by the fence above.
+        let flags = self.flags.load(Ordering::Relaxed);
+        if flags != 0 {
+            self.unlock_slow(flags, release);
+        }
+    }
+
+    /// The outermost unlock's slow path: a grace period waits on us, or the
+    /// record's owner is gone. `flags` is what the unlock read after its
+    /// store and barrier.
+    #[cold]
+    #[inline(never)]
+    fn unlock_slow(&self, flags: u8, release: bool) {
         if flags & WAITING != 0 {
-            self.read_side().reader_woke();
+            // Relaxed: the event's SeqCst `set` below orders it; clearing
+            // early only saves further wake-ups.
+            let before = self.flags.fetch_and(!WAITING, Ordering::Relaxed);
+            if before & WAITING != 0 {
+                self.read_side().reader_woke();
+            }
         }
         if release && flags & ORPHANED != 0 {
             // Before the release: once released, another thread may take
@@ -352,6 +498,14 @@ impl Record {
         self.flags.fetch_or(ORPHANED, Ordering::Relaxed);
     }
 
+    /// Whether the owner let go of the record inside a critical section
+    /// (a leaked guard): for stall warnings (none under loom).
+    #[cfg_attr(rcu_loom, allow(dead_code))]
+    pub(crate) fn owner_exited(&self) -> bool {
+        // Relaxed: a report.
+        self.flags.load(Ordering::Relaxed) & EXITED != 0
+    }
+
     /// The read side the record belongs to.
     pub(crate) fn read_side(&self) -> &ReadSide {
         // SAFETY: `read_side` was set at creation and the `ReadSide` outlives
@@ -368,19 +522,26 @@ impl Record {
     /// under the registry lock for a best-effort look.
     pub(crate) fn in_critical_section(&self) -> bool {
         // Relaxed: read by the owner (its own store) or for a misuse check.
-        self.ctr.load(Ordering::Relaxed) != 0
+        is_snapshot(self.ctr.load(Ordering::Relaxed))
     }
 
     /// Leaves a critical section and enters a new one at the current grace
     /// period, if this is the only level held. Returns whether it did.
     pub(crate) fn quiesce(&self) -> bool {
-        if self.nesting.get() != 0 {
+        if self.nesting.get() & !FENCE_MODE != 0 {
             return false;
         }
         self.leave(false);
         self.lock(&self.read_side().gp_ctr.0);
         true
     }
+}
+
+/// Whether a value of [`Record::ctr`] is a snapshot (inside a critical
+/// section), not one of the idle values `0` and [`IDLE_SLOW`].
+#[inline]
+fn is_snapshot(c: u64) -> bool {
+    c & 1 != 0
 }
 
 /// Called on the owner thread just before an orphaned record is released at
@@ -394,6 +555,13 @@ pub(crate) static ORPHAN_RELEASED: std::sync::OnceLock<fn(&Record)> = std::sync:
 const WAITING: u8 = 1;
 /// [`Record::flags`]: release the record at its outermost unlock.
 const ORPHANED: u8 = 2;
+/// [`Record::flags`], only with [`ORPHANED`]: the owner let go of the
+/// record inside a critical section (a leaked guard, for stall warnings).
+const EXITED: u8 = 8;
+/// [`Record::nesting`]: the record belongs to a fence-mode domain (set at
+/// creation, never cleared): no unlock finds the nesting word 0, so the
+/// outermost unlock goes out of line, to its fence.
+const FENCE_MODE: u64 = 1 << 63;
 
 /// Whether the reader holds up the grace period `gp`.
 #[inline]
@@ -402,7 +570,7 @@ pub(crate) fn holding_up(r: &Record, gp: u64) -> bool {
     // the snapshot at lock): once we see either, every access of the critical
     // section before it is done, so the memory it read may be reclaimed.
     let c = r.ctr.load(Ordering::Acquire);
-    c != 0 && c != gp
+    is_snapshot(c) && c != gp
 }
 
 /// The records of one domain. Records are never freed while the domain
@@ -461,8 +629,9 @@ impl Registry {
             // until its outermost unlock, which releases it: a guard kept in
             // a thread-local destroyed after the registration. A guard leaked
             // with `mem::forget` never unlocks: the stall warning says so.
-            cold.exited = true;
-            rec.orphan();
+            // Relaxed: read by this thread's later unlock, and by stall
+            // warnings (a report).
+            rec.flags.fetch_or(ORPHANED | EXITED, Ordering::Relaxed);
             return notifiers;
         }
         cold.owner = None;
@@ -479,9 +648,8 @@ impl Registry {
     /// Releases an orphaned record at its outermost unlock (see
     /// [`Record::orphan`]). Its notifiers went with its owner.
     fn release_orphan(&mut self, rec: &Record) -> Option<Notifiers> {
-        // Relaxed: only the thread that unlocks it touches the bit now.
-        rec.flags.fetch_and(!ORPHANED, Ordering::Relaxed);
-        lock(&rec.cold).exited = false;
+        // Relaxed: only the thread that unlocks it touches these bits now.
+        rec.flags.fetch_and(!(ORPHANED | EXITED), Ordering::Relaxed);
         self.release(rec)
     }
 
@@ -511,9 +679,18 @@ pub(crate) struct RawGuard<'a> {
 }
 
 impl<'a> RawGuard<'a> {
+    /// Enters a critical section on `rec`, whose domain's counter is
+    /// `gp_ctr`.
     #[inline(always)]
     pub(crate) fn new(rec: &'a Record, gp_ctr: &AtomicU64) -> Self {
         rec.lock(gp_ctr);
+        Self::entered(rec)
+    }
+
+    /// The guard of a critical section the caller has just entered on `rec`
+    /// (one level of it: dropping the guard leaves that level).
+    #[inline(always)]
+    pub(crate) fn entered(rec: &'a Record) -> Self {
         RawGuard {
             rec,
             _not_send: PhantomData,
@@ -581,5 +758,72 @@ impl std::fmt::Debug for NotifierHandle {
         f.debug_struct("NotifierHandle")
             .field("id", &self.id)
             .finish()
+    }
+}
+
+#[cfg(all(test, not(rcu_loom)))]
+mod tests {
+    use super::*;
+
+    /// A read side in `mode` (a `static`: records point to it), its counter
+    /// set to `gp`.
+    fn read_side(mode: Mode, gp: u64) -> &'static ReadSide {
+        let rs: &'static ReadSide = Box::leak(Box::new(ReadSide::new(u64::MAX)));
+        rs.set_mode(mode);
+        rs.gp_ctr.0.store(gp, Ordering::SeqCst);
+        rs
+    }
+
+    /// Nested locks, an outer guard dropped first, and `quiesce`, checking
+    /// the counter the grace period scans after each step.
+    fn nest_and_leave(mode: Mode, gp: u64) {
+        let rs = read_side(mode, gp);
+        let rec = rs.register();
+        let idle = rec.ctr.load(Ordering::SeqCst);
+        assert_eq!(idle, if mode == Mode::Fence { IDLE_SLOW } else { 0 });
+        assert!(!holding_up(&rec, gp + 2) && !rec.in_critical_section());
+        rec.lock(&rs.gp_ctr.0);
+        rec.lock(&rs.gp_ctr.0);
+        assert_eq!(rec.ctr.load(Ordering::SeqCst), gp);
+        assert!(holding_up(&rec, gp + 2) && rec.in_critical_section());
+        assert!(!rec.quiesce(), "nested: no quiescent state");
+        rec.unlock(); // either guard: only the count says which is last
+        assert!(holding_up(&rec, gp + 2), "one level still held");
+        rs.gp_ctr.0.store(gp + 2, Ordering::SeqCst);
+        assert!(rec.quiesce());
+        assert_eq!(rec.ctr.load(Ordering::SeqCst), gp + 2);
+        rec.unlock();
+        assert_eq!(rec.ctr.load(Ordering::SeqCst), idle);
+        assert!(!holding_up(&rec, gp + 4) && !rec.in_critical_section());
+        rs.unregister(&rec);
+    }
+
+    #[test]
+    fn membarrier_mode_records_nest_and_leave() {
+        nest_and_leave(Mode::Membarrier, 1);
+    }
+
+    #[test]
+    fn fence_mode_records_nest_and_leave() {
+        nest_and_leave(Mode::Fence, 1);
+    }
+
+    /// Past 2^62 grace periods a snapshot is negative as an `i64`: the lock
+    /// takes the out-of-line path, which must still nest (only speed
+    /// depends on the counter staying small).
+    #[test]
+    fn snapshots_past_two_to_the_63_still_nest() {
+        for mode in [Mode::Membarrier, Mode::Fence] {
+            nest_and_leave(mode, (1 << 63) + 1);
+            nest_and_leave(mode, u64::MAX - 4);
+        }
+    }
+
+    /// The record the read side touches stays one cache line, with the
+    /// fields the hot path reads first.
+    #[test]
+    fn the_hot_fields_share_the_record_line() {
+        assert_eq!(align_of::<Record>(), 64);
+        assert!(std::mem::offset_of!(Record, flags) < 24);
     }
 }

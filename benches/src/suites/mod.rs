@@ -50,6 +50,7 @@
 
 use std::time::Duration;
 
+pub mod config;
 pub mod grace_period;
 pub mod list;
 pub mod map;
@@ -65,6 +66,7 @@ pub const GROUPS: &[GroupDef] = &[
     map::GROUP,
     list::GROUP,
     radix::GROUP,
+    config::GROUP,
 ];
 
 /// How a group is drawn.
