@@ -5,23 +5,29 @@
 //! deterministic SipHash, or one that puts every key in one of four hashes, so
 //! chains are long), 0 to 15 *stable* keys and up to [`MAX_OPS`] operations on
 //! 64 *churn* keys: `insert`, `remove`, `remove_entry`, `update`,
-//! `get_or_insert_with`, `retain`, `clear`, reads through a guard and through
-//! `pin`/`pin_owned`, full iterations, and holding or dropping the
-//! [`Removed`] handles. Each input has its own [`RcuDomain`].
+//! `get_or_insert_with`, `retain`, `clear`, `extend`, a write from inside
+//! `with`'s closure, reads through a guard, through `with`/`get_cloned` and
+//! through `pin`/`pin_owned`, full iterations (entries, keys, values), and
+//! holding, dropping or `into_entry` of the [`Removed`] handles; the map is
+//! then dropped or consumed by `into_iter`. Each input has its own
+//! [`RcuDomain`].
 //!
 //! # Checks
 //! * After every step: the returned values (old values in `Removed`
 //!   handles, `get_or_insert_with`'s value) match the model, `len` and a get
 //!   of the step's key match, and every few steps a full iteration yields the
-//!   model's entries exactly once.
+//!   model's entries exactly once (and `keys`/`values` agree); `capacity`
+//!   is at least the initial capacity, and `len` within its documented
+//!   bound for one writer (`capacity + 15`).
+//! * `into_iter` yields the model's entries, its `len` counting down.
 //! * A `Removed` handle stays readable, with the value it was removed with,
 //!   until it is dropped.
 //! * A reader thread (when the input asks for one) checks during the whole
 //!   run that every stable key is found with its value and that an iteration
 //!   yields each stable key exactly once (the map's documented weak
 //!   consistency), and that every value it sees belongs to its key.
-//! * Leak accounting: after the map is dropped and the domain drained,
-//!   every value made was dropped exactly once.
+//! * Leak accounting: after the map is dropped (or consumed) and the domain
+//!   drained, every value made (or cloned) was dropped exactly once.
 
 #![no_main]
 
@@ -48,6 +54,8 @@ struct Input {
     colliding: bool,
     stable: u8,
     reader_thread: bool,
+    /// Consume the map with `into_iter` at the end instead of dropping it.
+    into_iter: bool,
     ops: Vec<Op>,
 }
 
@@ -71,19 +79,49 @@ enum Op {
     Iter,
     /// Drops the held `Removed` handle at this index.
     DropHeld(u8),
+    /// `into_entry` of the held `Removed` handle at this index.
+    IntoEntry(u8),
+    /// `extend` with `n % 4` entries from key `k` on, values from `x` on.
+    Extend(u8, u8, u16),
+    /// `with(k, f)` where `f` inserts `(k2, x)` into the map.
+    WithInsert(u8, u8, u16),
 }
 
-/// A value that names its key and counts its drops.
+/// How many values were made (or cloned) and dropped.
+#[derive(Debug, Default)]
+struct Counts {
+    made: AtomicUsize,
+    drops: AtomicUsize,
+}
+
+/// A value that names its key and counts its making and dropping.
 #[derive(Debug)]
 struct Val {
     key: u32,
     x: u16,
-    drops: Arc<AtomicUsize>,
+    counts: Arc<Counts>,
+}
+
+impl Val {
+    fn new(key: u32, x: u16, counts: &Arc<Counts>) -> Val {
+        counts.made.fetch_add(1, Ordering::SeqCst);
+        Val {
+            key,
+            x,
+            counts: Arc::clone(counts),
+        }
+    }
+}
+
+impl Clone for Val {
+    fn clone(&self) -> Val {
+        Val::new(self.key, self.x, &self.counts)
+    }
 }
 
 impl Drop for Val {
     fn drop(&mut self) {
-        self.drops.fetch_add(1, Ordering::SeqCst);
+        self.counts.drops.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -146,19 +184,13 @@ type Map = RcuHashMap<u32, Val, Hash>;
 struct Run<'a> {
     map: &'a Map,
     model: HashMap<u32, u16>,
-    drops: Arc<AtomicUsize>,
-    made: usize,
+    counts: Arc<Counts>,
     held: Vec<(Removed<u32, Val>, u32, u16)>,
 }
 
 impl Run<'_> {
-    fn val(&mut self, key: u32, x: u16) -> Val {
-        self.made += 1;
-        Val {
-            key,
-            x,
-            drops: Arc::clone(&self.drops),
-        }
+    fn val(&self, key: u32, x: u16) -> Val {
+        Val::new(key, x, &self.counts)
     }
 
     fn took(&mut self, removed: Option<Removed<u32, Val>>, key: u32, want: Option<u16>) {
@@ -190,6 +222,16 @@ impl Run<'_> {
             assert!(seen.insert(*k, v.x).is_none(), "key {k} yielded twice");
         }
         assert_eq!(seen, self.model);
+        let mut keys: Vec<u32> = self.map.keys(guard).copied().collect();
+        keys.sort_unstable();
+        let mut want: Vec<u32> = self.model.keys().copied().collect();
+        want.sort_unstable();
+        assert_eq!(keys, want, "keys");
+        let mut values: Vec<(u32, u16)> = self.map.values(guard).map(|v| (v.key, v.x)).collect();
+        values.sort_unstable();
+        let mut want: Vec<(u32, u16)> = self.model.iter().map(|(k, x)| (*k, *x)).collect();
+        want.sort_unstable();
+        assert_eq!(values, want, "values");
     }
 }
 
@@ -201,14 +243,14 @@ fn run(input: &Input) {
     } else {
         Hash::Sip
     };
-    let map: Map =
-        RcuHashMap::with_capacity_and_hasher_in(usize::from(input.capacity % 9), hash, &domain);
-    let drops = Arc::new(AtomicUsize::new(0));
+    let capacity = usize::from(input.capacity % 9);
+    let map: Map = RcuHashMap::with_capacity_and_hasher_in(capacity, hash, &domain);
+    assert!(map.capacity() >= capacity, "with_capacity({capacity})");
+    let counts = Arc::new(Counts::default());
     let mut r = Run {
         map: &map,
         model: HashMap::new(),
-        drops: Arc::clone(&drops),
-        made: 0,
+        counts: Arc::clone(&counts),
         held: Vec::new(),
     };
     let stable: Vec<u32> = (0..u32::from(input.stable % 16))
@@ -286,18 +328,12 @@ fn run(input: &Input) {
                 Op::Update(k, d) => {
                     let k = key(k);
                     let mut calls = 0;
-                    let drops = Arc::clone(&r.drops);
                     let old = map.update(&k, |v| {
                         calls += 1;
-                        Val {
-                            key: v.key,
-                            x: v.x.wrapping_add(d),
-                            drops: Arc::clone(&drops),
-                        }
+                        Val::new(v.key, v.x.wrapping_add(d), &counts)
                     });
                     // Single-threaded writes: no retry.
                     assert_eq!(calls, usize::from(old.is_some()), "update's closure calls");
-                    r.made += calls;
                     let want = r.model.get_mut(&k).map(|x| {
                         let old = *x;
                         *x = x.wrapping_add(d);
@@ -314,18 +350,13 @@ fn run(input: &Input) {
                         k,
                         || {
                             called = true;
-                            Val {
-                                key: k,
-                                x,
-                                drops: Arc::clone(&drops),
-                            }
+                            Val::new(k, x, &counts)
                         },
                         &guard,
                     );
                     let want = *r.model.entry(k).or_insert(x);
                     assert_eq!((got.key, got.x), (k, want), "get_or_insert_with {k}");
                     assert_eq!(called, absent, "get_or_insert_with {k} called f");
-                    r.made += usize::from(called);
                 }
                 Op::Get(k) => {
                     let k = key(k);
@@ -347,6 +378,9 @@ fn run(input: &Input) {
                     assert_eq!(map.contains_key(&k, &guard), want.is_some());
                     drop(guard);
                     assert_eq!(map.with(&k, |v| v.map(|v| v.x)), want);
+                    let cloned = map.get_cloned(&k);
+                    assert_eq!(cloned.as_ref().map(|v| (v.key, v.x)), want.map(|x| (k, x)));
+                    drop(cloned);
                     let pinned = map.pin();
                     assert_eq!(pinned.get(&k).map(|v| v.x), want);
                     assert_eq!(pinned.len(), r.model.len());
@@ -379,7 +413,39 @@ fn run(input: &Input) {
                         drop(r.held.remove(i));
                     }
                 }
+                Op::IntoEntry(i) => {
+                    if !r.held.is_empty() {
+                        let i = usize::from(i) % r.held.len();
+                        let (h, k, x) = r.held.remove(i);
+                        let (kk, v) = h.into_entry();
+                        assert_eq!((kk, v.key, v.x), (k, k, x), "into_entry");
+                    }
+                }
+                Op::Extend(k, n, x) => {
+                    let entries: Vec<(u32, u16)> = (0..u32::from(n % 4))
+                        .map(|i| ((u32::from(k) + i) % CHURN, x.wrapping_add(i as u16)))
+                        .collect();
+                    (&map).extend(entries.iter().map(|&(k, x)| (k, r.val(k, x))));
+                    r.model.extend(entries);
+                }
+                Op::WithInsert(k, k2, x) => {
+                    let (k, k2) = (key(k), key(k2));
+                    let want = r.model.get(&k).copied();
+                    let v2 = r.val(k2, x);
+                    let (got, old) =
+                        map.with(&k, |v| (v.map(|v| (v.key, v.x)), map.insert(k2, v2)));
+                    assert_eq!(got, want.map(|x| (k, x)), "with({k})");
+                    let want_old = r.model.insert(k2, x);
+                    r.took(old, k2, want_old);
+                }
             }
+            // The documented bound for one thread writing only to the map.
+            assert!(
+                map.len() <= map.capacity() + 15,
+                "len {} with capacity {}",
+                map.len(),
+                map.capacity()
+            );
             r.check_held();
             assert_eq!(map.len(), r.model.len(), "len after step {step} ({op:?})");
             if step % 8 == 7 {
@@ -396,14 +462,26 @@ fn run(input: &Input) {
         }
     });
 
-    let made = r.made;
+    let model = std::mem::take(&mut r.model);
     drop(r);
-    drop(map);
+    if input.into_iter {
+        let mut it = map.into_iter();
+        assert_eq!(it.len(), model.len(), "into_iter's len");
+        let mut seen = HashMap::new();
+        while let Some((k, v)) = it.next() {
+            assert_eq!(v.key, k, "value of another key");
+            assert!(seen.insert(k, v.x).is_none(), "into_iter yielded {k} twice");
+            assert_eq!(it.len(), model.len() - seen.len(), "into_iter's len");
+        }
+        assert_eq!(seen, model, "into_iter");
+    } else {
+        drop(map);
+    }
     domain.drain();
     drop(domain);
     assert_eq!(
-        drops.load(Ordering::SeqCst),
-        made,
+        counts.drops.load(Ordering::SeqCst),
+        counts.made.load(Ordering::SeqCst),
         "values made != values dropped"
     );
 }

@@ -5,7 +5,7 @@
 //! 0 to 7 *stable* elements per list (for an optional reader thread) and up
 //! to [`MAX_OPS`] operations, each on one of the two lists: pushes and pops at
 //! both ends, `insert_after`/`insert_before` at an index, `remove` and
-//! `replace` at an index, `clear`, `contains`, the same calls with a removed
+//! `replace` at an index, `retain`, `clear`, `contains`, the same calls with a removed
 //! element as the position (which must fail and give the new element back),
 //! and holding, dropping or `into_inner` (then linking again) of the
 //! [`Removed`] handles. Elements are `Box`es. Each input has its own
@@ -13,7 +13,8 @@
 //!
 //! # Checks
 //! * After every step each list's contents (front to back), `len`,
-//!   `is_empty`, `front` and `back` match its model; removed values match.
+//!   `is_empty`, `front` and `back` match its model; removed values match;
+//!   `retain` visits the elements front to back.
 //! * An operation whose position is not linked in the list returns an error
 //!   (or `None`) and changes nothing; `contains` agrees with the model.
 //! * A held `Removed` keeps its value; `into_inner` gives the element back
@@ -70,6 +71,9 @@ enum DOp {
     Remove(u8),
     Replace(u8),
     Clear,
+    /// Keeps the stable elements and those whose value is not divisible by
+    /// `2 + n % 5`.
+    Retain(u8),
     Contains(u8),
     /// `insert_after`, `insert_before`, `replace` and `remove` at a held
     /// removed element.
@@ -84,6 +88,8 @@ enum SOp {
     InsertAfter(u8),
     Remove(u8),
     Clear,
+    /// As [`DOp::Retain`].
+    Retain(u8),
     Contains(u8),
     /// `insert_after` and `remove` at a held removed element.
     AtRemoved(u8),
@@ -244,6 +250,16 @@ impl Run<'_> {
                     self.dm.clear();
                 }
             }
+            DOp::Retain(n) => {
+                let m = 2 + u64::from(n % 5);
+                let mut visited = Vec::new();
+                d.retain(|e| {
+                    visited.push(e.val);
+                    e.val >= STABLE_BASE || e.val % m != 0
+                });
+                assert_eq!(visited, Vec::from(self.dm.clone()), "retain's order");
+                self.dm.retain(|&v| v >= STABLE_BASE || v % m != 0);
+            }
             DOp::Contains(i) => {
                 if let Some(i) = any(&self.dm, i) {
                     assert!(d.contains(at(i)));
@@ -317,6 +333,16 @@ impl Run<'_> {
                     s.clear();
                     self.sm.clear();
                 }
+            }
+            SOp::Retain(n) => {
+                let m = 2 + u64::from(n % 5);
+                let mut visited = Vec::new();
+                s.retain(|e| {
+                    visited.push(e.val);
+                    e.val >= STABLE_BASE || e.val % m != 0
+                });
+                assert_eq!(visited, Vec::from(self.sm.clone()), "retain's order");
+                self.sm.retain(|&v| v >= STABLE_BASE || v % m != 0);
             }
             SOp::Contains(i) => {
                 if !self.sm.is_empty() {

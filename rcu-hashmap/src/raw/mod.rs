@@ -372,6 +372,10 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
             if n.hash == hash && n.key == node.key {
                 if !replace {
                     drop(lock);
+                    // This write drew a tick: it checks like any other, or
+                    // the one-in-16 pacing would skip a check.
+                    // SAFETY: the caller's promise.
+                    unsafe { self.after_write(tick) };
                     return Insert::Present(n, node);
                 }
                 // Relaxed: under the lock; the link is published below.
@@ -452,6 +456,10 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
             // Relaxed: as in `insert`.
             cur = n.next.load(Ordering::Relaxed);
         }
+        drop(lock);
+        // A miss checks too, as in `insert`.
+        // SAFETY: the caller's promise.
+        unsafe { self.after_write(tick) };
         None
     }
 
@@ -496,6 +504,10 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
             // SAFETY: as in `insert`. Relaxed: as in `insert`.
             cur = unsafe { &*cur }.next.load(Ordering::Relaxed);
         }
+        drop(lock);
+        // A miss checks too, as in `insert`.
+        // SAFETY: the caller's promise.
+        unsafe { self.after_write(tick) };
         Err(new)
     }
 
