@@ -115,6 +115,12 @@ impl Locked<'_> {
         Some(taken)
     }
 
+    /// The batch's length and bytes (exact: read under its lock).
+    fn counts(&self) -> (usize, usize) {
+        // SAFETY: as in `push`; shared reads only.
+        unsafe { ((*self.0.items.get()).len(), *self.0.bytes.get()) }
+    }
+
     #[inline]
     fn publish(&self, len: usize, bytes: usize) {
         // Relaxed: a count for the forcing checks, which only decide how
@@ -236,8 +242,29 @@ impl Batches {
         });
     }
 
+    /// Runs `read` with every batch locked, passing the callbacks and bytes
+    /// they hold. A batch moves to the queue entirely under its lock (taken
+    /// out, counted in the domain's pending counts, pushed), so counts that
+    /// `read` takes of the queue are consistent with these: no callback is
+    /// counted twice or missed (`Stats` relies on it).
+    pub(crate) fn with_all_locked<R>(&self, read: impl FnOnce(usize, usize) -> R) -> R {
+        if cfg!(rcu_loom) {
+            return read(0, 0);
+        }
+        let list = lock(&self.list);
+        let held: Vec<Locked<'_>> = list.iter().map(|b| b.lock()).collect();
+        let (n, bytes) = held.iter().fold((0, 0), |(n, bytes), l| {
+            let (len, b) = l.counts();
+            (n + len, bytes + b)
+        });
+        let r = read(n, bytes);
+        drop(held);
+        r
+    }
+
     /// Callbacks and bytes in batches now (a snapshot of their published
-    /// counts).
+    /// counts, which a move may make count a callback twice or not at all;
+    /// enough for the forcing checks).
     pub(crate) fn pending(&self) -> (usize, usize) {
         if cfg!(rcu_loom) {
             return (0, 0);

@@ -206,10 +206,19 @@ impl Inner {
         let p = &self.gp.pressure;
         // Acquire: as in `start`.
         let started = self.started.load(Ordering::Acquire);
-        // Batches first: a callback that moves to the queue meanwhile is
-        // counted twice rather than missed, so `callbacks_run` never exceeds
-        // `callbacks_queued` in a snapshot.
-        let (batched, batched_bytes) = p.batches.pending();
+        // With every batch locked, so that no callback moving from a batch
+        // to the queue is counted twice or missed.
+        // SeqCst (the three loads): a snapshot for users.
+        let (batched, batched_bytes, queued, pending, pending_bytes) =
+            p.batches.with_all_locked(|n, bytes| {
+                (
+                    n,
+                    bytes,
+                    c.queued.get(),
+                    p.pending.load(Ordering::SeqCst),
+                    p.pending_bytes.load(Ordering::SeqCst),
+                )
+            });
         Stats {
             grace_periods: s.grace_periods.get(),
             forced_grace_periods: s.forced.get(),
@@ -225,10 +234,9 @@ impl Inner {
             notifier_calls: s.notifier_calls.get(),
             reader_wakeups: self.gp.readers.reader_wakeups.get(),
             heavy_barriers: s.heavy_barriers.get(),
-            callbacks_queued: c.queued.get() + batched as u64,
+            callbacks_queued: queued + batched as u64,
             callbacks_run: c.run.get(),
-            // SeqCst: a snapshot for users; no ordering is derived from it.
-            callbacks_pending: p.pending.load(Ordering::SeqCst) as u64 + batched as u64,
+            callbacks_pending: pending as u64 + batched as u64,
             callback_panics: c.panics.get(),
             readers: lock(&self.gp.readers.registry).registered(),
             longest_grace_period: Duration::from_nanos(s.longest_gp_ns.get()),
@@ -236,9 +244,7 @@ impl Inner {
                 buckets: std::array::from_fn(|i| s.histogram[i].get()),
             },
             stalls: s.stalls.get(),
-            // SeqCst: a snapshot for users.
-            callbacks_pending_bytes: p.pending_bytes.load(Ordering::SeqCst) as u64
-                + batched_bytes as u64,
+            callbacks_pending_bytes: pending_bytes as u64 + batched_bytes as u64,
             max_pending_bytes: c.max_pending_bytes.get(),
             membarrier: started && self.gp.readers.mode() == Mode::Membarrier,
             membarrier_revoked: started
