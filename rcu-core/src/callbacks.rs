@@ -7,9 +7,11 @@
 //! harvests every thread's batch.
 //!
 //! The reclaim thread waits for the first callback, harvests the batches,
-//! starts a grace period at once (the seed removed QEMU's batching delay),
-//! then runs exactly the callbacks it took off the queue before the grace
-//! period began, in FIFO order. Their count stays in the grace-period
+//! starts a grace period at once when it was idle (the seed removed QEMU's
+//! batching delay), or after gathering for up to `callback_pacing` when
+//! callbacks kept arriving ([`pace`](Callbacks::pace)), then runs exactly
+//! the callbacks it took off the queue before the grace period began, in
+//! FIFO order. Their count stays in the grace-period
 //! machine's [`Pressure`](crate::grace_period::Pressure) until the grace
 //! period ends, so the forcing threshold sees the batch in flight (and the
 //! batches not yet harvested). It also runs the grace periods that
@@ -260,17 +262,57 @@ impl Callbacks {
         let before = p.pending.fetch_add(n, Ordering::SeqCst);
         self.queue.push(items);
         self.stats.queued.add(n as u64);
-        if before == 0 {
+        let limit = gp.memory_limit();
+        let threshold = gp.callback_threshold();
+        let crossed_threshold = before < threshold && before + n >= threshold;
+        // Wake the reclaim thread for the first callback, and end its
+        // pacing (`pace`) when the count or half the memory limit is
+        // crossed.
+        if before == 0 || crossed_threshold || (held >= limit / 2 && held - bytes < limit / 2) {
             self.call_ready.set();
         }
         // Kick the normal-state sleep when a count crosses its mark; the
         // forced state, once entered, does not need more kicks.
-        let limit = gp.memory_limit();
-        let threshold = gp.callback_threshold();
-        if (held >= limit && held - bytes < limit)
-            || (before < threshold && before + n >= threshold)
-        {
+        if (held >= limit && held - bytes < limit) || crossed_threshold {
             gp.kick.set();
+        }
+    }
+
+    /// Pacing (see [`Config::callback_pacing`](crate::Config::callback_pacing)):
+    /// called by a busy reclaim thread before it starts the next grace
+    /// period, it waits until `pacing` has passed since the last one ended,
+    /// gathering callbacks, unless something needs the grace period sooner:
+    /// `callback_threshold` callbacks pending (queued or batched), half the
+    /// memory limit held, a drain, a `start_poll`, the domain's shutdown.
+    /// Each of those sets `call_ready` when it arises, ending the wait.
+    #[cfg_attr(rcu_loom, allow(unused_variables))]
+    fn pace(&self, gp: &GracePeriods, last_end: std::time::Instant) {
+        // Under loom time does not pass: no pacing.
+        #[cfg(not(rcu_loom))]
+        {
+            let deadline = last_end + gp.callback_pacing();
+            let p = &gp.pressure;
+            loop {
+                // Reset, check, wait: a `set` after the reset ends the wait.
+                self.call_ready.reset();
+                // SeqCst (all): each pairs with the store its producer makes
+                // before it sets `call_ready` (the event's Dekker pair).
+                let (batched, batched_bytes) = p.batches.pending();
+                let urgent = p.drains.load(Ordering::SeqCst) > 0
+                    || p.pending.load(Ordering::SeqCst).saturating_add(batched)
+                        >= gp.callback_threshold()
+                    || p.pending_bytes
+                        .load(Ordering::SeqCst)
+                        .saturating_add(batched_bytes)
+                        >= gp.memory_limit() / 2
+                    || !gp.poll(gp.requested.load(Ordering::SeqCst))
+                    || self.shutdown.load(Ordering::SeqCst);
+                let now = std::time::Instant::now();
+                if urgent || now >= deadline {
+                    return;
+                }
+                self.call_ready.wait_timeout(deadline - now);
+            }
         }
     }
 
@@ -406,6 +448,8 @@ impl Callbacks {
         // unless a helper is still running its chunk.
         self.harvest(gp);
         self.enqueue(gp, vec![Callback::new(move || signal.set(), 0)], 0);
+        // End the reclaim thread's pacing, if it is gathering.
+        self.call_ready.set();
         self.ensure_reclaim_thread(spawn);
         done.wait();
         // Wait for every chunk taken so far (ours included) to finish.
@@ -497,15 +541,20 @@ impl Callbacks {
     }
 }
 
-/// The reclaim thread: waits for callbacks, starts a grace period at once,
-/// then runs the batch counted before it. Nothing in it can unwind: every
+/// The reclaim thread: waits for callbacks, starts a grace period (at once
+/// from idle, paced when busy), then runs the batch counted before it. Nothing in it can unwind: every
 /// callback (and its panic payload) runs inside a catch.
 pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
     let _bomb = AbortOnUnwind("the reclaim thread");
     let p = &gp.pressure;
     // The batch being run, kept to save an allocation per grace period.
     let mut batch: Vec<Callback> = Vec::new();
+    // When the last callback grace period ended (`None`: none yet).
+    let mut last_end: Option<std::time::Instant> = None;
     loop {
+        // Whether callbacks were already waiting when the last batch had
+        // run (then this thread paces), or it had to wait for them.
+        let mut busy = true;
         let n = loop {
             cb.call_ready.reset();
             // Per-thread batches that gained callbacks since the last look
@@ -537,7 +586,20 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
                 }
                 continue;
             }
+            busy = false;
             cb.call_ready.wait();
+        };
+        let n = match last_end {
+            Some(end) if busy => {
+                cb.pace(gp, end);
+                // What arrived while it gathered goes into this batch too.
+                if p.batches.take_dirty() {
+                    cb.harvest(gp);
+                }
+                // SeqCst: see `enqueue`; only this thread lowers it.
+                p.pending.load(Ordering::SeqCst)
+            }
+            _ => n,
         };
         // Take the batch off the queue (this thread is its only consumer)
         // *before* the grace period: every node taken was queued before it
@@ -550,6 +612,7 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
             batch.extend(node);
         }
         gp.wait_grace_period();
+        last_end = Some(std::time::Instant::now());
         // Subtract only now, so the threshold check during the grace period
         // saw the batch in flight.
         p.pending.fetch_sub(taken, Ordering::SeqCst);

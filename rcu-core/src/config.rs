@@ -19,6 +19,7 @@ use std::time::Duration;
 /// | `max_polls` | 0 ..= `u32::MAX` | `u32::MAX` |
 /// | `memory_limit` | 4 KiB ..= `usize::MAX` | `usize::MAX` |
 /// | `stall_timeout` | 1 ms ..= `Duration::MAX` | `Duration::MAX` |
+/// | `callback_pacing` | 0 ..= 10 s | 0 (never gather) |
 ///
 /// `poll_interval` is how long a `synchronize()` may sleep between scans,
 /// so it is bounded; a `memory_limit` below a page would force every grace
@@ -98,6 +99,32 @@ pub struct Config {
     /// `RCU_NO_MEMBARRIER` is set). Checked when the configuration is set,
     /// which registers the process with the kernel then.
     pub require_membarrier: bool,
+    /// How long the reclaim thread gathers callbacks that keep arriving
+    /// before it starts their grace period: the least time from the end of
+    /// one callback grace period to the start of the next, *while the
+    /// reclaim thread is busy* (it found callbacks waiting as soon as it
+    /// had run the previous batch).
+    ///
+    /// A callback queued while the reclaim thread is idle starts its grace
+    /// period at once, so an occasional `call_rcu` runs within
+    /// microseconds of a grace period whatever this is. Under a steady
+    /// stream of `call_rcu` the reclaim thread would otherwise start grace
+    /// periods back to back, tens of thousands a second, and each one costs
+    /// every running reader an interrupt (membarrier's IPI: about 15 µs of
+    /// a reader's time on a cloud VM). Pacing caps that at one grace period
+    /// per `callback_pacing`, plus one per [`callback_threshold`]
+    /// callbacks: the gathering ends early once that many are queued, once
+    /// pending bytes reach half the [`memory_limit`], and for a
+    /// [`drain`](crate::drain), a [`start_poll`](crate::start_poll) or the
+    /// domain's shutdown. (liburcu's `call_rcu` thread sleeps 10 ms between
+    /// batches unconditionally; Linux's lazy callbacks wait up to 10 s.)
+    ///
+    /// The default, 1 ms, bounds the added latency of a callback under
+    /// load to 1 ms. `Duration::ZERO` starts every grace period at once.
+    ///
+    /// [`callback_threshold`]: Self::callback_threshold
+    /// [`memory_limit`]: Self::memory_limit
+    pub callback_pacing: Duration,
 }
 
 impl Config {
@@ -110,6 +137,7 @@ impl Config {
         memory_limit: 64 << 20,
         stall_timeout: Duration::from_secs(10),
         require_membarrier: false,
+        callback_pacing: Duration::from_millis(1),
     };
 
     /// The smallest [`poll_interval`](Self::poll_interval).
@@ -120,6 +148,8 @@ impl Config {
     pub const MIN_MEMORY_LIMIT: usize = 4096;
     /// The smallest [`stall_timeout`](Self::stall_timeout).
     pub const MIN_STALL_TIMEOUT: Duration = Duration::from_millis(1);
+    /// The largest [`callback_pacing`](Self::callback_pacing).
+    pub const MAX_CALLBACK_PACING: Duration = Duration::from_secs(10);
 }
 
 impl Config {
@@ -162,6 +192,22 @@ impl Config {
     #[must_use]
     pub const fn stall_timeout(mut self, timeout: Duration) -> Self {
         self.stall_timeout = timeout;
+        self
+    }
+
+    /// Sets [`callback_pacing`](Self::callback_pacing).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// // A latency-sensitive user: at most 100 µs of gathering under load.
+    /// let config = rcu_core::Config::default().callback_pacing(Duration::from_micros(100));
+    /// let domain = rcu_core::RcuDomain::try_with_config(config).unwrap();
+    /// domain.call_rcu(|| ());
+    /// domain.drain();
+    /// ```
+    #[must_use]
+    pub const fn callback_pacing(mut self, pacing: Duration) -> Self {
+        self.callback_pacing = pacing;
         self
     }
 
@@ -208,6 +254,12 @@ impl Config {
         if self.stall_timeout < Self::MIN_STALL_TIMEOUT {
             return Err(ConfigError::Invalid(
                 "stall_timeout must be in 1ms..=Duration::MAX (Duration::MAX: never warn)",
+            ));
+        }
+        if self.callback_pacing > Self::MAX_CALLBACK_PACING {
+            return Err(ConfigError::Invalid(
+                "callback_pacing must be in 0..=10s (Duration::ZERO: start every grace period at \
+                 once)",
             ));
         }
         if self.require_membarrier && !self.membarrier {

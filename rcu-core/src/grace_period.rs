@@ -176,6 +176,7 @@ struct Tunables {
     max_polls: AtomicU32,
     memory_limit: AtomicUsize,
     stall_timeout_ns: AtomicU64,
+    callback_pacing_ns: AtomicU64,
 }
 
 /// What forces a grace period from outside it: callbacks and their bytes
@@ -336,6 +337,7 @@ impl GracePeriods {
                     max_polls: AtomicU32::new(d.max_polls),
                     memory_limit: AtomicUsize::new(d.memory_limit),
                     stall_timeout_ns: AtomicU64::new(d.stall_timeout.as_nanos() as u64),
+                    callback_pacing_ns: AtomicU64::new(d.callback_pacing.as_nanos() as u64),
                 },
                 event_hook: std::sync::Mutex::new(None),
                 unavailable: std::sync::Mutex::new(None),
@@ -356,7 +358,7 @@ impl GracePeriods {
     pub(crate) fn set_tunables(&self, config: &Config) -> Result<(), ConfigError> {
         config.validate()?;
         let t = &self.tunables;
-        // Relaxed (all five): see above.
+        // Relaxed (all six): see above.
         t.callback_threshold
             .store(config.callback_threshold, Ordering::Relaxed);
         t.poll_interval_ns
@@ -365,6 +367,8 @@ impl GracePeriods {
         t.memory_limit.store(config.memory_limit, Ordering::Relaxed);
         t.stall_timeout_ns
             .store(nanos(config.stall_timeout), Ordering::Relaxed);
+        t.callback_pacing_ns
+            .store(nanos(config.callback_pacing), Ordering::Relaxed);
         Ok(())
     }
 
@@ -372,6 +376,12 @@ impl GracePeriods {
     pub(crate) fn callback_threshold(&self) -> usize {
         // Relaxed: configuration, fixed at start.
         self.tunables.callback_threshold.load(Ordering::Relaxed)
+    }
+
+    #[cfg_attr(rcu_loom, allow(dead_code))]
+    pub(crate) fn callback_pacing(&self) -> Duration {
+        // Relaxed: configuration, fixed at start.
+        Duration::from_nanos(self.tunables.callback_pacing_ns.load(Ordering::Relaxed))
     }
 
     #[inline]

@@ -1,0 +1,95 @@
+//! What callback pacing saves a reader: `RcuHashMap`'s ReadHeavy loop (98%
+//! get, 1% insert, 1% remove on 128 K `u64` keys, 75% prefilled, foldhash),
+//! one thread, against its own get-only loop, for each `callback_pacing`
+//! given (microseconds; default `0 1000`), each in a fresh process-wide
+//! configuration (a child process per setting). Prints ns per operation and
+//! grace periods per second.
+//!
+//! Every retire (the insert's old value, the removed entry) is a callback;
+//! each callback grace period sends a membarrier IPI to the reading thread.
+//! Without pacing the reclaim thread runs grace periods back to back.
+//!
+//! ```text
+//! cargo run --release -p rcu-bench --example pacing -- 0 100 1000
+//! ```
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+type S = foldhash::fast::RandomState;
+
+fn key(i: u64) -> u64 {
+    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// One run in this process: `(ns per op, grace periods per second, share
+/// of them forced)`.
+fn run(get_only: bool) -> (f64, f64, f64) {
+    const KEYS: u64 = 1 << 17;
+    const OPS: u64 = 3_000_000;
+    let map = rcu_hashmap::RcuHashMap::<u64, u64, S>::with_hasher(S::default());
+    for i in 0..KEYS * 3 / 4 {
+        map.insert(key(i), i);
+    }
+    rcu_core::drain();
+    let before = rcu_core::stats();
+    let mut s = 1u64;
+    let t = Instant::now();
+    for _ in 0..OPS {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        let k = key((s >> 8) % KEYS);
+        let p = (s & 0x7f) * 100 / 128;
+        if p < 98 || get_only {
+            black_box(map.get(&k, &rcu_core::read_lock()).is_some());
+        } else if p < 99 {
+            drop(map.insert(k, s));
+        } else {
+            black_box(map.remove(&k).is_some());
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let after = rcu_core::stats();
+    let gps = after.grace_periods - before.grace_periods;
+    let forced = after.forced_grace_periods - before.forced_grace_periods;
+    (
+        secs * 1e9 / OPS as f64,
+        gps as f64 / secs,
+        forced as f64 / gps.max(1) as f64,
+    )
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(us) = args.iter().find_map(|a| a.strip_prefix("--child=")) {
+        let us: u64 = us.parse().expect("pacing in microseconds");
+        rcu_core::configure(rcu_core::Config::default().callback_pacing(Duration::from_micros(us)))
+            .expect("configure before first use");
+        let (get, _, _) = run(true);
+        let (mix, gps, forced) = run(false);
+        println!(
+            "pacing {us:>5} µs: get-only {get:6.1} ns/op, ReadHeavy {mix:6.1} ns/op \
+             ({:.2}x get-only), {gps:8.0} grace periods/s ({:.0}% forced)",
+            mix / get,
+            forced * 100.0
+        );
+        return;
+    }
+    let settings = if args.is_empty() {
+        vec!["0".to_string(), "1000".to_string()]
+    } else {
+        args
+    };
+    let exe = std::env::current_exe().expect("own path");
+    for us in settings {
+        let status = std::process::Command::new(&exe)
+            .arg(format!("--child={us}"))
+            .status()
+            .expect("run a child");
+        assert!(status.success(), "child for {us} µs failed");
+    }
+}

@@ -1,0 +1,216 @@
+//! Callback pacing (`Config::callback_pacing`): a busy reclaim thread
+//! gathers callbacks before their grace period; an idle one starts at once;
+//! a drain, the callback threshold, half the memory limit, `start_poll` and
+//! the domain's shutdown end the gathering.
+//!
+//! The domains here pace for 10 s (the most allowed), so a gathering that
+//! should have ended shows as a wait of seconds; the bounds below are half
+//! that, far above what the work takes on a loaded machine.
+
+use rcu_core::{Config, ConfigError, RcuDomain};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const PACING: Duration = Config::MAX_CALLBACK_PACING;
+/// Half the pacing: what "did not wait for the pacing" allows.
+const PROMPT: Duration = Duration::from_secs(5);
+
+fn paced(config: Config) -> RcuDomain {
+    RcuDomain::try_with_config(config.callback_pacing(PACING)).expect("valid config")
+}
+
+/// Waits for `done` to reach `n`; panics after [`PROMPT`].
+fn wait_for(done: &AtomicUsize, n: usize, what: &str) -> Duration {
+    let start = Instant::now();
+    while done.load(Ordering::SeqCst) < n {
+        assert!(
+            start.elapsed() < PROMPT,
+            "{what}: still waiting after {PROMPT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    start.elapsed()
+}
+
+/// Makes the reclaim thread busy: a callback that queues another one, so
+/// that when the first batch has run a callback is already waiting (the
+/// reclaim thread paces for it). Returns once the first has run; the second
+/// then waits for the pacing. `ran` counts both.
+fn make_busy(domain: &RcuDomain, ran: &Arc<AtomicUsize>) {
+    let (d, r) = (domain.clone(), Arc::clone(ran));
+    domain.call_rcu(move || {
+        let r2 = Arc::clone(&r);
+        d.call_rcu(move || {
+            r2.fetch_add(1, Ordering::SeqCst);
+        });
+        r.fetch_add(1, Ordering::SeqCst);
+    });
+    wait_for(
+        ran,
+        1,
+        "the first callback (queued while the reclaim thread was idle)",
+    );
+}
+
+#[test]
+fn an_idle_reclaim_thread_starts_the_grace_period_at_once() {
+    let domain = paced(Config::default());
+    let ran = Arc::new(AtomicUsize::new(0));
+    for i in 0..3 {
+        // Let the reclaim thread finish the last batch and go idle.
+        std::thread::sleep(Duration::from_millis(20));
+        let r = Arc::clone(&ran);
+        domain.call_rcu(move || {
+            r.fetch_add(1, Ordering::SeqCst);
+        });
+        wait_for(&ran, i + 1, "a callback queued on an idle reclaim thread");
+    }
+}
+
+#[test]
+fn a_busy_reclaim_thread_gathers_callbacks_into_one_grace_period() {
+    let domain = paced(Config::default().callback_threshold(1000));
+    let ran = Arc::new(AtomicUsize::new(0));
+    // The grace-period count each of the two later callbacks saw when it ran.
+    let seen: Arc<[AtomicU64; 2]> = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+    let record = |slot: usize| {
+        let (d, r, s) = (domain.clone(), Arc::clone(&ran), Arc::clone(&seen));
+        move || {
+            s[slot].store(d.stats().grace_periods, Ordering::SeqCst);
+            r.fetch_add(1, Ordering::SeqCst);
+        }
+    };
+    // The first callback queues the second: when the first batch has run,
+    // the reclaim thread finds it waiting (busy) and gathers.
+    let (d, r, second) = (domain.clone(), Arc::clone(&ran), record(0));
+    domain.call_rcu(move || {
+        d.call_rcu(second);
+        r.fetch_add(1, Ordering::SeqCst);
+    });
+    wait_for(&ran, 1, "the first callback");
+    // Queued after the first batch ran: gathered with the second.
+    domain.call_rcu(record(1));
+    domain.drain();
+    assert_eq!(ran.load(Ordering::SeqCst), 3);
+    let (a, b) = (
+        seen[0].load(Ordering::SeqCst),
+        seen[1].load(Ordering::SeqCst),
+    );
+    assert_eq!(a, b, "both ran after the same grace period");
+}
+
+#[test]
+fn gathering_keeps_callbacks_waiting_until_something_needs_them() {
+    // The behaviour pacing exists for: without a reason to hurry, the
+    // waiting callback does not run (and no grace period starts) for a
+    // while after the last one ended.
+    let domain = paced(Config::default().callback_threshold(1000));
+    let ran = Arc::new(AtomicUsize::new(0));
+    make_busy(&domain, &ran);
+    let gps = domain.stats().grace_periods;
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        ran.load(Ordering::SeqCst),
+        1,
+        "the second callback waits for the pacing"
+    );
+    assert_eq!(
+        domain.stats().grace_periods,
+        gps,
+        "no grace period while gathering"
+    );
+    domain.drain();
+    assert_eq!(ran.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn drain_ends_the_gathering() {
+    let domain = paced(Config::default());
+    let ran = Arc::new(AtomicUsize::new(0));
+    make_busy(&domain, &ran);
+    let start = Instant::now();
+    domain.drain();
+    let took = start.elapsed();
+    assert_eq!(ran.load(Ordering::SeqCst), 2);
+    assert!(took < PROMPT, "drain waited for the pacing: {took:?}");
+}
+
+#[test]
+fn the_callback_threshold_ends_the_gathering() {
+    let domain = paced(Config::default().callback_threshold(8));
+    let ran = Arc::new(AtomicUsize::new(0));
+    make_busy(&domain, &ran);
+    for _ in 0..8 {
+        let r = Arc::clone(&ran);
+        domain.call_rcu(move || {
+            r.fetch_add(1, Ordering::SeqCst);
+        });
+    }
+    wait_for(&ran, 10, "callbacks past the threshold");
+}
+
+#[test]
+fn half_the_memory_limit_ends_the_gathering() {
+    let domain = paced(Config::default().memory_limit(64 << 10));
+    let ran = Arc::new(AtomicUsize::new(0));
+    make_busy(&domain, &ran);
+    let r = Arc::clone(&ran);
+    // Declared as 40 KiB: more than half the limit.
+    domain.defer_drop_sized(Counted(r), 40 << 10);
+    wait_for(&ran, 3, "a value holding over half the memory limit");
+}
+
+/// Counts its drop.
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn start_poll_ends_the_gathering() {
+    let domain = paced(Config::default());
+    let ran = Arc::new(AtomicUsize::new(0));
+    make_busy(&domain, &ran);
+    let cookie = domain.start_poll();
+    let start = Instant::now();
+    while !domain.poll(cookie) {
+        assert!(
+            start.elapsed() < PROMPT,
+            "start_poll's grace period waited for the pacing"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn dropping_the_domain_ends_the_gathering_and_runs_what_waited() {
+    let domain = paced(Config::default());
+    let ran = Arc::new(AtomicUsize::new(0));
+    make_busy(&domain, &ran);
+    let start = Instant::now();
+    // The last handle: joins the reclaim thread once it has run everything.
+    drop(domain);
+    let took = start.elapsed();
+    assert_eq!(ran.load(Ordering::SeqCst), 2);
+    assert!(took < PROMPT, "shutdown waited for the pacing: {took:?}");
+}
+
+#[test]
+fn callback_pacing_is_validated() {
+    let too_long = Config::MAX_CALLBACK_PACING + Duration::from_nanos(1);
+    match RcuDomain::try_with_config(Config::default().callback_pacing(too_long)) {
+        Err(ConfigError::Invalid(why)) => assert!(why.contains("callback_pacing"), "{why}"),
+        other => panic!("expected Invalid, got {:?}", other.map(|_| ())),
+    }
+    let never = RcuDomain::try_with_config(Config::default().callback_pacing(Duration::ZERO))
+        .expect("zero is allowed");
+    // Without pacing the busy case does not wait: the second callback runs
+    // at once.
+    let ran = Arc::new(AtomicUsize::new(0));
+    make_busy(&never, &ran);
+    wait_for(&ran, 2, "the second callback, without pacing");
+}
