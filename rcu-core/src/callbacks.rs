@@ -551,10 +551,12 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
     let mut batch: Vec<Callback> = Vec::new();
     // When the last callback grace period ended (`None`: none yet).
     let mut last_end: Option<std::time::Instant> = None;
+    // Whether callbacks arrived while the last batch waited for its grace
+    // period: a stream, which this thread paces. (Not a callback queued
+    // after the last one ran, as by a caller that waits for each in turn:
+    // that one starts its grace period at once.)
+    let mut busy = false;
     loop {
-        // Whether callbacks were already waiting when the last batch had
-        // run (then this thread paces), or it had to wait for them.
-        let mut busy = true;
         let n = loop {
             cb.call_ready.reset();
             // Per-thread batches that gained callbacks since the last look
@@ -586,7 +588,6 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
                 }
                 continue;
             }
-            busy = false;
             cb.call_ready.wait();
         };
         let n = match last_end {
@@ -613,6 +614,9 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
         }
         gp.wait_grace_period();
         last_end = Some(std::time::Instant::now());
+        // SeqCst: as the loads above; a stale value only changes whether
+        // the next grace period is paced.
+        busy = p.pending.load(Ordering::SeqCst) > taken || p.batches.is_dirty();
         // Subtract only now, so the threshold check during the grace period
         // saw the batch in flight.
         p.pending.fetch_sub(taken, Ordering::SeqCst);

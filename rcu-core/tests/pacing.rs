@@ -33,24 +33,43 @@ fn wait_for(done: &AtomicUsize, n: usize, what: &str) -> Duration {
     start.elapsed()
 }
 
-/// Makes the reclaim thread busy: a callback that queues another one, so
-/// that when the first batch has run a callback is already waiting (the
-/// reclaim thread paces for it). Returns once the first has run; the second
-/// then waits for the pacing. `ran` counts both.
-fn make_busy(domain: &RcuDomain, ran: &Arc<AtomicUsize>) {
-    let (d, r) = (domain.clone(), Arc::clone(ran));
+/// Makes the reclaim thread busy, as a stream of callbacks does: the first
+/// callback's grace period is held up by a reader on this thread, and the
+/// second arrives while it waits; when the first has run, the reclaim thread
+/// paces for the second. Returns once the first has run. `ran` counts both;
+/// the second runs `then` first.
+fn make_busy_then(
+    domain: &RcuDomain,
+    ran: &Arc<AtomicUsize>,
+    then: impl FnOnce() + Send + 'static,
+) {
+    let reader = domain.register();
+    let guard = reader.read_lock();
+    let polls = domain.stats().polls;
+    let r = Arc::clone(ran);
     domain.call_rcu(move || {
-        let r2 = Arc::clone(&r);
-        d.call_rcu(move || {
-            r2.fetch_add(1, Ordering::SeqCst);
-        });
         r.fetch_add(1, Ordering::SeqCst);
     });
-    wait_for(
-        ran,
-        1,
-        "the first callback (queued while the reclaim thread was idle)",
-    );
+    // The grace period has started and waits for this thread.
+    let start = Instant::now();
+    while domain.stats().polls == polls {
+        assert!(
+            start.elapsed() < PROMPT,
+            "the first callback's grace period did not start"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let r = Arc::clone(ran);
+    domain.call_rcu(move || {
+        then();
+        r.fetch_add(1, Ordering::SeqCst);
+    });
+    drop(guard);
+    wait_for(ran, 1, "the first callback");
+}
+
+fn make_busy(domain: &RcuDomain, ran: &Arc<AtomicUsize>) {
+    make_busy_then(domain, ran, || ());
 }
 
 #[test]
@@ -75,22 +94,16 @@ fn a_busy_reclaim_thread_gathers_callbacks_into_one_grace_period() {
     // The grace-period count each of the two later callbacks saw when it ran.
     let seen: Arc<[AtomicU64; 2]> = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
     let record = |slot: usize| {
-        let (d, r, s) = (domain.clone(), Arc::clone(&ran), Arc::clone(&seen));
-        move || {
-            s[slot].store(d.stats().grace_periods, Ordering::SeqCst);
-            r.fetch_add(1, Ordering::SeqCst);
-        }
+        let (d, s) = (domain.clone(), Arc::clone(&seen));
+        move || s[slot].store(d.stats().grace_periods, Ordering::SeqCst)
     };
-    // The first callback queues the second: when the first batch has run,
-    // the reclaim thread finds it waiting (busy) and gathers.
-    let (d, r, second) = (domain.clone(), Arc::clone(&ran), record(0));
+    make_busy_then(&domain, &ran, record(0));
+    // Queued after the first batch ran: gathered with the second.
+    let (r, third) = (Arc::clone(&ran), record(1));
     domain.call_rcu(move || {
-        d.call_rcu(second);
+        third();
         r.fetch_add(1, Ordering::SeqCst);
     });
-    wait_for(&ran, 1, "the first callback");
-    // Queued after the first batch ran: gathered with the second.
-    domain.call_rcu(record(1));
     domain.drain();
     assert_eq!(ran.load(Ordering::SeqCst), 3);
     let (a, b) = (
@@ -98,6 +111,21 @@ fn a_busy_reclaim_thread_gathers_callbacks_into_one_grace_period() {
         seen[1].load(Ordering::SeqCst),
     );
     assert_eq!(a, b, "both ran after the same grace period");
+}
+
+#[test]
+fn a_callback_queued_after_the_last_one_ran_is_not_paced() {
+    // A caller that waits for each callback in turn (a ping-pong) is not a
+    // stream: each one's grace period starts at once.
+    let domain = paced(Config::default());
+    let ran = Arc::new(AtomicUsize::new(0));
+    for i in 0..20 {
+        let r = Arc::clone(&ran);
+        domain.call_rcu(move || {
+            r.fetch_add(1, Ordering::SeqCst);
+        });
+        wait_for(&ran, i + 1, "a callback queued after the last one ran");
+    }
 }
 
 #[test]
