@@ -88,7 +88,8 @@ pub(crate) struct Callbacks {
 
 /// Callbacks whose grace period has ended, and the chunks being run.
 pub(crate) struct Ready {
-    list: std::collections::VecDeque<Callback>,
+    /// Chunks of at most [`CHUNK`] callbacks, in queue order.
+    list: std::collections::VecDeque<Vec<Callback>>,
     /// The next chunk's ticket: chunks are taken in queue order.
     next_ticket: u64,
     /// Tickets of the chunks being run now (one per runner at most).
@@ -101,6 +102,23 @@ pub(crate) struct Ready {
 /// Callbacks a runner takes from `ready` at a time: one lock per chunk, and
 /// at most this many callbacks' memory is uncounted while they run.
 const CHUNK: usize = 32;
+
+impl Ready {
+    /// Appends a batch whose grace period has ended, cut into chunks (each
+    /// moved with one copy of its callbacks, taken from the back so no
+    /// callback is copied twice).
+    fn push_batch(&mut self, mut batch: Vec<Callback>) {
+        let mut tails = Vec::new();
+        while batch.len() > CHUNK {
+            let at = (batch.len() - 1) / CHUNK * CHUNK;
+            tails.push(batch.split_off(at));
+        }
+        if !batch.is_empty() {
+            self.list.push_back(batch);
+        }
+        self.list.extend(tails.into_iter().rev());
+    }
+}
 
 /// How long a producer over the memory limit waits, at most, for callbacks
 /// to become ready (a grace period to end) per `call_rcu`.
@@ -362,19 +380,16 @@ impl Callbacks {
     /// many it ran.
     fn run_ready(&self, gp: &GracePeriods, runner: Runner) -> usize {
         let mut ran = 0;
-        let mut chunk: Vec<Callback> = Vec::with_capacity(CHUNK);
         loop {
-            let ticket = {
+            let (ticket, mut chunk) = {
                 let mut r = lock(&self.ready);
-                let n = r.list.len().min(CHUNK);
-                if n == 0 {
+                let Some(chunk) = r.list.pop_front() else {
                     break;
-                }
-                chunk.extend(r.list.drain(..n));
+                };
                 let ticket = r.next_ticket;
                 r.next_ticket += 1;
                 r.running.push(ticket);
-                ticket
+                (ticket, chunk)
             };
             // Counted as run, and its bytes as released, before it runs: a
             // `drain` may return as soon as its marker's chunk is done.
@@ -384,13 +399,18 @@ impl Callbacks {
             // bytes were added before it was pushed, so this never wraps.
             gp.pressure.pending_bytes.fetch_sub(bytes, Ordering::SeqCst);
             ran += chunk.len();
-            for callback in chunk.drain(..) {
-                if let Err(Panicked(message)) = run_user(gp, UserCode::Callback, || callback.run())
-                {
-                    self.stats.panics.bump();
-                    gp.emit(&RcuEvent::CallbackPanic { message });
-                }
+            // One user-code context (and one catch) for the whole chunk; a
+            // panic ends it, is reported, and the rest of the chunk runs in
+            // a new one. The callback that panicked was taken out of the
+            // iterator before it ran, so none runs twice.
+            let mut rest = chunk.drain(..);
+            while let Err(Panicked(message)) = run_user(gp, UserCode::Callback, || {
+                rest.by_ref().for_each(Callback::run);
+            }) {
+                self.stats.panics.bump();
+                gp.emit(&RcuEvent::CallbackPanic { message });
             }
+            drop(rest);
             {
                 let mut r = lock(&self.ready);
                 r.running.retain(|&t| t != ticket);
@@ -547,7 +567,7 @@ impl Callbacks {
 pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
     let _bomb = AbortOnUnwind("the reclaim thread");
     let p = &gp.pressure;
-    // The batch being run, kept to save an allocation per grace period.
+    // The batch taken for the next grace period (its first node's vector).
     let mut batch: Vec<Callback> = Vec::new();
     // When the last callback grace period ended (`None`: none yet).
     let mut last_end: Option<std::time::Instant> = None;
@@ -610,7 +630,11 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
         while taken < n {
             let node = cb.queue.pop();
             taken += node.len();
-            batch.extend(node);
+            if batch.is_empty() {
+                batch = node;
+            } else {
+                batch.extend(node);
+            }
         }
         gp.wait_grace_period();
         last_end = Some(std::time::Instant::now());
@@ -622,7 +646,7 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
         p.pending.fetch_sub(taken, Ordering::SeqCst);
         // Into `ready`, where producers over the memory limit can help run
         // it, then run it a chunk at a time.
-        lock(&cb.ready).list.extend(batch.drain(..));
+        lock(&cb.ready).push_batch(std::mem::take(&mut batch));
         cb.ready_added.set();
         cb.run_ready(gp, Runner::ReclaimThread);
         // A callback that left a critical section of this domain open on
