@@ -78,13 +78,33 @@
 //! * **Thread-local teardown**: destructors may run in any order; a guard
 //!   kept in a thread-local outlives the thread's registration safely, and
 //!   its record is released when it drops.
-//! * **`fork()`**: not supported yet. No fork handlers are installed: in the
-//!   child only the forking thread exists, so a reclaim thread started in
-//!   the parent is believed alive there (callbacks queued in the child never
-//!   run, and `drain` never returns), a thread that was inside a critical
-//!   section at fork time holds up every grace period of the child forever,
-//!   and an engine lock another thread held at that moment stays held. Fork
-//!   before the first use of a domain, or `exec` in the child.
+//! * **`fork()`** (Unix; handlers installed with `pthread_atfork` when the
+//!   first domain starts): the child can use RCU at once. Only the forking
+//!   thread exists there, so the records of every other thread are freed,
+//!   even inside a critical section, and hold up no grace period; the
+//!   forking thread's critical sections, and [`OwnedReadGuard`]s (which exist
+//!   in the child's memory), stay open until they are dropped there (an
+//!   owned guard that only a vanished thread could drop holds up the child's
+//!   grace periods forever, like a leaked guard). A grace period that another
+//!   thread was running does not count as ended in the child. Callbacks
+//!   pending at fork (queued, batched by any thread, or waiting for their
+//!   grace period on the reclaim thread) run in the child too: each process
+//!   frees its own copy, and **a callback with outside effects (I/O, a
+//!   message) has them twice**. The child's reclaim thread starts on demand
+//!   (its next [`call_rcu`], [`drain`], [`start_poll`] or
+//!   [`synchronize_async`]; a [`poll`] starts none); if the forking thread is
+//!   a reclaim thread (a fork from a callback), it goes on being one. The
+//!   prepare handler waits for no grace period, no reclaim thread and no
+//!   user code: it takes the engine's internal locks, each held elsewhere
+//!   only for a few instructions, so the child inherits none held and no
+//!   half-made change; the parent handler releases them and changes nothing
+//!   else. Limits: in the child, callbacks that another thread was running at
+//!   the instant of fork (at most one chunk of 32 per runner) and those a
+//!   producer was pushing at that instant are leaked, not run; a domain whose
+//!   last handle was dropped before the fork runs its pending callbacks in
+//!   the parent only; the membarrier registration is inherited (the kernel
+//!   clears it only at `exec`) and renewed in the child. As with any
+//!   multi-threaded `fork`, prefer `exec` in the child when you can.
 //! * **Exit**: callbacks still pending in the process-wide domain at exit
 //!   do not run; [`drain`] first if they matter.
 //!
@@ -168,6 +188,7 @@
 //! | `grace_period` | the sequence and its sharing, the normal and forced states, notifiers, stall checks |
 //! | `guard` | the [`Guard`] trait, [`ReadGuard`], [`DomainGuard`], [`OwnedReadGuard`] |
 //! | `registry` | reader records, the registry the scans walk, the owned-guard pool |
+//! | `fork` | the `fork()` handlers: what they do to each piece of state, and why the prepare handler never waits |
 //! | `barrier`, `event`, `queue`, `sync` | membarrier/fence and the revocation fallback, a one-bit event, the callback queue, the std/loom facade |
 //! | `config`, `stats` | tunables and their ranges; statistics, stall warnings and the events of the event hook |
 //! | `ptr`, `future` | [`RcuCell`], [`RcuPtr`], [`Unlinked`]; [`SynchronizeFuture`] |
@@ -295,6 +316,8 @@ mod callbacks;
 mod config;
 mod domain;
 mod event;
+#[cfg(all(unix, not(rcu_loom), not(miri)))]
+mod fork;
 #[cfg(not(rcu_loom))]
 mod future;
 #[cfg(not(rcu_loom))]
