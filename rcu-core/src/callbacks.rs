@@ -37,6 +37,11 @@
 //! after the domain's last handle was dropped, say) still runs, and two
 //! consumers never overlap: the old thread has stopped touching the queue
 //! before it releases the lock under which a new one is started.
+//!
+//! In the child of a `fork()` the reclaim thread does not exist (unless it is
+//! the forking thread: a fork from a callback): the fork handlers clear
+//! `running`, put the batch it had in flight back in the queue and recount
+//! `pending` (`fork.rs`), so the next caller starts one.
 
 use crate::barrier::AtomicCounter;
 use crate::event::Event;

@@ -50,7 +50,8 @@
 //!   `drain`, `start_poll` or `synchronize_async` starts one.
 //! * **Callbacks**: the in-flight batch (a dead reclaim thread's) and the
 //!   queue are rebuilt into one queue node in order; batches of threads that
-//!   are gone are harvested normally. `pending` and `pending_bytes` are
+//!   are gone are harvested normally (by the next harvest: the batches are
+//!   marked dirty). `pending` and `pending_bytes` are
 //!   recounted from what is really queued, in flight and ready (a producer
 //!   that was between its count and its push is gone, with its callbacks).
 //!   Chunks that other threads were running are forgotten (their callbacks,
@@ -66,6 +67,13 @@
 //! # Parent
 //!
 //! Releases the locks; nothing else changes.
+//!
+//! # Cost
+//!
+//! Every `fork()` of the process pays for this, `std::process::Command`'s
+//! included where it forks: a lock per record, batch and domain in the
+//! parent, and in the child a walk of each domain's registry and pending
+//! callbacks.
 
 use crate::batch::Locked;
 use crate::callbacks::Ready;
@@ -364,6 +372,9 @@ impl DomainLocks {
         }
         p.pending.store(pending, Ordering::Relaxed);
         p.pending_bytes.store(pending_bytes, Ordering::Relaxed);
+        // Batches of threads that are gone may hold callbacks that no one
+        // will flag: the next reclaim thread harvests them at once.
+        let _ = p.batches.mark_dirty();
         self.ready.running.retain(|&(_, t)| t == me);
         self.ready.waiting = 0;
         p.drains.store(raised_by_me(&p.drains), Ordering::Relaxed);

@@ -44,42 +44,53 @@ fn child_exit(f: impl FnOnce() -> Result<(), Failed>) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Waits for child `pid` and asserts that every check passed.
-fn assert_child_passed(pid: libc::pid_t) {
-    assert!(pid > 0, "fork failed");
+/// Waits for child `pid`: `Ok` if every check passed, or why not. (Tests
+/// release their helper threads before they assert, so that a failure
+/// fails the test rather than hang it.)
+fn child_verdict(pid: libc::pid_t) -> Result<(), String> {
+    if pid <= 0 {
+        return Err("fork failed".into());
+    }
     let mut status = 0;
     // SAFETY: `pid` is our child; `status` is a valid out-pointer.
     let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-    assert_eq!(r, pid, "waitpid");
+    if r != pid {
+        return Err(format!("waitpid returned {r}"));
+    }
     if libc::WIFSIGNALED(status) {
         let sig = libc::WTERMSIG(status);
-        panic!(
-            "the child was killed by signal {sig}{}",
-            if sig == libc::SIGALRM {
-                " (its watchdog: it hung)"
-            } else {
-                ""
-            }
-        );
+        let hung = if sig == libc::SIGALRM {
+            " (its watchdog: it hung)"
+        } else {
+            ""
+        };
+        return Err(format!("the child was killed by signal {sig}{hung}"));
     }
-    assert!(libc::WIFEXITED(status), "status {status:#x}");
-    let code = libc::WEXITSTATUS(status);
-    assert_eq!(
-        code, 0,
-        "the child's check number {code} failed (101: a panic)"
-    );
+    match libc::WEXITSTATUS(status) {
+        0 if libc::WIFEXITED(status) => Ok(()),
+        code => Err(format!(
+            "the child's check number {code} failed (101: a panic)"
+        )),
+    }
 }
 
 /// Forks; the child runs `child` and exits; the parent waits for it and
-/// asserts it passed.
-fn fork_and_check(child: impl FnOnce() -> Result<(), Failed>) {
+/// returns its verdict.
+fn fork_and_wait(child: impl FnOnce() -> Result<(), Failed>) -> Result<(), String> {
     // SAFETY: the child only runs `child` (engine calls, allocation) and
     // `_exit`s; the fork handlers under test make the engine's state usable.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
         child_exit(child);
     }
-    assert_child_passed(pid);
+    child_verdict(pid)
+}
+
+/// [`fork_and_wait`], asserting that the child passed.
+fn fork_and_check(child: impl FnOnce() -> Result<(), Failed>) {
+    if let Err(why) = fork_and_wait(child) {
+        panic!("{why}");
+    }
 }
 
 /// Waits until the domain's reclaim thread (or any leader) is inside a grace
@@ -167,7 +178,7 @@ fn a_parent_reader_inside_a_critical_section_does_not_hold_up_the_child() {
         });
         entered.wait();
         let before = d.stats().grace_periods;
-        fork_and_check(|| {
+        let verdict = fork_and_wait(|| {
             d.synchronize();
             check(d.stats().grace_periods == before + 1, 1)?;
             rcu_core::synchronize();
@@ -180,8 +191,10 @@ fn a_parent_reader_inside_a_critical_section_does_not_hold_up_the_child() {
         });
         // In the parent the reader is still there: a grace period waits.
         let c = d.start_poll();
-        assert!(!d.poll(c));
+        let held = !d.poll(c);
         release.send(()).unwrap();
+        verdict.unwrap();
+        assert!(held);
     });
     d.synchronize();
     rcu_core::synchronize();
@@ -244,8 +257,7 @@ fn callbacks_pending_at_fork_run_once_in_the_child_and_in_the_parent() {
             "a callback ran before its grace period"
         );
         let pending = d.stats().callbacks_pending;
-        assert_eq!(pending, 12);
-        fork_and_check(|| {
+        let verdict = fork_and_wait(|| {
             check(RAN.load(SeqCst) == 0, 1)?;
             check(d.stats().callbacks_pending == 12, 2)?;
             d.drain();
@@ -262,6 +274,8 @@ fn callbacks_pending_at_fork_run_once_in_the_child_and_in_the_parent() {
         });
         release.send(()).unwrap();
         release_producer.send(()).unwrap();
+        verdict.unwrap();
+        assert_eq!(pending, 12);
     });
     d.drain();
     assert_eq!(RAN.load(SeqCst), ALL);
@@ -395,15 +409,12 @@ fn fork_from_inside_a_callback() {
         // Not `drain`: the reader holds up the grace period after the
         // callback's until it is released.
         let start = Instant::now();
-        while PID.load(SeqCst) == 0 {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "the callback never forked"
-            );
+        while PID.load(SeqCst) == 0 && start.elapsed() < Duration::from_secs(60) {
             std::thread::sleep(Duration::from_millis(1));
         }
-        assert_child_passed(PID.load(SeqCst));
+        let verdict = child_verdict(PID.load(SeqCst));
         release.send(()).unwrap();
+        verdict.unwrap();
     });
     d.synchronize();
     assert_eq!(CHILD_RAN.load(SeqCst), 0);
@@ -473,9 +484,10 @@ fn forks_while_other_threads_work() {
                 }
             });
         }
+        let mut verdicts = Vec::new();
         for _ in 0..20 {
             std::thread::sleep(Duration::from_millis(5));
-            fork_and_check(|| {
+            verdicts.push(fork_and_wait(|| {
                 d.synchronize();
                 let ran = Arc::new(AtomicBool::new(false));
                 let r = Arc::clone(&ran);
@@ -484,9 +496,13 @@ fn forks_while_other_threads_work() {
                 check(ran.load(SeqCst), 1)?;
                 rcu_core::synchronize();
                 check(d.stats().callbacks_pending == 0, 2)
-            });
+            }));
+            if verdicts.last().is_some_and(Result::is_err) {
+                break;
+            }
         }
         stop.store(true, SeqCst);
+        verdicts.into_iter().collect::<Result<(), _>>().unwrap();
     });
     d.drain();
 }
