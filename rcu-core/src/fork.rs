@@ -24,9 +24,28 @@
 //!    list and then every batch (its order), and last the four events'
 //!    internal locks (leaves: taken under a batch's lock by `enqueue`).
 //!
+//! What each is held across elsewhere, which is why taking it never waits
+//! for readers, a reclaim thread or user code: the leader state, a flag
+//! check (released before the grace period runs); the registry, a scan and
+//! the heavy barrier (a system call); a record's cold data, a copy; the
+//! owned pool, a push or pop; the event hook, a clone; the reclaim slot, a
+//! thread spawn; the in-flight batch, the reclaim thread's pops (which wait
+//! at most for a producer between its count and its push, or its swap and
+//! its link, steps that take no lock); the ready list, taking or returning
+//! a chunk (a drain waits on its condition variable, which releases it); the
+//! batch list and a batch, an append or a move (count and push); an event's
+//! lock, a check and a notify (its waiters sleep with it released). None is
+//! held by the forking thread itself: the engine calls user code with none
+//! held.
+//!
 //! With all of them held, the state they guard is not half-modified, and
 //! the child inherits no lock held by a thread it does not have: the
 //! forking thread holds them all, and releases them in both processes.
+//! (Locks outside the engine are not ours to take: the C library's and
+//! the memory allocator's are handled by the C library; Rust's standard
+//! library takes a process-wide lock whenever a thread starts or exits, for
+//! its stack-overflow handler, and a fork at such an instant leaves the
+//! child unable to start any thread, its reclaim thread included.)
 //!
 //! # Child: only the forking thread exists
 //!
@@ -51,8 +70,7 @@
 //! * **Callbacks**: the in-flight batch (a dead reclaim thread's) and the
 //!   queue are rebuilt into one queue node in order; batches of threads that
 //!   are gone are harvested normally (by the next harvest: the batches are
-//!   marked dirty). `pending` and `pending_bytes` are
-//!   recounted from what is really queued, in flight and ready (a producer
+//!   marked dirty). `pending` and `pending_bytes` are recounted from what is really queued, in flight and ready (a producer
 //!   that was between its count and its push is gone, with its callbacks).
 //!   Chunks that other threads were running are forgotten (their callbacks,
 //!   run in the parent, are leaked in the child), so `drain` waits only for

@@ -103,8 +103,12 @@
 //!   producer was pushing at that instant are leaked, not run; a domain whose
 //!   last handle was dropped before the fork runs its pending callbacks in
 //!   the parent only; the membarrier registration is inherited (the kernel
-//!   clears it only at `exec`) and renewed in the child. As with any
-//!   multi-threaded `fork`, prefer `exec` in the child when you can.
+//!   clears it only at `exec`) and renewed in the child. Locks outside the
+//!   engine are not covered: Rust's standard library takes a process-wide
+//!   lock while any thread starts or exits, and a fork at that instant
+//!   leaves the child unable to start threads (the reclaim thread too). As
+//!   with any multi-threaded `fork`, prefer `exec` in the child when you
+//!   can.
 //! * **Exit**: callbacks still pending in the process-wide domain at exit
 //!   do not run; [`drain`] first if they matter.
 //!

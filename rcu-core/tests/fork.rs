@@ -432,6 +432,79 @@ mod cases {
         assert_eq!(CHILD_RAN.load(SeqCst), 0);
     }
 
+    /// Fork from a force-quiescent notifier, on the thread leading a forced
+    /// grace period that a reader of another thread holds up: in the child
+    /// that thread goes on leading, and its grace period ends (the reader
+    /// does not exist there); the child can synchronize, queue callbacks and
+    /// drain.
+    pub(super) fn fork_from_a_notifier_on_the_leader() {
+        static CHILD_RAN: AtomicUsize = AtomicUsize::new(0);
+        static PID: AtomicI32 = AtomicI32::new(0);
+        static FORKED: AtomicBool = AtomicBool::new(false);
+        let d = RcuDomain::new();
+        let entered = Barrier::new(2);
+        let (release, released) = mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            let (dr, entered) = (&d, &entered);
+            let child_domain = d.clone();
+            s.spawn(move || {
+                let reader = dr.register();
+                let _notifier = reader.on_force_quiescent(move || {
+                    if FORKED.swap(true, SeqCst) {
+                        return;
+                    }
+                    // SAFETY: as in `fork_and_check`.
+                    let pid = unsafe { libc::fork() };
+                    if pid != 0 {
+                        PID.store(pid, SeqCst);
+                        return;
+                    }
+                    // SAFETY: as in `child_exit`; armed before anything can
+                    // hang.
+                    unsafe { libc::alarm(CHILD_WATCHDOG_S) };
+                    // The child: this thread leads the grace period and
+                    // goes on once the notifier returns; the checks run on
+                    // a new thread.
+                    let d = child_domain.clone();
+                    std::thread::spawn(move || {
+                        child_exit(|| {
+                            d.synchronize();
+                            d.call_rcu(|| {
+                                CHILD_RAN.fetch_add(1, SeqCst);
+                            });
+                            d.drain();
+                            check(CHILD_RAN.load(SeqCst) == 1, 1)?;
+                            check(d.stats().callbacks_pending == 0, 2)?;
+                            // The vanished reader's record was freed.
+                            check(d.stats().readers == 0, 3)?;
+                            // The sequence is consistent (even when idle):
+                            // one grace period serves a synchronize.
+                            let before = d.stats().grace_periods;
+                            d.synchronize();
+                            check(d.stats().grace_periods == before + 1, 4)
+                        })
+                    });
+                });
+                let _g = reader.read_lock();
+                entered.wait();
+                released.recv().unwrap();
+            });
+            entered.wait();
+            // The leader: its forced grace period calls the notifier.
+            let leader = s.spawn(move || dr.synchronize_expedited());
+            let start = Instant::now();
+            while PID.load(SeqCst) == 0 && start.elapsed() < Duration::from_secs(60) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let verdict = child_verdict(PID.load(SeqCst));
+            release.send(()).unwrap();
+            leader.join().unwrap();
+            verdict.unwrap();
+        });
+        d.synchronize();
+        assert_eq!(CHILD_RAN.load(SeqCst), 0);
+    }
+
     /// A `synchronize_async` future first polled before the fork and a
     /// `start_poll` cookie taken before it, both held up by an owned guard,
     /// complete in the child once the guard is dropped there (the child's first
@@ -545,6 +618,10 @@ mod cases {
             fork_inside_a_critical_section,
         ),
         ("fork_from_inside_a_callback", fork_from_inside_a_callback),
+        (
+            "fork_from_a_notifier_on_the_leader",
+            fork_from_a_notifier_on_the_leader,
+        ),
         (
             "a_future_and_a_cookie_from_before_fork_complete_in_the_child",
             a_future_and_a_cookie_from_before_fork_complete_in_the_child,
