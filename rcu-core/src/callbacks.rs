@@ -534,6 +534,9 @@ impl Callbacks {
 /// callback (and its panic payload) runs inside a catch.
 pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
     let _bomb = AbortOnUnwind("the reclaim thread");
+    // For the child of a fork from one of this thread's callbacks.
+    #[cfg(all(unix, not(rcu_loom), not(miri)))]
+    crate::fork::mark_reclaim_thread(cb);
     let p = &gp.pressure;
     loop {
         let n = loop {

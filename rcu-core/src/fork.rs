@@ -94,7 +94,7 @@
 //! callbacks.
 
 use crate::batch::Locked;
-use crate::callbacks::Ready;
+use crate::callbacks::{Callbacks, Ready};
 use crate::config::Config;
 use crate::domain::{GLOBAL, Inner};
 use crate::grace_period::{EventHook, Leader};
@@ -146,6 +146,22 @@ thread_local! {
     /// The forcing counters (`drains`, `expedites`, by address) this thread
     /// has raised and not yet lowered: what the child of a fork keeps.
     static RAISED: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+thread_local! {
+    /// The callbacks (by address) whose reclaim thread this thread is.
+    static RECLAIMS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Called by a reclaim thread when it starts: it serves `cb` for its life.
+pub(crate) fn mark_reclaim_thread(cb: &Callbacks) {
+    let _ = RECLAIMS.try_with(|r| r.set(std::ptr::from_ref(cb).addr()));
+}
+
+/// Whether this thread is the reclaim thread of `cb` (after a domain's
+/// shutdown too, when its handle has left the slot).
+fn is_reclaim_thread_of(cb: &Callbacks) -> bool {
+    RECLAIMS.try_with(|r| r.get() == std::ptr::from_ref(cb).addr()) == Ok(true)
 }
 
 /// Notes that this thread raised (`true`) or lowered a forcing counter.
@@ -362,8 +378,9 @@ impl DomainLocks {
                 gp.seq.store(seq - 1, Ordering::Relaxed);
             }
         }
-        let alive = cb.running.load(Ordering::Relaxed)
-            && self.reclaim.as_ref().is_some_and(|h| h.thread().id() == me);
+        // The forking thread, running one of its callbacks (or a notifier
+        // or hook as its leader), goes on being the reclaim thread.
+        let alive = is_reclaim_thread_of(cb);
         if !alive {
             // Dropping it would detach a thread that the C library's copy
             // of the parent's state still lists: forget it.
