@@ -81,7 +81,8 @@
 //! * **`fork()`** (Unix; handlers installed with `pthread_atfork` when the
 //!   first domain starts): the child can use RCU at once. Only the forking
 //!   thread exists there, so the records of every other thread are freed,
-//!   even inside a critical section, and hold up no grace period; the
+//!   even inside a critical section, and hold up no grace period (their
+//!   notifiers are leaked, not dropped); the
 //!   forking thread's critical sections, and [`OwnedReadGuard`]s (which exist
 //!   in the child's memory), stay open until they are dropped there (an
 //!   owned guard that only a vanished thread could drop holds up the child's
@@ -96,11 +97,14 @@
 //!   a reclaim thread (a fork from a callback), it goes on being one. The
 //!   prepare handler waits for no grace period, no reclaim thread and no
 //!   user code: it takes the engine's internal locks, each held elsewhere
-//!   only for a few instructions, so the child inherits none held and no
-//!   half-made change; the parent handler releases them and changes nothing
-//!   else. Limits: in the child, callbacks that another thread was running at
-//!   the instant of fork (at most one chunk of 32 per runner) and those a
-//!   producer was pushing at that instant are leaked, not run; a domain whose
+//!   only for a few instructions or a system call, so the child inherits
+//!   none held and no half-made change; the parent handler releases them
+//!   and changes nothing else. Every fork pays for this (a lock per domain,
+//!   record and batch; in the child, a walk of the registries and pending
+//!   callbacks). Limits: in the child, callbacks that another thread was
+//!   running at the instant of fork (the rest of its chunk, at most 32) are
+//!   leaked, not run, and so are those of a push another thread had half
+//!   done at that instant, with every push behind it; a domain whose
 //!   last handle was dropped before the fork runs its pending callbacks in
 //!   the parent only; the membarrier registration is inherited (the kernel
 //!   clears it only at `exec`) and renewed in the child. Locks outside the
