@@ -330,7 +330,10 @@ extern "C" fn child() {
             return;
         };
         reregister_membarrier();
-        let me = std::thread::current().id();
+        // `None` if the forking thread is so far into its teardown that
+        // its handle is gone (a fork from a thread-local destructor): then
+        // no record can be told to be its own, and none is freed.
+        let me = catch_unwind(|| std::thread::current().id()).ok();
         for d in &mut locks.domains {
             // SAFETY: this is the child's only thread, holding every lock
             // of the domain.
@@ -357,7 +360,7 @@ impl DomainLocks {
     /// # Safety
     /// The caller is the only thread of the process (the child's handler)
     /// and these are the domain's locks, held.
-    unsafe fn repair(&mut self, me: std::thread::ThreadId) {
+    unsafe fn repair(&mut self, me: Option<std::thread::ThreadId>) {
         let inner = self.inner;
         // Relaxed (every atomic access below): the only thread; the locks
         // released after this publish the values to threads started later.
@@ -368,9 +371,11 @@ impl DomainLocks {
         // SAFETY: the only thread, holding the registry's and every
         // record's lock.
         unsafe {
-            self.registry.free_dead_threads_records(&mut self.colds, me);
+            if let Some(me) = me {
+                self.registry.free_dead_threads_records(&mut self.colds, me);
+            }
         }
-        if self.leader.leading && self.leader.thread != Some(me) {
+        if self.leader.leading && (me.is_none() || self.leader.thread != me) {
             self.leader.leading = false;
             self.leader.thread = None;
             let seq = gp.seq.load(Ordering::Relaxed);
@@ -410,7 +415,7 @@ impl DomainLocks {
         // Batches of threads that are gone may hold callbacks that no one
         // will flag: the next reclaim thread harvests them at once.
         let _ = p.batches.mark_dirty();
-        self.ready.running.retain(|&(_, t)| t == me);
+        self.ready.running.retain(|&(_, t)| Some(t) == me);
         self.ready.waiting = 0;
         p.drains.store(raised_by_me(&p.drains), Ordering::Relaxed);
         p.expedites
