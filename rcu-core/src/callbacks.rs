@@ -80,8 +80,10 @@ pub(crate) struct Callbacks {
     /// grace period for. Shared state (not the thread's local) so that the
     /// child of a `fork()` finds it (`fork.rs`); the reclaim thread, the
     /// queue's consumer, pops nodes only under this lock, which is never
-    /// held across a grace period.
-    pub(crate) in_flight: Mutex<Vec<Callback>>,
+    /// held across a grace period. A `std` mutex even under loom: outside
+    /// the fork handlers (not built there) only the reclaim thread takes
+    /// it, so the models need not explore it.
+    pub(crate) in_flight: std::sync::Mutex<Vec<Callback>>,
     /// Callbacks whose grace period has ended, waiting for a runner (the
     /// reclaim thread, or producers helping while over the memory limit).
     pub(crate) ready: Mutex<Ready>,
@@ -138,7 +140,7 @@ impl Callbacks {
                 running: AtomicBool::new(false),
                 reclaim: Mutex::new(None),
                 shutdown: AtomicBool::new(false),
-                in_flight: Mutex::new(Vec::new()),
+                in_flight: std::sync::Mutex::new(Vec::new()),
                 ready: Mutex::new(Ready {
                     list: std::collections::VecDeque::new(),
                     next_ticket: 0,
@@ -442,6 +444,13 @@ impl Callbacks {
         }
     }
 
+    /// Locks the in-flight batch (see the field).
+    pub(crate) fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, Vec<Callback>> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Waits for a runner to finish a chunk (`drain`).
     fn wait_chunk<'a>(&self, mut r: MutexGuard<'a, Ready>) -> MutexGuard<'a, Ready> {
         r.waiting += 1;
@@ -579,7 +588,7 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
         // Into `in_flight`, under its lock (see the field).
         let mut taken = 0;
         {
-            let mut in_flight = lock(&cb.in_flight);
+            let mut in_flight = cb.lock_in_flight();
             while taken < n {
                 let node = cb.queue.pop();
                 taken += node.len();
@@ -593,7 +602,7 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
         // Into `ready`, where producers over the memory limit can help run
         // it, then run it a chunk at a time.
         {
-            let mut in_flight = lock(&cb.in_flight);
+            let mut in_flight = cb.lock_in_flight();
             lock(&cb.ready).list.extend(in_flight.drain(..));
         }
         cb.ready_added.set();

@@ -209,7 +209,7 @@ struct DomainLocks {
     _event_hook: std::sync::MutexGuard<'static, Option<EventHook>>,
     _unavailable: std::sync::MutexGuard<'static, Option<&'static str>>,
     reclaim: MutexGuard<'static, Option<thread::JoinHandle<()>>>,
-    in_flight: MutexGuard<'static, Vec<Callback>>,
+    in_flight: std::sync::MutexGuard<'static, Vec<Callback>>,
     ready: MutexGuard<'static, Ready>,
     _batch_list: MutexGuard<'static, Vec<Arc<crate::batch::Batch>>>,
     _batches: Vec<Locked<'static>>,
@@ -286,7 +286,7 @@ fn lock_domain(inner: &'static Inner) -> DomainLocks {
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
     let reclaim = lock(&cb.reclaim);
-    let in_flight = lock(&cb.in_flight);
+    let in_flight = cb.lock_in_flight();
     let ready = lock(&cb.ready);
     let batch_list = lock(&gp.pressure.batches.list);
     let batches = batch_list
