@@ -72,9 +72,12 @@
 //!   are gone are harvested normally (by the next harvest: the batches are
 //!   marked dirty). `pending` and `pending_bytes` are recounted from what is really queued, in flight and ready (a producer
 //!   that was between its count and its push is gone, with its callbacks).
-//!   Chunks that other threads were running are forgotten (their callbacks,
-//!   run in the parent, are leaked in the child), so `drain` waits only for
-//!   the forking thread's own chunk.
+//!   Chunks that other threads were running are forgotten, so `drain` waits
+//!   only for the forking thread's own chunk: in the child, the callback
+//!   that was running and those after it in its chunk (at most 32) are
+//!   leaked, not run (they run in the parent). They were counted as run,
+//!   and their bytes released, when the chunk was taken, so the child's
+//!   statistics count them as run too, and its pending counts are exact.
 //! * **Forcing counts**: drains and expedited grace periods in progress are
 //!   only the forking thread's own (none can be a drain).
 //!
