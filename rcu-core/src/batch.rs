@@ -145,7 +145,7 @@ impl Drop for Locked<'_> {
 /// empty and their flag is never set, and the methods touch no atomics.
 pub(crate) struct Batches {
     /// Every thread's batch (registered at its first `call_rcu`).
-    list: Mutex<Vec<Arc<Batch>>>,
+    pub(crate) list: Mutex<Vec<Arc<Batch>>>,
     /// Set when a callback goes into an empty batch; cleared by a harvest.
     dirty: AtomicBool,
 }

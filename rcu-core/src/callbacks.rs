@@ -39,6 +39,11 @@
 //! after the domain's last handle was dropped, say) still runs, and two
 //! consumers never overlap: the old thread has stopped touching the queue
 //! before it releases the lock under which a new one is started.
+//!
+//! In the child of a `fork()` the reclaim thread does not exist (unless it is
+//! the forking thread: a fork from a callback): the fork handlers clear
+//! `running`, put the batch it had in flight back in the queue and recount
+//! `pending` (`fork.rs`), so the next caller starts one.
 
 use crate::barrier::AtomicCounter;
 use crate::event::Event;
@@ -47,7 +52,7 @@ use crate::grace_period::{
 };
 use crate::queue::{Callback, Queue};
 use crate::stats::RcuEvent;
-use crate::sync::{Arc, AtomicBool, Condvar, Mutex, Ordering, lock, report, thread};
+use crate::sync::{Arc, AtomicBool, Condvar, Mutex, MutexGuard, Ordering, lock, report, thread};
 
 /// Callback statistics.
 #[derive(Default)]
@@ -64,20 +69,28 @@ pub(crate) type Spawn<'a> = &'a dyn Fn() -> std::io::Result<thread::JoinHandle<(
 
 /// One domain's callback queue and reclaim thread.
 pub(crate) struct Callbacks {
-    queue: Queue,
+    pub(crate) queue: Queue,
     /// Set when the first callback of a batch arrives (and at shutdown).
-    call_ready: Event,
+    pub(crate) call_ready: Event,
     /// A reclaim thread runs (or is being started): see the module docs.
-    running: AtomicBool,
+    pub(crate) running: AtomicBool,
     /// The running (or last) reclaim thread; its lock serialises starting
     /// a thread and a thread's decision to exit.
-    reclaim: Mutex<Option<thread::JoinHandle<()>>>,
+    pub(crate) reclaim: Mutex<Option<thread::JoinHandle<()>>>,
     shutdown: AtomicBool,
+    /// The batch the reclaim thread has taken off the queue and waits a
+    /// grace period for. Shared state (not the thread's local) so that the
+    /// child of a `fork()` finds it (`fork.rs`); the reclaim thread, the
+    /// queue's consumer, pops nodes only under this lock, which is never
+    /// held across a grace period. A `std` mutex even under loom: outside
+    /// the fork handlers (not built there) only the reclaim thread takes
+    /// it, so the models need not explore it.
+    pub(crate) in_flight: std::sync::Mutex<Vec<Callback>>,
     /// Callbacks whose grace period has ended, waiting for a runner (the
     /// reclaim thread, or producers helping while over the memory limit).
-    ready: Mutex<Ready>,
+    pub(crate) ready: Mutex<Ready>,
     /// Set when callbacks are added to `ready`.
-    ready_added: Event,
+    pub(crate) ready_added: Event,
     /// Notified (under `ready`'s lock) when a runner finishes a chunk. A
     /// condition variable, not an [`Event`]: several drains may wait at
     /// once, and one's reset of an event could erase the wake-up meant for
@@ -89,14 +102,16 @@ pub(crate) struct Callbacks {
 /// Callbacks whose grace period has ended, and the chunks being run.
 pub(crate) struct Ready {
     /// Chunks of at most [`CHUNK`] callbacks, in queue order.
-    list: std::collections::VecDeque<Vec<Callback>>,
+    pub(crate) list: std::collections::VecDeque<Vec<Callback>>,
     /// The next chunk's ticket: chunks are taken in queue order.
     next_ticket: u64,
-    /// Tickets of the chunks being run now (one per runner at most).
-    running: Vec<u64>,
+    /// Tickets of the chunks being run now (one per runner at most), with
+    /// their runners (the child of a `fork()` forgets the chunks of the
+    /// threads it does not have).
+    pub(crate) running: Vec<(u64, std::thread::ThreadId)>,
     /// Drains waiting on `chunk_done` (a runner notifies only when there is
     /// one: a notification is a system call).
-    waiting: usize,
+    pub(crate) waiting: usize,
 }
 
 /// Callbacks a runner takes from `ready` at a time: one lock per chunk, and
@@ -145,6 +160,7 @@ impl Callbacks {
                 running: AtomicBool::new(false),
                 reclaim: Mutex::new(None),
                 shutdown: AtomicBool::new(false),
+                in_flight: std::sync::Mutex::new(Vec::new()),
                 ready: Mutex::new(Ready {
                     list: std::collections::VecDeque::new(),
                     next_ticket: 0,
@@ -388,7 +404,7 @@ impl Callbacks {
                 };
                 let ticket = r.next_ticket;
                 r.next_ticket += 1;
-                r.running.push(ticket);
+                r.running.push((ticket, std::thread::current().id()));
                 (ticket, chunk)
             };
             // Counted as run, and its bytes as released, before it runs: a
@@ -413,7 +429,7 @@ impl Callbacks {
             drop(rest);
             {
                 let mut r = lock(&self.ready);
-                r.running.retain(|&t| t != ticket);
+                r.running.retain(|&(t, _)| t != ticket);
                 // Under the lock the drains check and count themselves
                 // under: none misses it.
                 if r.waiting > 0 {
@@ -458,7 +474,11 @@ impl Callbacks {
         gp.check_caller("drain", true);
         let _raised = Raised::new(&gp.pressure.drains);
         gp.kick.set();
-        let done = Arc::new(Event::new());
+        // Set by the marker. A flag read under `ready`'s lock, not an event
+        // of its own: a drainer of the parent of a `fork()` may have held
+        // an event's lock at the instant of fork, and the child runs its
+        // marker too.
+        let done = Arc::new(AtomicBool::new(false));
         let signal = Arc::clone(&done);
         self.ensure_reclaim_thread(spawn);
         // Every thread's batch goes to the queue first, the marker behind
@@ -467,22 +487,43 @@ impl Callbacks {
         // marker runs, everything before it has been taken, and has run
         // unless a helper is still running its chunk.
         self.harvest(gp);
-        self.enqueue(gp, vec![Callback::new(move || signal.set(), 0)], 0);
+        // Release: pairs with the Acquire load below: the marker ran after
+        // every callback before it in its chunk and the chunks before.
+        let marker = move || signal.store(true, Ordering::Release);
+        self.enqueue(gp, vec![Callback::new(marker, 0)], 0);
         // End the reclaim thread's pacing, if it is gathering.
         self.call_ready.set();
         self.ensure_reclaim_thread(spawn);
-        done.wait();
-        // Wait for every chunk taken so far (ours included) to finish.
         let mut r = lock(&self.ready);
-        let horizon = r.next_ticket;
-        while r.running.iter().any(|&t| t < horizon) {
-            r.waiting += 1;
-            r = match self.chunk_done.wait(r) {
-                Ok(g) => g,
-                Err(p) => p.into_inner(),
-            };
-            r.waiting -= 1;
+        // The marker's chunk ends with a notification under this lock, so
+        // a check here that misses the flag is followed by that wake-up.
+        // Acquire: see the marker.
+        while !done.load(Ordering::Acquire) {
+            r = self.wait_chunk(r);
         }
+        // Wait for every chunk taken so far (ours included) to finish.
+        let horizon = r.next_ticket;
+        while r.running.iter().any(|&(t, _)| t < horizon) {
+            r = self.wait_chunk(r);
+        }
+    }
+
+    /// Locks the in-flight batch (see the field).
+    pub(crate) fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, Vec<Callback>> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Waits for a runner to finish a chunk (`drain`).
+    fn wait_chunk<'a>(&self, mut r: MutexGuard<'a, Ready>) -> MutexGuard<'a, Ready> {
+        r.waiting += 1;
+        r = match self.chunk_done.wait(r) {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        r.waiting -= 1;
+        r
     }
 
     /// Makes sure a reclaim thread runs, starting one if none does.
@@ -566,9 +607,10 @@ impl Callbacks {
 /// callback (and its panic payload) runs inside a catch.
 pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
     let _bomb = AbortOnUnwind("the reclaim thread");
+    // For the child of a fork from one of this thread's callbacks.
+    #[cfg(all(unix, not(rcu_loom), not(miri)))]
+    crate::fork::mark_reclaim_thread(cb);
     let p = &gp.pressure;
-    // The batch taken for the next grace period (its first node's vector).
-    let mut batch: Vec<Callback> = Vec::new();
     // When the last callback grace period ended (`None`: none yet).
     let mut last_end: Option<std::time::Instant> = None;
     // Whether callbacks arrived while the last batch waited for its grace
@@ -626,14 +668,19 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
         // *before* the grace period: every node taken was queued before it
         // started. Nodes hold several callbacks, so this may take a little
         // more than `n`; producers counted each node before pushing it.
+        // Into `in_flight`, under its lock (see the field).
         let mut taken = 0;
-        while taken < n {
-            let node = cb.queue.pop();
-            taken += node.len();
-            if batch.is_empty() {
-                batch = node;
-            } else {
-                batch.extend(node);
+        {
+            let mut in_flight = cb.lock_in_flight();
+            while taken < n {
+                let node = cb.queue.pop();
+                taken += node.len();
+                // The first node's vector becomes the batch (no copy).
+                if in_flight.is_empty() {
+                    *in_flight = node;
+                } else {
+                    in_flight.extend(node);
+                }
             }
         }
         gp.wait_grace_period();
@@ -646,7 +693,10 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
         p.pending.fetch_sub(taken, Ordering::SeqCst);
         // Into `ready`, where producers over the memory limit can help run
         // it, then run it a chunk at a time.
-        lock(&cb.ready).push_batch(std::mem::take(&mut batch));
+        {
+            let mut in_flight = cb.lock_in_flight();
+            lock(&cb.ready).push_batch(std::mem::take(&mut *in_flight));
+        }
         cb.ready_added.set();
         cb.run_ready(gp, Runner::ReclaimThread);
         // A callback that left a critical section of this domain open on

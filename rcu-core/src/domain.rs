@@ -31,10 +31,10 @@ pub(crate) struct Inner {
     /// guards' keep-alives): the last one to go shuts the reclaim thread
     /// down.
     owners: std::sync::atomic::AtomicUsize,
-    started: AtomicBool,
-    start_lock: Mutex<()>,
+    pub(crate) started: AtomicBool,
+    pub(crate) start_lock: Mutex<()>,
     /// The configuration, kept until the domain starts.
-    config: std::sync::Mutex<Config>,
+    pub(crate) config: std::sync::Mutex<Config>,
 }
 
 impl Inner {
@@ -88,6 +88,9 @@ impl Inner {
 
     #[cold]
     fn start_slow(&self) {
+        // Before the start lock, which the fork handlers take.
+        #[cfg(all(unix, not(rcu_loom), not(miri)))]
+        crate::fork::install();
         let _g = lock(&self.start_lock);
         // Relaxed: under `start_lock`.
         if self.started.load(Ordering::Relaxed) {
@@ -424,9 +427,13 @@ impl RcuDomain {
         let id = next_domain_id();
         let inner = Inner::new(id);
         inner.configure(&config)?;
+        let inner = std::sync::Arc::new(inner);
+        // Reachable from the fork handlers from now on.
+        #[cfg(all(unix, not(rcu_loom), not(miri)))]
+        crate::fork::register(&inner);
         Ok(RcuDomain {
             id,
-            inner: Handle::Shared(std::sync::Arc::new(inner)),
+            inner: Handle::Shared(inner),
         })
     }
 

@@ -62,6 +62,14 @@ impl Event {
         fence(Ordering::SeqCst);
     }
 
+    /// Takes the event's internal lock, for the fork handlers (`fork.rs`):
+    /// it is held only for a few instructions in `set` and `wait`, never
+    /// across a sleep (the condition variable releases it).
+    #[cfg(all(unix, not(rcu_loom), not(miri)))]
+    pub(crate) fn lock_for_fork(&self) -> crate::sync::MutexGuard<'_, ()> {
+        lock(&self.lock)
+    }
+
     #[cfg(all(test, not(rcu_loom)))]
     pub(crate) fn is_set(&self) -> bool {
         // Acquire: a test's look.

@@ -145,12 +145,17 @@ impl<'a> Raised<'a> {
         // SeqCst: read by `force_cause` on the grace-period thread, which
         // must see it before it sleeps again (the kick orders it too).
         counter.fetch_add(1, Ordering::SeqCst);
+        // The child of a fork keeps only the forking thread's raises.
+        #[cfg(all(unix, not(rcu_loom), not(miri)))]
+        crate::fork::note_raised(counter, true);
         Raised(counter)
     }
 }
 
 impl Drop for Raised<'_> {
     fn drop(&mut self) {
+        #[cfg(all(unix, not(rcu_loom), not(miri)))]
+        crate::fork::note_raised(self.0, false);
         // SeqCst: as in `new`.
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
@@ -265,8 +270,12 @@ struct StallCheck {
 }
 
 /// Grace-period leadership: one caller runs grace periods at a time.
-struct Leader {
-    leading: bool,
+pub(crate) struct Leader {
+    pub(crate) leading: bool,
+    /// The leading thread (for the fork handlers: a leader that does not
+    /// exist in the child must not stay leader there).
+    #[cfg(not(rcu_loom))]
+    pub(crate) thread: Option<std::thread::ThreadId>,
     /// Scratch list of the readers the current grace period waits for, kept
     /// to save an allocation per grace period.
     holders: Vec<Arc<Record>>,
@@ -277,8 +286,8 @@ pub(crate) struct GracePeriods {
     /// What readers share with it (counter, registry, event).
     pub(crate) readers: ReadSide,
     /// Grace-period sequence: odd while one runs, +2 per grace period.
-    seq: AtomicU64,
-    leader: Mutex<Leader>,
+    pub(crate) seq: AtomicU64,
+    pub(crate) leader: Mutex<Leader>,
     /// Signalled when a grace period ends.
     gp_done: Condvar,
     /// Interrupts the normal-state sleep: force now.
@@ -289,11 +298,11 @@ pub(crate) struct GracePeriods {
     pub(crate) pressure: Pressure,
     tunables: Tunables,
     /// `None`: the default hook ([`RcuEvent::log_to_stderr`]).
-    event_hook: std::sync::Mutex<Option<EventHook>>,
+    pub(crate) event_hook: std::sync::Mutex<Option<EventHook>>,
     /// Why the domain started in fence mode although its configuration
     /// allowed membarrier; reported (and cleared) at the end of its first
     /// grace period.
-    unavailable: std::sync::Mutex<Option<&'static str>>,
+    pub(crate) unavailable: std::sync::Mutex<Option<&'static str>>,
     /// The membarrier revocation has been reported to this domain's hook.
     revoked_reported: std::sync::atomic::AtomicBool,
     pub(crate) stats: GpCounters,
@@ -308,7 +317,13 @@ struct Finish<'a>(&'a GracePeriods);
 
 impl Drop for Finish<'_> {
     fn drop(&mut self) {
-        lock(&self.0.leader).leading = false;
+        let mut leader = lock(&self.0.leader);
+        leader.leading = false;
+        #[cfg(not(rcu_loom))]
+        {
+            leader.thread = None;
+        }
+        drop(leader);
         self.0.gp_done.notify_all();
     }
 }
@@ -320,7 +335,12 @@ impl GracePeriods {
             GracePeriods {
                 readers: ReadSide::new(id),
                 seq: AtomicU64::new(0),
-                leader: Mutex::new(Leader { leading: false, holders: Vec::new() }),
+                leader: Mutex::new(Leader {
+                    leading: false,
+                    #[cfg(not(rcu_loom))]
+                    thread: None,
+                    holders: Vec::new(),
+                }),
                 gp_done: Condvar::new(),
                 kick: Event::new(),
                 requested: AtomicU64::new(0),
@@ -510,6 +530,10 @@ impl GracePeriods {
                 continue;
             }
             state.leading = true;
+            #[cfg(not(rcu_loom))]
+            {
+                state.thread = Some(std::thread::current().id());
+            }
             let mut holders = std::mem::take(&mut state.holders);
             drop(state);
             let finish = Finish(self);

@@ -78,13 +78,41 @@
 //! * **Thread-local teardown**: destructors may run in any order; a guard
 //!   kept in a thread-local outlives the thread's registration safely, and
 //!   its record is released when it drops.
-//! * **`fork()`**: not supported yet. No fork handlers are installed: in the
-//!   child only the forking thread exists, so a reclaim thread started in
-//!   the parent is believed alive there (callbacks queued in the child never
-//!   run, and `drain` never returns), a thread that was inside a critical
-//!   section at fork time holds up every grace period of the child forever,
-//!   and an engine lock another thread held at that moment stays held. Fork
-//!   before the first use of a domain, or `exec` in the child.
+//! * **`fork()`** (Unix; handlers installed with `pthread_atfork` when the
+//!   first domain starts): the child can use RCU at once. Only the forking
+//!   thread exists there, so the records of every other thread are freed,
+//!   even inside a critical section, and hold up no grace period (their
+//!   notifiers are leaked, not dropped); the
+//!   forking thread's critical sections, and [`OwnedReadGuard`]s (which exist
+//!   in the child's memory), stay open until they are dropped there (an
+//!   owned guard that only a vanished thread could drop holds up the child's
+//!   grace periods forever, like a leaked guard). A grace period that another
+//!   thread was running does not count as ended in the child. Callbacks
+//!   pending at fork (queued, batched by any thread, or waiting for their
+//!   grace period on the reclaim thread) run in the child too: each process
+//!   frees its own copy, and **a callback with outside effects (I/O, a
+//!   message) has them twice**. The child's reclaim thread starts on demand
+//!   (its next [`call_rcu`], [`drain`], [`start_poll`] or
+//!   [`synchronize_async`]; a [`poll`] starts none); if the forking thread is
+//!   a reclaim thread (a fork from a callback), it goes on being one. The
+//!   prepare handler waits for no grace period, no reclaim thread and no
+//!   user code: it takes the engine's internal locks, each held elsewhere
+//!   only for a few instructions or a system call, so the child inherits
+//!   none held and no half-made change; the parent handler releases them
+//!   and changes nothing else. Every fork pays for this (a lock per domain,
+//!   record and batch; in the child, a walk of the registries and pending
+//!   callbacks). Limits: in the child, callbacks that another thread was
+//!   running at the instant of fork (the rest of its chunk, at most 32) are
+//!   leaked, not run, and so are those of a push another thread had half
+//!   done at that instant, with every push behind it; a domain whose
+//!   last handle was dropped before the fork runs its pending callbacks in
+//!   the parent only; the membarrier registration is inherited (the kernel
+//!   clears it only at `exec`) and renewed in the child. Locks outside the
+//!   engine are not covered: Rust's standard library takes a process-wide
+//!   lock while any thread starts or exits, and a fork at that instant
+//!   leaves the child unable to start threads (the reclaim thread too). As
+//!   with any multi-threaded `fork`, prefer `exec` in the child when you
+//!   can.
 //! * **Exit**: callbacks still pending in the process-wide domain at exit
 //!   do not run; [`drain`] first if they matter.
 //!
@@ -175,6 +203,7 @@
 //! | `grace_period` | the sequence and its sharing, the normal and forced states, notifiers, stall checks |
 //! | `guard` | the [`Guard`] trait, [`ReadGuard`], [`DomainGuard`], [`OwnedReadGuard`] |
 //! | `registry` | reader records, the registry the scans walk, the owned-guard pool |
+//! | `fork` | the `fork()` handlers: what they do to each piece of state, and why the prepare handler never waits |
 //! | `barrier`, `event`, `queue`, `sync` | membarrier/fence and the revocation fallback, a one-bit event, the callback queue, the std/loom facade |
 //! | `config`, `stats` | tunables and their ranges; statistics, stall warnings and the events of the event hook |
 //! | `ptr`, `future` | [`RcuCell`], [`RcuPtr`], [`Unlinked`]; [`SynchronizeFuture`] |
@@ -302,6 +331,8 @@ mod callbacks;
 mod config;
 mod domain;
 mod event;
+#[cfg(all(unix, not(rcu_loom), not(miri)))]
+mod fork;
 #[cfg(not(rcu_loom))]
 mod future;
 #[cfg(not(rcu_loom))]

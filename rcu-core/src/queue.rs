@@ -168,6 +168,43 @@ impl Queue {
         unsafe { (*prev).next.store(node, Ordering::Release) };
     }
 
+    /// In the child of a `fork()`: takes every callback still reachable from
+    /// the consumer's end, in order, frees their nodes, and makes the queue
+    /// empty again. A producer of the parent that had swapped the tail but
+    /// not yet linked its node at the instant of fork left the queue broken
+    /// at that point: its node and every node pushed after it are
+    /// unreachable, and leaked (see `fork.rs`).
+    ///
+    /// # Safety
+    /// No other thread uses the queue during the call (the child's fork
+    /// handler: the only thread, with the consumer's lock held), and the
+    /// queue was initialised.
+    #[cfg(all(unix, not(rcu_loom), not(miri)))]
+    pub(crate) unsafe fn take_all_after_fork(&self) -> Vec<Callback> {
+        let stub = ptr::from_ref(&self.stub).cast_mut();
+        let mut taken = Vec::new();
+        let mut cur = self.head.get();
+        while !cur.is_null() {
+            // SAFETY: `cur` is the consumer's head or was linked from a node
+            // before it: the stub or a pushed node not yet handed out, which
+            // only we (the sole thread) touch now.
+            // Relaxed: no other thread exists.
+            let next = unsafe { (*cur).next.load(Ordering::Relaxed) };
+            if cur != stub {
+                // SAFETY: a pushed node (from `Box::into_raw` in `push`),
+                // reachable once from the head: we own it now.
+                taken.extend(unsafe { Box::from_raw(cur) }.batch);
+            }
+            cur = next;
+        }
+        // Relaxed: no other thread exists; the lock the fork handler
+        // releases publishes it to the threads the child starts later.
+        self.stub.next.store(ptr::null_mut(), Ordering::Relaxed);
+        self.head.set(stub);
+        self.tail.store(stub, Ordering::Relaxed);
+        taken
+    }
+
     /// Dequeues one batch, waiting for a producer that is between its
     /// count and its push, or between its swap and its link. The caller must
     /// know that a batch is queued or coming (the pending count says so);

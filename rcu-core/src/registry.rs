@@ -51,7 +51,7 @@ pub(crate) struct ReadSide {
     pub(crate) reader_wakeups: AtomicCounter,
     /// Records of owned guards not in use, sharded by thread so taking and
     /// dropping an owned guard takes no domain-wide lock.
-    owned_free: [Mutex<Vec<Arc<Record>>>; OWNED_SHARDS],
+    pub(crate) owned_free: [Mutex<Vec<Arc<Record>>>; OWNED_SHARDS],
 }
 
 impl ReadSide {
@@ -518,6 +518,23 @@ impl Record {
         unsafe { &*self.read_side }
     }
 
+    /// Puts the record back outside any critical section, with no nesting
+    /// and no flags, as a fresh record of its domain's mode.
+    ///
+    /// # Safety
+    /// The record's owner no longer exists, and no other thread can touch
+    /// the record during the call (a fork child's handler).
+    #[cfg(all(unix, not(rcu_loom), not(miri)))]
+    unsafe fn reset_after_fork(&self) {
+        let fence = self.read_side().mode() == Mode::Fence;
+        // Relaxed (both): the caller is the only thread; the registry lock
+        // the fork handler releases publishes them.
+        self.ctr
+            .store(if fence { IDLE_SLOW } else { 0 }, Ordering::Relaxed);
+        self.flags.store(0, Ordering::Relaxed);
+        self.nesting.set(if fence { FENCE_MODE } else { 0 });
+    }
+
     /// Whether the owner is inside a critical section. Owner thread only, or
     /// under the registry lock for a best-effort look.
     pub(crate) fn in_critical_section(&self) -> bool {
@@ -651,6 +668,47 @@ impl Registry {
         // Relaxed: only the thread that unlocks it touches these bits now.
         rec.flags.fetch_and(!(ORPHANED | EXITED), Ordering::Relaxed);
         self.release(rec)
+    }
+
+    /// In the child of a `fork()`: frees the records of the threads that do
+    /// not exist there (every thread but the caller), even those inside a
+    /// critical section, which no thread can ever leave now. `colds` are the
+    /// records' `cold` data, locked, in the order of `records`. Records of
+    /// owned guards stay as they are (a guard in use exists in the child's
+    /// memory and may be dropped there), and so does the caller's own.
+    /// Returns how many records were freed.
+    ///
+    /// A freed record's notifiers are leaked, not dropped: they are user
+    /// closures whose captures may belong to the thread that is gone (a
+    /// lock it held, say), and this runs in a fork handler.
+    ///
+    /// # Safety
+    /// The caller is the only thread of the process (a fork child's
+    /// handler), and holds the registry's lock and every record's `cold`
+    /// lock (`colds`).
+    #[cfg(all(unix, not(rcu_loom), not(miri)))]
+    pub(crate) unsafe fn free_dead_threads_records(
+        &mut self,
+        colds: &mut [crate::sync::MutexGuard<'_, Cold>],
+        me: std::thread::ThreadId,
+    ) -> usize {
+        debug_assert_eq!(colds.len(), self.records.len());
+        let mut freed = 0;
+        for (i, (rec, cold)) in self.records.iter().zip(colds.iter_mut()).enumerate() {
+            let dead = cold.taken_at.is_none() && cold.owner.as_ref().is_some_and(|t| t.id() != me);
+            if !dead {
+                continue;
+            }
+            // SAFETY: the record's owner does not exist in this process,
+            // and the caller is its only thread: nothing else touches the
+            // owner-only fields.
+            unsafe { rec.reset_after_fork() };
+            std::mem::forget(cold.notifiers.take());
+            std::mem::forget(cold.owner.take());
+            self.free.push(i);
+            freed += 1;
+        }
+        freed
     }
 
     /// Records currently owned by a thread or an owned guard's pool.

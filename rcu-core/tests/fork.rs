@@ -1,0 +1,667 @@
+//! `fork()`: the child of a process that uses RCU can use it normally.
+//!
+//! Each test forks; the child runs its checks and reports through its exit
+//! status (0: every check passed; otherwise the number of the first check
+//! that failed; 101: a panic; killed by `SIGALRM`: the child hung, which is
+//! what the unfixed engine does). The child leaves with `_exit`, so no test
+//! harness code (and no destructor) runs there.
+//!
+//! Its own `main` (`harness = false`), running the cases one at a time on
+//! the main thread: a fork while another thread starts or exits can leave
+//! the standard library's own thread-table lock held in the child (see the
+//! crate docs' deployment notes), which the test harness's thread per test
+//! would make likely. A name given on the command line runs the cases whose
+//! names contain it.
+//!
+//! Fork is not modelled by Miri (and the fork handlers are compiled out
+//! under loom): this binary runs no case there.
+
+fn main() {
+    #[cfg(all(target_os = "linux", not(miri)))]
+    cases::run();
+}
+
+#[cfg(all(target_os = "linux", not(miri)))]
+mod cases {
+
+    use rcu_core::{Config, RcuDomain};
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering::SeqCst};
+    use std::sync::{Arc, Barrier, mpsc};
+    use std::task::{Context, Waker};
+    use std::time::{Duration, Instant};
+
+    /// Seconds a child may take before its watchdog kills it: the bound is the
+    /// behaviour ("the child's stall ends"), generous for a loaded machine.
+    const CHILD_WATCHDOG_S: u32 = 60;
+
+    /// A failed check in the child: its number becomes the exit status.
+    struct Failed(i32);
+
+    /// Fails with `code` unless `cond`.
+    fn check(cond: bool, code: i32) -> Result<(), Failed> {
+        if cond { Ok(()) } else { Err(Failed(code)) }
+    }
+
+    /// In the child: runs `f` under a watchdog and exits with its verdict.
+    fn child_exit(f: impl FnOnce() -> Result<(), Failed>) -> ! {
+        // SAFETY: `alarm` only arms a timer; the default action of SIGALRM
+        // kills the child, which the parent reports as a hang.
+        unsafe { libc::alarm(CHILD_WATCHDOG_S) };
+        let code = match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(Ok(())) => 0,
+            Ok(Err(Failed(code))) => code,
+            Err(_) => 101,
+        };
+        // SAFETY: ends the child at once, running no destructor or atexit
+        // handler of the parent's copy of the test harness.
+        unsafe { libc::_exit(code) }
+    }
+
+    /// Waits for child `pid`: `Ok` if every check passed, or why not. (Tests
+    /// release their helper threads before they assert, so that a failure
+    /// fails the test rather than hang it.)
+    fn child_verdict(pid: libc::pid_t) -> Result<(), String> {
+        if pid <= 0 {
+            return Err("fork failed".into());
+        }
+        let mut status = 0;
+        // SAFETY: `pid` is our child; `status` is a valid out-pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r != pid {
+            return Err(format!("waitpid returned {r}"));
+        }
+        if libc::WIFSIGNALED(status) {
+            let sig = libc::WTERMSIG(status);
+            let hung = if sig == libc::SIGALRM {
+                " (its watchdog: it hung)"
+            } else {
+                ""
+            };
+            return Err(format!("the child was killed by signal {sig}{hung}"));
+        }
+        match libc::WEXITSTATUS(status) {
+            0 if libc::WIFEXITED(status) => Ok(()),
+            code => Err(format!(
+                "the child's check number {code} failed (101: a panic)"
+            )),
+        }
+    }
+
+    /// Forks; the child runs `child` and exits; the parent waits for it and
+    /// returns its verdict.
+    fn fork_and_wait(child: impl FnOnce() -> Result<(), Failed>) -> Result<(), String> {
+        // SAFETY: the child only runs `child` (engine calls, allocation) and
+        // `_exit`s; the fork handlers under test make the engine's state usable.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            child_exit(child);
+        }
+        child_verdict(pid)
+    }
+
+    /// [`fork_and_wait`], asserting that the child passed.
+    fn fork_and_check(child: impl FnOnce() -> Result<(), Failed>) {
+        if let Err(why) = fork_and_wait(child) {
+            panic!("{why}");
+        }
+    }
+
+    /// Waits until the domain's reclaim thread (or any leader) is inside a grace
+    /// period that a reader holds up: it has slept at least once.
+    fn wait_for_a_held_grace_period(d: &RcuDomain) {
+        let start = Instant::now();
+        while d.stats().polls == 0 {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no grace period started"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Runs `f` until it returns true, or fails with `code` after a long time.
+    fn eventually(code: i32, mut f: impl FnMut() -> bool) -> Result<(), Failed> {
+        let start = Instant::now();
+        while !f() {
+            if start.elapsed() > Duration::from_secs(30) {
+                return Err(Failed(code));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
+    }
+
+    /// A reclaim thread started in the parent is not believed alive in the
+    /// child: callbacks queued there run, and `drain` returns.
+    pub(super) fn the_reclaim_thread_restarts_in_the_child() {
+        static RAN: AtomicUsize = AtomicUsize::new(0);
+        let d = RcuDomain::new();
+        d.call_rcu(|| {
+            RAN.fetch_add(1, SeqCst);
+        });
+        d.drain();
+        assert_eq!(RAN.load(SeqCst), 1);
+        let run_before = d.stats().callbacks_run;
+        fork_and_check(|| {
+            for _ in 0..3 {
+                d.call_rcu(|| {
+                    RAN.fetch_add(1, SeqCst);
+                });
+            }
+            d.drain();
+            check(RAN.load(SeqCst) == 4, 1)?;
+            let s = d.stats();
+            check(s.callbacks_pending == 0, 2)?;
+            // Three callbacks and the drain's marker.
+            check(s.callbacks_run == run_before + 4, 3)?;
+            check(!s.membarrier_revoked, 4)?;
+            // The process-wide domain too (its reclaim thread may have run in
+            // the parent for another test).
+            rcu_core::call_rcu(|| {
+                RAN.fetch_add(1, SeqCst);
+            });
+            rcu_core::drain();
+            check(RAN.load(SeqCst) == 5, 5)
+        });
+        // The parent is unchanged.
+        d.call_rcu(|| {
+            RAN.fetch_add(1, SeqCst);
+        });
+        d.drain();
+        assert_eq!(RAN.load(SeqCst), 2);
+    }
+
+    /// A parent thread inside a critical section at fork time does not exist in
+    /// the child, and does not hold up its grace periods (of an independent
+    /// domain, nor of the process-wide one).
+    pub(super) fn a_parent_reader_inside_a_critical_section_does_not_hold_up_the_child() {
+        let d = RcuDomain::new();
+        let entered = Barrier::new(2);
+        let (release, released) = mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            let (d, entered) = (&d, &entered);
+            s.spawn(move || {
+                let reader = d.register();
+                let _g = reader.read_lock();
+                let _global = rcu_core::read_lock();
+                entered.wait();
+                released.recv().unwrap();
+            });
+            entered.wait();
+            let before = d.stats().grace_periods;
+            let verdict = fork_and_wait(|| {
+                d.synchronize();
+                check(d.stats().grace_periods == before + 1, 1)?;
+                rcu_core::synchronize();
+                d.synchronize_expedited();
+                // The dead thread's record is free again: only the child's
+                // new registration counts.
+                let reader = d.register();
+                drop(reader.read_lock());
+                check(d.stats().readers == 1, 2)
+            });
+            // In the parent the reader is still there: a grace period waits.
+            let c = d.start_poll();
+            let held = !d.poll(c);
+            release.send(()).unwrap();
+            verdict.unwrap();
+            assert!(held);
+        });
+        d.synchronize();
+        rcu_core::synchronize();
+    }
+
+    /// Callbacks pending at fork (in flight on the reclaim thread, waiting for a
+    /// grace period a reader holds up; in another thread's batch; in the queue)
+    /// run exactly once in the child, and exactly once in the parent.
+    pub(super) fn callbacks_pending_at_fork_run_once_in_the_child_and_in_the_parent() {
+        /// Bit `i`: callback `i` ran. Duplicates are counted apart.
+        static RAN: AtomicU64 = AtomicU64::new(0);
+        static TWICE: AtomicUsize = AtomicUsize::new(0);
+        fn mark(i: u32) -> impl FnOnce() + Send + 'static {
+            move || {
+                if RAN.fetch_or(1 << i, SeqCst) & (1 << i) != 0 {
+                    TWICE.fetch_add(1, SeqCst);
+                }
+            }
+        }
+        const ALL: u64 = (1 << 12) - 1;
+        let limit = 1 << 20;
+        let d = RcuDomain::with_config(Config::default().memory_limit(limit));
+        let entered = Barrier::new(2);
+        let (release, released) = mpsc::channel::<()>();
+        let (batched, batched_rx) = mpsc::channel::<()>();
+        let (release_producer, producer_released) = mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            // A reader holds up the grace period for the whole fork.
+            let (d, entered) = (&d, &entered);
+            s.spawn(move || {
+                let reader = d.register();
+                let _g = reader.read_lock();
+                entered.wait();
+                released.recv().unwrap();
+            });
+            entered.wait();
+            // 0..5: harvested and popped by the reclaim thread, in flight.
+            for i in 0..5 {
+                d.call_rcu(mark(i));
+            }
+            wait_for_a_held_grace_period(d);
+            // 5..9: in another thread's batch (the reclaim thread is waiting
+            // for its grace period, so nothing harvests them).
+            s.spawn(move || {
+                for i in 5..9 {
+                    d.call_rcu(mark(i));
+                }
+                batched.send(()).unwrap();
+                producer_released.recv().unwrap();
+            });
+            batched_rx.recv().unwrap();
+            // 9..12: in the queue (each big enough to move its batch there).
+            for i in 9..12 {
+                queue_big(d, mark(i), limit / 16);
+            }
+            assert_eq!(
+                RAN.load(SeqCst),
+                0,
+                "a callback ran before its grace period"
+            );
+            let pending = d.stats().callbacks_pending;
+            let verdict = fork_and_wait(|| {
+                check(RAN.load(SeqCst) == 0, 1)?;
+                check(d.stats().callbacks_pending == 12, 2)?;
+                d.drain();
+                check(RAN.load(SeqCst) == ALL, 3)?;
+                check(TWICE.load(SeqCst) == 0, 4)?;
+                d.synchronize();
+                d.drain();
+                check(RAN.load(SeqCst) == ALL && TWICE.load(SeqCst) == 0, 5)?;
+                let s = d.stats();
+                check(
+                    s.callbacks_pending == 0 && s.callbacks_pending_bytes == 0,
+                    6,
+                )
+            });
+            release.send(()).unwrap();
+            release_producer.send(()).unwrap();
+            verdict.unwrap();
+            assert_eq!(pending, 12);
+        });
+        d.drain();
+        assert_eq!(RAN.load(SeqCst), ALL);
+        assert_eq!(TWICE.load(SeqCst), 0);
+    }
+
+    /// Queues `f` to run after a grace period, counting `bytes` toward the
+    /// memory limit (so that its batch goes to the queue at once): a value
+    /// whose drop runs `f`, given to `defer_drop_sized`.
+    fn queue_big(d: &RcuDomain, f: impl FnOnce() + Send + 'static, bytes: usize) {
+        struct OnDrop<F: FnOnce()>(Option<F>);
+        impl<F: FnOnce()> Drop for OnDrop<F> {
+            fn drop(&mut self) {
+                if let Some(f) = self.0.take() {
+                    f();
+                }
+            }
+        }
+        d.defer_drop_sized(OnDrop(Some(f)), bytes);
+    }
+
+    /// An `OwnedReadGuard` taken before the fork exists in the child: it holds
+    /// up the child's grace periods until it is dropped there, and then they
+    /// complete.
+    pub(super) fn an_owned_guard_taken_before_fork_is_dropped_in_the_child() {
+        static RAN: AtomicUsize = AtomicUsize::new(0);
+        let d = RcuDomain::new();
+        let g = d.read_lock_owned();
+        d.call_rcu(|| {
+            RAN.fetch_add(1, SeqCst);
+        });
+        // The reclaim thread leads a grace period that `g` holds up.
+        wait_for_a_held_grace_period(&d);
+        let mut g = Some(g);
+        fork_and_check(|| {
+            let c = d.start_poll();
+            std::thread::sleep(Duration::from_millis(30));
+            check(!d.poll(c), 1)?;
+            check(RAN.load(SeqCst) == 0, 2)?;
+            drop(g.take());
+            d.synchronize();
+            check(d.poll(c), 3)?;
+            d.drain();
+            check(RAN.load(SeqCst) == 1, 4)
+        });
+        drop(g);
+        d.drain();
+        assert_eq!(RAN.load(SeqCst), 1);
+    }
+
+    /// Fork from inside a critical section: the child's forking thread is still
+    /// inside it (grace periods wait for it), then drops its guard and
+    /// synchronizes. (No check makes the child panic: a parent thread printing a
+    /// panic's backtrace at the instant of fork would leave the child's
+    /// backtrace lock held.)
+    pub(super) fn fork_inside_a_critical_section() {
+        static RAN: AtomicUsize = AtomicUsize::new(0);
+        let d = RcuDomain::new();
+        let reader = d.register();
+        let g = reader.read_lock();
+        d.call_rcu(|| {
+            RAN.fetch_add(1, SeqCst);
+        });
+        wait_for_a_held_grace_period(&d);
+        let mut g = Some(g);
+        fork_and_check(|| {
+            let c = d.start_poll();
+            std::thread::sleep(Duration::from_millis(30));
+            check(!d.poll(c), 1)?;
+            // The forking thread's record is still in its critical section:
+            // it is not freed with those of the vanished threads.
+            check(d.stats().readers == 1, 2)?;
+            drop(g.take());
+            d.synchronize();
+            check(d.poll(c), 3)?;
+            d.drain();
+            check(RAN.load(SeqCst) == 1, 4)
+        });
+        drop(g);
+        d.drain();
+        assert_eq!(RAN.load(SeqCst), 1);
+    }
+
+    /// Fork from inside a callback, on the reclaim thread, while another thread
+    /// is inside a critical section: no deadlock, and the child (whose only
+    /// thread is the reclaim thread, which goes on after the callback returns)
+    /// can synchronize, queue callbacks and drain.
+    pub(super) fn fork_from_inside_a_callback() {
+        static CHILD_RAN: AtomicUsize = AtomicUsize::new(0);
+        static PID: AtomicI32 = AtomicI32::new(0);
+        let d = RcuDomain::new();
+        let (enter, entered_rx) = mpsc::channel::<mpsc::Sender<()>>();
+        let (release, released) = mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            let dr = &d;
+            s.spawn(move || {
+                let reader = dr.register();
+                let reply = entered_rx.recv().unwrap();
+                let _g = reader.read_lock();
+                reply.send(()).unwrap();
+                released.recv().unwrap();
+            });
+            let child_domain = d.clone();
+            d.call_rcu(move || {
+                // A reader enters a critical section, then we fork.
+                let (tx, rx) = mpsc::channel();
+                enter.send(tx).unwrap();
+                rx.recv().unwrap();
+                // SAFETY: as in `fork_and_check`.
+                let pid = unsafe { libc::fork() };
+                if pid != 0 {
+                    PID.store(pid, SeqCst);
+                    return;
+                }
+                // SAFETY: as in `child_exit`; armed before anything can hang.
+                unsafe { libc::alarm(CHILD_WATCHDOG_S) };
+                // The child: this thread is its reclaim thread; the checks run
+                // on a new thread once this callback has returned.
+                let d = child_domain;
+                std::thread::spawn(move || {
+                    child_exit(|| {
+                        d.synchronize();
+                        d.call_rcu(|| {
+                            CHILD_RAN.fetch_add(1, SeqCst);
+                        });
+                        d.drain();
+                        check(CHILD_RAN.load(SeqCst) == 1, 1)?;
+                        check(d.stats().callbacks_pending == 0, 2)
+                    })
+                });
+            });
+            // Not `drain`: the reader holds up the grace period after the
+            // callback's until it is released.
+            let start = Instant::now();
+            while PID.load(SeqCst) == 0 && start.elapsed() < Duration::from_secs(60) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let verdict = child_verdict(PID.load(SeqCst));
+            release.send(()).unwrap();
+            verdict.unwrap();
+        });
+        d.synchronize();
+        assert_eq!(CHILD_RAN.load(SeqCst), 0);
+    }
+
+    /// Fork from a force-quiescent notifier, on the thread leading a forced
+    /// grace period that a reader of another thread holds up: in the child
+    /// that thread goes on leading, and its grace period ends (the reader
+    /// does not exist there); the child can synchronize, queue callbacks and
+    /// drain.
+    pub(super) fn fork_from_a_notifier_on_the_leader() {
+        static CHILD_RAN: AtomicUsize = AtomicUsize::new(0);
+        static PID: AtomicI32 = AtomicI32::new(0);
+        static FORKED: AtomicBool = AtomicBool::new(false);
+        let d = RcuDomain::new();
+        let entered = Barrier::new(2);
+        let (release, released) = mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            let (dr, entered) = (&d, &entered);
+            let child_domain = d.clone();
+            s.spawn(move || {
+                let reader = dr.register();
+                let _notifier = reader.on_force_quiescent(move || {
+                    if FORKED.swap(true, SeqCst) {
+                        return;
+                    }
+                    // SAFETY: as in `fork_and_check`.
+                    let pid = unsafe { libc::fork() };
+                    if pid != 0 {
+                        PID.store(pid, SeqCst);
+                        return;
+                    }
+                    // SAFETY: as in `child_exit`; armed before anything can
+                    // hang.
+                    unsafe { libc::alarm(CHILD_WATCHDOG_S) };
+                    // The child: this thread leads the grace period and
+                    // goes on once the notifier returns; the checks run on
+                    // a new thread.
+                    let d = child_domain.clone();
+                    std::thread::spawn(move || {
+                        child_exit(|| {
+                            d.synchronize();
+                            d.call_rcu(|| {
+                                CHILD_RAN.fetch_add(1, SeqCst);
+                            });
+                            d.drain();
+                            check(CHILD_RAN.load(SeqCst) == 1, 1)?;
+                            check(d.stats().callbacks_pending == 0, 2)?;
+                            // The vanished reader's record was freed.
+                            check(d.stats().readers == 0, 3)?;
+                            // The sequence is consistent (even when idle):
+                            // one grace period serves a synchronize.
+                            let before = d.stats().grace_periods;
+                            d.synchronize();
+                            check(d.stats().grace_periods == before + 1, 4)
+                        })
+                    });
+                });
+                let _g = reader.read_lock();
+                entered.wait();
+                released.recv().unwrap();
+            });
+            entered.wait();
+            // The leader: its forced grace period calls the notifier.
+            let leader = s.spawn(move || dr.synchronize_expedited());
+            let start = Instant::now();
+            while PID.load(SeqCst) == 0 && start.elapsed() < Duration::from_secs(60) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let verdict = child_verdict(PID.load(SeqCst));
+            release.send(()).unwrap();
+            leader.join().unwrap();
+            verdict.unwrap();
+        });
+        d.synchronize();
+        assert_eq!(CHILD_RAN.load(SeqCst), 0);
+    }
+
+    /// A `synchronize_async` future first polled before the fork and a
+    /// `start_poll` cookie taken before it, both held up by an owned guard,
+    /// complete in the child once the guard is dropped there (the child's first
+    /// `start_poll` starts its reclaim thread).
+    pub(super) fn a_future_and_a_cookie_from_before_fork_complete_in_the_child() {
+        let d = RcuDomain::new();
+        let g = d.read_lock_owned();
+        let mut fut = Box::pin(d.synchronize_async());
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        let c = d.start_poll();
+        wait_for_a_held_grace_period(&d);
+        assert!(!d.poll(c));
+        let mut g = Some(g);
+        fork_and_check(|| {
+            check(!d.poll(c), 1)?;
+            drop(g.take());
+            let _ = d.start_poll();
+            eventually(2, || d.poll(c))?;
+            eventually(3, || fut.as_mut().poll(&mut cx).is_ready())
+        });
+        drop(g);
+        d.synchronize_since(c);
+        while fut.as_mut().poll(&mut cx).is_pending() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(d.poll(c));
+    }
+
+    /// Many forks while other threads queue callbacks, read and synchronize: no
+    /// child inherits a held engine lock or a half-made change (each child
+    /// synchronizes and drains).
+    pub(super) fn forks_while_other_threads_work() {
+        // A small memory limit makes the producers help run callbacks, so
+        // the backlog (which every child inherits and runs) stays small.
+        let limit = 64 << 10;
+        let d = Arc::new(RcuDomain::with_config(
+            Config::default().memory_limit(limit),
+        ));
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for t in 0..3 {
+                let d = &d;
+                let stop = &stop;
+                s.spawn(move || {
+                    let reader = d.register();
+                    let mut i = 0u64;
+                    while !stop.load(SeqCst) {
+                        {
+                            // (No owned guard: one held by a thread that is
+                            // gone holds up the child's grace periods forever.)
+                            let _g = reader.read_lock();
+                            let _global = rcu_core::read_lock();
+                            d.defer_drop_sized(i, 1024);
+                        }
+                        // Outside the critical section: may help.
+                        d.defer_drop_sized(i, 1024);
+                        if t == 0 && i.is_multiple_of(16) {
+                            d.synchronize();
+                        }
+                        if t == 1 && i.is_multiple_of(64) {
+                            d.drain();
+                        }
+                        i += 1;
+                    }
+                });
+            }
+            let mut verdicts = Vec::new();
+            for _ in 0..20 {
+                std::thread::sleep(Duration::from_millis(5));
+                verdicts.push(fork_and_wait(|| {
+                    d.synchronize();
+                    let ran = Arc::new(AtomicBool::new(false));
+                    let r = Arc::clone(&ran);
+                    d.call_rcu(move || r.store(true, SeqCst));
+                    d.drain();
+                    check(ran.load(SeqCst), 1)?;
+                    rcu_core::synchronize();
+                    check(d.stats().callbacks_pending == 0, 2)
+                }));
+                if verdicts.last().is_some_and(Result::is_err) {
+                    break;
+                }
+            }
+            stop.store(true, SeqCst);
+            verdicts.into_iter().collect::<Result<(), _>>().unwrap();
+        });
+        d.drain();
+    }
+
+    /// Every case, by name.
+    const CASES: &[(&str, fn())] = &[
+        (
+            "the_reclaim_thread_restarts_in_the_child",
+            the_reclaim_thread_restarts_in_the_child,
+        ),
+        (
+            "a_parent_reader_inside_a_critical_section_does_not_hold_up_the_child",
+            a_parent_reader_inside_a_critical_section_does_not_hold_up_the_child,
+        ),
+        (
+            "callbacks_pending_at_fork_run_once_in_the_child_and_in_the_parent",
+            callbacks_pending_at_fork_run_once_in_the_child_and_in_the_parent,
+        ),
+        (
+            "an_owned_guard_taken_before_fork_is_dropped_in_the_child",
+            an_owned_guard_taken_before_fork_is_dropped_in_the_child,
+        ),
+        (
+            "fork_inside_a_critical_section",
+            fork_inside_a_critical_section,
+        ),
+        ("fork_from_inside_a_callback", fork_from_inside_a_callback),
+        (
+            "fork_from_a_notifier_on_the_leader",
+            fork_from_a_notifier_on_the_leader,
+        ),
+        (
+            "a_future_and_a_cookie_from_before_fork_complete_in_the_child",
+            a_future_and_a_cookie_from_before_fork_complete_in_the_child,
+        ),
+        (
+            "forks_while_other_threads_work",
+            forks_while_other_threads_work,
+        ),
+    ];
+
+    /// Runs the cases that match the command line's filter, one at a time.
+    pub(super) fn run() {
+        let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+        let (mut passed, mut failed) = (0, Vec::new());
+        for &(name, case) in CASES {
+            if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
+                continue;
+            }
+            print!("test {name} ... ");
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+            let started = Instant::now();
+            match catch_unwind(case) {
+                Ok(()) => {
+                    println!("ok ({:.2?})", started.elapsed());
+                    passed += 1;
+                }
+                Err(_) => {
+                    println!("FAILED");
+                    failed.push(name);
+                }
+            }
+        }
+        println!(
+            "test result: {}. {passed} passed; {} failed",
+            if failed.is_empty() { "ok" } else { "FAILED" },
+            failed.len()
+        );
+        if !failed.is_empty() {
+            println!("failures: {failed:?}");
+            std::process::exit(101);
+        }
+    }
+}
