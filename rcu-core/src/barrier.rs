@@ -196,6 +196,25 @@ pub(crate) fn heavy(mode: Mode, count: &AtomicCounter) {
     let _ = mode;
 }
 
+/// The revocation fallback's lock, for the fork handlers: held across a
+/// `fork()` so the child does not inherit it held by a thread it does not
+/// have. `None` where the fallback has no lock.
+#[cfg(all(unix, not(rcu_loom), not(miri)))]
+pub(crate) fn lock_for_fork() -> Option<std::sync::MutexGuard<'static, ()>> {
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    {
+        Some(
+            revoked_fallback::ipi::ONE_AT_A_TIME
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+    {
+        None
+    }
+}
+
 /// membarrier's revocation, as the hook reports it.
 pub(crate) struct Revoked {
     pub(crate) error: String,
@@ -278,7 +297,7 @@ mod revoked_fallback {
     }
 
     #[cfg(target_arch = "x86_64")]
-    mod ipi {
+    pub(super) mod ipi {
         use std::sync::{Mutex, OnceLock, PoisonError};
 
         /// x86-64's base page size. (A constant rather than `getpagesize`
@@ -312,6 +331,10 @@ mod revoked_fallback {
             let _ = page();
         }
 
+        /// Serialises [`barrier`]; also taken by the fork handlers (a leaf:
+        /// nothing is locked under it).
+        pub(in crate::barrier) static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
         /// Whether the CPU can invalidate TLBs by broadcast (AMD INVLPGB:
         /// CPUID 0x8000_0008, EBX bit 3), which needs no IPI.
         fn broadcast_tlb_invalidation() -> bool {
@@ -329,7 +352,6 @@ mod revoked_fallback {
         /// serialising interrupt before this returns (module docs).
         pub(super) fn barrier() {
             use rustix::mm::{MprotectFlags, mprotect};
-            static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
             static CHECKED: OnceLock<bool> = OnceLock::new();
             if *CHECKED.get_or_init(broadcast_tlb_invalidation) {
                 super::fatal(format_args!(

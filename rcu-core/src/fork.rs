@@ -22,7 +22,9 @@
 //!    registry before record), the owned-guard pool, the event hook, the
 //!    reclaim-thread slot, the in-flight batch, the ready list, the batch
 //!    list and then every batch (its order), and last the four events'
-//!    internal locks (leaves: taken under a batch's lock by `enqueue`).
+//!    internal locks (leaves: taken under a batch's lock by `enqueue`);
+//! 3. last, the membarrier-revocation fallback's lock (a leaf the heavy
+//!    barrier takes under a registry lock, for two `mprotect` calls).
 //!
 //! What each is held across elsewhere, which is why taking it never waits
 //! for readers, a reclaim thread or user code: the leader state, a flag
@@ -219,9 +221,11 @@ struct DomainLocks {
     _events: [MutexGuard<'static, ()>; 4],
 }
 
-/// What the prepare handler took. Fields drop in order: the domains' locks,
-/// the list, the domains themselves, our own lock.
+/// What the prepare handler took. Fields drop in order: the barrier
+/// fallback's lock, the domains' locks, the list, the domains themselves,
+/// our own lock.
 struct Locks {
+    _barrier: Option<std::sync::MutexGuard<'static, ()>>,
     domains: Vec<DomainLocks>,
     _list: std::sync::MutexGuard<'static, Vec<Weak<Inner>>>,
     _arcs: Vec<Arc<Inner>>,
@@ -257,7 +261,10 @@ extern "C" fn prepare() {
             // the locks (`Locks`' field order).
             domains.push(lock_domain(unsafe { forever(&**a) }));
         }
+        // Last: the heavy barrier takes it under a registry lock.
+        let barrier = crate::barrier::lock_for_fork();
         let locks = Locks {
+            _barrier: barrier,
             domains,
             _list: list,
             _arcs: arcs,

@@ -1,19 +1,34 @@
 //! `synchronize_async`: a grace period as a `Future`, with no runtime
 //! dependency. The reclaim thread drives it: the first poll queues a
 //! callback, which marks the future done and wakes its task.
+//!
+//! The callback and the future share no lock: a flag and an
+//! [`AtomicWaker`], whose `wake` never blocks. A lock there could be held,
+//! at the instant of a `fork()`, by a thread polling the future, and the
+//! child's reclaim thread would then block on it for ever.
 
 use crate::domain::Handle;
+use atomic_waker::AtomicWaker;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 
 /// What the callback and the future share: done, and who to wake.
 #[derive(Default)]
 struct Shared {
-    done: bool,
-    waker: Option<Waker>,
+    done: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl Shared {
+    fn is_done(&self) -> bool {
+        // Acquire: pairs with the callback's Release store: what the grace
+        // period ordered before it is visible to the task.
+        self.done.load(Ordering::Acquire)
+    }
 }
 
 /// A future that resolves after a full grace period that starts after its
@@ -28,7 +43,7 @@ struct Shared {
 #[must_use = "futures do nothing unless polled"]
 pub struct SynchronizeFuture {
     domain: Option<Handle>,
-    shared: Option<Arc<Mutex<Shared>>>,
+    shared: Option<Arc<Shared>>,
 }
 
 impl SynchronizeFuture {
@@ -46,15 +61,18 @@ impl Future for SynchronizeFuture {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
         if let Some(shared) = &this.shared {
-            let mut s = shared.lock().unwrap_or_else(PoisonError::into_inner);
-            if s.done {
+            if shared.is_done() {
                 return Poll::Ready(());
             }
-            match &mut s.waker {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                slot => *slot = Some(cx.waker().clone()),
-            }
-            return Poll::Pending;
+            // Register, then look again: a callback that ran in between
+            // either sees the new waker or set `done` before our second look
+            // (`AtomicWaker`'s protocol).
+            shared.waker.register(cx.waker());
+            return if shared.is_done() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            };
         }
         // First poll: register the waker, then queue the callback. The
         // future counts as started only once the callback is queued: if
@@ -64,22 +82,15 @@ impl Future for SynchronizeFuture {
         let Some(domain) = &this.domain else {
             return Poll::Ready(()); // polled after completion
         };
-        let shared = Arc::new(Mutex::new(Shared {
-            done: false,
-            waker: Some(cx.waker().clone()),
-        }));
+        let shared = Arc::new(Shared::default());
+        shared.waker.register(cx.waker());
         let signal = Arc::clone(&shared);
         domain.call_rcu(
             domain,
             move || {
-                let waker = {
-                    let mut s = signal.lock().unwrap_or_else(PoisonError::into_inner);
-                    s.done = true;
-                    s.waker.take()
-                };
-                if let Some(w) = waker {
-                    w.wake();
-                }
+                // Release: see `Shared::is_done`.
+                signal.done.store(true, Ordering::Release);
+                signal.waker.wake();
             },
             0,
         );
@@ -93,7 +104,7 @@ impl fmt::Debug for SynchronizeFuture {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.shared {
             None => "not polled",
-            Some(s) if s.lock().unwrap_or_else(PoisonError::into_inner).done => "done",
+            Some(s) if s.is_done() => "done",
             Some(_) => "waiting",
         };
         f.debug_struct("SynchronizeFuture")
