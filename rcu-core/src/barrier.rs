@@ -33,19 +33,25 @@
 //!   the mask run no thread of ours, and a thread scheduled there later goes
 //!   through the full barrier of a context switch. CPUs that invalidate TLBs
 //!   by broadcast (AMD's `INVLPGB`) may do it without interrupts, so on them
-//!   the trick proves nothing and the process stops instead (below).
+//!   the trick proves nothing and the signal barrier below replaces it.
 //! * **elsewhere** (arm64 broadcasts TLB invalidation in hardware, so the
-//!   same trick interrupts no one): no sound process-wide barrier is
-//!   implemented (liburcu's signal flavour would be one, at the cost of a
-//!   reserved signal that every thread must leave unblocked). The process
-//!   stops with a message naming the cause, rather than end grace periods
-//!   that readers may still be inside.
+//!   same trick interrupts no one; and x86 CPUs with INVLPGB): a signal to
+//!   every other thread of the process, whose handler fences and
+//!   acknowledges (liburcu's signal flavour; `barrier/signals.rs` argues
+//!   it). It takes one real-time signal (`SIGRTMAX - 3`) for the process
+//!   and needs every thread to leave it unblocked and `/proc/self/task`
+//!   readable; where it cannot have them, the process stops with a message
+//!   naming the cause, rather than end grace periods that readers may still
+//!   be inside.
 //!
 //! The switch is made once for the process; each domain reports it once
 //! ([`RcuEvent::MembarrierRevoked`](crate::RcuEvent::MembarrierRevoked)), and
 //! [`Stats::membarrier_revoked`](crate::Stats::membarrier_revoked) shows it.
 
 use crate::sync::{Ordering, fence};
+
+#[cfg(all(target_os = "linux", not(miri), not(rcu_loom)))]
+mod signals;
 #[cfg(not(rcu_loom))]
 use std::sync::OnceLock;
 
@@ -201,15 +207,15 @@ pub(crate) fn heavy(mode: Mode, count: &AtomicCounter) {
 /// have. `None` where the fallback has no lock.
 #[cfg(all(unix, not(rcu_loom), not(miri)))]
 pub(crate) fn lock_for_fork() -> Option<std::sync::MutexGuard<'static, ()>> {
-    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    #[cfg(target_os = "linux")]
     {
         Some(
-            revoked_fallback::ipi::ONE_AT_A_TIME
+            revoked_fallback::ONE_AT_A_TIME
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         )
     }
-    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+    #[cfg(not(target_os = "linux"))]
     {
         None
     }
@@ -239,6 +245,7 @@ pub(crate) fn revoked() -> Option<Revoked> {
 mod revoked_fallback {
     use super::Revoked;
     use std::sync::atomic::{AtomicI32, Ordering};
+    use std::sync::{Mutex, OnceLock, PoisonError};
 
     /// The errno membarrier failed with after registration; 0 while it
     /// works. Once set, never cleared: the process stays on the fallback.
@@ -250,7 +257,7 @@ mod revoked_fallback {
             0 => None,
             errno => Some(Revoked {
                 error: std::io::Error::from_raw_os_error(errno).to_string(),
-                fallback: FALLBACK,
+                fallback: fallback_name(),
             }),
         }
     }
@@ -273,32 +280,44 @@ mod revoked_fallback {
                 }
             }
         }
-        ipi::barrier();
+        // Two callers at once could each find the mprotect page already
+        // read-only and skip the shootdown, or share the signal barrier's
+        // table: one at a time.
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+        if ipi_usable() {
+            ipi::barrier();
+        } else {
+            super::signals::barrier();
+        }
     }
+
+    /// Serialises the fallbacks; also taken by the fork handlers (a leaf:
+    /// nothing is locked under it).
+    pub(super) static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
     pub(super) fn prepare() {
         ipi::prepare();
     }
 
-    #[cfg(target_arch = "x86_64")]
-    const FALLBACK: &str = "an mprotect TLB-shootdown IPI (folly's asymmetric heavy barrier)";
-    #[cfg(not(target_arch = "x86_64"))]
-    const FALLBACK: &str = "nothing (the process stops)";
+    /// Whether the `mprotect` IPI is a barrier here: x86-64 without
+    /// broadcast TLB invalidation (and not a build that tests the signal
+    /// barrier with `--cfg rcu_signal_barrier`).
+    fn ipi_usable() -> bool {
+        static USABLE: OnceLock<bool> = OnceLock::new();
+        *USABLE.get_or_init(|| cfg!(not(rcu_signal_barrier)) && ipi::usable())
+    }
 
-    /// Stops the process: no sound heavy barrier is left.
-    #[cold]
-    fn fatal(why: std::fmt::Arguments<'_>) -> ! {
-        crate::sync::report(format_args!(
-            "rcu: fatal: membarrier failed after start and {why}; readers on the \
-             compiler-fence fast path would be left unordered, so the process stops rather \
-             than free memory they may still read"
-        ));
-        std::process::abort();
+    fn fallback_name() -> &'static str {
+        if ipi_usable() {
+            "an mprotect TLB-shootdown IPI (folly's asymmetric heavy barrier)"
+        } else {
+            "a signal to every thread, whose handler fences (liburcu's signal flavour)"
+        }
     }
 
     #[cfg(target_arch = "x86_64")]
     pub(super) mod ipi {
-        use std::sync::{Mutex, OnceLock, PoisonError};
+        use std::sync::OnceLock;
 
         /// x86-64's base page size. (A constant rather than `getpagesize`
         /// through rustix's auxv reader, which faults under valgrind; the
@@ -331,10 +350,6 @@ mod revoked_fallback {
             let _ = page();
         }
 
-        /// Serialises [`barrier`]; also taken by the fork handlers (a leaf:
-        /// nothing is locked under it).
-        pub(in crate::barrier) static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
         /// Whether the CPU can invalidate TLBs by broadcast (AMD INVLPGB:
         /// CPUID 0x8000_0008, EBX bit 3), which needs no IPI.
         fn broadcast_tlb_invalidation() -> bool {
@@ -350,54 +365,73 @@ mod revoked_fallback {
 
         /// Every CPU that runs a thread of this process executes a
         /// serialising interrupt before this returns (module docs).
+        /// Whether [`barrier`] is one on this CPU: not if it can invalidate
+        /// TLBs by broadcast (INVLPGB), which sends no IPI.
+        pub(super) fn usable() -> bool {
+            !broadcast_tlb_invalidation()
+        }
+
+        /// The caller holds `ONE_AT_A_TIME`.
         pub(super) fn barrier() {
             use rustix::mm::{MprotectFlags, mprotect};
-            static CHECKED: OnceLock<bool> = OnceLock::new();
-            if *CHECKED.get_or_init(broadcast_tlb_invalidation) {
-                super::fatal(format_args!(
-                    "this CPU invalidates TLBs by broadcast (INVLPGB), so mprotect sends no IPI \
-                     to stand in for it"
-                ));
-            }
             let addr = page().unwrap_or_else(|e| {
-                super::fatal(format_args!("the fallback's page cannot be mapped ({e})"))
+                super::super::revoked_fallback_fatal(format_args!(
+                    "the fallback's page cannot be mapped ({e})"
+                ))
             });
             let len = PAGE_SIZE;
             let ptr = std::ptr::with_exposed_provenance_mut::<u8>(addr);
-            // Two callers at once could each find the page already read-only
-            // and skip the shootdown: one at a time.
-            let _g = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
             // SAFETY: `ptr..ptr + len` is our private page (see `page`),
             // which nothing else uses; changing its protection affects no
             // other memory.
             let writable =
                 unsafe { mprotect(ptr.cast(), len, MprotectFlags::READ | MprotectFlags::WRITE) };
             if let Err(e) = writable {
-                super::fatal(format_args!("mprotect of the fallback's page failed ({e})"));
+                super::super::revoked_fallback_fatal(format_args!(
+                    "mprotect of the fallback's page failed ({e})"
+                ));
             }
             // SAFETY: the page is mapped and writable now (above), and only
-            // this function, under `ONE_AT_A_TIME`, touches it. Dirtying it
+            // this function, under `ONE_AT_A_TIME` (the caller's), touches it. Dirtying it
             // makes its TLB entry writable, so taking write access away
             // below must shoot it down on every CPU that may hold it.
             unsafe { ptr.write_volatile(0) };
             // SAFETY: as for the first `mprotect`.
             if let Err(e) = unsafe { mprotect(ptr.cast(), len, MprotectFlags::READ) } {
-                super::fatal(format_args!("mprotect of the fallback's page failed ({e})"));
+                super::super::revoked_fallback_fatal(format_args!(
+                    "mprotect of the fallback's page failed ({e})"
+                ));
             }
         }
     }
 
+    /// Elsewhere TLB invalidation is broadcast in hardware (arm64), so
+    /// `mprotect` interrupts no one: never usable.
     #[cfg(not(target_arch = "x86_64"))]
     mod ipi {
         pub(super) fn prepare() {}
 
+        pub(super) fn usable() -> bool {
+            false
+        }
+
         pub(super) fn barrier() {
-            super::fatal(format_args!(
-                "this target has no process-wide barrier to replace it (TLB invalidation is \
-                 broadcast in hardware, so mprotect interrupts no one)"
-            ));
+            unreachable!("the mprotect barrier is never chosen on this target")
         }
     }
+}
+
+/// Stops the process: membarrier was revoked and no sound heavy barrier is
+/// left.
+#[cfg(all(target_os = "linux", not(miri), not(rcu_loom)))]
+#[cold]
+fn revoked_fallback_fatal(why: std::fmt::Arguments<'_>) -> ! {
+    crate::sync::report(format_args!(
+        "rcu: fatal: membarrier failed after start and {why}; readers on the \
+         compiler-fence fast path would be left unordered, so the process stops rather \
+         than free memory they may still read"
+    ));
+    std::process::abort();
 }
 
 /// A relaxed event counter (statistics only: no ordering is derived from it,

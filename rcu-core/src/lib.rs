@@ -72,9 +72,13 @@
 //! * **Sandboxes**: membarrier refused at start means fence mode (reported
 //!   once through the event hook, [`RcuEvent::MembarrierUnavailable`], or
 //!   refused with [`Config::require_membarrier`]); refused after start, the
-//!   heavy barrier switches to an `mprotect` IPI on x86-64 and the process
-//!   stops elsewhere ([`RcuEvent::MembarrierRevoked`],
-//!   [`Stats::membarrier_revoked`]).
+//!   heavy barrier switches to an `mprotect` IPI on x86-64, and elsewhere
+//!   (arm64) to a signal to every thread whose handler fences, liburcu's
+//!   signal flavour, which takes the real-time signal `SIGRTMAX - 3` for the
+//!   process ([`RcuEvent::MembarrierRevoked`], [`Stats::membarrier_revoked`]).
+//!   Where neither can work (the signal in use or kept blocked by a thread,
+//!   no `/proc/self/task`) the process stops with a message rather than run
+//!   readers unordered.
 //! * **Thread-local teardown**: destructors may run in any order; a guard
 //!   kept in a thread-local outlives the thread's registration safely, and
 //!   its record is released when it drops.
