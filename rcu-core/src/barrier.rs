@@ -50,7 +50,12 @@
 
 use crate::sync::{Ordering, fence};
 
-#[cfg(all(target_os = "linux", not(miri), not(rcu_loom)))]
+#[cfg(all(
+    target_os = "linux",
+    target_has_atomic = "64",
+    not(miri),
+    not(rcu_loom)
+))]
 mod signals;
 #[cfg(not(rcu_loom))]
 use std::sync::OnceLock;
@@ -287,7 +292,13 @@ mod revoked_fallback {
         if ipi_usable() {
             ipi::barrier();
         } else {
+            #[cfg(target_has_atomic = "64")]
             super::signals::barrier();
+            #[cfg(not(target_has_atomic = "64"))]
+            super::revoked_fallback_fatal(format_args!(
+                "this target has no process-wide barrier to replace it (no 64-bit atomics \
+                 for the signal barrier's table)"
+            ));
         }
     }
 

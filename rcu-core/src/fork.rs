@@ -24,12 +24,15 @@
 //!    list and then every batch (its order), and last the four events'
 //!    internal locks (leaves: taken under a batch's lock by `enqueue`);
 //! 3. last, the membarrier-revocation fallback's lock (a leaf the heavy
-//!    barrier takes under a registry lock, for two `mprotect` calls).
+//!    barrier takes under a registry lock, for two `mprotect` calls, or,
+//!    where membarrier was revoked on arm64, for a signal round trip to
+//!    every thread: then a fork waits until each thread has been scheduled
+//!    once, as a grace period does).
 //!
 //! What each is held across elsewhere, which is why taking it never waits
 //! for readers, a reclaim thread or user code: the leader state, a flag
 //! check (released before the grace period runs); the registry, a scan and
-//! the heavy barrier (a system call); a record's cold data, a copy; the
+//! the heavy barrier (a system call, or the signal round trip above); a record's cold data, a copy; the
 //! owned pool, a push or pop; the event hook, a clone; the reclaim slot, a
 //! thread spawn; the in-flight batch, the reclaim thread's pops (which wait
 //! at most for a producer between its count and its push, or its swap and

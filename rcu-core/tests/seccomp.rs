@@ -16,6 +16,8 @@ use std::sync::{Arc, Mutex};
 
 const CHILD: &str = "RCU_SECCOMP_CHILD";
 const DONE: &str = "rcu-seccomp-scenario-done";
+/// Printed by a child that found membarrier unavailable from the start.
+const FENCE_MODE: &str = "rcu-seccomp-fence-mode";
 
 /// Runs `scenario` in a child process (this binary, this test only) and
 /// returns its output; in the child, runs it and exits.
@@ -114,46 +116,91 @@ fn invlpgb() -> bool {
 #[test]
 #[cfg_attr(miri, ignore = "seccomp and child processes")]
 fn a_thread_blocking_the_barrier_signal_stops_the_process_loudly() {
+    blocked_signal_scenario(
+        "a_thread_blocking_the_barrier_signal_stops_the_process_loudly",
+        false,
+    );
+}
+
+/// The same in the child of a `fork()` made after the revocation: the
+/// barrier signals the child's own threads (it once kept the parent's pid,
+/// so every signal failed and the barrier returned having fenced no one).
+#[test]
+#[cfg_attr(miri, ignore = "seccomp and child processes")]
+fn the_signal_barrier_reaches_the_threads_of_a_forked_child() {
+    blocked_signal_scenario(
+        "the_signal_barrier_reaches_the_threads_of_a_forked_child",
+        true,
+    );
+}
+
+/// Spawns a thread that keeps the barrier's signal blocked.
+fn spawn_signal_blocker() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // SAFETY: a local, valid signal set; blocks one signal on this
+        // thread only.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&raw mut set);
+            libc::sigaddset(&raw mut set, libc::SIGRTMAX() - 3);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &raw const set, std::ptr::null_mut());
+        }
+        tx.send(()).unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    });
+    rx.recv().unwrap();
+}
+
+fn blocked_signal_scenario(test: &str, fork: bool) {
     let signal_barrier = cfg!(any(rcu_signal_barrier, not(target_arch = "x86_64"))) || invlpgb();
     if std::env::var_os(CHILD).is_some() {
         let domain = RcuDomain::new();
         domain.synchronize();
         if !domain.stats().membarrier {
-            println!("{DONE}"); // fence mode: no barrier to revoke
+            println!("{FENCE_MODE}"); // no barrier to revoke
             std::process::exit(0);
         }
         refuse_membarrier();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            // SAFETY: a local, valid signal set; blocks one signal on this
-            // thread only.
-            unsafe {
-                let mut set: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&raw mut set);
-                libc::sigaddset(&raw mut set, libc::SIGRTMAX() - 3);
-                libc::pthread_sigmask(libc::SIG_BLOCK, &raw const set, std::ptr::null_mut());
+        domain.synchronize(); // revoked now
+        if fork {
+            // SAFETY: plain fork; the child only uses the engine (whose
+            // fork handlers run) and std, then exits.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+            if pid > 0 {
+                let mut status = 0;
+                // SAFETY: waits for our own child.
+                assert_eq!(unsafe { libc::waitpid(pid, &raw mut status, 0) }, pid);
+                // The child's outcome is this process's.
+                if libc::WIFSIGNALED(status) {
+                    std::process::exit(128 + libc::WTERMSIG(status));
+                }
+                println!("{DONE}");
+                std::process::exit(libc::WEXITSTATUS(status));
             }
-            tx.send(()).unwrap();
-            std::thread::sleep(std::time::Duration::from_secs(60));
-        });
-        rx.recv().unwrap();
+        }
+        spawn_signal_blocker();
         domain.synchronize();
+        if fork {
+            // SAFETY: ends the forked child without running the parent's
+            // exit handlers twice.
+            unsafe { libc::_exit(0) };
+        }
         println!("{DONE}");
         std::process::exit(0);
     }
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "a_thread_blocking_the_barrier_signal_stops_the_process_loudly",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD, "1")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    if !signal_barrier || std::env::var_os("RCU_NO_MEMBARRIER").is_some() {
+    if stdout.contains(FENCE_MODE) {
+        return; // membarrier unavailable from the start: nothing to test
+    }
+    if !signal_barrier {
         // The mprotect IPI needs no signal: the blocked thread is no
         // obstacle.
         assert!(
@@ -164,10 +211,10 @@ fn a_thread_blocking_the_barrier_signal_stops_the_process_loudly() {
     }
     assert!(
         !out.status.success(),
-        "the barrier returned without the blocked thread"
+        "the barrier returned without the blocked thread:\n{stdout}\n{stderr}"
     );
     assert!(
-        stderr.contains("has blocked signal"),
+        stderr.contains("blocked for"),
         "no message naming the cause:\n{stderr}"
     );
 }

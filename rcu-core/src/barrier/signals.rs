@@ -17,21 +17,28 @@
 //! two full fences would, which is what `membarrier` guarantees. An
 //! acknowledgement counts only if it carries this barrier's generation, so
 //! a late handler from an earlier barrier cannot stand in for this one.
-//! A thread that exits before it acknowledges runs no more code; a thread
-//! created during the barrier starts after the listing of threads, through
-//! the scheduler's full barriers, as with `membarrier`.
+//! A thread that exits before it acknowledges (or is a zombie) runs no
+//! more user code; a thread created during the barrier starts after its
+//! creator was listed, through the scheduler's full barriers, as with
+//! `membarrier`. The listing is repeated until it shows no thread not yet
+//! signalled: `/proc` can skip a thread when the one before it exits during
+//! the read. A thread whose signal is neither acknowledged nor pending
+//! after 10 ms (a reused tid) is signalled again.
 //!
 //! # What it costs and asks of the program
 //! A signal to every thread per grace period (tens of microseconds per
 //! thread), and one real-time signal, [`signal`] (`SIGRTMAX - 3`), taken
 //! for the process: it must not be in use, and no thread may keep it
-//! blocked (a thread that does would hold the barrier up forever; the
-//! barrier checks, and stops the process with a message instead). An
-//! interrupted system call restarts (`SA_RESTART`) where the kernel allows.
-//! It needs `/proc/self/task` to list the threads.
+//! blocked for long (a thread that does would hold the barrier up forever:
+//! after half a second the barrier stops the process with a message, as it
+//! does if another handler replaces its own). Unlike `membarrier`, it wakes
+//! every sleeping thread on each barrier, and waits until each has run;
+//! an interrupted system call restarts (`SA_RESTART`) where the kernel
+//! allows, and the calls signal(7) lists (`epoll_wait`, `poll`, `nanosleep`,
+//! ...) fail with `EINTR`. It needs `/proc/self/task` to list the threads.
 
+use std::sync::Once;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
-use std::sync::{Once, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Threads one barrier can reach (a fixed table: the handler may not
@@ -119,28 +126,56 @@ fn install() {
     });
 }
 
-/// The threads of the process, by tid.
-fn threads() -> Vec<i32> {
-    let dir = std::fs::read_dir("/proc/self/task").unwrap_or_else(|e| {
+/// The threads of the process, by tid. Stops the process if they cannot
+/// be listed.
+fn list_threads() -> Vec<i32> {
+    let fail = |e: std::io::Error| -> ! {
         super::revoked_fallback_fatal(format_args!(
             "the signal-based fallback barrier cannot list the process's threads in \
              /proc/self/task ({e})"
         ))
-    });
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect()
+    };
+    let mut tids = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/task").unwrap_or_else(|e| fail(e)) {
+        let entry = entry.unwrap_or_else(|e| fail(e));
+        if let Some(tid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
+            tids.push(tid);
+        }
+    }
+    tids
 }
 
-/// Whether thread `tid` blocks the barrier's signal (from its `SigBlk`).
-fn blocks_signal(tid: i32) -> bool {
+/// What `/proc` says of a thread we wait for.
+enum Seen {
+    /// Gone, or a zombie (it runs no more user code).
+    Gone,
+    /// Alive: whether it blocks the signal, and whether one is pending.
+    Alive { blocked: bool, pending: bool },
+}
+
+fn look(tid: i32) -> Seen {
     let Ok(status) = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")) else {
-        return false; // gone
+        return Seen::Gone;
     };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("SigBlk:"))
-        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
-        .is_some_and(|mask| mask & (1 << (signal() - 1)) != 0)
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+    };
+    if field("State:").is_some_and(|st| st.starts_with('Z') || st.starts_with('X')) {
+        return Seen::Gone;
+    }
+    let bit = 1u64 << (signal() - 1);
+    let has = |name: &str| {
+        field(name)
+            .and_then(|mask| u64::from_str_radix(mask, 16).ok())
+            .is_some_and(|mask| mask & bit != 0)
+    };
+    Seen::Alive {
+        blocked: has("SigBlk:"),
+        pending: has("SigPnd:"),
+    }
 }
 
 /// Sends the signal to `tid`; `false` if the thread is gone. Stops the
@@ -152,86 +187,137 @@ fn send(pid: libc::pid_t, tid: i32) -> bool {
         return true;
     }
     let e = std::io::Error::last_os_error();
-    if e.raw_os_error() == Some(libc::ESRCH) {
-        return false;
+    match e.raw_os_error() {
+        Some(libc::ESRCH) => false,
+        // The queue of pending real-time signals is full: one of ours is
+        // among them or will be sent again.
+        Some(libc::EAGAIN) => true,
+        _ => super::revoked_fallback_fatal(format_args!(
+            "the signal-based fallback barrier cannot signal thread {tid} ({e})"
+        )),
     }
-    super::revoked_fallback_fatal(format_args!(
-        "the signal-based fallback barrier cannot signal thread {tid} ({e})"
-    ))
 }
+
+/// Checks that the handler is still ours (the program may have installed
+/// another, or ignored the signal, since).
+fn check_disposition() {
+    // SAFETY: reads the disposition into a zeroed `sigaction`.
+    let mut now: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let r = unsafe { libc::sigaction(signal(), std::ptr::null(), &raw mut now) };
+    if r != 0 || now.sa_sigaction != handler as extern "C" fn(libc::c_int) as usize {
+        super::revoked_fallback_fatal(format_args!(
+            "signal {} (SIGRTMAX-3), which the signal-based fallback barrier uses, was given \
+             another handler",
+            signal()
+        ));
+    }
+}
+
+/// How long a thread may keep the signal blocked before the process stops.
+const BLOCKED_LIMIT: Duration = Duration::from_millis(500);
 
 /// The barrier: every other thread of the process runs a full fence before
 /// this returns. The caller holds the fallback's lock (one at a time).
 pub(super) fn barrier() {
-    static PID: OnceLock<libc::pid_t> = OnceLock::new();
     install();
     fence(Ordering::SeqCst);
+    // Not cached: a child of `fork()` has another pid.
     // SAFETY: `getpid` and `gettid` cannot fail.
-    let pid = *PID.get_or_init(|| unsafe { libc::getpid() });
+    let pid = unsafe { libc::getpid() };
     // SAFETY: as above.
     let me = unsafe { libc::syscall(libc::SYS_gettid) } as i32;
-    let tids: Vec<i32> = threads().into_iter().filter(|&t| t != me).collect();
-    if tids.len() > MAX_THREADS {
-        super::revoked_fallback_fatal(format_args!(
-            "the process has {} threads, more than the signal-based fallback barrier's {MAX_THREADS}",
-            tids.len()
-        ));
-    }
-    // Relaxed (all three): a new generation; the Release store below
-    // publishes the slots and `USED` with it.
-    let generation = (GENERATION.load(Ordering::Relaxed) + 1) & 0x7fff_ffff;
-    let generation = generation.max(1);
-    for (s, &tid) in SLOTS.iter().zip(&tids) {
-        s.store(slot(generation, tid), Ordering::Relaxed);
-    }
-    USED.store(tids.len(), Ordering::Relaxed);
-    // Release: pairs with the handlers' Acquire load (module docs).
+    // Relaxed: a new generation; the Release store below publishes it.
+    let generation = ((GENERATION.load(Ordering::Relaxed) + 1) & 0x7fff_ffff).max(1);
+    // Relaxed: the old slots carry the old generation, which no handler of
+    // this barrier matches; this only spares a late handler the scan.
+    USED.store(0, Ordering::Relaxed);
+    // Release: pairs with the handlers' Acquire load (module docs). Stored
+    // before any slot of this barrier exists, so a handler that reads it
+    // finds either its slot (below) or nothing yet, and then is signalled
+    // again.
     GENERATION.store(generation, Ordering::Release);
-    fence(Ordering::SeqCst);
-    let mut waiting: Vec<(usize, i32)> = Vec::with_capacity(tids.len());
-    for (i, &tid) in tids.iter().enumerate() {
-        if send(pid, tid) {
-            waiting.push((i, tid));
+    // Threads signalled so far: (slot, tid).
+    let mut sent: Vec<(usize, i32)> = Vec::new();
+    // List until a listing shows no thread not yet signalled: a thread that
+    // exits during a listing can make `/proc` skip the one after it.
+    loop {
+        let new: Vec<i32> = list_threads()
+            .into_iter()
+            .filter(|&t| t != me && !sent.iter().any(|&(_, s)| s == t))
+            .collect();
+        if new.is_empty() {
+            break;
+        }
+        for tid in new {
+            let i = sent.len();
+            if i == MAX_THREADS {
+                super::revoked_fallback_fatal(format_args!(
+                    "the process has more threads than the signal-based fallback barrier's \
+                     {MAX_THREADS}"
+                ));
+            }
+            // Relaxed: published by the Release store of `USED` below,
+            // which the handler Acquire-loads before it reads the slots.
+            SLOTS[i].store(slot(generation, tid), Ordering::Relaxed);
+            // Release: publishes the slot; a handler reads `USED` (Acquire)
+            // after the generation.
+            USED.store(i + 1, Ordering::Release);
+            fence(Ordering::SeqCst);
+            sent.push((i, tid));
+            if !send(pid, tid) {
+                sent.last_mut().expect("just pushed").1 = -1; // gone
+            }
         }
     }
-    let start = Instant::now();
-    let mut next_check = Duration::from_millis(10);
-    // Consecutive checks that found a waited-for thread blocking the
-    // signal (a thread inside the handler has it blocked for a moment, so
-    // only a block that lasts counts).
-    let mut blocked_checks = 0;
-    while !waiting.is_empty() {
+    let mut waiting: Vec<(usize, i32)> = sent.into_iter().filter(|&(_, t)| t >= 0).collect();
+    let mut next_check = Instant::now() + Duration::from_millis(1);
+    // Per waited-for tid: since when it has been seen blocking the signal.
+    let mut blocked_since: Vec<(i32, Instant)> = Vec::new();
+    loop {
         // Acquire: pairs with the handler's Release acknowledgement.
         waiting.retain(|&(i, _)| SLOTS[i].load(Ordering::Acquire) & ACKED == 0);
         if waiting.is_empty() {
             break;
         }
-        if start.elapsed() < next_check {
-            std::thread::yield_now();
+        let now = Instant::now();
+        if now < next_check {
+            std::thread::sleep(Duration::from_micros(20));
             continue;
         }
-        // Slow: a thread not yet scheduled, gone, reusing a tid that
-        // exited (then it never got the signal), or blocking the signal.
-        next_check += Duration::from_millis(10);
-        waiting.retain(|&(_, tid)| send(pid, tid));
-        let blocking = waiting.iter().find(|&&(_, tid)| blocks_signal(tid));
-        blocked_checks = if blocking.is_some() {
-            blocked_checks + 1
-        } else {
-            0
-        };
-        if let Some(&(_, tid)) = blocking
-            && blocked_checks >= 50
-        {
-            super::revoked_fallback_fatal(format_args!(
-                "thread {tid} has blocked signal {} (SIGRTMAX-3) for half a second; the \
-                 signal-based fallback barrier sends it to every thread and waits for each",
-                signal()
-            ));
-        }
-        if !waiting.is_empty() {
-            std::thread::sleep(Duration::from_micros(100));
-        }
+        // Slow: a thread not yet scheduled, gone or a zombie, reusing the
+        // tid of one that exited (then it never got the signal), or
+        // blocking the signal.
+        next_check = now + Duration::from_millis(10);
+        check_disposition();
+        waiting.retain(|&(_, tid)| match look(tid) {
+            Seen::Gone => false,
+            Seen::Alive { blocked, pending } => {
+                if blocked {
+                    let since = match blocked_since.iter().find(|&&(t, _)| t == tid) {
+                        Some(&(_, since)) => since,
+                        None => {
+                            blocked_since.push((tid, now));
+                            now
+                        }
+                    };
+                    if now.duration_since(since) >= BLOCKED_LIMIT {
+                        super::revoked_fallback_fatal(format_args!(
+                            "thread {tid} has kept signal {} (SIGRTMAX-3) blocked for {:?}; the \
+                             signal-based fallback barrier sends it to every thread and waits \
+                             for each",
+                            signal(),
+                            BLOCKED_LIMIT
+                        ));
+                    }
+                } else {
+                    blocked_since.retain(|&(t, _)| t != tid);
+                }
+                // Not pending and not acknowledged: a reused tid, or a
+                // signal lost with a thread that exited: send again.
+                pending || blocked || send(pid, tid)
+            }
+        });
     }
     fence(Ordering::SeqCst);
 }
