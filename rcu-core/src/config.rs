@@ -121,6 +121,14 @@ pub struct Config {
     ///
     /// The default, 1 ms, bounds the added latency of a callback under
     /// load to 1 ms. `Duration::ZERO` starts every grace period at once.
+    /// A callback that arrives just after a gathering ended (the reclaim
+    /// thread took its batch) waits for the next one.
+    ///
+    /// What it buys, measured in a `RcuHashMap` loop of 98% `get`, 2%
+    /// insert or remove on one thread
+    /// (`cargo run --release -p rcu-bench --example pacing`): grace periods
+    /// from about 30 000 a second to a few thousand, and the mix from 1.6–2x
+    /// the cost of its `get`-only loop to about 1.0–1.2x.
     ///
     /// [`callback_threshold`]: Self::callback_threshold
     /// [`memory_limit`]: Self::memory_limit
