@@ -81,7 +81,12 @@ fn run() -> (f64, f64, f64, f64) {
         forced += f;
         mix_ns_total += ns * OPS as f64;
     }
-    (get, mix, gps as f64 / (mix_ns_total / 1e9), forced as f64 / gps.max(1) as f64)
+    (
+        get,
+        mix,
+        gps as f64 / (mix_ns_total / 1e9),
+        forced as f64 / gps.max(1) as f64,
+    )
 }
 
 fn main() {
