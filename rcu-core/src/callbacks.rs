@@ -360,11 +360,15 @@ impl Callbacks {
     /// Over the memory limit: a producer that may wait helps. It runs
     /// callbacks whose grace period has ended, and waits for more at most
     /// [`HELP_WAIT`] per call. One that may not wait (inside a critical
-    /// section of this domain, where a grace period would wait for it; in
+    /// section of any domain: of this one a grace period would wait for it,
+    /// and a helped callback could wait for a grace period of another; in
     /// any domain's user code, which includes the reclaim thread and
     /// notifiers) only forces, through the kick the bytes already gave.
     fn help(&self, gp: &GracePeriods) {
-        if current_user_code().is_some() || lock(&gp.readers.registry).current_thread_reading() {
+        if current_user_code().is_some()
+            || crate::registry::reading_in_any_domain()
+            || lock(&gp.readers.registry).current_thread_reading()
+        {
             return;
         }
         let limit = gp.memory_limit();

@@ -63,8 +63,8 @@ pub struct Config {
     ///
     /// **What happens at the limit**: once pending bytes reach it, grace
     /// periods are forced (notifiers run). While they exceed it, a producer
-    /// that may wait (outside any critical section of the domain, not in a
-    /// callback, notifier or hook) *helps* inside its `call_rcu`: it runs
+    /// that may wait (outside any critical section of any domain it reads
+    /// through its own guards, not in a callback, notifier or hook) *helps* inside its `call_rcu`: it runs
     /// callbacks whose grace period has ended, on its own thread, and waits
     /// at most 1 ms per call for more to become ready. Elsewhere `call_rcu`
     /// only forces and returns; it never deadlocks. A flood with no readers
@@ -83,10 +83,11 @@ pub struct Config {
     /// after every callback queued before it has finished. A callback must
     /// not take a lock that its producers may hold while they call
     /// `call_rcu` (the crate's own structures retire only after releasing
-    /// theirs). A callback run by a helper runs on the producer's thread, so
-    /// one that waits for a grace period of another domain panics (caught,
-    /// reported as [`RcuEvent::CallbackPanic`](crate::RcuEvent::CallbackPanic))
-    /// when that thread is inside a critical section of it.
+    /// theirs). A callback run by a helper runs on the producer's thread,
+    /// which is then inside no critical section of its own; an
+    /// [`OwnedReadGuard`](crate::OwnedReadGuard) the producer holds is not
+    /// seen, so a callback that waits for a grace period of that guard's
+    /// domain would wait for the producer.
     pub memory_limit: usize,
     /// Report a reader that holds up a grace period for this long, once per
     /// stall, through the event hook ([`set_event_hook`](crate::set_event_hook)).

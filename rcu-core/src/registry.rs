@@ -84,7 +84,10 @@ impl ReadSide {
 
     /// Registers the calling thread as a reader.
     pub(crate) fn register(&self) -> Arc<Record> {
-        lock(&self.registry).acquire(self)
+        let rec = lock(&self.registry).acquire(self);
+        #[cfg(not(rcu_loom))]
+        note_mine(&rec);
+        rec
     }
 
     /// Unregisters a thread's record (it exits, or its `Reader` is dropped).
@@ -559,6 +562,51 @@ impl Record {
 #[inline]
 fn is_snapshot(c: u64) -> bool {
     c & 1 != 0
+}
+
+#[cfg(not(rcu_loom))]
+thread_local! {
+    /// This thread's records, in every domain (weak: a domain may go away),
+    /// for [`reading_in_any_domain`]. Pushed at registration; owned guards'
+    /// records are not (they are not tied to a thread).
+    static MINE: std::cell::RefCell<Vec<std::sync::Weak<Record>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Adds `rec` to this thread's records (once), forgetting those of
+/// domains that are gone. During thread-local teardown it is not added:
+/// [`reading_in_any_domain`] then misses it, which only lets a producer help
+/// (see there).
+#[cfg(not(rcu_loom))]
+fn note_mine(rec: &Arc<Record>) {
+    let _ = MINE.try_with(|m| {
+        let mut m = m.borrow_mut();
+        m.retain(|w| w.strong_count() > 0);
+        if !m.iter().any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(rec))) {
+            m.push(Arc::downgrade(rec));
+        }
+    });
+}
+
+/// Whether the calling thread is inside a critical section of any domain
+/// (through a record it registered). A record since released and taken by
+/// another thread may answer for that thread: a false "yes", which only
+/// makes a producer skip helping (`callbacks.rs`), never a false "no" for a
+/// record this thread still holds.
+pub(crate) fn reading_in_any_domain() -> bool {
+    #[cfg(not(rcu_loom))]
+    {
+        MINE.try_with(|m| {
+            m.borrow()
+                .iter()
+                .any(|w| w.upgrade().is_some_and(|r| r.in_critical_section()))
+        })
+        .unwrap_or(false)
+    }
+    #[cfg(rcu_loom)]
+    {
+        false
+    }
 }
 
 /// Called on the owner thread just before an orphaned record is released at

@@ -132,3 +132,86 @@ fn retired_values_count_what_they_hold() {
     domain.drain();
     assert_eq!(domain.stats().callbacks_pending_bytes, 0);
 }
+
+/// Helping waits, and runs other code's callbacks on the producer's thread:
+/// a producer inside a critical section of *another* domain must not help
+/// either (a helped callback that waits for that domain's grace period
+/// would wait for the producer). Before the fix only the flooded domain's
+/// own critical sections were checked, and the producer ran callbacks here.
+#[test]
+fn a_producer_reading_another_domain_never_helps() {
+    let read = RcuDomain::new();
+    let reader = read.register();
+    let guard = reader.read_lock();
+    assert_eq!(ready_callbacks_run_by_a_producer_over_the_limit(), 0);
+    drop(guard);
+    // The same producer outside any critical section helps: the setup
+    // really leaves ready callbacks to a helper.
+    assert!(ready_callbacks_run_by_a_producer_over_the_limit() > 0);
+}
+
+/// Leaves a domain with 999 ready callbacks and its reclaim thread stuck in
+/// the first one of their batch, then goes over the memory limit with one
+/// more `call_rcu` from this thread. Returns how many of the ready
+/// callbacks ran on this thread (helping) before the reclaim thread was let
+/// go.
+fn ready_callbacks_run_by_a_producer_over_the_limit() -> usize {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::mpsc;
+    let limit = 1 << 20;
+    let flooded = RcuDomain::try_with_config(
+        Config::default()
+            .memory_limit(limit)
+            .callback_threshold(1000)
+            .callback_pacing(Duration::ZERO),
+    )
+    .unwrap();
+    let me = std::thread::current().id();
+    let on_me = Arc::new(AtomicUsize::new(0));
+    // A reader on another thread holds the first grace period up while the
+    // batch of 1000 forms in this thread's batch (one node).
+    let (hold_tx, hold_rx) = mpsc::channel::<()>();
+    let (held_tx, held_rx) = mpsc::channel::<()>();
+    let f2 = flooded.clone();
+    let holder = std::thread::spawn(move || {
+        let reader = f2.register();
+        let _g = reader.read_lock();
+        held_tx.send(()).unwrap();
+        hold_rx.recv().unwrap();
+    });
+    held_rx.recv().unwrap();
+    flooded.call_rcu(|| {}); // starts the held grace period
+    // Wait until it has: the next callbacks then form a batch of their own.
+    let start = Instant::now();
+    while flooded.stats().polls == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no grace period started"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let (block_tx, block_rx) = mpsc::channel::<()>();
+    let (blocked_tx, blocked_rx) = mpsc::channel::<()>();
+    flooded.call_rcu(move || {
+        blocked_tx.send(()).unwrap();
+        block_rx.recv().unwrap();
+    });
+    for _ in 0..999 {
+        let on_me = Arc::clone(&on_me);
+        flooded.call_rcu(move || {
+            if std::thread::current().id() == me {
+                on_me.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+    }
+    hold_tx.send(()).unwrap();
+    holder.join().unwrap();
+    // The reclaim thread is stuck in the batch's first callback; the rest
+    // of the batch is ready.
+    blocked_rx.recv().unwrap();
+    flooded.defer_drop_sized((), 2 * limit);
+    let ran_here = on_me.load(Ordering::SeqCst);
+    block_tx.send(()).unwrap();
+    flooded.drain();
+    ran_here
+}
