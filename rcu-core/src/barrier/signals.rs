@@ -214,6 +214,10 @@ fn check_disposition() {
     }
 }
 
+/// How long the barrier yields, rather than sleeps, while it waits for
+/// acknowledgements.
+const SPIN: Duration = Duration::from_micros(200);
+
 /// How long a thread may keep the signal blocked before the process stops.
 const BLOCKED_LIMIT: Duration = Duration::from_millis(500);
 
@@ -271,7 +275,8 @@ pub(super) fn barrier() {
         }
     }
     let mut waiting: Vec<(usize, i32)> = sent.into_iter().filter(|&(_, t)| t >= 0).collect();
-    let mut next_check = Instant::now() + Duration::from_millis(1);
+    let start = Instant::now();
+    let mut next_check = start + Duration::from_millis(1);
     // Per waited-for tid: since when it has been seen blocking the signal.
     let mut blocked_since: Vec<(i32, Instant)> = Vec::new();
     loop {
@@ -282,7 +287,14 @@ pub(super) fn barrier() {
         }
         let now = Instant::now();
         if now < next_check {
-            std::thread::sleep(Duration::from_micros(20));
+            // Most acknowledgements come within tens of microseconds:
+            // yield the CPU to them first; sleep only after that (a sleep
+            // lasts at least the kernel's timer slack, 50 µs by default).
+            if now.duration_since(start) < SPIN {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(Duration::from_micros(20));
+            }
             continue;
         }
         // Slow: a thread not yet scheduled, gone or a zombie, reusing the
