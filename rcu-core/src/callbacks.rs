@@ -400,6 +400,8 @@ impl Callbacks {
     /// many it ran.
     fn run_ready(&self, gp: &GracePeriods, runner: Runner) -> usize {
         let mut ran = 0;
+        // Once per call, not per chunk: `thread::current` clones an `Arc`.
+        let me = std::thread::current().id();
         loop {
             let (ticket, mut chunk) = {
                 let mut r = lock(&self.ready);
@@ -408,7 +410,7 @@ impl Callbacks {
                 };
                 let ticket = r.next_ticket;
                 r.next_ticket += 1;
-                r.running.push((ticket, std::thread::current().id()));
+                r.running.push((ticket, me));
                 (ticket, chunk)
             };
             // Counted as run, and its bytes as released, before it runs: a
