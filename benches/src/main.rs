@@ -186,17 +186,45 @@ fn measure(tasks: &[Task], settings: &Settings) -> Vec<f64> {
         .progress_chars("=> "),
     );
     let mut out = Vec::with_capacity(tasks.len());
-    for (i, t) in tasks.iter().enumerate() {
-        if terminal {
-            bar.set_message(t.path());
-        } else {
-            eprintln!("[{}/{}] {}", i + 1, tasks.len(), t.path());
+    let mut i = 0;
+    while i < tasks.len() {
+        // A run of sampled tasks of one row is measured interleaved.
+        let row = tasks[i..]
+            .iter()
+            .take_while(|t| {
+                t.sampled.is_some()
+                    && t.group == tasks[i].group
+                    && t.operation == tasks[i].operation
+            })
+            .count()
+            .max(1);
+        for (j, t) in tasks[i..i + row].iter().enumerate() {
+            if terminal {
+                bar.set_message(t.path());
+            } else {
+                eprintln!("[{}/{}] {}", i + j + 1, tasks.len(), t.path());
+            }
         }
-        out.push((t.run)(settings));
-        bar.inc(1);
+        if row > 1 {
+            out.extend(interleave(&tasks[i..i + row], settings));
+        } else {
+            out.push((tasks[i].run)(settings));
+        }
+        bar.inc(row as u64);
+        i += row;
     }
     bar.finish_and_clear();
     out
+}
+
+/// Sets up every task of `row` (sampled, single-thread) and measures them
+/// interleaved (see [`Task::sampled`]).
+fn interleave(row: &[Task], settings: &Settings) -> Vec<f64> {
+    let mut samplers: Vec<_> = row
+        .iter()
+        .map(|t| (t.sampled.as_ref().expect("a sampled task"))(settings))
+        .collect();
+    rcu_bench::harness::interleave(&mut samplers, settings.duration)
 }
 
 /// What the process-wide domain did during the run.

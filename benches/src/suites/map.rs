@@ -14,7 +14,7 @@
 //!
 //! Numbers are ns per operation per thread (mean over threads).
 
-use super::{Chart, GroupDef, Settings, Task};
+use super::{Chart, GroupDef, Sampler, Settings, Task};
 use crate::harness::ns_per_op_threads;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -206,34 +206,51 @@ const RAPID_GROW: Mix = Mix {
     remove: 5,
 };
 
-/// Runs `mix` over the fixed key space, 75% prefilled.
-fn steady<M: Subject>(make: fn() -> M, mix: Mix, threads: usize, duration: Duration) -> f64 {
+/// A map of `make`, 75% of the fixed key space filled.
+fn prefilled<M: Subject>(make: fn() -> M) -> M {
     let map = make();
     for i in 0..KEYS * 3 / 4 {
         map.insert(key(i), i);
     }
+    map
+}
+
+/// One operation of `mix` on a random key of the fixed key space.
+#[inline]
+fn mix_op<M: Subject>(map: &M, rng: &mut Rng, mix: Mix) {
+    let r = rng.next();
+    let k = key((r >> 8) % KEYS);
+    let p = r & 0x7f; // 0..128, scaled below
+    let p = p * 100 / 128;
+    if p < mix.get {
+        black_box(map.get(k));
+    } else if p < mix.get + mix.insert {
+        map.insert(k, r);
+    } else if p < mix.get + mix.insert + mix.remove {
+        black_box(map.remove(k));
+    } else {
+        black_box(map.update(k));
+    }
+}
+
+/// Runs `mix` over the fixed key space, 75% prefilled, on `threads` threads.
+fn steady<M: Subject>(make: fn() -> M, mix: Mix, threads: usize, duration: Duration) -> f64 {
+    let map = prefilled(make);
     let seed = std::sync::atomic::AtomicU64::new(1);
     ns_per_op_threads(threads, duration, || {
         let map = &map;
         let mut rng = Rng(seed.fetch_add(0x1234_5678_9abc, std::sync::atomic::Ordering::Relaxed));
-        move |n| {
-            for _ in 0..n {
-                let r = rng.next();
-                let k = key((r >> 8) % KEYS);
-                let p = r & 0x7f; // 0..128, scaled below
-                let p = p * 100 / 128;
-                if p < mix.get {
-                    black_box(map.get(k));
-                } else if p < mix.get + mix.insert {
-                    map.insert(k, r);
-                } else if p < mix.get + mix.insert + mix.remove {
-                    black_box(map.remove(k));
-                } else {
-                    black_box(map.update(k));
-                }
-            }
-        }
+        move |n| (0..n).for_each(|_| mix_op(map, &mut rng, mix))
     })
+}
+
+/// [`steady`] on the calling thread, as a sampler (for interleaving).
+fn steady_sampler<M: Subject + 'static>(make: fn() -> M, mix: Mix) -> Sampler {
+    let map = prefilled(make);
+    let mut rng = Rng(1);
+    Box::new(crate::harness::sampler(move |n| {
+        (0..n).for_each(|_| mix_op(&map, &mut rng, mix))
+    }))
 }
 
 /// RapidGrow: rounds on a fresh map, each thread inserting fresh keys.
@@ -301,10 +318,16 @@ where
                         Some(mix) => steady(make, mix, threads, s.duration),
                         None => rapid_grow(make, threads, s.duration),
                     };
-                    t.push(if $ours {
-                        Task::ours(G, op.clone(), $label, run)
-                    } else {
-                        Task::peer(G, op.clone(), $label, run)
+                    t.push(match mix {
+                        // One thread: interleaved with the row's other
+                        // subjects, on the runner's thread.
+                        Some(mix) if threads == 1 => {
+                            Task::sampled($ours, G, op.clone(), $label, move |_| {
+                                steady_sampler(make, mix)
+                            })
+                        }
+                        _ if $ours => Task::ours(G, op.clone(), $label, run),
+                        _ => Task::peer(G, op.clone(), $label, run),
                     });
                 }};
             }
@@ -338,7 +361,8 @@ where
     }
 }
 
-/// Single-thread `get` of present keys on a 64 K-entry table.
+/// Single-thread `get` of present keys on a 64 K-entry table. The subjects
+/// are measured interleaved (see [`Task::sampled`]).
 fn get_row<S>(t: &mut Vec<Task>, hasher: &'static str)
 where
     S: BuildHasher + Default + Clone + Send + Sync + 'static,
@@ -352,68 +376,113 @@ where
     fn probe(rng: &mut Rng) -> u64 {
         key(rng.next() % N)
     }
-    t.push(Task::ours(
-        G,
-        op.clone(),
+    /// A task measuring `get` on a structure `fill` builds: `get(&map,
+    /// key)` looks one present key up.
+    fn row_task<M: 'static>(
+        ours: bool,
+        op: &str,
+        subject: &'static str,
+        fill: fn() -> M,
+        get: fn(&M, u64),
+    ) -> Task {
+        Task::sampled(ours, G, op, subject, move |_| {
+            let map = fill();
+            let mut rng = Rng(7);
+            Box::new(crate::harness::sampler(move |n| {
+                for _ in 0..n {
+                    get(&map, probe(&mut rng));
+                }
+            }))
+        })
+    }
+    fn filled<M>(mut map: M, insert: impl Fn(&mut M, u64, u64)) -> M {
+        for i in 0..N {
+            insert(&mut map, key(i), i);
+        }
+        map
+    }
+    type Ours<S> = rcu_hashmap::RcuHashMap<u64, u64, S>;
+    t.push(row_task(
+        true,
+        &op,
         "rcu-hashmap get (read_lock per get)",
-        |s| {
-            let map = rcu_hashmap::RcuHashMap::<u64, u64, S>::with_hasher(S::default());
-            for i in 0..N {
-                map.insert(key(i), i);
-            }
-            let mut rng = Rng(7);
-            crate::harness::ns_per_op(s.duration, |n| {
-                for _ in 0..n {
-                    let k = probe(&mut rng);
-                    black_box(map.get(&k, &rcu_core::read_lock()));
-                }
+        || {
+            filled(Ours::<S>::with_hasher(S::default()), |m, k, v| {
+                drop(m.insert(k, v))
             })
         },
+        |m, k| {
+            black_box(m.get(&k, &rcu_core::read_lock()));
+        },
     ));
-    t.push(Task::peer(
-        G,
-        op.clone(),
+    t.push(row_task(
+        false,
+        &op,
         "std HashMap get (unsynchronised)",
-        |s| {
-            let mut map = HashMap::<u64, u64, S>::with_hasher(S::default());
-            for i in 0..N {
-                map.insert(key(i), i);
-            }
-            let mut rng = Rng(7);
-            crate::harness::ns_per_op(s.duration, |n| {
-                for _ in 0..n {
-                    let k = probe(&mut rng);
-                    black_box(map.get(&k));
-                }
-            })
+        || {
+            filled(
+                HashMap::<u64, u64, S>::with_hasher(S::default()),
+                |m, k, v| {
+                    m.insert(k, v);
+                },
+            )
+        },
+        |m, k| {
+            black_box(m.get(&k));
         },
     ));
-    t.push(Task::peer(G, op.clone(), "papaya get (pin per get)", |s| {
-        let map = papaya::HashMap::<u64, u64, S>::with_hasher(S::default());
-        for i in 0..N {
-            map.pin().insert(key(i), i);
-        }
-        let mut rng = Rng(7);
-        crate::harness::ns_per_op(s.duration, |n| {
-            for _ in 0..n {
-                let k = probe(&mut rng);
-                black_box(map.pin().get(&k).copied());
-            }
-        })
-    }));
-    t.push(Task::peer(G, op, "dashmap get", |s| {
-        let map = dashmap::DashMap::<u64, u64, S>::with_hasher(S::default());
-        for i in 0..N {
-            map.insert(key(i), i);
-        }
-        let mut rng = Rng(7);
-        crate::harness::ns_per_op(s.duration, |n| {
-            for _ in 0..n {
-                let k = probe(&mut rng);
-                black_box(map.get(&k).map(|v| *v));
-            }
-        })
-    }));
+    // The same map and loop with one guard for each batch of 4096 gets:
+    // how much of the reference is the critical section per get.
+    t.push(Task::sampled(
+        false,
+        G,
+        &op,
+        "rcu-hashmap get (one guard per 4096 gets)",
+        |_| {
+            let map = filled(Ours::<S>::with_hasher(S::default()), |m, k, v| {
+                drop(m.insert(k, v))
+            });
+            let mut rng = Rng(7);
+            Box::new(crate::harness::sampler(move |n| {
+                let pinned = map.pin();
+                for _ in 0..n {
+                    black_box(pinned.get(&probe(&mut rng)));
+                }
+            }))
+        },
+    ));
+    t.push(row_task(
+        false,
+        &op,
+        "papaya get (pin per get)",
+        || {
+            filled(
+                papaya::HashMap::<u64, u64, S>::with_hasher(S::default()),
+                |m, k, v| {
+                    m.pin().insert(k, v);
+                },
+            )
+        },
+        |m, k| {
+            black_box(m.pin().get(&k).copied());
+        },
+    ));
+    t.push(row_task(
+        false,
+        &op,
+        "dashmap get",
+        || {
+            filled(
+                dashmap::DashMap::<u64, u64, S>::with_hasher(S::default()),
+                |m, k, v| {
+                    m.insert(k, v);
+                },
+            )
+        },
+        |m, k| {
+            black_box(m.get(&k).map(|v| *v));
+        },
+    ));
 }
 
 fn tasks(_: &Settings) -> Vec<Task> {

@@ -48,6 +48,7 @@
 //! names (`map.svg`) use. The tests in `benches/tests/runner.rs` check every
 //! registered group end to end, so nothing else changes.
 
+use std::rc::Rc;
 use std::time::Duration;
 
 pub mod config;
@@ -135,6 +136,13 @@ impl Settings {
 /// A measurement: returns nanoseconds (per operation, or a median latency).
 pub type Measure = Box<dyn Fn(&Settings) -> f64>;
 
+/// A prepared single-thread measurement: each call runs the operation for
+/// the given time and returns nanoseconds per operation.
+pub type Sampler = Box<dyn FnMut(Duration) -> f64>;
+
+/// Sets up a [`Sampler`] (builds and fills the structure it measures).
+pub type Prepare = Rc<dyn Fn(&Settings) -> Sampler>;
+
 /// One measurement: `subject` doing `operation`.
 pub struct Task {
     /// The group's name.
@@ -150,6 +158,9 @@ pub struct Task {
     pub threads: Option<usize>,
     /// Runs the measurement.
     pub run: Measure,
+    /// For a single-thread measurement that may be interleaved with the
+    /// other subjects of its row (see [`Task::sampled`]): its set-up.
+    pub sampled: Option<Prepare>,
 }
 
 impl Task {
@@ -167,6 +178,33 @@ impl Task {
             ours: true,
             threads: None,
             run: Box::new(run),
+            sampled: None,
+        }
+    }
+
+    /// A single-thread measurement that the runner interleaves with the
+    /// other sampled subjects of its row: every subject is set up first,
+    /// then each runs one slice in turn, [`SLICES`](crate::harness::SLICES)
+    /// rounds, and each reports its fastest slice. On a shared machine
+    /// whose speed drifts over seconds, every subject of the row then meets
+    /// the same drift. Run alone (its row filtered down to it) it is
+    /// [`ns_per_op`](crate::harness::ns_per_op) on the sampler's operation.
+    pub fn sampled(
+        self_is_ours: bool,
+        group: &'static str,
+        operation: impl Into<String>,
+        subject: impl Into<String>,
+        prepare: impl Fn(&Settings) -> Sampler + 'static,
+    ) -> Task {
+        let prepare: Prepare = Rc::new(prepare);
+        let alone = Rc::clone(&prepare);
+        Task {
+            ours: self_is_ours,
+            sampled: Some(prepare),
+            ..Task::ours(group, operation, subject, move |s: &Settings| {
+                let mut sampler = alone(s);
+                crate::harness::fastest_slice(s.duration, &mut sampler)
+            })
         }
     }
 
