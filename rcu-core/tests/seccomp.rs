@@ -27,11 +27,7 @@ fn in_child(test: &str, scenario: fn()) -> std::process::Output {
         println!("{DONE}");
         std::process::exit(0);
     }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD, "1")
-        .output()
-        .unwrap();
+    let out = run_child(test);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -40,6 +36,17 @@ fn in_child(test: &str, scenario: fn()) -> std::process::Output {
         out.status
     );
     out
+}
+
+/// Re-runs this binary as a child that runs only `test` (with [`CHILD`] set,
+/// so the test takes its child branch); returns what it printed and how it
+/// ended, for the caller to judge.
+fn run_child(test: &str) -> std::process::Output {
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .output()
+        .unwrap()
 }
 
 /// Makes `membarrier` fail with EPERM in every thread of the process, from
@@ -190,11 +197,7 @@ fn blocked_signal_scenario(test: &str, fork: bool) {
         println!("{DONE}");
         std::process::exit(0);
     }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD, "1")
-        .output()
-        .unwrap();
+    let out = run_child(test);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     if stdout.contains(FENCE_MODE) {
