@@ -203,9 +203,11 @@ fn rcu_cell_readers_never_see_a_dropped_value() {
     });
     let stop = AtomicBool::new(false);
     let reads = AtomicUsize::new(0);
+    let started = AtomicUsize::new(0);
     std::thread::scope(|s| {
         for _ in 0..2 {
             s.spawn(|| {
+                started.fetch_add(1, Ordering::Relaxed);
                 let mut last = 0;
                 while !stop.load(Ordering::Relaxed) {
                     let g = read_lock();
@@ -217,6 +219,12 @@ fn rcu_cell_readers_never_see_a_dropped_value() {
                     reads.fetch_add(1, Ordering::Relaxed);
                 }
             });
+        }
+        // The updates race with both readers reading, not with threads
+        // still starting (CI's ThreadSanitizer self-check once saw the
+        // updates end before the readers ran, and a broken engine pass).
+        while started.load(Ordering::Relaxed) < 2 {
+            std::thread::yield_now();
         }
         let updates = scaled(2000, 30);
         for i in 1..=updates {
