@@ -377,13 +377,14 @@ where
         key(rng.next() % N)
     }
     /// A task measuring `get` on a structure `fill` builds: `get(&map,
-    /// key)` looks one present key up.
+    /// key)` looks one present key up (a closure, so that the loop inlines
+    /// it as the other subjects' loops inline theirs).
     fn row_task<M: 'static>(
         ours: bool,
         op: &str,
         subject: &'static str,
         fill: fn() -> M,
-        get: fn(&M, u64),
+        get: impl Fn(&M, u64) + Copy + 'static,
     ) -> Task {
         Task::sampled(ours, G, op, subject, move |_| {
             let map = fill();

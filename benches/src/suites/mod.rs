@@ -190,7 +190,7 @@ impl Task {
     /// the same drift. Run alone (its row filtered down to it) it is
     /// [`ns_per_op`](crate::harness::ns_per_op) on the sampler's operation.
     pub fn sampled(
-        self_is_ours: bool,
+        ours: bool,
         group: &'static str,
         operation: impl Into<String>,
         subject: impl Into<String>,
@@ -199,7 +199,7 @@ impl Task {
         let prepare: Prepare = Rc::new(prepare);
         let alone = Rc::clone(&prepare);
         Task {
-            ours: self_is_ours,
+            ours,
             sampled: Some(prepare),
             ..Task::ours(group, operation, subject, move |s: &Settings| {
                 let mut sampler = alone(s);
