@@ -57,11 +57,9 @@ pub fn interleave(samplers: &mut [impl FnMut(Duration) -> f64], duration: Durati
 }
 
 /// The fastest of [`SLICES`] calls of `sampler`, each for a tenth of
-/// `duration`.
+/// `duration`: [`interleave`] with one subject.
 pub fn fastest_slice(duration: Duration, sampler: &mut impl FnMut(Duration) -> f64) -> f64 {
-    (0..SLICES)
-        .map(|_| sampler(duration / SLICES))
-        .fold(f64::INFINITY, f64::min)
+    interleave(std::slice::from_mut(sampler), duration)[0]
 }
 
 /// Like [`ns_per_op`], while `background` runs in a loop on another thread
