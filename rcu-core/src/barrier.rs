@@ -77,6 +77,7 @@ impl Mode {
         }
     }
 
+    #[inline]
     pub(crate) const fn from_u8(v: u8) -> Self {
         if v == Mode::Membarrier.as_u8() {
             Mode::Membarrier

@@ -1,75 +1,129 @@
 //! Per-thread callback batches: Linux's per-CPU callback lists, per thread.
 //!
-//! `call_rcu` appends to its thread's batch for the domain, under a lock that
-//! only the owner and a harvester ever take (uncontended: one
-//! compare-exchange and one store), with no allocation for a closure of up to
-//! three words. A batch moves to the domain's queue as one node:
+//! Each thread that calls `call_rcu` owns one [`Batch`] per domain: a ring of
+//! [`CAPACITY`] callbacks with a single producer, its owner, and consumers
+//! that take everything in it under the batch's lock. The owner appends with
+//! no read-modify-write and no lock: it writes the slot, publishes the new
+//! `tail` with a Release store, and orders that store before its look at
+//! `head` with the domain's *light* barrier (a compiler fence with
+//! membarrier). A closure of up to three words needs no allocation.
 //!
-//! - when it fills (`callback_threshold` callbacks, or a sixteenth of the
-//!   memory limit), by its owner;
+//! A batch moves to the domain's queue as one node:
+//!
+//! - when it holds `callback_threshold` callbacks or a sixteenth of the
+//!   memory limit, or is full, by its owner;
 //! - before every grace period the reclaim thread starts for callbacks, by
-//!   the reclaim thread (a *harvest*; [`Batches::take_dirty`] says whether
-//!   any batch gained a callback since the last one);
+//!   the reclaim thread (a *harvest*);
 //! - when a `drain` starts, by the drainer, before it queues its marker.
 //!
 //! Whoever moves a batch does it under the batch's lock, counting it in the
 //! domain's pending counts and pushing the node *before* unlocking. So a
 //! callback queued before a `drain` (in happens-before order) reaches the
-//! queue ahead of the drain's marker: the drainer takes the owner's lock after
-//! that callback was appended, and either finds it there or finds it moved,
-//! its node pushed before the lock was released.
+//! queue ahead of the drain's marker: its `tail` store happens before the
+//! drainer's Acquire load of `tail`, so the drainer either takes it or finds
+//! it taken, its node pushed before the lock it now holds was released.
+//!
+//! # Waking the reclaim thread
+//!
+//! The reclaim thread sleeps when nothing is pending and no batch is
+//! *dirty*. An owner whose append finds its ring otherwise empty (`head`,
+//! loaded after its light barrier, equals the slot it wrote) sets the
+//! domain's dirty flag ([`Batches::mark_dirty`]) and wakes the thread if the
+//! flag was clear. An owner that finds older callbacks still in its ring
+//! relies on whoever leaves them there to come back:
+//!
+//! - they were there when the ring's last taker stored `head`, or were
+//!   appended after it, by appends that saw the ring empty and flagged it;
+//! - or the owner read a stale `head`: the taker's store was not yet visible
+//!   to it. Every taker is followed by a grace period (the reclaim thread's
+//!   own; a drainer's marker; the owner's own takes are never stale to it),
+//!   and a grace period runs a *heavy* barrier. The owner's load that missed
+//!   the store came before its side of that barrier, so its earlier `tail`
+//!   store is visible after it: the reclaim thread's scan after each grace
+//!   period ([`Batches::any_waiting`]) finds the callback and harvests again.
 //!
 //! The forcing threshold and the memory limit count batched callbacks too:
-//! [`Batches::pending`] sums the batches' published counts.
+//! [`Batches::pending`] sums `tail - head` and the bytes of every ring.
 //!
 //! A thread's batch outlives the thread: the domain's list keeps it until a
 //! harvest finds it empty and unowned.
 
+use crate::barrier::Mode;
 use crate::queue::Callback;
 use crate::sync::{AtomicBool, AtomicUsize, Backoff, Mutex, Ordering, fence, lock};
 use std::cell::UnsafeCell;
+use std::mem::MaybeUninit;
 use std::sync::Arc;
+use std::sync::atomic::compiler_fence;
+
+/// Callbacks a batch holds at most (its owner moves it to the queue when it
+/// is full, whatever the threshold).
+pub(crate) const CAPACITY: usize = 64;
 
 /// One thread's batch for one domain.
 pub(crate) struct Batch {
-    /// Held by the owner while it appends, and by whoever moves the batch.
+    /// Callbacks ever appended; written only by the owner.
+    tail: AtomicUsize,
+    /// Bytes ever appended; written only by the owner.
+    tail_bytes: AtomicUsize,
+    /// Held by whoever takes the callbacks out (never by a plain append).
     locked: AtomicBool,
-    /// Guarded by `locked`.
-    items: UnsafeCell<Vec<Callback>>,
-    /// Guarded by `locked`: the bytes `items` hold.
-    bytes: UnsafeCell<usize>,
-    /// `items.len()` and `bytes`, published for [`Batches::pending`].
-    published_len: AtomicUsize,
-    published_bytes: AtomicUsize,
+    /// Callbacks ever taken; written only under `locked`.
+    head: AtomicUsize,
+    /// Bytes ever taken; written only under `locked`.
+    head_bytes: AtomicUsize,
+    /// Slot `i % CAPACITY` holds callback `i` for `head <= i < tail`.
+    slots: Box<[UnsafeCell<MaybeUninit<Callback>>]>,
 }
 
-// SAFETY: `items` and `bytes` are accessed only under `locked` (an
-// Acquire/Release lock); callbacks are `Send`.
+// SAFETY: a slot is written only by the owner, and only while it is outside
+// `head..tail` (the owner checks `head`, Acquire, before it writes); it is
+// read only by a taker under `locked`, and only inside `head..tail` (Acquire
+// load of `tail`, which the owner stores with Release after the write).
+// Callbacks are `Send`.
 unsafe impl Sync for Batch {}
 // SAFETY: as above.
 unsafe impl Send for Batch {}
 
-/// A held [`Batch`] lock.
+/// The owner's view of its batch: only it may append.
+#[cfg_attr(rcu_loom, allow(dead_code))]
+pub(crate) struct Owned<'a>(&'a Batch);
+
+/// A held [`Batch`] lock: the right to take its callbacks out.
 pub(crate) struct Locked<'a>(&'a Batch);
+
+/// What [`Owned::push`] found.
+#[cfg_attr(rcu_loom, allow(dead_code))]
+pub(crate) struct Pushed {
+    /// Callbacks in the batch after the append (as far as the owner can
+    /// tell: a concurrent take may have emptied it meanwhile).
+    pub(crate) len: usize,
+    /// Bytes in the batch after the append (the same).
+    pub(crate) bytes: usize,
+    /// The ring held nothing else: the caller flags the batch dirty.
+    pub(crate) first: bool,
+}
 
 impl Batch {
     #[cfg(not(rcu_loom))]
     fn new() -> Self {
         Batch {
+            tail: AtomicUsize::new(0),
+            tail_bytes: AtomicUsize::new(0),
             locked: AtomicBool::new(false),
-            items: UnsafeCell::new(Vec::new()),
-            bytes: UnsafeCell::new(0),
-            published_len: AtomicUsize::new(0),
-            published_bytes: AtomicUsize::new(0),
+            head: AtomicUsize::new(0),
+            head_bytes: AtomicUsize::new(0),
+            slots: (0..CAPACITY)
+                .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
+                .collect(),
         }
     }
 
-    /// Takes the batch's lock: at once for the owner unless a harvester
-    /// holds it (for a few instructions).
+    /// Takes the batch's lock: at once unless another taker holds it.
     #[inline]
     pub(crate) fn lock(&self) -> Locked<'_> {
         // Acquire (both): pairs with the Release store in `Locked::drop`:
-        // we see the items and counts the last holder left.
+        // we see the `head` the last holder left.
         if self
             .locked
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -86,47 +140,142 @@ impl Batch {
         }
         Locked(self)
     }
+
+    /// Callbacks and bytes in the ring now (a snapshot; a concurrent append
+    /// or take may make it one off).
+    #[inline]
+    fn snapshot(&self) -> (usize, usize) {
+        // Relaxed (all): counts for the forcing checks, which only decide
+        // how soon to force. `head` first: it never passes `tail`, so a
+        // later `tail` can only make the difference larger, never wrap.
+        let head = self.head.load(Ordering::Relaxed);
+        let head_bytes = self.head_bytes.load(Ordering::Relaxed);
+        let tail = self.tail.load(Ordering::Relaxed);
+        let tail_bytes = self.tail_bytes.load(Ordering::Relaxed);
+        (
+            tail.saturating_sub(head),
+            tail_bytes.saturating_sub(head_bytes),
+        )
+    }
+}
+
+#[cfg_attr(rcu_loom, allow(dead_code))]
+impl Owned<'_> {
+    /// Whether the ring is full (the caller then takes it under its lock
+    /// before appending).
+    #[inline]
+    pub(crate) fn is_full(&self) -> bool {
+        // Relaxed: only we write `tail`. Acquire: as in `push`.
+        let tail = self.0.tail.load(Ordering::Relaxed);
+        tail.wrapping_sub(self.0.head.load(Ordering::Acquire)) >= CAPACITY
+    }
+
+    /// Appends `cb`.
+    ///
+    /// `mode` is the domain's barrier mode: the light barrier between the
+    /// `tail` store and the `head` load (module docs).
+    ///
+    /// # Panics
+    /// If the ring is full (see [`is_full`](Self::is_full)).
+    #[inline]
+    pub(crate) fn push(&self, cb: Callback, mode: Mode) -> Pushed {
+        let b = self.0;
+        // Relaxed: only we write `tail` and `tail_bytes`.
+        let tail = b.tail.load(Ordering::Relaxed);
+        // Acquire: pairs with the Release store of `head` in `take`: the
+        // taker has finished reading the slots below `head`, which we may
+        // now overwrite.
+        let head = b.head.load(Ordering::Acquire);
+        assert!(
+            tail.wrapping_sub(head) < CAPACITY,
+            "rcu: callback batch full"
+        );
+        let bytes = cb.bytes();
+        // SAFETY: slot `tail` is outside `head..tail` (checked above: at
+        // most `CAPACITY - 1` callbacks are in the ring), so no taker reads
+        // it (module docs, and the `Sync` impl); only we, the owner, write
+        // slots.
+        unsafe { (*b.slots[tail % CAPACITY].get()).write(cb) };
+        // Release: pairs with the Acquire load of `tail` in `take`: a taker
+        // that sees the new tail sees the slot written.
+        b.tail.store(tail.wrapping_add(1), Ordering::Release);
+        let tail_bytes = b.tail_bytes.load(Ordering::Relaxed).wrapping_add(bytes);
+        // Relaxed: a count (see `Batch::snapshot`).
+        b.tail_bytes.store(tail_bytes, Ordering::Relaxed);
+        // The light barrier: orders the `tail` store before the `head` load
+        // below (module docs: the Dekker pair with a grace period's heavy
+        // barrier).
+        match mode {
+            Mode::Membarrier => compiler_fence(Ordering::SeqCst),
+            Mode::Fence => fence(Ordering::SeqCst),
+        }
+        // Relaxed: ordered by the barrier above; what it tells is only
+        // whether to flag the batch.
+        let head = b.head.load(Ordering::Relaxed);
+        // Relaxed: as in `snapshot`.
+        let head_bytes = b.head_bytes.load(Ordering::Relaxed);
+        Pushed {
+            len: tail.wrapping_add(1).wrapping_sub(head),
+            bytes: tail_bytes.saturating_sub(head_bytes),
+            first: head == tail,
+        }
+    }
+
+    /// Takes the batch's lock (to move it to the queue).
+    #[inline]
+    pub(crate) fn lock(&self) -> Locked<'_> {
+        self.0.lock()
+    }
 }
 
 impl Locked<'_> {
-    /// Appends `cb`; returns the batch's length and bytes after it.
-    #[cfg(not(rcu_loom))]
-    #[inline]
-    pub(crate) fn push(&mut self, cb: Callback) -> (usize, usize) {
-        // SAFETY: we hold the lock, which guards `items` and `bytes`.
-        let (items, bytes) = unsafe { (&mut *self.0.items.get(), &mut *self.0.bytes.get()) };
-        *bytes = bytes.saturating_add(cb.bytes());
-        items.push(cb);
-        self.publish(items.len(), *bytes);
-        (items.len(), *bytes)
-    }
-
-    /// Takes every callback out, with their bytes; `None` if empty.
+    /// Takes every callback out, in order, with their bytes; `None` if
+    /// empty.
     pub(crate) fn take(&mut self) -> Option<(Vec<Callback>, usize)> {
-        // SAFETY: as in `push`.
-        let (items, bytes) = unsafe { (&mut *self.0.items.get(), &mut *self.0.bytes.get()) };
-        if items.is_empty() {
+        let b = self.0;
+        // Relaxed: written only under the lock we hold.
+        let head = b.head.load(Ordering::Relaxed);
+        // Acquire: pairs with the owner's Release store of `tail`: we see
+        // the slots it wrote.
+        let tail = b.tail.load(Ordering::Acquire);
+        if tail == head {
             return None;
         }
-        // The next batch will likely grow as large: allocate it once.
-        let next = Vec::with_capacity(items.len());
-        let taken = (std::mem::replace(items, next), std::mem::take(bytes));
-        self.publish(0, 0);
-        Some(taken)
+        let n = tail.wrapping_sub(head);
+        let mut items: Vec<Callback> = Vec::with_capacity(n);
+        // The range in at most two runs of slots (it may wrap).
+        let start = head % CAPACITY;
+        let first = n.min(CAPACITY - start);
+        // SAFETY: slots `head..tail` (the two runs) were written by the
+        // owner before its Release store of `tail` (seen above), and it
+        // writes none of them again before our store of `head` below; we
+        // hold the lock, so no other taker reads them. Each is moved out
+        // once (bitwise, into `items`' fresh capacity of `n`), and `items`
+        // owns them from then on. `UnsafeCell<MaybeUninit<T>>` has `T`'s
+        // layout.
+        unsafe {
+            let slots = b.slots.as_ptr().cast::<Callback>();
+            let dst = items.as_mut_ptr();
+            std::ptr::copy_nonoverlapping(slots.add(start), dst, first);
+            std::ptr::copy_nonoverlapping(slots, dst.add(first), n - first);
+            items.set_len(n);
+        }
+        let bytes = items
+            .iter()
+            .fold(0usize, |sum, cb| sum.saturating_add(cb.bytes()));
+        // Relaxed: written only under the lock.
+        let head_bytes = b.head_bytes.load(Ordering::Relaxed).wrapping_add(bytes);
+        b.head_bytes.store(head_bytes, Ordering::Relaxed);
+        // Release: pairs with the owner's Acquire load of `head` in `push`:
+        // it overwrites these slots only after our reads.
+        b.head.store(tail, Ordering::Release);
+        Some((items, bytes))
     }
 
-    /// The batch's length and bytes (exact: read under its lock).
+    /// Callbacks and bytes in the ring (those appended before the call are
+    /// all counted: only a concurrent append may be missed).
     fn counts(&self) -> (usize, usize) {
-        // SAFETY: as in `push`; shared reads only.
-        unsafe { ((*self.0.items.get()).len(), *self.0.bytes.get()) }
-    }
-
-    #[inline]
-    fn publish(&self, len: usize, bytes: usize) {
-        // Relaxed: a count for the forcing checks, which only decide how
-        // soon to force; the lock orders the items themselves.
-        self.0.published_len.store(len, Ordering::Relaxed);
-        self.0.published_bytes.store(bytes, Ordering::Relaxed);
+        self.0.snapshot()
     }
 }
 
@@ -162,24 +311,46 @@ impl Batches {
     /// (the caller then queues directly).
     #[cfg(not(rcu_loom))]
     #[inline]
-    pub(crate) fn with_mine<R>(&self, id: u64, f: impl FnOnce(&Batch) -> R) -> Option<R> {
+    pub(crate) fn with_mine<R>(&self, id: u64, f: impl FnOnce(Owned<'_>) -> R) -> Option<R> {
         MINE.try_with(|mine| {
             // `f` never re-enters: it appends and may push to the queue,
             // nothing that calls back into `call_rcu`.
-            let mut mine = mine.borrow_mut();
-            if let Some(b) = mine.iter().find(|(d, _)| *d == id).map(|(_, b)| b) {
-                return f(b);
+            let (last_id, last) = mine.last.get();
+            if last_id == id && !last.is_null() {
+                // SAFETY: `last` is the batch of `mine.list` for `id` (set
+                // below, cleared when the list changes), kept alive by its
+                // `Arc` there for as long as this thread's locals exist.
+                return f(Owned(unsafe { &*last }));
             }
-            // Forget batches of domains that are gone (only this thread's
-            // `Arc` is left), so a thread that outlives many domains does
-            // not keep one batch for each.
-            mine.retain(|(_, b)| Arc::strong_count(b) > 1);
-            let b = Arc::new(Batch::new());
-            lock(&self.list).push(Arc::clone(&b));
-            mine.push((id, b));
-            f(&mine.last().expect("just pushed").1)
+            self.with_mine_slow(mine, id, f)
         })
         .ok()
+    }
+
+    /// [`with_mine`](Self::with_mine) for a domain that is not the last one
+    /// this thread used.
+    #[cfg(not(rcu_loom))]
+    #[cold]
+    fn with_mine_slow<R>(&self, mine: &Mine, id: u64, f: impl FnOnce(Owned<'_>) -> R) -> R {
+        let mut list = mine.list.borrow_mut();
+        let b = match list.iter().find(|(d, _)| *d == id) {
+            Some((_, b)) => Arc::clone(b),
+            None => {
+                // Forget batches of domains that are gone (only this
+                // thread's `Arc` is left), so a thread that outlives many
+                // domains does not keep one batch for each.
+                list.retain(|(_, b)| Arc::strong_count(b) > 1);
+                let b = Arc::new(Batch::new());
+                lock(&self.list).push(Arc::clone(&b));
+                list.push((id, Arc::clone(&b)));
+                b
+            }
+        };
+        // The list holds an `Arc` of `b` until it next changes, which only
+        // happens here, after this store.
+        mine.last.set((id, Arc::as_ptr(&b)));
+        drop(list);
+        f(Owned(&b))
     }
 
     /// Notes that a batch went from empty to not empty (once per harvest,
@@ -189,16 +360,14 @@ impl Batches {
     /// Always a swap, never a load first: every write of the flag is a
     /// read-modify-write, so the harvester's `take_dirty` swap reads from a
     /// release sequence that includes ours and synchronises with it. That
-    /// is what makes our callback (appended before, under the batch's lock)
-    /// visible to the harvest that follows even when another thread had
-    /// set the flag already.
-    #[cfg(not(rcu_loom))]
+    /// is what makes our callback (appended before) visible to the harvest
+    /// that follows even when another thread had set the flag already.
     #[inline]
     pub(crate) fn mark_dirty(&self) -> bool {
         // SeqCst: as above (AcqRel would do for that); SeqCst also makes it
         // one side of the Dekker pairs with the reclaim thread's `running`
         // store and its wait (callbacks.rs).
-        !self.dirty.swap(true, Ordering::SeqCst)
+        !cfg!(rcu_loom) && !self.dirty.swap(true, Ordering::SeqCst)
     }
 
     /// Clears the dirty flag; returns whether it was set (then a harvest
@@ -212,6 +381,16 @@ impl Batches {
     pub(crate) fn is_dirty(&self) -> bool {
         // SeqCst: see `mark_dirty`.
         !cfg!(rcu_loom) && self.dirty.load(Ordering::SeqCst)
+    }
+
+    /// Whether any batch holds callbacks: the reclaim thread's look after
+    /// each grace period, for appends that did not flag their batch (module
+    /// docs).
+    pub(crate) fn any_waiting(&self) -> bool {
+        if cfg!(rcu_loom) {
+            return false;
+        }
+        lock(&self.list).iter().any(|b| b.snapshot().0 > 0)
     }
 
     /// Moves every batch's callbacks with `flush`, called under that batch's
@@ -240,13 +419,17 @@ impl Batches {
             drop(held);
             owned
         });
+        // Orders the `head` stores above before the grace period that
+        // follows every harvest (module docs), whoever leads it.
+        fence(Ordering::SeqCst);
     }
 
     /// Runs `read` with every batch locked, passing the callbacks and bytes
     /// they hold. A batch moves to the queue entirely under its lock (taken
     /// out, counted in the domain's pending counts, pushed), so counts that
     /// `read` takes of the queue are consistent with these: no callback is
-    /// counted twice or missed (`Stats` relies on it).
+    /// counted twice (`Stats` relies on it); one being appended meanwhile
+    /// may not be counted yet.
     pub(crate) fn with_all_locked<R>(&self, read: impl FnOnce(usize, usize) -> R) -> R {
         if cfg!(rcu_loom) {
             return read(0, 0);
@@ -262,26 +445,149 @@ impl Batches {
         r
     }
 
-    /// Callbacks and bytes in batches now (a snapshot of their published
-    /// counts, which a move may make count a callback twice or not at all;
-    /// enough for the forcing checks).
+    /// Callbacks and bytes in batches now (a snapshot, which a move may make
+    /// count a callback twice or not at all; enough for the forcing checks).
     pub(crate) fn pending(&self) -> (usize, usize) {
         if cfg!(rcu_loom) {
             return (0, 0);
         }
         lock(&self.list).iter().fold((0, 0), |(n, bytes), b| {
-            // Relaxed: see `Locked::publish`.
-            (
-                n + b.published_len.load(Ordering::Relaxed),
-                bytes + b.published_bytes.load(Ordering::Relaxed),
-            )
+            let (len, b) = b.snapshot();
+            (n + len, bytes + b)
         })
     }
 }
 
+/// This thread's batches.
+#[cfg(not(rcu_loom))]
+struct Mine {
+    /// The domain id and batch of the last `call_rcu` (a null batch: none
+    /// yet): the common case needs no search and no `RefCell` borrow.
+    last: std::cell::Cell<(u64, *const Batch)>,
+    /// Every batch of this thread, by domain id.
+    list: std::cell::RefCell<Vec<(u64, Arc<Batch>)>>,
+}
+
 #[cfg(not(rcu_loom))]
 thread_local! {
-    /// This thread's batches, by domain id.
-    static MINE: std::cell::RefCell<Vec<(u64, Arc<Batch>)>> =
-        const { std::cell::RefCell::new(Vec::new()) };
+    static MINE: Mine = const {
+        Mine {
+            last: std::cell::Cell::new((0, std::ptr::null())),
+            list: std::cell::RefCell::new(Vec::new()),
+        }
+    };
+}
+
+#[cfg(all(test, not(rcu_loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize as StdUsize;
+
+    /// A callback that records its number in `log` when it runs.
+    fn numbered(log: &Arc<std::sync::Mutex<Vec<usize>>>, n: usize, bytes: usize) -> Callback {
+        let log = Arc::clone(log);
+        Callback::new(move || log.lock().unwrap().push(n), bytes)
+    }
+
+    #[test]
+    fn takes_come_out_in_order_across_the_wrap_with_their_bytes() {
+        let b = Batch::new();
+        let owner = Owned(&b);
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut next = 0;
+        // Rounds of 50 append 50 and take 50: the ring wraps every round or
+        // two, and every take must hand back exactly the round, in order.
+        for round in 0..5 {
+            for i in 0..50 {
+                let pushed = owner.push(numbered(&log, next, 10 + i), Mode::Fence);
+                assert_eq!(pushed.len, i + 1);
+                assert_eq!(pushed.first, i == 0, "round {round}, append {i}");
+                next += 1;
+            }
+            assert_eq!(b.snapshot(), (50, (10..60).sum()));
+            let (items, bytes) = owner.lock().take().expect("not empty");
+            assert_eq!((items.len(), bytes), (50, (10..60).sum()));
+            assert_eq!(b.snapshot(), (0, 0));
+            items.into_iter().for_each(Callback::run);
+            let expect: Vec<usize> = (round * 50..round * 50 + 50).collect();
+            assert_eq!(*log.lock().unwrap(), expect);
+            log.lock().unwrap().clear();
+        }
+        assert!(owner.lock().take().is_none());
+    }
+
+    #[test]
+    fn a_full_ring_says_so_and_takes_whole() {
+        let b = Batch::new();
+        let owner = Owned(&b);
+        let ran = Arc::new(StdUsize::new(0));
+        for i in 0..CAPACITY {
+            assert!(!owner.is_full(), "after {i}");
+            let ran = Arc::clone(&ran);
+            owner.push(
+                Callback::new(
+                    move || {
+                        ran.fetch_add(1, Ordering::Relaxed);
+                    },
+                    0,
+                ),
+                Mode::Fence,
+            );
+        }
+        assert!(owner.is_full());
+        let (items, _) = owner.lock().take().expect("full");
+        assert_eq!(items.len(), CAPACITY);
+        assert!(!owner.is_full());
+        items.into_iter().for_each(Callback::run);
+        assert_eq!(ran.load(Ordering::Relaxed), CAPACITY);
+    }
+
+    #[test]
+    #[should_panic(expected = "callback batch full")]
+    fn appending_to_a_full_ring_panics() {
+        let b = Batch::new();
+        let owner = Owned(&b);
+        for _ in 0..=CAPACITY {
+            // Leaked (never run): empty closures.
+            owner.push(Callback::new(|| {}, 0), Mode::Fence);
+        }
+    }
+
+    #[test]
+    fn a_taker_on_another_thread_sees_every_append_once() {
+        // The owner appends while another thread takes under the lock, as
+        // the reclaim thread harvests: every callback is taken exactly once,
+        // in order.
+        const N: usize = if cfg!(miri) { 300 } else { 100_000 };
+        let b = Arc::new(Batch::new());
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let done = Arc::new(AtomicBool::new(false));
+        let taker = {
+            let (b, done) = (Arc::clone(&b), Arc::clone(&done));
+            std::thread::spawn(move || {
+                let mut taken = Vec::new();
+                loop {
+                    let finished = done.load(Ordering::Acquire);
+                    if let Some((items, _)) = b.lock().take() {
+                        taken.extend(items);
+                    }
+                    if finished {
+                        return taken;
+                    }
+                }
+            })
+        };
+        let owner = Owned(&b);
+        for n in 0..N {
+            while owner.is_full() {
+                std::thread::yield_now();
+            }
+            owner.push(numbered(&log, n, 1), Mode::Membarrier);
+        }
+        done.store(true, Ordering::Release);
+        let taken = taker.join().unwrap();
+        assert_eq!(taken.len(), N);
+        taken.into_iter().for_each(Callback::run);
+        assert_eq!(*log.lock().unwrap(), (0..N).collect::<Vec<_>>());
+    }
 }

@@ -2,9 +2,12 @@
 //! after grace periods, `drain`, and the domain's shutdown.
 //!
 //! `call_rcu` appends to its thread's batch for the domain (`batch.rs`:
-//! Linux's per-CPU callback lists, per thread), which moves to the domain's
-//! queue as one node when it fills, or when the reclaim thread or a `drain`
-//! harvests every thread's batch.
+//! Linux's per-CPU callback lists, per thread, with a lock-free append),
+//! which moves to the domain's queue as one node when it fills or holds a
+//! sixteenth of the memory limit, or when the reclaim thread or a `drain`
+//! harvests every thread's batch. A batch that reaches the forcing
+//! threshold wakes the reclaim thread (which counts batched callbacks) and
+//! stays where it is until the harvest.
 //!
 //! The reclaim thread waits for the first callback, harvests the batches,
 //! starts a grace period at once when it was idle (the seed removed QEMU's
@@ -142,6 +145,14 @@ const HELP_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
 #[cfg(rcu_loom)]
 const HELP_WAIT: std::time::Duration = std::time::Duration::ZERO;
 
+/// What a batch needs after an append (see `Callbacks::batch_is_due`).
+#[cfg(not(rcu_loom))]
+enum Due {
+    No,
+    Wake,
+    Queue,
+}
+
 /// Who runs ready callbacks.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Runner {
@@ -204,41 +215,61 @@ impl Callbacks {
         extra_bytes: usize,
     ) {
         self.ensure_reclaim_thread(spawn);
-        let cb = Callback::new(f, size_of::<F>().saturating_add(extra_bytes));
+        let bytes = size_of::<F>().saturating_add(extra_bytes);
         #[cfg(not(rcu_loom))]
-        let cb = {
-            let mut cb = Some(cb);
-            let appended = gp.pressure.batches.with_mine(gp.readers.id, |b| {
-                let mut held = b.lock();
-                let (len, bytes) = held.push(cb.take().expect("taken once"));
-                if self.batch_is_due(gp, len, bytes) {
-                    // To the queue, under the batch's lock (module docs of
-                    // `batch.rs`).
-                    let (items, bytes) = held.take().expect("just pushed");
-                    self.enqueue(gp, items, bytes);
-                } else if len == 1 && gp.pressure.batches.mark_dirty() {
-                    // The first callback since the last harvest: wake the
-                    // reclaim thread (after the batch is unlocked below).
-                    drop(held);
-                    self.call_ready.set();
+        let f = {
+            let mut f = Some(f);
+            let mode = gp.readers.mode();
+            let appended = gp.pressure.batches.with_mine(gp.readers.id, |mine| {
+                if mine.is_full() {
+                    // To the queue (under the batch's lock), to make room.
+                    let mut held = mine.lock();
+                    if let Some((items, bytes)) = held.take() {
+                        self.enqueue(gp, items, bytes);
+                    }
+                }
+                let f = f.take().expect("taken once");
+                let pushed = mine.push(Callback::new(f, bytes), mode);
+                match self.batch_is_due(gp, pushed.len, pushed.bytes) {
+                    Due::Queue => {
+                        // To the queue, under the batch's lock (module docs
+                        // of `batch.rs`); a harvest may have taken it
+                        // meanwhile.
+                        let mut held = mine.lock();
+                        if let Some((items, bytes)) = held.take() {
+                            self.enqueue(gp, items, bytes);
+                        }
+                    }
+                    Due::Wake => {
+                        // Flag the batch for the next harvest, end the
+                        // reclaim thread's pacing, and kick the forcing
+                        // checks (as `enqueue` does when the queued count
+                        // crosses the threshold).
+                        let _ = gp.pressure.batches.mark_dirty();
+                        self.call_ready.set();
+                        gp.kick.set();
+                    }
+                    Due::No => {
+                        if pushed.first && gp.pressure.batches.mark_dirty() {
+                            // The first callback since the batch was last
+                            // taken: wake the reclaim thread.
+                            self.call_ready.set();
+                        }
+                    }
                 }
             });
             match appended {
                 Some(()) => None,
                 // Thread teardown: no batch, queue it alone.
-                None => cb,
+                None => f,
             }
         };
         #[cfg(not(rcu_loom))]
-        if let Some(cb) = cb {
-            let bytes = cb.bytes();
-            self.enqueue(gp, vec![cb], bytes);
+        if let Some(f) = f {
+            self.enqueue(gp, vec![Callback::new(f, bytes)], bytes);
         }
         #[cfg(rcu_loom)]
-        {
-            let bytes = cb.bytes();
-            self.enqueue(gp, vec![cb], bytes);
-        }
+        self.enqueue(gp, vec![Callback::new(f, bytes)], bytes);
         // A thread that was running at the check above may have exited
         // since (only after a shutdown): see the module docs. Should this
         // second start fail, `f` stays queued and runs once a later
@@ -251,29 +282,36 @@ impl Callbacks {
         }
     }
 
-    /// Whether a batch that has just grown to `len` callbacks holding
-    /// `bytes` must go to the queue now: when it alone reaches the forcing
-    /// threshold or a sixteenth of the memory limit, or when it takes the
-    /// queued callbacks across the threshold or the limit (so the forcing
-    /// kick happens at once, as if nothing were batched; batches of other
-    /// threads are counted at the grace period's next check).
+    /// What a batch that has just grown to `len` callbacks holding `bytes`
+    /// needs: to go to the queue now when it alone holds a sixteenth of the
+    /// memory limit or takes the queued bytes across the limit (so that
+    /// helping starts at once: helpers look at queued bytes); a wake-up of
+    /// the reclaim thread and the forcing checks when it reaches the forcing
+    /// threshold, alone or with the queued callbacks (as if nothing were
+    /// batched: they count batched callbacks; batches of other threads are
+    /// counted at the grace period's next check).
     #[cfg(not(rcu_loom))]
     #[inline]
-    fn batch_is_due(&self, gp: &GracePeriods, len: usize, bytes: usize) -> bool {
+    fn batch_is_due(&self, gp: &GracePeriods, len: usize, bytes: usize) -> Due {
         let p = &gp.pressure;
-        let threshold = gp.callback_threshold();
         let limit = gp.memory_limit();
         // SeqCst (both): a snapshot; a stale value delays or advances one
-        // flush, which the grace period's own checks make up for.
-        let queued = p.pending.load(Ordering::SeqCst);
+        // flush or wake-up, which the grace period's own checks make up for.
         let queued_bytes = p.pending_bytes.load(Ordering::SeqCst);
-        let crosses = |queued: usize, add: usize, mark: usize| {
-            queued < mark && queued.saturating_add(add) >= mark
-        };
-        len >= threshold
-            || bytes >= limit / 16
-            || crosses(queued, len, threshold)
-            || crosses(queued_bytes, bytes, limit)
+        if bytes >= limit / 16
+            || (queued_bytes < limit && queued_bytes.saturating_add(bytes) >= limit)
+        {
+            return Due::Queue;
+        }
+        let threshold = gp.callback_threshold();
+        let queued = p.pending.load(Ordering::SeqCst);
+        // Once, when the count reaches the threshold (not at every append
+        // after it).
+        if len == threshold || (queued < threshold && queued.saturating_add(len) == threshold) {
+            Due::Wake
+        } else {
+            Due::No
+        }
     }
 
     /// Counts `items` (holding `bytes`) as pending, then queues them as one
@@ -693,6 +731,12 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
         last_end = Some(std::time::Instant::now());
         // SeqCst: as the loads above; a stale value only changes whether
         // the next grace period is paced.
+        // Appends that found their batch not empty did not flag it; if a
+        // taker had emptied it meanwhile, this look (after the grace
+        // period's heavy barrier) sees them (module docs of `batch.rs`).
+        if p.batches.any_waiting() {
+            let _ = p.batches.mark_dirty();
+        }
         busy = p.pending.load(Ordering::SeqCst) > taken || p.batches.is_dirty();
         // Subtract only now, so the threshold check during the grace period
         // saw the batch in flight.

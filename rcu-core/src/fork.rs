@@ -38,7 +38,10 @@
 //! at most for a producer between its count and its push, or its swap and
 //! its link, steps that take no lock); the ready list, taking or returning
 //! a chunk (a drain waits on its condition variable, which releases it); the
-//! batch list and a batch, an append or a move (count and push); an event's
+//! batch list, a thread's first `call_rcu` or a harvest; a batch, a move
+//! (count and push: an append takes no lock, and one that another thread
+//! had half done at the instant of fork is not seen in the child, where
+//! that thread is gone); an event's
 //! lock, a check and a notify (its waiters sleep with it released). None is
 //! held by the forking thread itself: the engine calls user code with none
 //! held.

@@ -77,6 +77,7 @@ impl ReadSide {
         self.mode.store(mode.as_u8(), Ordering::Relaxed);
     }
 
+    #[inline]
     pub(crate) fn mode(&self) -> Mode {
         // Relaxed: see `set_mode`.
         Mode::from_u8(self.mode.load(Ordering::Relaxed))

@@ -1,6 +1,8 @@
 //! Per-thread callback batches: `drain` covers callbacks still in another
-//! thread's batch, in order; batches of exited threads still run; and the
-//! forcing threshold counts batched callbacks of every thread.
+//! thread's batch, in order; batches of exited threads still run; the
+//! forcing threshold counts batched callbacks of every thread; and a
+//! callback appended while another thread takes the batch out still runs
+//! with nothing else happening.
 
 mod common;
 
@@ -133,4 +135,43 @@ fn the_threshold_counts_callbacks_batched_in_several_threads() {
     // 1 + 36, and the drain's marker.
     let s = domain.stats();
     assert_eq!(s.callbacks_run, 38, "{s:?}");
+}
+
+#[test]
+fn callbacks_appended_while_drains_take_the_batch_still_run_on_their_own() {
+    // A producer appends while another thread drains in a loop, taking the
+    // producer's batch out under its feet: an append may see the batch not
+    // empty (a stale look at what was taken) and so not flag it. After the
+    // round's last append the drainer stops, and nothing else happens: no
+    // drain, no other call. Every round's last callback must still run (the
+    // reclaim thread looks for such batches after each grace period). The
+    // race is a few instructions wide: this checks the behaviour, it does
+    // not force the interleaving.
+    let domain = Arc::new(RcuDomain::with_config(config(MANY, NEVER, MINUTE)));
+    let rounds = scaled(200, 5);
+    for round in 0..rounds {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let drainer = {
+            let (domain, stop) = (Arc::clone(&domain), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    domain.drain();
+                }
+            })
+        };
+        for _ in 0..scaled(500, 20) {
+            domain.call_rcu(|| {});
+        }
+        // The last one races with the drainer's last take.
+        let last = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&last);
+        domain.call_rcu(move || flag.store(true, Ordering::SeqCst));
+        stop.store(true, Ordering::Relaxed);
+        drainer.join().unwrap();
+        assert!(
+            eventually(|| last.load(Ordering::SeqCst)),
+            "round {round}: the last callback never ran: {:?}",
+            domain.stats()
+        );
+    }
 }
