@@ -10,8 +10,9 @@
 //!
 //! A batch moves to the domain's queue as one node:
 //!
-//! - when it holds `callback_threshold` callbacks or a sixteenth of the
-//!   memory limit, or is full, by its owner;
+//! - when it is full or holds a sixteenth of the memory limit, by its owner
+//!   (one that reaches the forcing threshold only wakes the reclaim thread,
+//!   which counts batched callbacks);
 //! - before every grace period the reclaim thread starts for callbacks, by
 //!   the reclaim thread (a *harvest*);
 //! - when a `drain` starts, by the drainer, before it queues its marker.
@@ -34,13 +35,16 @@
 //!
 //! - they were there when the ring's last taker stored `head`, or were
 //!   appended after it, by appends that saw the ring empty and flagged it;
-//! - or the owner read a stale `head`: the taker's store was not yet visible
-//!   to it. Every taker is followed by a grace period (the reclaim thread's
-//!   own; a drainer's marker; the owner's own takes are never stale to it),
-//!   and a grace period runs a *heavy* barrier. The owner's load that missed
-//!   the store came before its side of that barrier, so its earlier `tail`
-//!   store is visible after it: the reclaim thread's scan after each grace
-//!   period ([`Batches::any_waiting`]) finds the callback and harvests again.
+//! - or a taker was between its load of `tail` and its store of `head`
+//!   (or that store was not yet visible to the owner): a common race while
+//!   the reclaim thread harvests a busy producer. Every take is followed by
+//!   a grace period (the reclaim thread's own; a drainer's marker; the
+//!   owner's own takes are never stale to it), and a grace period runs a
+//!   *heavy* barrier. The owner's load that missed the store came before
+//!   its side of that barrier, so its earlier `tail` store is visible after
+//!   it: the reclaim thread's scan after each grace period
+//!   ([`Batches::any_waiting`]) finds the callback and harvests again (in a
+//!   stream the next harvest was coming anyway).
 //!
 //! The forcing threshold and the memory limit count batched callbacks too:
 //! [`Batches::pending`] sums `tail - head` and the bytes of every ring.
@@ -59,6 +63,20 @@ use std::sync::atomic::compiler_fence;
 /// Callbacks a batch holds at most (its owner moves it to the queue when it
 /// is full, whatever the threshold).
 pub(crate) const CAPACITY: usize = 64;
+
+// The ring's counters wrap; `i % CAPACITY` stays in step across the wrap
+// only if `CAPACITY` divides 2^64.
+const _: () = assert!(CAPACITY.is_power_of_two());
+
+/// `newer - older` for two wrapping counters read with Relaxed loads, where
+/// `older` may have been read after a later change than `newer`: 0 then
+/// (the difference is at most `usize::MAX / 4` when exact: see
+/// [`MAX_BYTES`](crate::queue::MAX_BYTES)).
+#[inline]
+fn ahead(newer: usize, older: usize) -> usize {
+    let d = newer.wrapping_sub(older);
+    if d > usize::MAX / 2 { 0 } else { d }
+}
 
 /// One thread's batch for one domain.
 pub(crate) struct Batch {
@@ -146,16 +164,13 @@ impl Batch {
     #[inline]
     fn snapshot(&self) -> (usize, usize) {
         // Relaxed (all): counts for the forcing checks, which only decide
-        // how soon to force. `head` first: it never passes `tail`, so a
-        // later `tail` can only make the difference larger, never wrap.
+        // how soon to force. The loads are not ordered with each other, so
+        // a head may be newer than a tail: `ahead` reads that as empty.
         let head = self.head.load(Ordering::Relaxed);
         let head_bytes = self.head_bytes.load(Ordering::Relaxed);
         let tail = self.tail.load(Ordering::Relaxed);
         let tail_bytes = self.tail_bytes.load(Ordering::Relaxed);
-        (
-            tail.saturating_sub(head),
-            tail_bytes.saturating_sub(head_bytes),
-        )
+        (ahead(tail, head), ahead(tail_bytes, head_bytes))
     }
 }
 
@@ -216,7 +231,7 @@ impl Owned<'_> {
         let head_bytes = b.head_bytes.load(Ordering::Relaxed);
         Pushed {
             len: tail.wrapping_add(1).wrapping_sub(head),
-            bytes: tail_bytes.saturating_sub(head_bytes),
+            bytes: ahead(tail_bytes, head_bytes),
             first: head == tail,
         }
     }
@@ -260,9 +275,10 @@ impl Locked<'_> {
             std::ptr::copy_nonoverlapping(slots, dst.add(first), n - first);
             items.set_len(n);
         }
+        // Wrapping, as `tail_bytes` is summed (exact: see `MAX_BYTES`).
         let bytes = items
             .iter()
-            .fold(0usize, |sum, cb| sum.saturating_add(cb.bytes()));
+            .fold(0usize, |sum, cb| sum.wrapping_add(cb.bytes()));
         // Relaxed: written only under the lock.
         let head_bytes = b.head_bytes.load(Ordering::Relaxed).wrapping_add(bytes);
         b.head_bytes.store(head_bytes, Ordering::Relaxed);
@@ -318,8 +334,9 @@ impl Batches {
             let (last_id, last) = mine.last.get();
             if last_id == id && !last.is_null() {
                 // SAFETY: `last` is the batch of `mine.list` for `id` (set
-                // below, cleared when the list changes), kept alive by its
-                // `Arc` there for as long as this thread's locals exist.
+                // in `with_mine_slow`, which nulls it before it changes the
+                // list), kept alive by its `Arc` there for as long as this
+                // thread's locals exist.
                 return f(Owned(unsafe { &*last }));
             }
             self.with_mine_slow(mine, id, f)
@@ -338,7 +355,9 @@ impl Batches {
             None => {
                 // Forget batches of domains that are gone (only this
                 // thread's `Arc` is left), so a thread that outlives many
-                // domains does not keep one batch for each.
+                // domains does not keep one batch for each. `last` may be
+                // one of them: no longer valid from here.
+                mine.last.set((0, std::ptr::null()));
                 list.retain(|(_, b)| Arc::strong_count(b) > 1);
                 let b = Arc::new(Batch::new());
                 lock(&self.list).push(Arc::clone(&b));
@@ -353,9 +372,11 @@ impl Batches {
         f(Owned(&b))
     }
 
-    /// Notes that a batch went from empty to not empty (once per harvest,
-    /// per thread). Returns whether the flag was clear (the caller then
-    /// wakes the reclaim thread).
+    /// Flags the batches for a harvest: when an append finds its batch
+    /// otherwise empty, when one reaches the forcing threshold, when the
+    /// reclaim thread's scan finds callbacks left, and in a `fork()` child.
+    /// Returns whether the flag was clear (the caller then wakes the
+    /// reclaim thread).
     ///
     /// Always a swap, never a load first: every write of the flag is a
     /// read-modify-write, so the harvester's `take_dirty` swap reads from a
@@ -436,9 +457,9 @@ impl Batches {
         }
         let list = lock(&self.list);
         let held: Vec<Locked<'_>> = list.iter().map(|b| b.lock()).collect();
-        let (n, bytes) = held.iter().fold((0, 0), |(n, bytes), l| {
+        let (n, bytes) = held.iter().fold((0usize, 0usize), |(n, bytes), l| {
             let (len, b) = l.counts();
-            (n + len, bytes + b)
+            (n.saturating_add(len), bytes.saturating_add(b))
         });
         let r = read(n, bytes);
         drop(held);
@@ -451,10 +472,12 @@ impl Batches {
         if cfg!(rcu_loom) {
             return (0, 0);
         }
-        lock(&self.list).iter().fold((0, 0), |(n, bytes), b| {
-            let (len, b) = b.snapshot();
-            (n + len, bytes + b)
-        })
+        lock(&self.list)
+            .iter()
+            .fold((0usize, 0usize), |(n, bytes), b| {
+                let (len, b) = b.snapshot();
+                (n.saturating_add(len), bytes.saturating_add(b))
+            })
     }
 }
 
@@ -540,6 +563,26 @@ mod tests {
         assert!(!owner.is_full());
         items.into_iter().for_each(Callback::run);
         assert_eq!(ran.load(Ordering::Relaxed), CAPACITY);
+    }
+
+    #[test]
+    fn huge_byte_counts_are_capped_and_leave_nothing_behind() {
+        // `defer_drop_sized` lets a caller claim any size: each callback
+        // counts for at most `MAX_BYTES`, so a batch's sum is exact.
+        use crate::queue::MAX_BYTES;
+        let b = Batch::new();
+        let owner = Owned(&b);
+        let first = owner.push(Callback::new(|| {}, usize::MAX), Mode::Fence);
+        assert_eq!(first.bytes, MAX_BYTES);
+        let second = owner.push(Callback::new(|| {}, usize::MAX / 32), Mode::Fence);
+        assert_eq!(second.bytes, 2 * MAX_BYTES);
+        assert_eq!(b.snapshot(), (2, 2 * MAX_BYTES));
+        let (items, bytes) = owner.lock().take().expect("two");
+        assert_eq!(bytes, 2 * MAX_BYTES);
+        items.into_iter().for_each(Callback::run);
+        assert_eq!(b.snapshot(), (0, 0));
+        let third = owner.push(Callback::new(|| {}, 7), Mode::Fence);
+        assert_eq!((third.len, third.bytes, third.first), (1, 7, true));
     }
 
     #[test]

@@ -729,14 +729,14 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
         }
         gp.wait_grace_period();
         last_end = Some(std::time::Instant::now());
-        // SeqCst: as the loads above; a stale value only changes whether
-        // the next grace period is paced.
         // Appends that found their batch not empty did not flag it; if a
         // taker had emptied it meanwhile, this look (after the grace
         // period's heavy barrier) sees them (module docs of `batch.rs`).
         if p.batches.any_waiting() {
             let _ = p.batches.mark_dirty();
         }
+        // SeqCst: as the loads above; a stale value only changes whether
+        // the next grace period is paced.
         busy = p.pending.load(Ordering::SeqCst) > taken || p.batches.is_dirty();
         // Subtract only now, so the threshold check during the grace period
         // saw the batch in flight.

@@ -59,9 +59,10 @@
 //!   runs the closure, allocates the new value, and queues the old one for
 //!   the reclaim thread (one `call_rcu`); it waits for no grace period.
 //!   [`synchronize`] waits for one. [`call_rcu`] appends to the calling
-//!   thread's batch with plain stores (no read-modify-write, no lock, no
-//!   fence with membarrier; no allocation for a closure of up to three
-//!   words, such as a [`defer_drop`] of a `Box`); a full batch (64
+//!   thread's batch with plain stores (no lock, no fence with membarrier,
+//!   one swap of a domain-wide flag at the first append after each harvest;
+//!   no allocation for a closure of up to three words, such as a
+//!   [`defer_drop`] of a `Box`); a full batch (64
 //!   callbacks) moves to the domain's queue with two allocations and one
 //!   swap, and the reclaim thread harvests every thread's batch before each
 //!   grace period, so nothing waits on its thread to flush it. Over

@@ -19,6 +19,11 @@ use std::cell::Cell;
 use std::mem::{ManuallyDrop, MaybeUninit};
 use std::ptr;
 
+/// The most bytes one callback counts for: far above any useful memory
+/// limit, and small enough that a batch's sum of them (at most
+/// [`CAPACITY`](crate::batch::CAPACITY) callbacks) cannot overflow.
+pub(crate) const MAX_BYTES: usize = usize::MAX / (4 * crate::batch::CAPACITY);
+
 /// Inline storage of a callback: three words, word-aligned.
 type Inline = MaybeUninit<[usize; 3]>;
 
@@ -57,10 +62,12 @@ unsafe fn call_boxed<F: FnOnce()>(data: *mut Inline) {
 }
 
 impl Callback {
-    /// Wraps `f`, holding `bytes`. Allocates only if `f` is larger than
-    /// three words or more than word-aligned.
+    /// Wraps `f`, holding `bytes` (counted as at most [`MAX_BYTES`]).
+    /// Allocates only if `f` is larger than three words or more than
+    /// word-aligned.
     #[inline]
     pub(crate) fn new<F: FnOnce() + Send + 'static>(f: F, bytes: usize) -> Self {
+        let bytes = bytes.min(MAX_BYTES);
         let mut data = Inline::uninit();
         if size_of::<F>() <= size_of::<Inline>() && align_of::<F>() <= align_of::<Inline>() {
             // SAFETY: `F` fits in `data` (size and alignment checked above).
