@@ -56,6 +56,7 @@ use crate::barrier::Mode;
 use crate::queue::Callback;
 use crate::sync::{AtomicBool, AtomicUsize, Backoff, Mutex, Ordering, fence, lock};
 use std::cell::UnsafeCell;
+use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::sync::Arc;
 use std::sync::atomic::compiler_fence;
@@ -103,9 +104,10 @@ unsafe impl Sync for Batch {}
 // SAFETY: as above.
 unsafe impl Send for Batch {}
 
-/// The owner's view of its batch: only it may append.
+/// The owner's view of its batch: only it may append (not `Send`: it
+/// stays on the owner's thread).
 #[cfg_attr(rcu_loom, allow(dead_code))]
-pub(crate) struct Owned<'a>(&'a Batch);
+pub(crate) struct Owned<'a>(&'a Batch, PhantomData<*const ()>);
 
 /// A held [`Batch`] lock: the right to take its callbacks out.
 pub(crate) struct Locked<'a>(&'a Batch);
@@ -322,36 +324,36 @@ impl Batches {
         }
     }
 
-    /// Runs `f` on this thread's batch for domain `id`, registering one at
-    /// the first call. `None` while the thread's locals are being destroyed
-    /// (the caller then queues directly).
+    /// This thread's batch for domain `id`, registering one at the first
+    /// call. `None` while the thread's locals are being destroyed (the
+    /// caller then queues directly).
     #[cfg(not(rcu_loom))]
     #[inline]
-    pub(crate) fn with_mine<R>(&self, id: u64, f: impl FnOnce(Owned<'_>) -> R) -> Option<R> {
-        MINE.try_with(|mine| {
-            // `f` never re-enters: it appends and may push to the queue,
-            // nothing that calls back into `call_rcu`.
-            let (last_id, last) = mine.last.get();
-            if last_id == id && !last.is_null() {
-                // SAFETY: `last` is the batch of `mine.list` for `id` (set
-                // in `with_mine_slow`, which nulls it before it changes the
-                // list), kept alive by its `Arc` there for as long as this
-                // thread's locals exist.
-                return f(Owned(unsafe { &*last }));
-            }
-            self.with_mine_slow(mine, id, f)
-        })
-        .ok()
+    pub(crate) fn mine(&self, id: u64) -> Option<Owned<'_>> {
+        let (last_id, last) = MINE.try_with(|mine| mine.last.get()).ok()?;
+        let batch = if last_id == id && !last.is_null() {
+            last
+        } else {
+            MINE.try_with(|mine| self.register_mine(mine, id)).ok()?
+        };
+        // SAFETY: `batch` is this thread's batch for this domain: this
+        // domain's list holds an `Arc` of it, and drops that `Arc` only once
+        // the batch is unowned (this thread's `Arc` in `MINE` gone, at its
+        // exit), which cannot happen while this thread borrows the domain.
+        // `Owned` is `!Send`, so it stays on this thread, its only appender.
+        Some(Owned(unsafe { &*batch }, PhantomData))
     }
 
-    /// [`with_mine`](Self::with_mine) for a domain that is not the last one
-    /// this thread used.
+    /// [`mine`](Self::mine) for a domain that is not the last one this
+    /// thread used: finds or registers its batch and makes it the last.
     #[cfg(not(rcu_loom))]
     #[cold]
-    fn with_mine_slow<R>(&self, mine: &Mine, id: u64, f: impl FnOnce(Owned<'_>) -> R) -> R {
+    fn register_mine(&self, mine: &Mine, id: u64) -> *const Batch {
+        // Nothing in here calls back into `call_rcu`, so the borrow is
+        // never taken twice.
         let mut list = mine.list.borrow_mut();
         let b = match list.iter().find(|(d, _)| *d == id) {
-            Some((_, b)) => Arc::clone(b),
+            Some((_, b)) => Arc::as_ptr(b),
             None => {
                 // Forget batches of domains that are gone (only this
                 // thread's `Arc` is left), so a thread that outlives many
@@ -361,15 +363,13 @@ impl Batches {
                 list.retain(|(_, b)| Arc::strong_count(b) > 1);
                 let b = Arc::new(Batch::new());
                 lock(&self.list).push(Arc::clone(&b));
-                list.push((id, Arc::clone(&b)));
-                b
+                let p = Arc::as_ptr(&b);
+                list.push((id, b));
+                p
             }
         };
-        // The list holds an `Arc` of `b` until it next changes, which only
-        // happens here, after this store.
-        mine.last.set((id, Arc::as_ptr(&b)));
-        drop(list);
-        f(Owned(&b))
+        mine.last.set((id, b));
+        b
     }
 
     /// Flags the batches for a harvest: when an append finds its batch
@@ -485,7 +485,9 @@ impl Batches {
 #[cfg(not(rcu_loom))]
 struct Mine {
     /// The domain id and batch of the last `call_rcu` (a null batch: none
-    /// yet): the common case needs no search and no `RefCell` borrow.
+    /// yet): the common case needs no search and no `RefCell` borrow. The
+    /// batch is one of `list`'s (`register_mine` nulls this before it
+    /// changes the list).
     last: std::cell::Cell<(u64, *const Batch)>,
     /// Every batch of this thread, by domain id.
     list: std::cell::RefCell<Vec<(u64, Arc<Batch>)>>,
@@ -515,7 +517,7 @@ mod tests {
     #[test]
     fn takes_come_out_in_order_across_the_wrap_with_their_bytes() {
         let b = Batch::new();
-        let owner = Owned(&b);
+        let owner = Owned(&b, PhantomData);
         let log = Arc::new(std::sync::Mutex::new(Vec::new()));
         let mut next = 0;
         // Rounds of 50 append 50 and take 50: the ring wraps every round or
@@ -542,7 +544,7 @@ mod tests {
     #[test]
     fn a_full_ring_says_so_and_takes_whole() {
         let b = Batch::new();
-        let owner = Owned(&b);
+        let owner = Owned(&b, PhantomData);
         let ran = Arc::new(StdUsize::new(0));
         for i in 0..CAPACITY {
             assert!(!owner.is_full(), "after {i}");
@@ -571,7 +573,7 @@ mod tests {
         // counts for at most `MAX_BYTES`, so a batch's sum is exact.
         use crate::queue::MAX_BYTES;
         let b = Batch::new();
-        let owner = Owned(&b);
+        let owner = Owned(&b, PhantomData);
         let first = owner.push(Callback::new(|| {}, usize::MAX), Mode::Fence);
         assert_eq!(first.bytes, MAX_BYTES);
         let second = owner.push(Callback::new(|| {}, usize::MAX / 32), Mode::Fence);
@@ -589,7 +591,7 @@ mod tests {
     #[should_panic(expected = "callback batch full")]
     fn appending_to_a_full_ring_panics() {
         let b = Batch::new();
-        let owner = Owned(&b);
+        let owner = Owned(&b, PhantomData);
         for _ in 0..=CAPACITY {
             // Leaked (never run): empty closures.
             owner.push(Callback::new(|| {}, 0), Mode::Fence);
@@ -620,7 +622,7 @@ mod tests {
                 }
             })
         };
-        let owner = Owned(&b);
+        let owner = Owned(&b, PhantomData);
         for n in 0..N {
             while owner.is_full() {
                 std::thread::yield_now();

@@ -220,7 +220,7 @@ impl Callbacks {
         let f = {
             let mut f = Some(f);
             let mode = gp.readers.mode();
-            let appended = gp.pressure.batches.with_mine(gp.readers.id, |mine| {
+            if let Some(mine) = gp.pressure.batches.mine(gp.readers.id) {
                 if mine.is_full() {
                     // To the queue (under the batch's lock), to make room.
                     let mut held = mine.lock();
@@ -257,12 +257,9 @@ impl Callbacks {
                         }
                     }
                 }
-            });
-            match appended {
-                Some(()) => None,
-                // Thread teardown: no batch, queue it alone.
-                None => f,
             }
+            // `None` (thread teardown, no batch): queued alone below.
+            f
         };
         #[cfg(not(rcu_loom))]
         if let Some(f) = f {
