@@ -62,7 +62,9 @@ use std::sync::Arc;
 use std::sync::atomic::compiler_fence;
 
 /// Callbacks a batch holds at most (its owner moves it to the queue when it
-/// is full, whatever the threshold).
+/// is full, whatever the threshold). A batch is also the unit the runners
+/// take after its grace period (`CHUNK` in `callbacks.rs` is as large), so
+/// queue nodes are run as they come, never merged or cut.
 pub(crate) const CAPACITY: usize = 64;
 
 // The ring's counters wrap; `i % CAPACITY` stays in step across the wrap
@@ -520,21 +522,24 @@ mod tests {
         let owner = Owned(&b, PhantomData);
         let log = Arc::new(std::sync::Mutex::new(Vec::new()));
         let mut next = 0;
-        // Rounds of 50 append 50 and take 50: the ring wraps every round or
-        // two, and every take must hand back exactly the round, in order.
-        for round in 0..5 {
-            for i in 0..50 {
+        // Rounds append and take 24 (of 64 slots): the ring wraps every
+        // few rounds, at a different place each time, and every take must
+        // hand back exactly the round, in order.
+        const R: usize = 24;
+        const _: () = assert!(R < CAPACITY && !CAPACITY.is_multiple_of(R));
+        for round in 0..8 {
+            for i in 0..R {
                 let pushed = owner.push(numbered(&log, next, 10 + i), Mode::Fence);
                 assert_eq!(pushed.len, i + 1);
                 assert_eq!(pushed.first, i == 0, "round {round}, append {i}");
                 next += 1;
             }
-            assert_eq!(b.snapshot(), (50, (10..60).sum()));
+            assert_eq!(b.snapshot(), (R, (10..10 + R).sum()));
             let (items, bytes) = owner.lock().take().expect("not empty");
-            assert_eq!((items.len(), bytes), (50, (10..60).sum()));
+            assert_eq!((items.len(), bytes), (R, (10..10 + R).sum()));
             assert_eq!(b.snapshot(), (0, 0));
             items.into_iter().for_each(Callback::run);
-            let expect: Vec<usize> = (round * 50..round * 50 + 50).collect();
+            let expect: Vec<usize> = (round * R..round * R + R).collect();
             assert_eq!(*log.lock().unwrap(), expect);
             log.lock().unwrap().clear();
         }

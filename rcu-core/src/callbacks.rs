@@ -88,7 +88,7 @@ pub(crate) struct Callbacks {
     /// held across a grace period. A `std` mutex even under loom: outside
     /// the fork handlers (not built there) only the reclaim thread takes
     /// it, so the models need not explore it.
-    pub(crate) in_flight: std::sync::Mutex<Vec<Callback>>,
+    pub(crate) in_flight: std::sync::Mutex<Vec<Vec<Callback>>>,
     /// Callbacks whose grace period has ended, waiting for a runner (the
     /// reclaim thread, or producers helping while over the memory limit).
     pub(crate) ready: Mutex<Ready>,
@@ -118,23 +118,29 @@ pub(crate) struct Ready {
 }
 
 /// Callbacks a runner takes from `ready` at a time: one lock per chunk, and
-/// at most this many callbacks' memory is uncounted while they run.
-const CHUNK: usize = 32;
+/// at most this many callbacks' memory is uncounted while they run. As
+/// large as a per-thread batch, so a queue node is one chunk (no copy).
+const CHUNK: usize = crate::batch::CAPACITY;
 
 impl Ready {
-    /// Appends a batch whose grace period has ended, cut into chunks (each
+    /// Appends the queue nodes whose grace period has ended, in order, each
+    /// as a chunk (a per-thread batch is at most
+    /// [`CAPACITY`](crate::batch::CAPACITY) callbacks: no copy); a larger
+    /// node (from a `fork()` child's rebuilt queue) is cut into chunks, each
     /// moved with one copy of its callbacks, taken from the back so no
-    /// callback is copied twice).
-    fn push_batch(&mut self, mut batch: Vec<Callback>) {
-        let mut tails = Vec::new();
-        while batch.len() > CHUNK {
-            let at = (batch.len() - 1) / CHUNK * CHUNK;
-            tails.push(batch.split_off(at));
+    /// callback is copied twice.
+    fn push_batch(&mut self, nodes: Vec<Vec<Callback>>) {
+        for mut node in nodes {
+            let mut tails = Vec::new();
+            while node.len() > CHUNK {
+                let at = (node.len() - 1) / CHUNK * CHUNK;
+                tails.push(node.split_off(at));
+            }
+            if !node.is_empty() {
+                self.list.push_back(node);
+            }
+            self.list.extend(tails.into_iter().rev());
         }
-        if !batch.is_empty() {
-            self.list.push_back(batch);
-        }
-        self.list.extend(tails.into_iter().rev());
     }
 }
 
@@ -550,7 +556,7 @@ impl Callbacks {
     }
 
     /// Locks the in-flight batch (see the field).
-    pub(crate) fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, Vec<Callback>> {
+    pub(crate) fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, Vec<Vec<Callback>>> {
         self.in_flight
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -716,12 +722,8 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
             while taken < n {
                 let node = cb.queue.pop();
                 taken += node.len();
-                // The first node's vector becomes the batch (no copy).
-                if in_flight.is_empty() {
-                    *in_flight = node;
-                } else {
-                    in_flight.extend(node);
-                }
+                // Kept as it came (no copy, no allocation of a merged batch).
+                in_flight.push(node);
             }
         }
         gp.wait_grace_period();

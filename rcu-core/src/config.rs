@@ -57,7 +57,7 @@ pub struct Config {
     /// function, `size_of::<T>()` for [`defer_free`](crate::defer_free).
     /// Heap memory nobody declares is not seen; one callback counts for at
     /// most `usize::MAX / 256` bytes (16 MiB on 32-bit targets). Bytes are released when a
-    /// runner takes a callback to run (at most 32 callbacks ahead of their
+    /// runner takes a callback to run (at most 64 callbacks ahead of their
     /// actual frees). A thread's batch (see [`call_rcu`](crate::call_rcu))
     /// moves to the domain's queue once it holds a sixteenth of the limit,
     /// and forcing counts batched bytes too.

@@ -83,7 +83,7 @@
 //!   that was between its count and its push is gone, with its callbacks).
 //!   Chunks that other threads were running are forgotten, so `drain` waits
 //!   only for the forking thread's own chunk: in the child, the callback
-//!   that was running and those after it in its chunk (at most 32) are
+//!   that was running and those after it in its chunk (at most 64) are
 //!   leaked, not run (they run in the parent). They were counted as run,
 //!   and their bytes released, when the chunk was taken, so the child's
 //!   statistics count them as run too, and its pending counts are exact.
@@ -221,7 +221,7 @@ struct DomainLocks {
     _event_hook: std::sync::MutexGuard<'static, Option<EventHook>>,
     _unavailable: std::sync::MutexGuard<'static, Option<&'static str>>,
     reclaim: MutexGuard<'static, Option<thread::JoinHandle<()>>>,
-    in_flight: std::sync::MutexGuard<'static, Vec<Callback>>,
+    in_flight: std::sync::MutexGuard<'static, Vec<Vec<Callback>>>,
     ready: MutexGuard<'static, Ready>,
     _batch_list: MutexGuard<'static, Vec<Arc<crate::batch::Batch>>>,
     _batches: Vec<Locked<'static>>,
@@ -413,6 +413,9 @@ impl DomainLocks {
             Vec::new()
         } else {
             std::mem::take(&mut *self.in_flight)
+                .into_iter()
+                .flatten()
+                .collect()
         };
         // SAFETY: the only thread, holding the consumer's lock
         // (`in_flight`); the queue was initialised at start.
@@ -420,9 +423,9 @@ impl DomainLocks {
         let bytes = |cbs: &mut dyn Iterator<Item = &Callback>| {
             cbs.map(Callback::bytes).fold(0usize, usize::saturating_add)
         };
-        let pending = queued.len() + self.in_flight.len();
+        let pending = queued.len() + self.in_flight.iter().map(Vec::len).sum::<usize>();
         let pending_bytes = bytes(&mut queued.iter())
-            .saturating_add(bytes(&mut self.in_flight.iter()))
+            .saturating_add(bytes(&mut self.in_flight.iter().flatten()))
             .saturating_add(bytes(&mut self.ready.list.iter().flatten()));
         if !queued.is_empty() {
             cb.queue.push(queued);

@@ -107,7 +107,7 @@
 //!   and changes nothing else. Every fork pays for this (a lock per domain,
 //!   record and batch; in the child, a walk of the registries and pending
 //!   callbacks). Limits: in the child, callbacks that another thread was
-//!   running at the instant of fork (the rest of its chunk, at most 32) are
+//!   running at the instant of fork (the rest of its chunk, at most 64) are
 //!   leaked, not run, and so are those of a push another thread had half
 //!   done at that instant, with every push behind it; a domain whose
 //!   last handle was dropped before the fork runs its pending callbacks in
