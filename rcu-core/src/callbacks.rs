@@ -269,10 +269,14 @@ impl Callbacks {
         };
         #[cfg(not(rcu_loom))]
         if let Some(f) = f {
-            self.enqueue(gp, vec![Callback::new(f, bytes)], bytes);
+            // The thread's batch may still hold its earlier callbacks:
+            // they go to the queue first, so its callbacks keep their
+            // order (a harvest: rare, only from thread-local destructors).
+            self.harvest(gp);
+            self.enqueue_one(gp, Callback::new(f, bytes));
         }
         #[cfg(rcu_loom)]
-        self.enqueue(gp, vec![Callback::new(f, bytes)], bytes);
+        self.enqueue_one(gp, Callback::new(f, bytes));
         // A thread that was running at the check above may have exited
         // since (only after a shutdown): see the module docs. Should this
         // second start fail, `f` stays queued and runs once a later
@@ -315,6 +319,13 @@ impl Callbacks {
         } else {
             Due::No
         }
+    }
+
+    /// Queues `cb` alone, counting the bytes it will release when it runs
+    /// (its own count, which is capped).
+    fn enqueue_one(&self, gp: &GracePeriods, cb: Callback) {
+        let bytes = cb.bytes();
+        self.enqueue(gp, vec![cb], bytes);
     }
 
     /// Counts `items` (holding `bytes`) as pending, then queues them as one

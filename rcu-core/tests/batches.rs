@@ -2,7 +2,9 @@
 //! thread's batch, in order; batches of exited threads still run; the
 //! forcing threshold counts batched callbacks of every thread; and a
 //! callback appended while another thread takes the batch out still runs
-//! with nothing else happening.
+//! with nothing else happening; and callbacks queued by thread-local
+//! destructors, after the thread's batches are gone, keep the thread's order
+//! and their byte counts.
 
 mod common;
 
@@ -174,4 +176,105 @@ fn callbacks_appended_while_drains_take_the_batch_still_run_on_their_own() {
             domain.stats()
         );
     }
+}
+
+/// Calls its closure when the thread's locals are destroyed.
+struct AtExit(Option<Box<dyn FnOnce()>>);
+
+impl Drop for AtExit {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
+thread_local! {
+    // Registered (first used) before the thread's first `call_rcu`, so its
+    // destructor runs after the engine's per-thread batches are gone.
+    static EARLY: std::cell::RefCell<AtExit> = const { std::cell::RefCell::new(AtExit(None)) };
+    // Registered after it: its destructor runs while the batch still exists.
+    static LATE: std::cell::RefCell<AtExit> = const { std::cell::RefCell::new(AtExit(None)) };
+}
+
+/// Every callback queued has run, and nothing is counted as pending.
+fn assert_quiescent(domain: &RcuDomain, what: &str) {
+    let s = domain.stats();
+    assert_eq!(s.callbacks_run, s.callbacks_queued, "{what}: {s:?}");
+    assert_eq!(s.callbacks_pending, 0, "{what}: {s:?}");
+    assert_eq!(s.callbacks_pending_bytes, 0, "{what}: {s:?}");
+}
+
+#[test]
+fn callbacks_queued_from_thread_local_destructors_keep_the_threads_order() {
+    // A reader holds the first grace period, so nothing is harvested while
+    // the thread exits; its last callback comes from a destructor that runs
+    // after its batch is gone (it is queued alone) and must still run after
+    // the ones its batch held. Found by a test written to break the batches.
+    for round in 0..scaled(20, 2) {
+        let domain = Arc::new(RcuDomain::with_config(config(MANY, NEVER, MINUTE)));
+        let holder = Holder::start(&domain);
+        domain.call_rcu(|| {});
+        let log = Arc::new(std::sync::Mutex::new(Vec::<&'static str>::new()));
+        let (d, l) = (Arc::clone(&domain), Arc::clone(&log));
+        std::thread::spawn(move || {
+            let (d1, l1) = (Arc::clone(&d), Arc::clone(&l));
+            EARLY.with(|e| {
+                e.borrow_mut().0 = Some(Box::new(move || {
+                    d1.call_rcu(move || l1.lock().unwrap().push("early-dtor"));
+                }))
+            });
+            for name in ["a", "b", "c"] {
+                let l = Arc::clone(&l);
+                d.call_rcu(move || l.lock().unwrap().push(name));
+            }
+            let (d2, l2) = (Arc::clone(&d), Arc::clone(&l));
+            LATE.with(|e| {
+                e.borrow_mut().0 = Some(Box::new(move || {
+                    d2.call_rcu(move || l2.lock().unwrap().push("late-dtor"));
+                }))
+            });
+        })
+        .join()
+        .unwrap();
+        domain.drain();
+        drop(holder);
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["a", "b", "c", "late-dtor", "early-dtor"],
+            "round {round}: the thread's callbacks out of order"
+        );
+        assert_quiescent(&domain, "after the thread's exit");
+    }
+}
+
+#[test]
+fn a_huge_callback_queued_after_the_threads_batches_are_gone_leaves_no_bytes_behind() {
+    // Queued alone (the thread's batches are gone), it must be counted as
+    // the runner releases it: a callback counts for at most usize::MAX/256
+    // bytes. Found by a test written to break the batches.
+    let domain = Arc::new(RcuDomain::new());
+    let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (d, flag) = (Arc::clone(&domain), Arc::clone(&dropped));
+    std::thread::spawn(move || {
+        let d1 = Arc::clone(&d);
+        EARLY.with(|e| {
+            e.borrow_mut().0 = Some(Box::new(move || {
+                struct Flag(Arc<std::sync::atomic::AtomicBool>);
+                impl Drop for Flag {
+                    fn drop(&mut self) {
+                        self.0.store(true, Ordering::SeqCst);
+                    }
+                }
+                d1.defer_drop_sized(Flag(flag), usize::MAX / 2);
+            }))
+        });
+        // The thread's batches are registered after EARLY.
+        d.call_rcu(|| {});
+    })
+    .join()
+    .unwrap();
+    domain.drain();
+    assert!(dropped.load(Ordering::SeqCst));
+    assert_quiescent(&domain, "after a huge callback queued alone");
 }
