@@ -49,6 +49,8 @@
 //! `pending` (`fork.rs`), so the next caller starts one.
 
 use crate::barrier::AtomicCounter;
+#[cfg(not(rcu_loom))]
+use crate::batch::Owned;
 use crate::event::Event;
 use crate::grace_period::{
     AbortOnUnwind, GracePeriods, Panicked, Raised, UserCode, current_user_code, run_user,
@@ -223,57 +225,16 @@ impl Callbacks {
         self.ensure_reclaim_thread(spawn);
         let bytes = size_of::<F>().saturating_add(extra_bytes);
         #[cfg(not(rcu_loom))]
-        let f = {
-            let mut f = Some(f);
-            let mode = gp.readers.mode();
-            if let Some(mine) = gp.pressure.batches.mine(gp.readers.id) {
-                if mine.is_full() {
-                    // To the queue (under the batch's lock), to make room.
-                    let mut held = mine.lock();
-                    if let Some((items, bytes)) = held.take() {
-                        self.enqueue(gp, items, bytes);
-                    }
-                }
-                let f = f.take().expect("taken once");
-                let pushed = mine.push(Callback::new(f, bytes), mode);
-                match self.batch_is_due(gp, pushed.len, pushed.bytes) {
-                    Due::Queue => {
-                        // To the queue, under the batch's lock (module docs
-                        // of `batch.rs`); a harvest may have taken it
-                        // meanwhile.
-                        let mut held = mine.lock();
-                        if let Some((items, bytes)) = held.take() {
-                            self.enqueue(gp, items, bytes);
-                        }
-                    }
-                    Due::Wake => {
-                        // Flag the batch for the next harvest, end the
-                        // reclaim thread's pacing, and kick the forcing
-                        // checks (as `enqueue` does when the queued count
-                        // crosses the threshold).
-                        let _ = gp.pressure.batches.mark_dirty();
-                        self.call_ready.set();
-                        gp.kick.set();
-                    }
-                    Due::No => {
-                        if pushed.first && gp.pressure.batches.mark_dirty() {
-                            // The first callback since the batch was last
-                            // taken: wake the reclaim thread.
-                            self.call_ready.set();
-                        }
-                    }
-                }
+        match gp.pressure.batches.mine(gp.readers.id) {
+            Some(mine) => self.append(gp, &mine, f, bytes),
+            None => {
+                // Thread teardown: no batch. The thread's batch may still
+                // hold its earlier callbacks: they go to the queue first, so
+                // its callbacks keep their order (a harvest: rare, only from
+                // thread-local destructors).
+                self.harvest(gp);
+                self.enqueue_one(gp, Callback::new(f, bytes));
             }
-            // `None` (thread teardown, no batch): queued alone below.
-            f
-        };
-        #[cfg(not(rcu_loom))]
-        if let Some(f) = f {
-            // The thread's batch may still hold its earlier callbacks:
-            // they go to the queue first, so its callbacks keep their
-            // order (a harvest: rare, only from thread-local destructors).
-            self.harvest(gp);
-            self.enqueue_one(gp, Callback::new(f, bytes));
         }
         #[cfg(rcu_loom)]
         self.enqueue_one(gp, Callback::new(f, bytes));
@@ -286,6 +247,54 @@ impl Callbacks {
         // subtractions; a stale value only skips or adds one round of help.
         if gp.pressure.pending_bytes.load(Ordering::SeqCst) > gp.memory_limit() {
             self.help(gp);
+        }
+    }
+
+    /// Appends `f`, counted as `bytes`, to this thread's batch (built in
+    /// place), and does what the batch then needs (`batch_is_due`).
+    #[cfg(not(rcu_loom))]
+    #[inline(always)]
+    fn append<F: FnOnce() + Send + 'static>(
+        &self,
+        gp: &GracePeriods,
+        mine: &Owned<'_>,
+        f: F,
+        bytes: usize,
+    ) {
+        let mode = gp.readers.mode();
+        if mine.is_full() {
+            // To the queue, to make room.
+            self.move_to_queue(gp, mine);
+        }
+        let pushed = mine.push(Callback::new(f, bytes), mode);
+        match self.batch_is_due(gp, pushed.len, pushed.bytes) {
+            Due::Queue => self.move_to_queue(gp, mine),
+            Due::Wake => {
+                // Flag the batch for the next harvest, end the reclaim
+                // thread's pacing, and kick the forcing checks (as `enqueue`
+                // does when the queued count crosses the threshold).
+                let _ = gp.pressure.batches.mark_dirty();
+                self.call_ready.set();
+                gp.kick.set();
+            }
+            Due::No => {
+                if pushed.first && gp.pressure.batches.mark_dirty() {
+                    // The first callback since the batch was last taken:
+                    // wake the reclaim thread.
+                    self.call_ready.set();
+                }
+            }
+        }
+    }
+
+    /// Moves this thread's batch to the queue, under the batch's lock
+    /// (module docs of `batch.rs`); a harvest may have taken it meanwhile.
+    #[cfg(not(rcu_loom))]
+    #[inline]
+    fn move_to_queue(&self, gp: &GracePeriods, mine: &Owned<'_>) {
+        let mut held = mine.lock();
+        if let Some((items, bytes)) = held.take() {
+            self.enqueue(gp, items, bytes);
         }
     }
 
