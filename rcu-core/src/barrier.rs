@@ -98,6 +98,8 @@ pub(crate) struct Unavailable {
 
 /// Reads a boolean switch the usual ways: `1/true/yes/on` and
 /// `0/false/no/off` (and empty), any case, surrounding blanks ignored.
+// Loom models have no environment to read.
+#[cfg_attr(rcu_loom, allow(dead_code))]
 pub(crate) fn parse_switch(value: &str) -> Option<bool> {
     match value.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Some(true),

@@ -712,6 +712,10 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
             // predate a callback queued just before shutdown (loom found this
             // exit with a callback still queued).
             if cb.shutdown.load(Ordering::SeqCst) {
+                #[cfg(rcu_loom)]
+                if crate::grace_period::LoomDefects::get(&gp.defects.exit_without_recheck) {
+                    return;
+                }
                 if cb.try_exit(gp) {
                     return;
                 }

@@ -13,7 +13,9 @@ use crate::batch::Batches;
 use crate::config::{Config, ConfigError};
 use crate::event::Event;
 use crate::registry::{NotifierFn, ReadSide, Record, holding_up};
-use crate::stats::{GpHistogram, HISTOGRAM_BUCKETS, RcuEvent, StallWarning};
+#[cfg(not(rcu_loom))]
+use crate::stats::StallWarning;
+use crate::stats::{GpHistogram, HISTOGRAM_BUCKETS, RcuEvent};
 use crate::sync::{
     Arc, AtomicU32, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering, lock, report, spin_loop,
     thread, thread_local,
@@ -250,11 +252,14 @@ pub(crate) struct LoomDefects {
     pub(crate) never_arm_waiting: std::sync::atomic::AtomicBool,
     /// Return from a grace period without waiting for readers.
     pub(crate) skip_wait_for_readers: std::sync::atomic::AtomicBool,
+    /// Let the reclaim thread leave at shutdown without looking at the
+    /// queue again (a bug loom once found).
+    pub(crate) exit_without_recheck: std::sync::atomic::AtomicBool,
 }
 
 #[cfg(rcu_loom)]
 impl LoomDefects {
-    fn get(flag: &std::sync::atomic::AtomicBool) -> bool {
+    pub(crate) fn get(flag: &std::sync::atomic::AtomicBool) -> bool {
         // Relaxed: set before the model's threads start.
         flag.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -368,6 +373,7 @@ impl GracePeriods {
                     arm_waiting_once: std::sync::atomic::AtomicBool::new(false),
                     never_arm_waiting: std::sync::atomic::AtomicBool::new(false),
                     skip_wait_for_readers: std::sync::atomic::AtomicBool::new(false),
+                    exit_without_recheck: std::sync::atomic::AtomicBool::new(false),
                 },
             }
         }

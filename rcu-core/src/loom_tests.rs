@@ -42,7 +42,16 @@ fn bounded_model(bound: Option<usize>, f: impl Fn() + Sync + Send + 'static) {
 /// Runs a model that must fail, and checks that it fails for one of the
 /// `reasons` (so a self-check cannot pass by failing some other way).
 fn expect_failure(reasons: &[&str], f: impl Fn() + Sync + Send + 'static) {
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model(f)));
+    expect_failure_bounded(None, reasons, f)
+}
+
+/// [`expect_failure`] for a model searched with a preemption bound.
+fn expect_failure_bounded(
+    bound: Option<usize>,
+    reasons: &[&str],
+    f: impl Fn() + Sync + Send + 'static,
+) {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| bounded_model(bound, f)));
     let payload = result.expect_err("the model was expected to fail");
     let msg = payload
         .downcast_ref::<String>()
@@ -62,6 +71,7 @@ enum Defect {
     ArmWaitingOnce,
     NeverArmWaiting,
     SkipWaitForReaders,
+    ExitWithoutRecheck,
 }
 
 fn domain(defect: Defect) -> Arc<RcuDomain> {
@@ -73,6 +83,7 @@ fn domain(defect: Defect) -> Arc<RcuDomain> {
         Defect::ArmWaitingOnce => d.arm_waiting_once.store(true, Relaxed),
         Defect::NeverArmWaiting => d.never_arm_waiting.store(true, Relaxed),
         Defect::SkipWaitForReaders => d.skip_wait_for_readers.store(true, Relaxed),
+        Defect::ExitWithoutRecheck => d.exit_without_recheck.store(true, Relaxed),
     }
     domain
 }
@@ -366,31 +377,40 @@ fn engine_forced_state_catches_a_missing_wake_up() {
 /// Model 3: with two producers (the model's main thread and one more) and
 /// the reclaim thread consuming, every callback runs exactly once, in enqueue
 /// order per producer, and never before the grace period that follows its
-/// enqueue. The main thread queues two callbacks and the other thread one:
-/// with two each the bounded search below took 7 minutes (416 s on the
-/// development machine) and ruled CI's time; with two and one it takes about
-/// 2, and the other producer's push still races with each of the main
-/// thread's pushes and with their order check.
+/// enqueue. The main thread queues two callbacks and the other thread one,
+/// so the other producer's append races with each of the main thread's and
+/// with their order check.
 ///
-/// Bounded to 3 preemptions: three threads that each take several locks
-/// (the queue's producers are wait-free, but every callback goes through a
-/// grace period with its registry scan, leader election and events, then the
-/// domain's shutdown) did not finish unbounded in 15 minutes. The bounded
-/// run found the one bug this model has found so far (the reclaim thread
-/// leaving with a callback queued at shutdown) within seconds; the queue's
-/// lock-free push/pop handshake is small and reached by every schedule with
-/// a preemption between a producer's swap and its link.
+/// Bounded to 2 preemptions. Three threads that each take several locks
+/// (every callback goes through a batch, a grace period with its registry
+/// scan, leader election and events, then the domain's shutdown) did not
+/// finish unbounded in 15 minutes; a bound of 3 took about 200 s on CI's two
+/// cores and ruled the loom stage's time, a bound of 2 takes about 5 s. The
+/// bug this model once found (the reclaim thread leaving at shutdown with a
+/// callback still queued) needs one preemption, and the self-check below
+/// shows the bound-2 search finds it in under a second. The per-thread
+/// batch's wake-up handshake, the part with a weak-memory argument, has its
+/// own unbounded model (`batch::loom_model`).
 #[test]
 fn engine_callback_queue() {
-    callback_queue_model(Some(3));
+    callback_queue_model(Defect::None);
 }
 
-fn callback_queue_model(bound: Option<usize>) {
+/// Model 3, self-check: a reclaim thread that leaves at shutdown without
+/// looking at the queue again loses a callback, and the search finds it.
+#[test]
+fn engine_callback_queue_catches_an_early_exit() {
+    expect_failure_bounded(Some(2), &["assertion"], || {
+        callback_queue_model(Defect::ExitWithoutRecheck)
+    });
+}
+
+fn callback_queue_model(defect: Defect) {
     // Callbacks per producer: the main thread queues two (its order is
     // checked), the other thread one (it races with both).
     const COUNT: [usize; 2] = [2, 1];
-    bounded_model(bound, || {
-        let domain = domain(Defect::None);
+    bounded_model(Some(2), move || {
+        let domain = domain(defect);
         let ran: Arc<Mutex<Vec<(usize, usize)>>> = Arc::new(Mutex::new(Vec::new()));
         let produce = |p: usize, domain: &RcuDomain, ran: &Arc<Mutex<Vec<(usize, usize)>>>| {
             for i in 0..COUNT[p] {
