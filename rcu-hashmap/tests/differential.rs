@@ -163,7 +163,7 @@ fn random_ops_match_std() {
 
 #[test]
 fn grow_to_many_and_shrink_back() {
-    let n: u64 = if cfg!(miri) { 300 } else { 1 << 20 };
+    let n: u64 = if cfg!(miri) { 200 } else { 1 << 20 };
     let domain = RcuDomain::new();
     let map: RcuHashMap<u64, u64> = RcuHashMap::new_in(&domain);
     let small = map.capacity();
