@@ -1,5 +1,9 @@
 //! The public API: misuse panics, callbacks, pointers, configuration.
 
+// Loom builds (`--cfg rcu_loom`) have no process-wide domain: only the
+// library's models run there.
+#![cfg(not(rcu_loom))]
+
 mod common;
 
 use common::{DropCount, eventually, scaled};

@@ -6,6 +6,10 @@
 //! destructors, after the thread's batches are gone, keep the thread's order
 //! and their byte counts.
 
+// Loom builds (`--cfg rcu_loom`) have no process-wide domain: only the
+// library's models run there.
+#![cfg(not(rcu_loom))]
+
 mod common;
 
 use common::{Holder, config, eventually, scaled};

@@ -2,6 +2,10 @@
 //! run; their registrations are gone once they exit. (Its own test binary, so
 //! the process-wide reader count is this test's alone.)
 
+// Loom builds (`--cfg rcu_loom`) have no process-wide domain: only the
+// library's models run there.
+#![cfg(not(rcu_loom))]
+
 mod common;
 
 use common::eventually;

@@ -17,11 +17,11 @@
 //! under loom): this binary runs no case there.
 
 fn main() {
-    #[cfg(all(target_os = "linux", not(miri)))]
+    #[cfg(all(target_os = "linux", not(miri), not(rcu_loom)))]
     cases::run();
 }
 
-#[cfg(all(target_os = "linux", not(miri)))]
+#[cfg(all(target_os = "linux", not(miri), not(rcu_loom)))]
 mod cases {
 
     use rcu_core::{Config, RcuDomain};

@@ -1,6 +1,10 @@
 //! One `Guard` for every domain, the owned guard, domain-bound pointers and
 //! the raw retire (`defer_free`).
 
+// Loom builds (`--cfg rcu_loom`) have no process-wide domain: only the
+// library's models run there.
+#![cfg(not(rcu_loom))]
+
 mod common;
 
 use common::{DropCount, Token, block_on, eventually, finishes};

@@ -2,6 +2,10 @@
 //! idle process (`start_poll`), and a reclaim thread that is started again
 //! whenever work arrives after it stopped (a domain's shutdown).
 
+// Loom builds (`--cfg rcu_loom`) have no process-wide domain: only the
+// library's models run there.
+#![cfg(not(rcu_loom))]
+
 mod common;
 
 use common::{block_on, eventually, finishes, scaled};

@@ -1,6 +1,10 @@
 //! The barrier mode: membarrier where the kernel offers it, the fence
 //! fallback otherwise or when `RCU_NO_MEMBARRIER=1`.
 
+// Loom builds (`--cfg rcu_loom`) have no process-wide domain: only the
+// library's models run there.
+#![cfg(not(rcu_loom))]
+
 use rcu_core::{Config, RcuDomain};
 
 fn fallback_forced() -> bool {

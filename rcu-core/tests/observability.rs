@@ -1,6 +1,10 @@
 //! Beyond QEMU: polled and async grace periods, stall warnings, statistics,
 //! and the memory bound on pending callbacks.
 
+// Loom builds (`--cfg rcu_loom`) have no process-wide domain: only the
+// library's models run there.
+#![cfg(not(rcu_loom))]
+
 mod common;
 
 use common::{Holder, block_on, config, eventually, finishes, scaled};

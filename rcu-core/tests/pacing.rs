@@ -7,6 +7,10 @@
 //! should have ended shows as a wait of seconds; the bounds below are half
 //! that, far above what the work takes on a loaded machine.
 
+// Loom builds (`--cfg rcu_loom`) have no process-wide domain: only the
+// library's models run there.
+#![cfg(not(rcu_loom))]
+
 use rcu_core::{Config, ConfigError, RcuDomain};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -5,7 +5,9 @@
 //! cannot be removed, and the barrier mode is chosen once per process):
 //! the test re-runs itself with `RCU_SECCOMP_CHILD` set, and the child
 //! runs the scenario and prints a marker.
-#![cfg(target_os = "linux")]
+// Loom builds (`--cfg rcu_loom`) have no process-wide domain: only the
+// library's models run there.
+#![cfg(all(target_os = "linux", not(rcu_loom)))]
 
 mod common;
 

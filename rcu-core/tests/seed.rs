@@ -1,6 +1,10 @@
 //! The seed's behaviours: prompt grace periods, a quiet normal state, the
 //! four forcing conditions with their notifiers, and no stalls.
 
+// Loom builds (`--cfg rcu_loom`) have no process-wide domain: only the
+// library's models run there.
+#![cfg(not(rcu_loom))]
+
 mod common;
 
 use common::{Holder, config, eventually, finishes, scaled};

@@ -2,6 +2,10 @@
 //! and, under `--cfg rcu_broken_synchronize`, the self-check that a broken
 //! engine makes it fail.
 
+// Loom builds (`--cfg rcu_loom`) have no process-wide domain: only the
+// library's models run there.
+#![cfg(not(rcu_loom))]
+
 #[path = "support/torture.rs"]
 mod torture;
 

@@ -4,6 +4,10 @@
 //!
 //! Its own test binary: several tests set hooks and panic on purpose.
 
+// Loom builds (`--cfg rcu_loom`) have no process-wide domain: only the
+// library's models run there.
+#![cfg(not(rcu_loom))]
+
 mod common;
 
 use common::{Holder, eventually, finishes};

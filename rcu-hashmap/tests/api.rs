@@ -1,6 +1,10 @@
 //! The std-like surface: traits, guards of other domains, handles, the
 //! guard-free forms, `Debug`, and what `Removed` keeps alive.
 
+// Loom builds (`--cfg rcu_loom`) have no process-wide domain: only the
+// library's models run there.
+#![cfg(not(rcu_loom))]
+
 use rcu_core::RcuDomain;
 use rcu_hashmap::{MapRef, RcuHashMap, Removed};
 use static_assertions::{assert_impl_all, assert_not_impl_any};

@@ -4,6 +4,10 @@
 //! stable key exactly once across resizes; closures may write the map;
 //! drop-count accounting after `drain`.
 
+// Loom builds (`--cfg rcu_loom`) have no process-wide domain: only the
+// library's models run there.
+#![cfg(not(rcu_loom))]
+
 use rcu_core::RcuDomain;
 use rcu_hashmap::RcuHashMap;
 use std::collections::HashSet;

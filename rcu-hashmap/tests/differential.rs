@@ -2,6 +2,10 @@
 //! operation sequences, growth from empty to many keys and shrink back, and
 //! drop-count leak accounting.
 
+// Loom builds (`--cfg rcu_loom`) have no process-wide domain: only the
+// library's models run there.
+#![cfg(not(rcu_loom))]
+
 use rcu_core::RcuDomain;
 use rcu_hashmap::RcuHashMap;
 use std::collections::HashMap;

@@ -1,6 +1,10 @@
 //! The optional features: `serde` round trip, rayon's parallel extend and
 //! iteration. (`cargo test -p rcu-hashmap --all-features`.)
 
+// Loom builds (`--cfg rcu_loom`) have no process-wide domain: only the
+// library's models run there.
+#![cfg(not(rcu_loom))]
+
 #[cfg(feature = "serde")]
 #[test]
 fn serde_round_trip() {

@@ -1,6 +1,10 @@
 //! Reproducers of the `hashmap` fuzz target's findings (`fuzz/`), kept as
 //! regression tests.
 
+// Loom builds (`--cfg rcu_loom`) have no process-wide domain: only the
+// library's models run there.
+#![cfg(not(rcu_loom))]
+
 use rcu_core::RcuDomain;
 use rcu_hashmap::RcuHashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hasher};

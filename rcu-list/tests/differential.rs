@@ -2,6 +2,10 @@
 //! the lists and on a `VecDeque` model must agree after every step, and
 //! every element removed is dropped exactly once after `drain()`.
 
+// Loom builds (`--cfg rcu_loom`) have no process-wide domain: only the
+// library's models run there.
+#![cfg(not(rcu_loom))]
+
 mod common;
 
 use common::{BoxList, BoxSList, Node, Rng, size};

@@ -11,6 +11,10 @@
 //! `alive == false` instead of undefined behaviour. (The differential tests
 //! free for real, under Miri too.)
 
+// Loom builds (`--cfg rcu_loom`) have no process-wide domain: only the
+// library's models run there.
+#![cfg(not(rcu_loom))]
+
 mod common;
 
 use common::{Rng, size};
