@@ -94,7 +94,8 @@ pub(crate) struct Batch {
     /// Bytes ever taken; written only under `locked`.
     head_bytes: AtomicUsize,
     /// Slot `i % CAPACITY` holds callback `i` for `head <= i < tail`.
-    slots: Box<[UnsafeCell<MaybeUninit<Callback>>]>,
+    /// A fixed-size array (boxed): indexing it needs no bounds check.
+    slots: Box<[UnsafeCell<MaybeUninit<Callback>>; CAPACITY]>,
 }
 
 // SAFETY: a slot is written only by the owner, and only while it is outside
@@ -135,9 +136,9 @@ impl Batch {
             locked: AtomicBool::new(false),
             head: AtomicUsize::new(0),
             head_bytes: AtomicUsize::new(0),
-            slots: (0..CAPACITY)
-                .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
-                .collect(),
+            slots: Box::new(std::array::from_fn(|_| {
+                UnsafeCell::new(MaybeUninit::uninit())
+            })),
         }
     }
 

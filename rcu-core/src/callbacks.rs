@@ -227,14 +227,7 @@ impl Callbacks {
         #[cfg(not(rcu_loom))]
         match gp.pressure.batches.mine(gp.readers.id) {
             Some(mine) => self.append(gp, &mine, f, bytes),
-            None => {
-                // Thread teardown: no batch. The thread's batch may still
-                // hold its earlier callbacks: they go to the queue first, so
-                // its callbacks keep their order (a harvest: rare, only from
-                // thread-local destructors).
-                self.harvest(gp);
-                self.enqueue_one(gp, Callback::new(f, bytes));
-            }
+            None => self.enqueue_unbatched(gp, Callback::new(f, bytes)),
         }
         #[cfg(rcu_loom)]
         self.enqueue_one(gp, Callback::new(f, bytes));
@@ -269,14 +262,7 @@ impl Callbacks {
         let pushed = mine.push(Callback::new(f, bytes), mode);
         match self.batch_is_due(gp, pushed.len, pushed.bytes) {
             Due::Queue => self.move_to_queue(gp, mine),
-            Due::Wake => {
-                // Flag the batch for the next harvest, end the reclaim
-                // thread's pacing, and kick the forcing checks (as `enqueue`
-                // does when the queued count crosses the threshold).
-                let _ = gp.pressure.batches.mark_dirty();
-                self.call_ready.set();
-                gp.kick.set();
-            }
+            Due::Wake => self.wake_for_threshold(gp),
             Due::No => {
                 if pushed.first && gp.pressure.batches.mark_dirty() {
                     // The first callback since the batch was last taken:
@@ -287,10 +273,38 @@ impl Callbacks {
         }
     }
 
+    /// A batch reached the forcing threshold: flags it for the next
+    /// harvest, ends the reclaim thread's pacing, and kicks the forcing
+    /// checks (as `enqueue` does when the queued count crosses it). Out of
+    /// line: once per threshold's worth of appends.
+    #[cfg(not(rcu_loom))]
+    #[cold]
+    #[inline(never)]
+    fn wake_for_threshold(&self, gp: &GracePeriods) {
+        let _ = gp.pressure.batches.mark_dirty();
+        self.call_ready.set();
+        gp.kick.set();
+    }
+
+    /// `call_rcu` during thread teardown, when the thread's batch is gone:
+    /// the batch may still hold the thread's earlier callbacks, which go to
+    /// the queue first so that its callbacks keep their order (a harvest:
+    /// rare, only from thread-local destructors), then `cb` alone.
+    #[cfg(not(rcu_loom))]
+    #[cold]
+    #[inline(never)]
+    fn enqueue_unbatched(&self, gp: &GracePeriods, cb: Callback) {
+        self.harvest(gp);
+        self.enqueue_one(gp, cb);
+    }
+
     /// Moves this thread's batch to the queue, under the batch's lock
     /// (module docs of `batch.rs`); a harvest may have taken it meanwhile.
+    ///
+    /// Out of line: once per `batch::CAPACITY` appends at most, and its
+    /// lock loop inlined would cost every append registers to save.
     #[cfg(not(rcu_loom))]
-    #[inline]
+    #[inline(never)]
     fn move_to_queue(&self, gp: &GracePeriods, mine: &Owned<'_>) {
         let mut held = mine.lock();
         if let Some((items, bytes)) = held.take() {
