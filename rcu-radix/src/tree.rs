@@ -359,8 +359,12 @@ impl<V: Send + Sync + 'static> RcuRadixTree<V> {
     /// The value at `key`, inserting `f()` first if the key is absent.
     ///
     /// `f` runs with the tree's writer lock held, at most once, and only when
-    /// the key is absent: it must not write to this tree (that would
-    /// deadlock). If it panics the tree is unchanged.
+    /// the key is absent. It may read the tree (and call
+    /// [`stats`](Self::stats)); if it panics the tree is unchanged.
+    ///
+    /// # Panics
+    /// If `f` writes to this tree (a write from inside a write; it would
+    /// otherwise deadlock). The tree is then unchanged, and stays usable.
     ///
     /// ```
     /// let tree = rcu_radix::RcuRadixTree::new();
@@ -387,9 +391,15 @@ impl<V: Send + Sync + 'static> RcuRadixTree<V> {
     }
 
     /// Keeps only the entries for which `keep(key, &value)` returns `true`,
-    /// visiting them in key order. `keep` runs with the writer lock held and
-    /// must not write to this tree. The removed values are dropped after one
-    /// grace period, in one reclaim callback.
+    /// visiting them in key order. `keep` runs with the writer lock held; it
+    /// may read the tree. The removed values are dropped after one grace
+    /// period, in one reclaim callback. If `keep` panics, nothing is
+    /// removed.
+    ///
+    /// # Panics
+    /// If `keep` writes to this tree (as for
+    /// [`get_or_insert_with`](Self::get_or_insert_with)); nothing is removed
+    /// then.
     pub fn retain(&self, keep: impl FnMut(u64, &V) -> bool) {
         let mut batch = Batch::new();
         self.raw.write().retain(&mut batch, keep);
@@ -421,10 +431,16 @@ impl<V: Send + Sync + 'static> RcuRadixTree<V> {
     }
 
     /// The tree's shape and memory: entries, inner nodes, height, bytes.
-    /// Walks the whole tree under the writer lock (writers wait; readers do
-    /// not).
+    /// Walks the whole tree as a reader (under a guard of its own): writers
+    /// do not wait, and closures run by writes may call it. Exact when no
+    /// write runs meanwhile; otherwise a mix of the states the walk passes
+    /// through.
     pub fn stats(&self) -> TreeStats {
-        let s = self.raw.shape();
+        let guard = self.domain.read_lock_owned();
+        // SAFETY: `guard` is a critical section of the tree's domain for the
+        // whole call.
+        let s = unsafe { self.raw.shape() };
+        drop(guard);
         TreeStats {
             entries: s.leaves,
             nodes: s.nodes,
@@ -513,16 +529,40 @@ impl<V: Send + Sync + 'static> FromIterator<(u64, V)> for RcuRadixTree<V> {
 }
 
 impl<V: Send + Sync + 'static> Extend<(u64, V)> for RcuRadixTree<V> {
+    /// Inserts every pair under one hold of the writer lock. If the
+    /// iterator panics, what it yielded before stays inserted, and the
+    /// values it replaced are retired as usual.
     fn extend<I: IntoIterator<Item = (u64, V)>>(&mut self, iter: I) {
-        let mut writer = self.raw.write();
-        let mut replaced = Vec::new();
+        let mut ext = Extending {
+            writer: Some(self.raw.write()),
+            replaced: Vec::new(),
+            domain: &self.domain,
+        };
         for (k, v) in iter {
-            replaced.extend(writer.insert(k, v));
+            if let Some(w) = &mut ext.writer {
+                ext.replaced.extend(w.insert(k, v));
+            }
         }
-        drop(writer);
-        for l in replaced {
-            // SAFETY: as in `insert`.
-            drop(unsafe { Removed::new(l, &self.domain) });
+        // Dropping `ext` unlocks, then retires (also when `iter` panics).
+    }
+}
+
+/// An `extend` in progress: the writer lock, and the leaves its inserts
+/// replaced, which are retired after the lock is released when it ends,
+/// however it ends (a panicking iterator must not leak them).
+struct Extending<'t, V: Send + Sync + 'static> {
+    writer: Option<raw::Writer<'t, V>>,
+    replaced: Vec<std::ptr::NonNull<Leaf<V>>>,
+    domain: &'t RcuDomain,
+}
+
+impl<V: Send + Sync + 'static> Drop for Extending<'_, V> {
+    fn drop(&mut self) {
+        drop(self.writer.take());
+        for l in self.replaced.drain(..) {
+            // SAFETY: as in `insert`: `l` was unlinked by this extend's
+            // writer, which has released the lock, and is retired once.
+            drop(unsafe { Removed::new(l, self.domain) });
         }
     }
 }

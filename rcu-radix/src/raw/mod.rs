@@ -52,7 +52,23 @@ pub(crate) struct RawTree<V> {
     root: AtomicPtr<()>,
     len: AtomicUsize,
     lock: Mutex<()>,
+    /// The thread holding `lock` ([`thread_token`]), or 0: a write from
+    /// inside a write (a user closure run under the lock) panics instead of
+    /// deadlocking.
+    owner: AtomicUsize,
     _owns: PhantomData<Box<Leaf<V>>>,
+}
+
+/// A number that tells this thread from every other live thread (the
+/// address of a thread-local), never 0; 0 during thread-local teardown,
+/// where a nested write is then not detected.
+fn thread_token() -> usize {
+    thread_local! {
+        static TOKEN: u8 = const { 0 };
+    }
+    TOKEN
+        .try_with(|t| std::ptr::from_ref(t).addr())
+        .unwrap_or(0)
 }
 
 /// The shape of a tree, from [`RawTree::shape`].
@@ -69,6 +85,7 @@ impl<V> RawTree<V> {
             root: AtomicPtr::new(std::ptr::null_mut()),
             len: AtomicUsize::new(0),
             lock: Mutex::new(()),
+            owner: AtomicUsize::new(0),
             _owns: PhantomData,
         }
     }
@@ -80,10 +97,30 @@ impl<V> RawTree<V> {
 
     /// Takes the writer lock (ignoring poison: a writer panics only in user
     /// code, which runs before it changes the tree).
+    ///
+    /// # Panics
+    /// If this thread holds it already: a closure that a write runs under
+    /// the lock (`get_or_insert_with`'s, `retain`'s, an `Extend` iterator)
+    /// wrote to the same tree, which would otherwise deadlock.
+    #[track_caller]
     pub(crate) fn write(&self) -> Writer<'_, V> {
+        let me = thread_token();
+        // Relaxed: only this thread stores its own token, and it stores 0
+        // before it unlocks, so the load sees `me` exactly when this thread
+        // holds the lock (program order), whatever other threads do.
+        if me != 0 && self.owner.load(Ordering::Relaxed) == me {
+            panic!(
+                "rcu-radix: a write to the tree from inside one of its own writes (a closure \
+                 passed to `get_or_insert_with` or `retain`, or an `Extend` iterator, runs \
+                 under the tree's writer lock and must not write to the same tree)"
+            );
+        }
+        let lock = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        // Relaxed: read only by this thread for itself (above).
+        self.owner.store(me, Ordering::Relaxed);
         Writer {
             tree: self,
-            _lock: self.lock.lock().unwrap_or_else(|p| p.into_inner()),
+            _lock: lock,
         }
     }
 
@@ -161,20 +198,28 @@ impl<V> RawTree<V> {
         })
     }
 
-    /// Node count, leaf count and height, walked by the writer.
-    pub(crate) fn shape(&self) -> Shape {
-        let _w = self.write();
+    /// Node count, leaf count and height, walked as a reader: exact when no
+    /// writer runs meanwhile, a mix of the states it passes through
+    /// otherwise. It takes no lock, so a closure run by a write may call it.
+    ///
+    /// # Safety
+    /// The caller is inside a read-side critical section of the domain the
+    /// tree retires through, for the whole call.
+    pub(crate) unsafe fn shape(&self) -> Shape {
         let mut shape = Shape::default();
-        // SAFETY: under the writer lock the tree cannot change, and every
-        // reachable node is alive (only the writer frees, and only unlinked
-        // nodes).
-        unsafe { walk_shape(Word::load(&self.root, Ordering::Relaxed), 0, &mut shape) };
+        // Acquire: as in `RawTree::get`.
+        let root = Word::load(&self.root, Ordering::Acquire);
+        // SAFETY: the caller's critical section keeps every node read in it
+        // alive (the writer retires only unlinked nodes, after a grace
+        // period).
+        unsafe { walk_shape(root, 0, &mut shape) };
         shape
     }
 }
 
 /// # Safety
-/// `w` and everything below it is alive and unchanging during the call.
+/// The caller is inside a read-side critical section of the tree's domain
+/// for the whole call, and `w` was read from the tree in it.
 unsafe fn walk_shape(w: Word, depth: usize, shape: &mut Shape) {
     match w.kind() {
         Kind::Empty => {}
@@ -187,8 +232,10 @@ unsafe fn walk_shape(w: Word, depth: usize, shape: &mut Shape) {
             // SAFETY: by the contract.
             let n = unsafe { &*n };
             for slot in &n.slots {
-                // SAFETY: by the contract.
-                unsafe { walk_shape(Word::load(slot, Ordering::Relaxed), depth + 1, shape) };
+                // Acquire: as in `RawTree::get`.
+                let child = Word::load(slot, Ordering::Acquire);
+                // SAFETY: by the contract (`child` was read in it).
+                unsafe { walk_shape(child, depth + 1, shape) };
             }
         }
     }
@@ -245,6 +292,14 @@ unsafe fn last_le(w: Word, key: u64, mark: Option<usize>) -> Option<*const LeafH
 pub(crate) struct Writer<'t, V> {
     tree: &'t RawTree<V>,
     _lock: MutexGuard<'t, ()>,
+}
+
+impl<V> Drop for Writer<'_, V> {
+    fn drop(&mut self) {
+        // Before `_lock` unlocks (fields drop after this): see `write`.
+        // Relaxed: as there.
+        self.tree.owner.store(0, Ordering::Relaxed);
+    }
 }
 
 /// The nodes on the way to a key: `(node, index taken)` from the root down.
