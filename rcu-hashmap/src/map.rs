@@ -5,12 +5,51 @@
 use crate::raw::{Insert, Node, RawIter, RawMap, Retired};
 use rcu_core::{Guard, OwnedReadGuard, RcuDomain, ReadGuard};
 use std::borrow::Borrow;
+use std::cell::Cell;
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::iter::FusedIterator;
 use std::ops::Deref;
 use std::ptr;
+
+thread_local! {
+    /// The innermost [`RcuHashMap::update`] closure this thread is running
+    /// (null when none); each run links to the one it runs inside.
+    static UPDATING: Cell<*const UpdateRun> = const { Cell::new(ptr::null()) };
+}
+
+/// One run of an `update` closure, on the `update`'s stack. A closure that
+/// inserts or updates the key it is updating makes `update` run it again
+/// (the entry changed); one that does so in two runs in a row would do so
+/// forever, each run replacing the entry the next must replace, so the
+/// second such write panics instead.
+struct UpdateRun {
+    map: *const (),
+    node: *const (),
+    /// The previous run of this `update` wrote its key.
+    wrote_before: bool,
+    /// This run wrote its key.
+    wrote: Cell<bool>,
+    outer: *const UpdateRun,
+}
+
+/// Uninstalls an [`UpdateRun`] when its closure returns or unwinds.
+struct Running<'r>(&'r UpdateRun);
+
+impl<'r> Running<'r> {
+    fn install(run: &'r UpdateRun) -> Self {
+        // During thread-local teardown nothing is tracked.
+        let _ = UPDATING.try_with(|u| u.set(run));
+        Running(run)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let _ = UPDATING.try_with(|u| u.set(self.0.outer));
+    }
+}
 
 /// A concurrent hash map for read-mostly workloads: lookups take no lock
 /// and write nothing shared; writers lock one bucket. See the
@@ -228,6 +267,39 @@ impl<K, V, S: Default> Default for RcuHashMap<K, V, S> {
 
 /// Reads.
 impl<K: Hash + Eq, V, S: BuildHasher> RcuHashMap<K, V, S> {
+    /// Notes a write of the key that hashes to `hash` and satisfies
+    /// `is_key` in every [`update`](Self::update) closure of this map that
+    /// this thread is running for that key, and panics if that closure's
+    /// previous run wrote it too (see [`UpdateRun`]).
+    #[inline]
+    #[track_caller]
+    fn check_not_updating(&self, hash: u64, mut is_key: impl FnMut(&K) -> bool) {
+        let mut run = UPDATING.try_with(Cell::get).unwrap_or(ptr::null());
+        while !run.is_null() {
+            // SAFETY: an installed run lives on the stack of an `update`
+            // below us on this thread, which uninstalls it (`Running`)
+            // before it returns or unwinds past it.
+            let r = unsafe { &*run };
+            if r.map == ptr::from_ref(self).cast() {
+                // SAFETY: `r.node` is the entry that `update` of this map
+                // (the same `K` and `V`) runs its closure for; the `update`
+                // holds a critical section of the map's domain meanwhile.
+                let n = unsafe { &*r.node.cast::<Node<K, V>>() };
+                if n.hash == hash && is_key(&n.key) {
+                    if r.wrote_before {
+                        panic!(
+                            "rcu-hashmap: an `update` closure inserted or updated the key it is \
+                             updating in two runs in a row (each run replaces the entry the \
+                             next must replace: the `update` would run it forever)"
+                        );
+                    }
+                    r.wrote.set(true);
+                }
+            }
+            run = r.outer;
+        }
+    }
+
     #[inline]
     fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
         self.hasher.hash_one(key)
@@ -312,7 +384,10 @@ impl<K: Hash + Eq, V, S: BuildHasher> RcuHashMap<K, V, S> {
 
     /// Calls `f` with the value of `key` (or `None`) under a guard the call
     /// takes and releases, and returns what `f` returns. `f` may read and
-    /// write the map.
+    /// write the map. It runs inside that guard's read-side critical
+    /// section, so it must not wait for a grace period of the map's domain
+    /// (`synchronize`, `drain`): on the process-wide domain that panics, on
+    /// another one it would never return.
     ///
     /// ```
     /// let map = rcu_hashmap::RcuHashMap::new();
@@ -383,8 +458,15 @@ where
     ///
     /// The key's `Hash` runs before, and its `Eq` under, the bucket lock:
     /// `Eq` must not write to this map.
+    ///
+    /// # Panics
+    /// From inside an [`update`](Self::update) closure for the same key
+    /// whose previous run inserted it too (that `update` would run its
+    /// closure forever).
+    #[track_caller]
     pub fn insert(&self, key: K, value: V) -> Option<Removed<K, V>> {
         let hash = self.hash(&key);
+        self.check_not_updating(hash, |k| *k == key);
         let node = Node::new(hash, key, value);
         let _guard = LocalGuard::new(self.raw.domain());
         // SAFETY: `_guard` is a critical section of the map's domain.
@@ -467,7 +549,18 @@ where
     /// and the replacement, `f` runs again on the newer value). Returns the
     /// old value as a [`Removed`] handle, or `None` (and `f` is not called)
     /// if the key is absent. `f` runs without any lock held: it may read
-    /// and write the map. The new entry's key is a clone of the stored one.
+    /// the map and write other keys, inside a read-side critical section
+    /// (as [`with`](Self::with)'s closure). The new entry's key is a clone
+    /// of the stored one.
+    ///
+    /// `f` may write the key it is updating too: `update` then runs it again
+    /// on the value it wrote. A `remove` of the key from `f` ends the
+    /// `update` with `None`.
+    ///
+    /// # Panics
+    /// If `f` inserts or updates the key it is updating in two runs in a
+    /// row (each run would replace the entry again, and `update` would run
+    /// `f` forever).
     ///
     /// ```
     /// let map = rcu_hashmap::RcuHashMap::new();
@@ -477,20 +570,35 @@ where
     /// assert_eq!(map.get_cloned("hits"), Some(2));
     /// assert!(map.update("misses", |v| v + 1).is_none());
     /// ```
+    #[track_caller]
     pub fn update<Q>(&self, key: &Q, mut f: impl FnMut(&V) -> V) -> Option<Removed<K, V>>
     where
         K: Borrow<Q> + Clone,
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash(key);
+        self.check_not_updating(hash, |k| k.borrow() == key);
         let _guard = LocalGuard::new(self.raw.domain());
+        let mut wrote_before = false;
         loop {
             // SAFETY: `_guard` is a critical section of the map's domain,
             // held across the loop; `n` is a node of this map and the new
             // node has its hash.
             unsafe {
                 let n = self.raw.find(hash, |k| k.borrow() == key)?;
-                let new = Node::new(hash, n.key.clone(), f(&n.value));
+                let run = UpdateRun {
+                    map: ptr::from_ref(self).cast(),
+                    node: ptr::from_ref(n).cast(),
+                    wrote_before,
+                    wrote: Cell::new(false),
+                    outer: UPDATING.try_with(Cell::get).unwrap_or(ptr::null()),
+                };
+                let value = {
+                    let _running = Running::install(&run);
+                    f(&n.value)
+                };
+                wrote_before = run.wrote.get();
+                let new = Node::new(hash, n.key.clone(), value);
                 match self.raw.replace_node(n, new) {
                     Ok(old) => return Some(Removed(old)),
                     Err(new) => drop(new),
@@ -500,8 +608,10 @@ where
     }
 
     /// Keeps only the entries for which `f` returns `true`. `f` runs without
-    /// any lock held (it may read and write the map); the walk is that of
-    /// [`iter`](Self::iter). An entry replaced between `f`'s call and its
+    /// any lock held (it may read and write the map), inside a read-side
+    /// critical section (as [`with`](Self::with)'s closure); the walk is
+    /// that of [`iter`](Self::iter). The removed entries are retired once
+    /// the walk is over. An entry replaced between `f`'s call and its
     /// removal is kept.
     ///
     /// ```
@@ -510,16 +620,25 @@ where
     /// assert_eq!(map.len(), 5);
     /// ```
     pub fn retain(&self, mut f: impl FnMut(&K, &V) -> bool) {
-        let _guard = LocalGuard::new(self.raw.domain());
-        // SAFETY: `_guard` is a critical section of the map's domain, held
+        // Retired after the walk's critical section ends, not inside it: on a
+        // domain over its memory limit a retirement may wait for a grace
+        // period to make room, and inside the walk's own critical section no
+        // grace period could end (the engine sees that only for guards tied
+        // to the thread, and the walk's guard on a private domain is an
+        // owned one): 1 ms per removed entry before.
+        let mut removed = Vec::new();
+        let guard = LocalGuard::new(self.raw.domain());
+        // SAFETY: `guard` is a critical section of the map's domain, held
         // for the whole walk.
         let mut it = unsafe { self.raw.iter() };
         while let Some(n) = it.next_node() {
             if !f(&n.key, &n.value) {
                 // SAFETY: as above.
-                drop(unsafe { self.raw.remove(n.hash, |m| ptr::eq(m, n)) });
+                removed.extend(unsafe { self.raw.remove(n.hash, |m| ptr::eq(m, n)) });
             }
         }
+        drop(guard);
+        drop(removed);
     }
 
     /// Removes every entry present when the walk reaches it (entries

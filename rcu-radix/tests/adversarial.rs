@@ -5,8 +5,9 @@
 //! values it had replaced, `stats` from a writer's closure deadlocked, and
 //! so did a write from one (now a clear panic).
 
-// Loom builds (`--cfg rcu_loom`) have no process-wide domain.
-#![cfg(not(rcu_loom))]
+// Loom builds (`--cfg rcu_loom`) have no process-wide domain; the sizes and
+// watchdogs here are for native runs, not Miri's.
+#![cfg(not(any(rcu_loom, miri)))]
 
 use rcu_core::{Config, RcuDomain};
 use rcu_radix::{Mark, RcuRadixTree};
@@ -667,7 +668,7 @@ fn differential_top_and_low_bit_keys() {
 /// wins, keys sorted), also while the thread holds a guard.
 #[test]
 fn debug_from_iter_extend_like_btreemap() {
-    let items = vec![
+    let items = [
         (5u64, "e"),
         (u64::MAX, "max"),
         (0, "zero"),
@@ -1257,11 +1258,11 @@ fn scans_under_churn_yield_stable_keys_exactly_once() {
                     drop(tree.insert(k, k));
                     churned.push(k);
                 }
-                if i % 7 == 0 {
+                if i.is_multiple_of(7) {
                     // Replace a stable key's value (it stays present).
                     drop(tree.insert(base, base));
                 }
-                if i % 400 == 0 {
+                if i.is_multiple_of(400) {
                     for k in churned.drain(..) {
                         drop(tree.remove(k));
                     }
@@ -1480,7 +1481,7 @@ fn concurrent_get_or_insert_with_runs_f_once() {
     let calls = AtomicUsize::new(0);
     let n = 3000u64;
     let key = |i: u64| {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             i
         } else {
             i.wrapping_mul(0x9E37_79B9_7F4A_7C15)
