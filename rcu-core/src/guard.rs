@@ -199,13 +199,15 @@ pub(crate) type KeepAlive = Option<std::sync::Arc<dyn Send + Sync>>;
 /// });
 /// ```
 ///
-/// For the same reason, a thread that holds an owned guard and queues
-/// callbacks ([`call_rcu`](crate::call_rcu), [`defer_drop`](crate::defer_drop),
-/// dropping an [`Unlinked`](crate::Unlinked)) while the domain is over its
-/// [`memory_limit`](crate::Config::memory_limit) may wait up to a
-/// millisecond in each call, helping to run callbacks that its own guard
-/// holds back (a thread inside a `ReadGuard` never waits there). Retire
-/// after dropping the guard, as `rcu-hashmap`'s `retain` does.
+/// Queuing callbacks ([`call_rcu`](crate::call_rcu),
+/// [`defer_drop`](crate::defer_drop), dropping an
+/// [`Unlinked`](crate::Unlinked)) while the domain is over its
+/// [`memory_limit`](crate::Config::memory_limit) makes the caller help run
+/// callbacks, waiting up to a millisecond for more; a thread inside a
+/// critical section skips the wait, since the grace period would wait for
+/// it. For owned guards the engine counts the thread that took the guard:
+/// while the guard is held, that thread never waits there (if the guard has
+/// moved to another thread, its taker is then not slowed down either).
 #[must_use = "the critical section ends when the guard is dropped"]
 pub struct OwnedReadGuard {
     rec: Option<Arc<Record>>,

@@ -767,6 +767,19 @@ impl Registry {
         self.records.len() - self.free.len()
     }
 
+    /// Whether a critical section in this registry may be the calling
+    /// thread's: one of its own, or an owned guard it took that is still
+    /// held (most likely here: owned guards can move to other threads, but
+    /// rarely do while their taker keeps working). For helping, which
+    /// must not wait for a grace period the caller may be holding up.
+    pub(crate) fn current_thread_may_be_reading(&self) -> bool {
+        let me = thread::current().id();
+        self.records.iter().any(|r| {
+            r.in_critical_section()
+                && lock(&r.cold).owner.as_ref().map(thread::Thread::id) == Some(me)
+        })
+    }
+
     /// Whether the calling thread holds a critical section in this registry
     /// (owned guards, which belong to no thread, aside).
     pub(crate) fn current_thread_reading(&self) -> bool {
