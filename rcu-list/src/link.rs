@@ -11,10 +11,15 @@
 //!   owning list's lock; its accesses are `Relaxed` (the lock orders them),
 //!   which compiles to plain moves.
 //! * `owner` says who may touch the link: [`FREE`], [`RETIRING`] (removed,
-//!   waiting for a grace period) or the id of the one list it is linked in.
-//!   Inserting claims it with a compare-and-swap from `FREE`, so an element
-//!   is in at most one list, and a double insertion panics instead of
-//!   corrupting both lists. The claim is given back only after the grace
+//!   waiting for a grace period), a list's id with the [`PENDING`] bit
+//!   (claimed by an insertion into that list that has not linked it yet),
+//!   or the id of the one list it is linked in. Inserting claims it with a
+//!   compare-and-swap from `FREE`, so an element is in at most one list,
+//!   and a double insertion panics instead of corrupting both lists. The
+//!   claim is taken before the list's lock, so the lock holder tells a
+//!   linked element (the id alone) from one whose insertion is still
+//!   waiting for the lock: an element counts as a position in the list only
+//!   once it is linked. The claim is given back only after the grace
 //!   period that follows the removal, so no writer re-links an element while
 //!   a reader may still stand on it (which could send that reader into
 //!   another list, of another domain).
@@ -31,16 +36,20 @@ use std::ptr;
 /// The owner word of a link that no list holds.
 pub(crate) const FREE: usize = 0;
 /// The owner word of a link that was removed from its list and is waiting
-/// for a grace period before it may be linked again.
+/// for a grace period before it may be linked again (odd: no list's id).
 pub(crate) const RETIRING: usize = 1;
 
-/// A fresh list id, never [`FREE`] or [`RETIRING`], never reused.
+/// The bit an owner word carries while an insertion has claimed the link
+/// for a list but not linked it yet (list ids are even).
+pub(crate) const PENDING: usize = 1;
+
+/// A fresh list id: even, never [`FREE`], never reused.
 pub(crate) fn new_list_id() -> usize {
     // Plain `std` atomic even under loom: ids only need to be unique, they
     // take no part in any protocol a model explores.
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(2);
     // Relaxed: uniqueness needs only the atomicity of the RMW.
-    let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let id = NEXT.fetch_add(2, std::sync::atomic::Ordering::Relaxed);
     assert!(id >= 2, "rcu-list: list ids exhausted");
     id
 }
@@ -67,7 +76,8 @@ pub struct Owner(AtomicUsize);
 impl Owner {
     maybe_const_new!({ Owner(AtomicUsize::new(FREE)) });
 
-    /// Claims a free link for list `id`; `false` if it is not free.
+    /// Claims a free link for an insertion into list `id`, not linked yet
+    /// (see [`PENDING`]); `false` if it is not free.
     #[inline]
     pub(crate) fn claim(&self, id: usize) -> bool {
         // Acquire on success: pairs with the Release store in `release`, so
@@ -75,11 +85,21 @@ impl Owner {
         // old list that it waited for) happens before our writes to the
         // link. Relaxed on failure: we touch nothing then.
         self.0
-            .compare_exchange(FREE, id, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(FREE, id | PENDING, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
     }
 
-    /// Whether the link is in list `id` now.
+    /// Marks a claimed link as linked in list `id`: by the holder of that
+    /// list's lock, as it links it.
+    #[inline]
+    pub(crate) fn linked(&self, id: usize) {
+        // Relaxed: read as a position only by holders of the same lock,
+        // which orders this store before them; anyone else takes a snapshot.
+        self.0.store(id, Ordering::Relaxed);
+    }
+
+    /// Whether the link is linked in list `id` now (not merely claimed for
+    /// it).
     #[inline]
     pub(crate) fn is(&self, id: usize) -> bool {
         // Relaxed: `id` is stored and replaced only by writers of list `id`,

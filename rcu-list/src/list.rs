@@ -259,9 +259,13 @@ where
     /// under the writer lock; they are dropped after a grace period (one
     /// callback for all), as `Vec::retain` would drop them. O(len).
     ///
-    /// `keep` runs under the lock: it must not call this list's writer
-    /// methods (that would deadlock). If it panics, the elements removed
-    /// so far are still retired and the list stays consistent.
+    /// `keep` runs under the lock; it may read the list (and other lists).
+    /// If it panics, the elements removed so far are still retired and the
+    /// list stays consistent.
+    ///
+    /// # Panics
+    /// If `keep` calls one of this list's writer methods (it would wait for
+    /// the lock `retain` holds); the list stays consistent, as above.
     ///
     /// ```
     /// # use rcu_list::{ListLink, RcuList, intrusive_adapter};

@@ -99,21 +99,28 @@ where
     /// while this task holds an [`OwnedReadGuard`](rcu_core::OwnedReadGuard)
     /// of the domain: the grace period would wait for it forever.
     pub fn into_inner(mut self) -> P {
-        let raw = self.take();
-        self.domain.with(|d| raw.wait(d))
+        // Waits with the element still in `self`: should the wait panic,
+        // dropping `self` retires the element instead of leaking it.
+        self.domain.with(RcuDomain::synchronize);
+        // SAFETY: a full grace period has passed since the element was
+        // unlinked (before this handle was made).
+        unsafe { self.take().finish() }
     }
 
     /// Awaits a grace period without blocking the executor thread, then
     /// gives the pointer back: the async form of
     /// [`into_inner`](Self::into_inner). Do not hold a guard of the domain
-    /// across the `.await`.
+    /// across the `.await`. A future dropped before it completes retires the
+    /// element, as dropping the handle does.
     #[cfg(not(rcu_loom))]
     pub async fn into_inner_async(mut self) -> P {
-        let raw = self.take();
+        // As in `into_inner`: the element stays in `self` across the await.
         match &self.domain {
-            Domain::Global => raw.wait_async(&RcuDomain::global()).await,
-            Domain::Other(d) => raw.wait_async(d).await,
+            Domain::Global => RcuDomain::global().synchronize_async().await,
+            Domain::Other(d) => d.synchronize_async().await,
         }
+        // SAFETY: as in `into_inner`.
+        unsafe { self.take().finish() }
     }
 }
 

@@ -46,7 +46,9 @@ impl Links {
         }
     }
 
+    #[track_caller]
     fn lock(&self) -> Locked<'_> {
+        super::check_not_retaining(ptr::from_ref(self).cast());
         Locked {
             _guard: lock(&self.lock),
             links: self,
@@ -459,21 +461,23 @@ where
         // even if `keep` panics.
         let mut batch = Batch::new(&self.domain);
         let l = self.links.lock();
-        let mut p = l.first();
-        while !p.is_null() {
-            // SAFETY: reached from the head under the lock: linked here.
-            let next = unsafe { &*p }.next_locked();
-            // SAFETY: a linked element, alive while we hold the lock; `p` has
-            // its provenance (invariant 1).
-            if !keep(unsafe { &*value_of::<A>(p) }) {
-                // SAFETY: linked here; then just unlinked, under the lock.
-                unsafe {
-                    l.unlink(p);
-                    batch.push(Self::retired(p));
+        super::retaining(ptr::from_ref(&self.links).cast(), || {
+            let mut p = l.first();
+            while !p.is_null() {
+                // SAFETY: reached from the head under the lock: linked here.
+                let next = unsafe { &*p }.next_locked();
+                // SAFETY: a linked element, alive while we hold the lock; `p`
+                // has its provenance (invariant 1).
+                if !keep(unsafe { &*value_of::<A>(p) }) {
+                    // SAFETY: linked here; then just unlinked, under the lock.
+                    unsafe {
+                        l.unlink(p);
+                        batch.push(Self::retired(p));
+                    }
                 }
+                p = next;
             }
-            p = next;
-        }
+        });
         drop(l);
         drop(batch);
     }

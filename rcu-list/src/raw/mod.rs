@@ -15,7 +15,11 @@
 //!    links to it ([`list::Locked::find`]).
 //! 2. **Ownership.** A link whose owner word is a list's id is in that list
 //!    and its element is owned by it; it is changed only under that list's
-//!    writer lock. A removed element is `RETIRING` and still owned by the
+//!    writer lock. An insertion claims the link (the id with the `PENDING`
+//!    bit) before it takes the lock, and writes the bare id only as it
+//!    links the element under the lock, so a pending element is never taken
+//!    for a position in the list. A removed element is `RETIRING` and still
+//!    owned by the
 //!    list's [`Retired`] handle until a grace period has passed; only then
 //!    is the link released and the pointer rebuilt.
 //! 3. **Reader safety.** Readers reach elements only from the head, under a
@@ -36,6 +40,82 @@ use rcu_core::RcuDomain;
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
+
+/// A `retain` walk in progress on this thread, on its stack: the closure it
+/// runs holds the list's writer lock, so a write to the same list from it
+/// would wait for that lock forever. Walks nest (a closure may retain
+/// another list), hence the chain.
+#[cfg(not(rcu_loom))]
+struct Retaining {
+    list: *const (),
+    outer: *const Retaining,
+}
+
+#[cfg(not(rcu_loom))]
+thread_local! {
+    /// The innermost [`Retaining`] of this thread, or null.
+    static RETAINING: std::cell::Cell<*const Retaining> = const { std::cell::Cell::new(std::ptr::null()) };
+}
+
+/// Runs `walk` (a `retain` under the lock of the list at `list`) marked as
+/// such for [`check_not_retaining`].
+pub(crate) fn retaining<R>(list: *const (), walk: impl FnOnce() -> R) -> R {
+    #[cfg(not(rcu_loom))]
+    {
+        /// Unmarks the walk when it returns or unwinds.
+        struct Unmark<'r>(&'r Retaining);
+        impl Drop for Unmark<'_> {
+            fn drop(&mut self) {
+                let _ = RETAINING.try_with(|r| r.set(self.0.outer));
+            }
+        }
+        let run = Retaining {
+            list,
+            outer: RETAINING
+                .try_with(std::cell::Cell::get)
+                .unwrap_or(std::ptr::null()),
+        };
+        // During thread-local teardown nothing is marked (nor checked).
+        let _ = RETAINING.try_with(|r| r.set(&run));
+        let _unmark = Unmark(&run);
+        walk()
+    }
+    // Loom models run no `retain`, and loom threads share the OS thread's
+    // thread-locals.
+    #[cfg(rcu_loom)]
+    {
+        let _ = list;
+        walk()
+    }
+}
+
+/// Panics if this thread is inside a `retain` closure of the list at
+/// `list`: the write about to take its lock would deadlock.
+#[inline]
+#[track_caller]
+pub(crate) fn check_not_retaining(list: *const ()) {
+    #[cfg(not(rcu_loom))]
+    {
+        let mut r = RETAINING
+            .try_with(std::cell::Cell::get)
+            .unwrap_or(std::ptr::null());
+        while !r.is_null() {
+            // SAFETY: a marked walk lives on the stack of a `retain` below
+            // us on this thread, which unmarks it before it returns or
+            // unwinds past it.
+            let run = unsafe { &*r };
+            if run.list == list {
+                panic!(
+                    "rcu-list: a write to the list from inside its own `retain` closure (the \
+                     closure runs under the list's writer lock)"
+                );
+            }
+            r = run.outer;
+        }
+    }
+    #[cfg(rcu_loom)]
+    let _ = list;
+}
 
 /// The link inside the element `value` points to. Pure address arithmetic
 /// (`wrapping_byte_add`), so it keeps `value`'s provenance and is safe to
@@ -77,6 +157,8 @@ fn already_linked() -> ! {
 /// published. Dropping it gives the claim back and drops the pointer.
 pub(crate) struct Claimed<A: Adapter> {
     value: NonNull<A::Value>,
+    /// The list it is claimed for.
+    id: usize,
     _owns: PhantomData<A::Pointer>,
 }
 
@@ -102,6 +184,7 @@ impl<A: Adapter> Claimed<A> {
         Claimed {
             // SAFETY: non-null (`OwningPointer` contract 1).
             value: unsafe { NonNull::new_unchecked(value.cast_mut()) },
+            id,
             _owns: PhantomData,
         }
     }
@@ -112,11 +195,16 @@ impl<A: Adapter> Claimed<A> {
         link_of::<A>(self.value.as_ptr())
     }
 
-    /// Hands the element to the list, which links it now and owns it from
-    /// here on (invariant 2).
+    /// Hands the element to the list, which links it now, under its lock,
+    /// and owns it from here on (invariant 2): its owner word says linked
+    /// from here on.
     #[inline]
     pub(crate) fn into_link(self) -> *mut A::Link {
-        ManuallyDrop::new(self).link()
+        let this = ManuallyDrop::new(self);
+        let link = this.link();
+        // SAFETY: the element is ours and live (we hold its pointer).
+        unsafe { &*link }.owner().linked(this.id);
+        link
     }
 
     /// Gives the element back unpublished, its claim released.
@@ -144,8 +232,10 @@ impl<A: Adapter> Drop for Claimed<A> {
 }
 
 /// An element unlinked from its list that readers may still see: it owns
-/// the pointer until a grace period has passed. It has no `Drop`: the
-/// public [`Removed`](crate::Removed) always either retires it or waits.
+/// the pointer until a grace period has passed. It has no `Drop` (a drop
+/// leaks the element): the public [`Removed`](crate::Removed) retires it
+/// when dropped, and keeps it while it waits, and [`Batch`] finishes every
+/// one it holds.
 pub(crate) struct Retired<P: OwningPointer> {
     value: NonNull<P::Target>,
     owner: NonNull<Owner>,
@@ -213,21 +303,6 @@ impl<P: OwningPointer> Retired<P> {
             drop(unsafe { self.finish() });
         });
     }
-
-    /// Waits for a grace period of `domain` and gives the pointer back.
-    pub(crate) fn wait(self, domain: &RcuDomain) -> P {
-        domain.synchronize();
-        // SAFETY: a full grace period has just passed.
-        unsafe { self.finish() }
-    }
-
-    /// Awaits a grace period of `domain` and gives the pointer back.
-    #[cfg(not(rcu_loom))]
-    pub(crate) async fn wait_async(self, domain: &RcuDomain) -> P {
-        domain.synchronize_async().await;
-        // SAFETY: a full grace period has just passed.
-        unsafe { self.finish() }
-    }
 }
 
 /// Elements removed together (`retain`), retired with one callback when
@@ -270,11 +345,11 @@ where
         }
         let retired = std::mem::take(&mut self.retired);
         self.domain.call_rcu(move || {
-            for r in retired {
+            drop_each(retired.into_iter().map(|r| {
                 // SAFETY: `call_rcu` runs this after a grace period that
                 // started after every element of the batch was unlinked.
-                drop(unsafe { r.finish() });
-            }
+                unsafe { r.finish() }
+            }));
         });
     }
 }
@@ -327,20 +402,26 @@ impl<A: Adapter> Chain<A> {
 
 impl<A: Adapter> Drop for Chain<A> {
     fn drop(&mut self) {
-        // If a drop panics, unwinding drops `rest`, which drops the rest.
-        struct Rest<'a, A: Adapter>(&'a mut Chain<A>);
-        impl<A: Adapter> Drop for Rest<'_, A> {
-            fn drop(&mut self) {
-                while let Some(p) = self.0.pop() {
-                    drop(p);
-                }
-            }
+        drop_each(std::iter::from_fn(|| self.pop()));
+    }
+}
+
+/// Drops every item `items` yields, even when some drops panic: it goes on
+/// with the rest, then resumes the first panic. (Dropping the rest while
+/// unwinding from the first, as `Vec` does, would abort the process at a
+/// second panicking drop.)
+fn drop_each<T>(items: impl Iterator<Item = T>) {
+    let mut first_panic = None;
+    for item in items {
+        // AssertUnwindSafe: the item is gone either way, and what follows
+        // touches only the iterator, which a drop cannot reach.
+        if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(item)))
+        {
+            first_panic.get_or_insert(payload);
         }
-        let rest = Rest(self);
-        while let Some(p) = rest.0.pop() {
-            drop(p);
-        }
-        std::mem::forget(rest);
+    }
+    if let Some(payload) = first_panic {
+        std::panic::resume_unwind(payload);
     }
 }
 

@@ -195,7 +195,9 @@ where
         &self.domain
     }
 
+    #[track_caller]
     fn lock(&self) -> Locked<'_> {
+        super::check_not_retaining(ptr::from_ref(self).cast());
         let mut backoff = Backoff::new();
         loop {
             // Relaxed: only a hint; the compare-and-swap below decides.
@@ -307,25 +309,27 @@ where
         // even if `keep` panics.
         let mut batch = Batch::new(&self.domain);
         let l = self.lock();
-        let mut prev: *mut SListLink = ptr::null_mut();
-        let mut cur = l.first_locked();
-        while !cur.is_null() {
-            // SAFETY: reached from the head under the lock: linked here.
-            let next = unsafe { &*cur }.next_locked();
-            // SAFETY: a linked element, alive while we hold the lock; `cur`
-            // has its provenance (invariant 1).
-            if keep(unsafe { &*value_of::<A>(cur) }) {
-                prev = cur;
-            } else {
-                // SAFETY: `cur` is linked right after `prev`; then just
-                // unlinked, under the lock.
-                unsafe {
-                    l.unlink_after(prev, cur);
-                    batch.push(Self::retired(cur));
+        super::retaining(ptr::from_ref(self).cast(), || {
+            let mut prev: *mut SListLink = ptr::null_mut();
+            let mut cur = l.first_locked();
+            while !cur.is_null() {
+                // SAFETY: reached from the head under the lock: linked here.
+                let next = unsafe { &*cur }.next_locked();
+                // SAFETY: a linked element, alive while we hold the lock;
+                // `cur` has its provenance (invariant 1).
+                if keep(unsafe { &*value_of::<A>(cur) }) {
+                    prev = cur;
+                } else {
+                    // SAFETY: `cur` is linked right after `prev`; then just
+                    // unlinked, under the lock.
+                    unsafe {
+                        l.unlink_after(prev, cur);
+                        batch.push(Self::retired(cur));
+                    }
                 }
+                cur = next;
             }
-            cur = next;
-        }
+        });
         drop(l);
         drop(batch);
     }
