@@ -621,11 +621,11 @@ where
     /// ```
     pub fn retain(&self, mut f: impl FnMut(&K, &V) -> bool) {
         // Retired after the walk's critical section ends, not inside it: on a
-        // domain over its memory limit a retirement may wait for a grace
-        // period to make room, and inside the walk's own critical section no
-        // grace period could end (the engine sees that only for guards tied
-        // to the thread, and the walk's guard on a private domain is an
-        // owned one): 1 ms per removed entry before.
+        // domain over its memory limit a retirement helps reclaim, and no
+        // grace period can end inside the walk's own critical section (the
+        // engine skips that help for a thread holding a guard, but retiring
+        // after the walk keeps it out of the question: before both, each
+        // removed entry waited 1 ms on a private domain).
         let mut removed = Vec::new();
         let guard = LocalGuard::new(self.raw.domain());
         // SAFETY: `guard` is a critical section of the map's domain, held

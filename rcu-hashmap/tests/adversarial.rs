@@ -1688,3 +1688,42 @@ fn a33_extreme_hash_values() {
     rest.sort();
     assert_eq!(rest, (0..n).step_by(2).collect::<Vec<_>>());
 }
+
+/// A value whose drop panics.
+struct Bomb {
+    armed: bool,
+    drops: Arc<AtomicUsize>,
+}
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, Ordering::SeqCst);
+        if self.armed {
+            panic!("a value's drop panics (test)");
+        }
+    }
+}
+
+/// Dropping a map whose values' drops panic (two of them): every value is
+/// still dropped, the process does not abort, and the first panic comes out
+/// of the drop. Before, the map's entries were a `Vec` dropped in one go:
+/// the second panic aborted the process (and the first leaked the table).
+#[test]
+fn a34_panicking_value_drops_neither_leak_nor_abort() {
+    let n = 500u64;
+    let drops = Arc::new(AtomicUsize::new(0));
+    let map: RcuHashMap<u64, Bomb> = RcuHashMap::new();
+    for k in 0..n {
+        let armed = k == 3 || k == 400;
+        map.insert(
+            k,
+            Bomb {
+                armed,
+                drops: drops.clone(),
+            },
+        );
+    }
+    let r = catch_unwind(AssertUnwindSafe(|| drop(map)));
+    assert!(r.is_err(), "the first panic comes out of the drop");
+    assert_eq!(drops.load(Ordering::SeqCst), n as usize);
+}

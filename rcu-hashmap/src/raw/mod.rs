@@ -314,10 +314,27 @@ impl<K, V> RawMap<K, V> {
 
 impl<K, V> Drop for RawMap<K, V> {
     fn drop(&mut self) {
-        drop(self.take_all());
+        let nodes = self.take_all();
+        // The table first: the entries' drops are user code, which may panic.
         // SAFETY: `&mut self`; the current table came from `Box::into_raw`
         // and is owned by the map (it is retired only when replaced).
         drop(unsafe { Box::from_raw(self.table.load(Ordering::Relaxed)) });
+        // Every entry is dropped even when some drops panic; then the first
+        // panic resumes. (A `Vec`'s drop would go on dropping the rest while
+        // unwinding, and abort the process at a second panicking drop.)
+        let mut panicked = None;
+        for node in nodes {
+            // AssertUnwindSafe: the node is gone either way, and nothing of
+            // the map is reachable from it.
+            if let Err(payload) =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(node)))
+            {
+                panicked.get_or_insert(payload);
+            }
+        }
+        if let Some(payload) = panicked {
+            std::panic::resume_unwind(payload);
+        }
     }
 }
 

@@ -366,19 +366,22 @@ impl<V: Send + 'static> Batch<V> {
         }
         domain.call_rcu(move || {
             let batch = self;
+            // A value's panicking drop does not stop the others.
+            let mut panicked = None;
             // SAFETY: everything in the batch came from `Box::into_raw`, was
             // unlinked (or, for the subtree, detached at the root) before the
             // batch was retired, is owned only by the batch, and a grace period
             // of the readers' domain has passed, so no reader can reach it.
             unsafe {
                 for l in batch.leaves {
-                    drop(Box::from_raw(l.as_ptr()));
+                    drop_leaf(Box::from_raw(l.as_ptr()), &mut panicked);
                 }
                 for n in batch.nodes {
                     drop(Box::from_raw(n.as_ptr()));
                 }
-                free_subtree::<V>(batch.subtree);
+                free_subtree_into::<V>(batch.subtree, &mut panicked);
             }
+            resume(panicked);
         });
     }
 }
@@ -389,21 +392,59 @@ impl<V: Send + 'static> Batch<V> {
 /// The caller owns the subtree (it is unreachable for readers, or every
 /// reader is gone), it is well formed (each node and leaf reachable once),
 /// and it came from this crate's `Box::into_raw`s of `Node` and `Leaf<V>`.
+///
+/// A value whose drop panics does not stop the others: every value is
+/// dropped and every node freed, then the first panic resumes.
 pub(crate) unsafe fn free_subtree<V>(w: Word) {
+    let mut panicked = None;
+    // SAFETY: the caller's contract.
+    unsafe { free_subtree_into::<V>(w, &mut panicked) };
+    resume(panicked);
+}
+
+/// A panic caught while dropping values, to resume once all are dropped.
+type Panicked = Option<Box<dyn std::any::Any + Send>>;
+
+/// [`free_subtree`], keeping the first panic of a value's drop in
+/// `panicked` and going on.
+///
+/// # Safety
+/// As [`free_subtree`].
+unsafe fn free_subtree_into<V>(w: Word, panicked: &mut Panicked) {
     match w.kind() {
         Kind::Empty => {}
         Kind::Leaf(l) => {
             // SAFETY: by the contract, a `Leaf<V>` from `Box::into_raw`.
-            drop(unsafe { Box::from_raw(l.cast_mut().cast::<Leaf<V>>()) });
+            drop_leaf(
+                unsafe { Box::from_raw(l.cast_mut().cast::<Leaf<V>>()) },
+                panicked,
+            );
         }
         Kind::Node(n) => {
             // SAFETY: by the contract, a `Node` from `Box::into_raw`, ours.
             let node = unsafe { Box::from_raw(n.cast_mut()) };
             for slot in &node.slots {
                 // SAFETY: the children of an owned node are owned too.
-                unsafe { free_subtree::<V>(Word::load(slot, Ordering::Relaxed)) };
+                unsafe { free_subtree_into::<V>(Word::load(slot, Ordering::Relaxed), panicked) };
             }
         }
+    }
+}
+
+/// Drops `leaf`; a panic of its value's drop goes into `panicked` (the
+/// first one kept) instead of unwinding past the leaves still to drop.
+fn drop_leaf<V>(leaf: Box<Leaf<V>>, panicked: &mut Panicked) {
+    // AssertUnwindSafe: the leaf is gone either way; nothing of ours is
+    // reachable from its value.
+    if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(leaf))) {
+        panicked.get_or_insert(payload);
+    }
+}
+
+/// Resumes the first panic caught while dropping values, if any.
+fn resume(panicked: Panicked) {
+    if let Some(payload) = panicked {
+        std::panic::resume_unwind(payload);
     }
 }
 
