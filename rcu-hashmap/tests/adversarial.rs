@@ -8,6 +8,9 @@
 // watchdogs here are for native runs, not Miri's.
 #![cfg(not(any(rcu_loom, miri)))]
 
+mod common;
+
+use common::Rng;
 use rcu_core::RcuDomain;
 use rcu_hashmap::RcuHashMap;
 use std::collections::{HashMap, HashSet};
@@ -153,19 +156,6 @@ impl BuildHasher for Few {
     type Hasher = FewH;
     fn build_hasher(&self) -> FewH {
         FewH(self.0, 0)
-    }
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }
 

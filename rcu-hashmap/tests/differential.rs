@@ -6,25 +6,14 @@
 // library's models run there.
 #![cfg(not(rcu_loom))]
 
+mod common;
+
+use common::Rng;
 use rcu_core::RcuDomain;
 use rcu_hashmap::RcuHashMap;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-/// A tiny seeded xorshift, so every run is reproducible.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// A value that counts its drops.
 #[derive(Debug)]

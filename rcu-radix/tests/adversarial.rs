@@ -9,6 +9,9 @@
 // watchdogs here are for native runs, not Miri's.
 #![cfg(not(any(rcu_loom, miri)))]
 
+mod common;
+
+use common::Rng;
 use rcu_core::{Config, RcuDomain};
 use rcu_radix::{Mark, RcuRadixTree};
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,20 +22,6 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------- helpers
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 const CANARY: u64 = 0xC0FF_EED0_0DF0_0D42;
 

@@ -4,21 +4,13 @@
 // Under `--cfg rcu_loom` rcu-core has no process-wide domain.
 #![cfg(not(rcu_loom))]
 
+mod common;
+
+use common::Rng;
 use rcu_core::RcuDomain;
 use rcu_radix::{Mark, RcuRadixTree};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
 
 /// A value that counts its drops.
 struct Counted {

@@ -6,25 +6,13 @@
 // Under `--cfg rcu_loom` rcu-core has no process-wide domain.
 #![cfg(not(rcu_loom))]
 
+mod common;
+
+use common::Rng;
 use rcu_core::RcuDomain;
 use rcu_radix::{Mark, RcuRadixTree};
 use std::collections::BTreeMap;
 use std::ops::Bound;
-
-/// xorshift64*: tiny, seeded, reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 const MARKS: [Mark; 3] = [Mark::M0, Mark::M1, Mark::M2];
 

@@ -1,0 +1,19 @@
+//! Shared test helpers: a seeded generator.
+#![allow(dead_code)] // each test file uses a part
+
+/// xorshift64*: tiny, seeded, reproducible.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform enough below `n` (> 0) for tests.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
