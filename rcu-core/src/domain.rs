@@ -9,7 +9,7 @@ use crate::barrier::{self, Mode};
 use crate::callbacks::{self, Callbacks};
 use crate::config::{Config, ConfigError};
 use crate::grace_period::GracePeriods;
-use crate::guard::{DomainGuard, DomainId, Guard, KeepAlive, OwnedReadGuard};
+use crate::guard::{DomainGuard, DomainId, Guard, KeepAlive, LocalReadGuard, OwnedReadGuard};
 use crate::registry::{NotifierHandle, Record};
 use crate::stats::{ForcedCauses, GpHistogram, RcuEvent, StallWarning, Stats};
 use crate::sync::{Arc, AtomicBool, Mutex, Ordering, lock, thread};
@@ -199,8 +199,22 @@ impl Inner {
     #[track_caller]
     pub(crate) fn read_lock_owned(&self, keep_alive: KeepAlive) -> OwnedReadGuard {
         self.start();
-        let rec = self.gp.readers.lock_owned(std::panic::Location::caller());
+        let rec = self
+            .gp
+            .readers
+            .lock_owned(std::panic::Location::caller(), false);
         OwnedReadGuard::new(rec, keep_alive)
+    }
+
+    /// Takes a local guard's record and enters its critical section.
+    #[track_caller]
+    pub(crate) fn read_lock_local(&self, keep_alive: KeepAlive) -> LocalReadGuard {
+        self.start();
+        let rec = self
+            .gp
+            .readers
+            .lock_owned(std::panic::Location::caller(), true);
+        LocalReadGuard::new(OwnedReadGuard::new(rec, keep_alive))
     }
 
     pub(crate) fn stats(&self) -> Stats {
@@ -497,6 +511,28 @@ impl RcuDomain {
     #[track_caller]
     pub fn read_lock_owned(&self) -> OwnedReadGuard {
         self.inner.read_lock_owned(self.inner.keep_alive())
+    }
+
+    /// Enters a read-side critical section tied to the calling thread,
+    /// without a [`Reader`] registration: for code that has the domain but
+    /// no `Reader` of it (a library's internal reads, as `rcu-hashmap`'s on
+    /// a domain of its caller's). It costs what an owned guard costs (a
+    /// pooled record), and, like a [`DomainGuard`], it is neither `Send` nor
+    /// `Sync`, so a wait for this domain's grace period on this thread while
+    /// it is held ([`synchronize`](Self::synchronize), [`drain`](Self::drain))
+    /// panics instead of waiting forever.
+    ///
+    /// ```
+    /// let domain = rcu_core::RcuDomain::new();
+    /// let cell = rcu_core::RcuCell::new_in(1, &domain);
+    /// let guard = domain.read_lock_local();
+    /// assert_eq!(*cell.read(&guard), 1);
+    /// let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| domain.synchronize()));
+    /// assert!(waited.is_err(), "a wait inside the guard's critical section panics");
+    /// ```
+    #[track_caller]
+    pub fn read_lock_local(&self) -> LocalReadGuard {
+        self.inner.read_lock_local(self.inner.keep_alive())
     }
 
     /// Waits for a grace period: every read-side critical section of this

@@ -793,7 +793,7 @@ impl GracePeriods {
                     thread_id: thread.id(),
                     thread_name: thread.name().map(str::to_owned),
                     stalled_for,
-                    owned_guard_taken_at: cold.taken_at,
+                    owned_guard_taken_at: cold.taken_at.map(crate::registry::TakenAt::location),
                     owner_exited: r.owner_exited(),
                 });
             }

@@ -248,6 +248,44 @@ impl Guard for OwnedReadGuard {
     }
 }
 
+/// A read-side critical section of an [`RcuDomain`](crate::RcuDomain) tied
+/// to the thread that took it, without a registration: see
+/// [`RcuDomain::read_lock_local`](crate::RcuDomain::read_lock_local). An
+/// owned guard's record that stays on its thread, so that the engine can
+/// tell that a wait for a grace period on that thread would wait for it.
+/// Neither `Send` nor `Sync`.
+#[must_use = "the critical section ends when the guard is dropped"]
+pub struct LocalReadGuard {
+    inner: OwnedReadGuard,
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl LocalReadGuard {
+    pub(crate) fn new(inner: OwnedReadGuard) -> Self {
+        LocalReadGuard {
+            inner,
+            _not_send: std::marker::PhantomData,
+        }
+    }
+}
+
+impl sealed::Sealed for LocalReadGuard {}
+
+impl Guard for LocalReadGuard {
+    #[inline]
+    fn domain_id(&self) -> DomainId {
+        self.inner.domain_id()
+    }
+}
+
+impl fmt::Debug for LocalReadGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalReadGuard")
+            .field("domain", &self.domain_id())
+            .finish_non_exhaustive()
+    }
+}
+
 impl fmt::Debug for OwnedReadGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OwnedReadGuard")

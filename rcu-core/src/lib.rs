@@ -206,7 +206,7 @@
 //! | `domain` | [`RcuDomain`], [`Reader`], and `Inner`: one domain's engine, made of the two below |
 //! | `callbacks` | `call_rcu`, the reclaim thread (restarted on demand), the ready list producers help run, `drain`, shutdown, `start_poll` |
 //! | `grace_period` | the sequence and its sharing, the normal and forced states, notifiers, stall checks |
-//! | `guard` | the [`Guard`] trait, [`ReadGuard`], [`DomainGuard`], [`OwnedReadGuard`] |
+//! | `guard` | the [`Guard`] trait, [`ReadGuard`], [`DomainGuard`], [`OwnedReadGuard`], [`LocalReadGuard`] |
 //! | `registry` | reader records, the registry the scans walk, the owned-guard pool |
 //! | `fork` | the `fork()` handlers: what they do to each piece of state, and why the prepare handler never waits |
 //! | `barrier`, `event`, `queue`, `sync` | membarrier/fence and the revocation fallback, a one-bit event, the callback queue, the std/loom facade |
@@ -358,7 +358,7 @@ pub use domain::{GpCookie, RcuDomain, Reader};
 pub use future::SynchronizeFuture;
 #[cfg(not(rcu_loom))]
 pub use global::*;
-pub use guard::{DomainGuard, DomainId, Guard, OwnedReadGuard, ReadGuard};
+pub use guard::{DomainGuard, DomainId, Guard, LocalReadGuard, OwnedReadGuard, ReadGuard};
 #[cfg(not(rcu_loom))]
 pub use ptr::{CompareExchangeError, RcuCell, RcuPtr, Unlinked};
 pub use registry::NotifierHandle;

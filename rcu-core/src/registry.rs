@@ -107,7 +107,11 @@ impl ReadSide {
 
     /// Takes a record for an owned guard from the calling thread's shard of
     /// the pool (or makes one) and enters a critical section on it.
-    pub(crate) fn lock_owned(&self, taken_at: &'static Location<'static>) -> Arc<Record> {
+    pub(crate) fn lock_owned(
+        &self,
+        taken_at: &'static Location<'static>,
+        local: bool,
+    ) -> Arc<Record> {
         let pooled = lock(&self.owned_free[owned_shard()]).pop();
         let rec = match pooled {
             Some(rec) => rec,
@@ -116,7 +120,7 @@ impl ReadSide {
         {
             let mut cold = lock(&rec.cold);
             cold.owner = Some(thread::current());
-            cold.taken_at = Some(taken_at);
+            cold.taken_at = Some(TakenAt::new(taken_at, local));
         }
         rec.lock(&self.gp_ctr.0);
         rec
@@ -186,8 +190,40 @@ pub(crate) struct Cold {
     /// guards: the thread that took the current (or last) guard.
     pub(crate) owner: Option<thread::Thread>,
     /// For a record of owned guards: where the current (or last) guard was
-    /// taken. `None` for a thread's record.
-    pub(crate) taken_at: Option<&'static Location<'static>>,
+    /// taken, and whether it is a local one. `None` for a thread's record.
+    pub(crate) taken_at: Option<TakenAt>,
+}
+
+/// Where an owned guard was taken, and whether it is a
+/// [`LocalReadGuard`](crate::LocalReadGuard) (which stays on the thread that
+/// took it): the location's address, with bit 0 set for a local guard. One
+/// word, so that a record stays one cache line.
+#[derive(Clone, Copy)]
+pub(crate) struct TakenAt(std::ptr::NonNull<Location<'static>>);
+
+// A `Location` is word-aligned (it holds a `&str`): bit 0 is free.
+const _: () = assert!(align_of::<Location<'static>>() >= 2);
+
+// SAFETY: a `TakenAt` is a `&'static Location` (which is `Send + Sync`) with
+// a flag in its low bit.
+unsafe impl Send for TakenAt {}
+// SAFETY: as above.
+unsafe impl Sync for TakenAt {}
+
+impl TakenAt {
+    pub(crate) fn new(at: &'static Location<'static>, local: bool) -> Self {
+        TakenAt(std::ptr::NonNull::from(at).map_addr(|a| a | usize::from(local)))
+    }
+
+    pub(crate) fn location(self) -> &'static Location<'static> {
+        // SAFETY: with the flag cleared, the pointer `new` was given: a
+        // `&'static Location`.
+        unsafe { &*self.0.as_ptr().map_addr(|a| a & !1) }
+    }
+
+    pub(crate) fn is_local(self) -> bool {
+        self.0.addr().get() & 1 != 0
+    }
 }
 
 /// One reader thread's (or owned guard's) state, scanned by the grace
@@ -781,13 +817,15 @@ impl Registry {
     }
 
     /// Whether the calling thread holds a critical section in this registry
-    /// (owned guards, which belong to no thread, aside).
+    /// (owned guards, which may be anywhere, aside; local guards, which stay
+    /// on the thread that took them, included).
     pub(crate) fn current_thread_reading(&self) -> bool {
         let me = thread::current().id();
         self.records.iter().any(|r| {
             r.in_critical_section() && {
                 let cold = lock(&r.cold);
-                cold.taken_at.is_none() && cold.owner.as_ref().map(thread::Thread::id) == Some(me)
+                cold.taken_at.is_none_or(TakenAt::is_local)
+                    && cold.owner.as_ref().map(thread::Thread::id) == Some(me)
             }
         })
     }

@@ -20,6 +20,8 @@ assert_impl_all!(OwnedReadGuard: Send, Sync, Guard);
 assert_impl_all!(rcu_core::ReadGuard: Guard);
 assert_not_impl_any!(rcu_core::ReadGuard: Send, Sync);
 assert_not_impl_any!(rcu_core::DomainGuard<'static>: Send);
+assert_impl_all!(rcu_core::LocalReadGuard: Guard);
+assert_not_impl_any!(rcu_core::LocalReadGuard: Send, Sync);
 assert_impl_all!(RcuDomain: Send, Sync, Clone);
 
 /// The generic reader every structure is written against.
@@ -42,8 +44,57 @@ fn one_generic_reader_works_with_every_guard_kind() {
     let reader = domain.register();
     assert_eq!(read(&bound, &reader.read_lock()), 2);
     assert_eq!(read(&bound, &domain.read_lock_owned()), 2);
+    assert_eq!(read(&bound, &domain.read_lock_local()), 2);
     let p = RcuPtr::new_in(3u64, &domain);
     assert_eq!(p.load(&domain.read_lock_owned()), Some(&3));
+}
+
+/// A local guard is a critical section tied to its thread, without a
+/// registration: a wait for the domain's grace period on that thread while
+/// it is held panics (as under a `DomainGuard`; under an owned guard, which
+/// could be anywhere, it would wait forever), it holds up other threads'
+/// grace periods, and once dropped nothing is held.
+#[test]
+fn a_local_guard_is_tied_to_its_thread() {
+    let domain = Arc::new(RcuDomain::new());
+    let cell = RcuCell::new_in(1u64, &domain);
+    let guard = domain.read_lock_local();
+    assert_eq!(read(&cell, &guard), 1);
+    for wait in ["synchronize", "drain"] {
+        let msg = panic_message(catch_unwind(AssertUnwindSafe(|| match wait {
+            "synchronize" => domain.synchronize(),
+            _ => domain.drain(),
+        })));
+        assert!(
+            msg.contains("inside a read-side critical section"),
+            "{wait}: {msg}"
+        );
+    }
+    // Another thread's grace period waits for it.
+    let done = Arc::new(AtomicBool::new(false));
+    let waiter = {
+        let (domain, done) = (Arc::clone(&domain), Arc::clone(&done));
+        std::thread::spawn(move || {
+            domain.synchronize();
+            done.store(true, Ordering::SeqCst);
+        })
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        !done.load(Ordering::SeqCst),
+        "a grace period ended under a local guard"
+    );
+    drop(guard);
+    waiter.join().unwrap();
+    assert!(done.load(Ordering::SeqCst));
+    // Dropped: this thread may wait again; its record went back to the pool
+    // as an ordinary owned guard's (which does not count as this thread's).
+    domain.synchronize();
+    let owned = domain.read_lock_owned();
+    std::thread::scope(|s| {
+        s.spawn(|| drop(owned));
+    });
+    domain.synchronize();
 }
 
 fn panic_message<R>(r: std::thread::Result<R>) -> String {

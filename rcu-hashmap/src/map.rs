@@ -3,7 +3,7 @@
 //! into the raw core, each made under a guard of the map's domain.
 
 use crate::raw::{Insert, Node, RawIter, RawMap, Retired};
-use rcu_core::{Guard, OwnedReadGuard, RcuDomain, ReadGuard};
+use rcu_core::{Guard, LocalReadGuard, OwnedReadGuard, RcuDomain, ReadGuard};
 use std::borrow::Borrow;
 use std::cell::Cell;
 use std::collections::hash_map::RandomState;
@@ -80,18 +80,19 @@ pub struct RcuHashMap<K, V, S = RandomState> {
 }
 
 /// A guard that [`RcuHashMap::pin`] takes for the map's domain: a
-/// [`ReadGuard`] for the process-wide domain, an [`OwnedReadGuard`]
-/// otherwise. Neither `Send` nor `Sync`.
+/// [`ReadGuard`] for the process-wide domain, a [`LocalReadGuard`]
+/// otherwise (tied to the thread, so that a wait for a grace period under
+/// it panics instead of waiting forever). Neither `Send` nor `Sync`.
 pub struct LocalGuard {
     inner: LocalInner,
 }
 
 // The guards are held for their drop only (the critical section), never
-// read. The `PhantomData` keeps the owned variant `!Send` like the other.
+// read.
 #[allow(dead_code)]
 enum LocalInner {
     Global(ReadGuard),
-    Owned(OwnedReadGuard, std::marker::PhantomData<*const ()>),
+    Local(LocalReadGuard),
 }
 
 impl LocalGuard {
@@ -103,7 +104,7 @@ impl LocalGuard {
         let inner = if domain.is_global() {
             LocalInner::Global(rcu_core::read_lock())
         } else {
-            LocalInner::Owned(domain.read_lock_owned(), std::marker::PhantomData)
+            LocalInner::Local(domain.read_lock_local())
         };
         LocalGuard { inner }
     }
@@ -113,7 +114,7 @@ impl fmt::Debug for LocalGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match self.inner {
             LocalInner::Global(_) => "global",
-            LocalInner::Owned(..) => "owned",
+            LocalInner::Local(..) => "local",
         };
         f.debug_struct("LocalGuard").field("kind", &kind).finish()
     }
@@ -386,8 +387,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> RcuHashMap<K, V, S> {
     /// takes and releases, and returns what `f` returns. `f` may read and
     /// write the map. It runs inside that guard's read-side critical
     /// section, so it must not wait for a grace period of the map's domain
-    /// (`synchronize`, `drain`): on the process-wide domain that panics, on
-    /// another one it would never return.
+    /// (`synchronize`, `drain`): that panics, on any domain.
     ///
     /// ```
     /// let map = rcu_hashmap::RcuHashMap::new();

@@ -1569,11 +1569,11 @@ fn a30_clear_on_memory_limited_private_domain_does_not_stall() {
 }
 
 /// Waiting for a grace period inside an `update` closure: the closure runs
-/// inside the call's read-side critical section, so on the process-wide
-/// domain `synchronize` panics clearly. (On a private domain the map's
-/// guard is an owned one, which the engine cannot tell from a guard held
-/// elsewhere; the docs of `with`, `update` and `retain` say that it would
-/// never return there.)
+/// inside the call's read-side critical section, so `synchronize` panics
+/// clearly, on the process-wide domain and on a private one. On a private
+/// domain it waited forever before: the map's guard there was an owned one,
+/// which the engine cannot tell from a guard held elsewhere (it is a local
+/// guard now, tied to the thread).
 #[test]
 fn a31_synchronize_inside_update_closure_panics() {
     let map: RcuHashMap<u64, u64> = RcuHashMap::new();
@@ -1589,6 +1589,28 @@ fn a31_synchronize_inside_update_closure_panics() {
         "global: synchronize inside update's closure did not panic"
     );
     assert_eq!(map.get_cloned(&1), Some(1));
+    // A private domain, on a thread of its own (a hang shows as a timeout).
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let domain = RcuDomain::new();
+        let map: RcuHashMap<u64, u64> = RcuHashMap::new_in(&domain);
+        map.insert(1, 1);
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            map.update(&1, |v| {
+                domain.synchronize();
+                v + 1
+            })
+        }));
+        let _ = tx.send((r.is_err(), map.get_cloned(&1)));
+    });
+    let (panicked, value) = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("private domain: synchronize inside update's closure waited forever");
+    assert!(
+        panicked,
+        "private domain: synchronize inside update's closure did not panic"
+    );
+    assert_eq!(value, Some(1));
 }
 
 /// Two threads clear and one inserts, concurrently: afterwards `len` equals
