@@ -369,8 +369,9 @@ impl Callbacks {
         // `increment; set` form a Dekker pair; the count is also read by
         // `force_cause`.
         let before = p.pending.fetch_add(n, Ordering::SeqCst);
-        self.queue.push(items);
+        // Counted before it can run (`stats` reads `run` first).
         self.stats.queued.add(n as u64);
+        self.queue.push(items);
         let limit = gp.memory_limit();
         let threshold = gp.callback_threshold();
         let crossed_threshold = before < threshold && before + n >= threshold;
@@ -670,17 +671,22 @@ impl Callbacks {
     }
 
     /// Stops the reclaim thread after it has run every queued callback.
-    pub(crate) fn shutdown(&self) {
+    pub(crate) fn shutdown(&self, gp: &GracePeriods) {
         // SeqCst: read by the reclaim thread after it finds nothing pending.
         self.shutdown.store(true, Ordering::SeqCst);
         self.call_ready.set();
         let thread = lock(&self.reclaim).take();
-        // From user code run by an engine (this domain's reclaim thread, or
-        // another domain's, which this one's callbacks might be waiting for)
-        // joining could wait for itself: the thread is left to finish the
-        // queue and exit on its own.
+        // Joining could wait for itself from user code run by an engine
+        // (this domain's reclaim thread, or another domain's, which this
+        // one's callbacks might be waiting for), and inside a critical
+        // section of this domain on this thread (a local guard: the
+        // thread's grace periods wait for it). The thread is then left to
+        // finish the queue and exit on its own. (An owned guard may be
+        // held anywhere: its holder is expected to drop it, as for
+        // `synchronize`.)
         if let Some(t) = thread
             && current_user_code().is_none()
+            && !lock(&gp.readers.registry).current_thread_reading()
         {
             let _ = t.join();
         }

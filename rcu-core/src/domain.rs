@@ -226,6 +226,10 @@ impl Inner {
         // With every batch locked, so that no callback moving from a batch
         // to the queue is counted twice or missed.
         // SeqCst (the three loads): a snapshot for users.
+        // Run before queued: a callback is counted as queued before it
+        // can be taken to run, so a snapshot never shows more run than
+        // queued.
+        let run = c.run.get();
         let (batched, batched_bytes, queued, pending, pending_bytes) =
             p.batches.with_all_locked(|n, bytes| {
                 (
@@ -252,7 +256,7 @@ impl Inner {
             reader_wakeups: self.gp.readers.reader_wakeups.get(),
             heavy_barriers: s.heavy_barriers.get(),
             callbacks_queued: queued + batched as u64,
-            callbacks_run: c.run.get(),
+            callbacks_run: run,
             callbacks_pending: pending as u64 + batched as u64,
             callback_panics: c.panics.get(),
             readers: lock(&self.gp.readers.registry).registered(),
@@ -754,7 +758,13 @@ impl Clone for RcuDomain {
 
 impl Drop for RcuDomain {
     /// The last handle of an independent domain runs every queued callback
-    /// (each after its grace period), then stops the reclaim thread.
+    /// (each after its grace period), then stops the reclaim thread; the
+    /// drop waits for that, unless the dropping thread holds a
+    /// [`LocalReadGuard`] of the domain (which keeps the domain's state
+    /// alive) or runs in user code the engine runs: the thread then
+    /// finishes on its own, after the guard is dropped. Under an
+    /// [`OwnedReadGuard`] that this task holds it waits forever, as
+    /// [`synchronize`](Self::synchronize) would.
     fn drop(&mut self) {
         if self.is_global() {
             return;
@@ -767,7 +777,7 @@ impl Drop for RcuDomain {
             .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
             == 1
         {
-            self.inner.cb.shutdown();
+            self.inner.cb.shutdown(&self.inner.gp);
         }
     }
 }

@@ -182,7 +182,9 @@ pub(crate) type KeepAlive = Option<std::sync::Arc<dyn Send + Sync>>;
 /// # Deadlock
 /// Waiting for a grace period ([`synchronize`](crate::synchronize),
 /// [`drain`](crate::drain), [`Unlinked::into_inner`](crate::Unlinked::into_inner),
-/// awaiting [`synchronize_async`](crate::synchronize_async)) while the same
+/// awaiting [`synchronize_async`](crate::synchronize_async), dropping the
+/// last handle of an independent domain, which runs its queued callbacks
+/// first) while the same
 /// task holds an owned guard of that domain can never end: the grace period
 /// waits for the guard. Unlike a `ReadGuard` this cannot be detected (the
 /// guard is not tied to a thread); the stall warning names the thread and

@@ -48,11 +48,13 @@ pub struct Stats {
     pub callbacks_queued: u64,
     /// Callbacks run or running (including ones that panicked).
     pub callbacks_run: u64,
-    /// Callbacks queued and not yet handed to a grace period's batch.
+    /// Callbacks queued and not yet run: batched, queued, or in the batch
+    /// waiting for its grace period.
     pub callbacks_pending: u64,
     /// Callbacks that panicked.
     pub callback_panics: u64,
-    /// Reader threads currently registered.
+    /// Reader records in use: registered threads, and the records of owned
+    /// (and local) guards, pooled for reuse once taken.
     pub readers: usize,
     /// The longest grace period so far.
     pub longest_grace_period: Duration,
