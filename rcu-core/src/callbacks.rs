@@ -496,6 +496,11 @@ impl Callbacks {
             // Counted as run, and its bytes as released, before it runs: a
             // `drain` may return as soon as its marker's chunk is done.
             let bytes = chunk.iter().map(Callback::bytes).sum::<usize>();
+            // Release: pairs with the Acquire fence after `stats` reads the
+            // count, so a snapshot that counts these callbacks as run also
+            // sees them counted as queued (which preceded their push, and so
+            // their pop here).
+            std::sync::atomic::fence(Ordering::Release);
             self.stats.run.add(chunk.len() as u64);
             // SeqCst: read by `force_cause` and by helpers. Every node's
             // bytes were added before it was pushed, so this never wraps.

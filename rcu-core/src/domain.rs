@@ -223,13 +223,16 @@ impl Inner {
         let p = &self.gp.pressure;
         // Acquire: as in `start`.
         let started = self.started.load(Ordering::Acquire);
-        // With every batch locked, so that no callback moving from a batch
-        // to the queue is counted twice or missed.
-        // SeqCst (the three loads): a snapshot for users.
-        // Run before queued: a callback is counted as queued before it
-        // can be taken to run, so a snapshot never shows more run than
-        // queued.
+        // Run before queued: a callback is counted as queued before it can
+        // be taken to run, so a snapshot never shows more run than queued.
         let run = c.run.get();
+        // Acquire: pairs with the Release fence before a runner counts what
+        // it ran (`run_ready`): the counts of queued below include every
+        // callback counted in `run`.
+        std::sync::atomic::fence(Ordering::Acquire);
+        // With every batch locked, so that no callback moving from a batch
+        // to the queue is counted twice or missed. SeqCst (the two loads
+        // of pending counts): a snapshot for users.
         let (batched, batched_bytes, queued, pending, pending_bytes) =
             p.batches.with_all_locked(|n, bytes| {
                 (

@@ -21,9 +21,12 @@ thread_local! {
 
 /// One run of an `update` closure, on the `update`'s stack. A closure that
 /// inserts or updates the key it is updating makes `update` run it again
-/// (the entry changed); one that does so in two runs in a row would do so
-/// forever, each run replacing the entry the next must replace, so the
-/// second such write panics instead.
+/// (the entry changed); one that does so in two runs in a row is taken for
+/// one that always does (which would run forever, each run replacing the
+/// entry the next must replace), so the second such write panics. The
+/// records form a chain through the thread-local in stack order: `update`
+/// calls nest on the stack (a closure that switched to another stack inside
+/// it, as a stackful coroutine could, would break that order).
 struct UpdateRun {
     map: *const (),
     node: *const (),
@@ -47,6 +50,13 @@ impl<'r> Running<'r> {
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
+        // Runs nest in stack order (see `UpdateRun`).
+        debug_assert!(
+            UPDATING
+                .try_with(Cell::get)
+                .map_or(true, |r| r == ptr::from_ref(self.0)),
+            "rcu-hashmap: update closures ended out of stack order"
+        );
         let _ = UPDATING.try_with(|u| u.set(self.0.outer));
     }
 }
@@ -281,7 +291,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> RcuHashMap<K, V, S> {
             // below us on this thread, which uninstalls it (`Running`)
             // before it returns or unwinds past it.
             let r = unsafe { &*run };
-            if r.map == ptr::from_ref(self).cast() {
+            if r.map == self.identity() {
                 // SAFETY: `r.node` is the entry that `update` of this map
                 // (the same `K` and `V`) runs its closure for; the `update`
                 // holds a critical section of the map's domain meanwhile.
@@ -299,6 +309,15 @@ impl<K: Hash + Eq, V, S: BuildHasher> RcuHashMap<K, V, S> {
             }
             run = r.outer;
         }
+    }
+
+    /// The map's address for [`UpdateRun`]: its core's, which holds
+    /// nothing generic inline, so no other map (one nested in the hasher,
+    /// say) can be at the same address while this one lives; the address
+    /// of `self` could be shared with a map at the start of `S`.
+    #[inline]
+    fn identity(&self) -> *const () {
+        ptr::from_ref(&self.raw).cast()
     }
 
     #[inline]
@@ -587,7 +606,7 @@ where
             unsafe {
                 let n = self.raw.find(hash, |k| k.borrow() == key)?;
                 let run = UpdateRun {
-                    map: ptr::from_ref(self).cast(),
+                    map: self.identity(),
                     node: ptr::from_ref(n).cast(),
                     wrote_before,
                     wrote: Cell::new(false),
@@ -611,7 +630,7 @@ where
     /// any lock held (it may read and write the map), inside a read-side
     /// critical section (as [`with`](Self::with)'s closure); the walk is
     /// that of [`iter`](Self::iter). The removed entries are retired once
-    /// the walk is over. An entry replaced between `f`'s call and its
+    /// the walk is over (it keeps a handle of two words for each meanwhile). An entry replaced between `f`'s call and its
     /// removal is kept.
     ///
     /// ```

@@ -48,10 +48,15 @@ pub(crate) fn new_list_id() -> usize {
     // Plain `std` atomic even under loom: ids only need to be unique, they
     // take no part in any protocol a model explores.
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(2);
-    // Relaxed: uniqueness needs only the atomicity of the RMW.
-    let id = NEXT.fetch_add(2, std::sync::atomic::Ordering::Relaxed);
-    assert!(id >= 2, "rcu-list: list ids exhausted");
-    id
+    // Relaxed: uniqueness needs only the atomicity of the RMW. Checked,
+    // so that exhaustion stays final (a wrapped counter would hand out
+    // live lists' ids again).
+    NEXT.fetch_update(
+        std::sync::atomic::Ordering::Relaxed,
+        std::sync::atomic::Ordering::Relaxed,
+        |n| n.checked_add(2),
+    )
+    .expect("rcu-list: list ids exhausted")
 }
 
 /// Declares a constructor that is `const` with `std` atomics and plain under

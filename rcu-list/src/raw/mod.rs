@@ -44,7 +44,9 @@ use std::ptr::NonNull;
 /// A `retain` walk in progress on this thread, on its stack: the closure it
 /// runs holds the list's writer lock, so a write to the same list from it
 /// would wait for that lock forever. Walks nest (a closure may retain
-/// another list), hence the chain.
+/// another list), hence the chain, in stack order (a closure that switched
+/// to another stack inside it, as a stackful coroutine could, would break
+/// that order).
 #[cfg(not(rcu_loom))]
 struct Retaining {
     list: *const (),
@@ -66,6 +68,13 @@ pub(crate) fn retaining<R>(list: *const (), walk: impl FnOnce() -> R) -> R {
         struct Unmark<'r>(&'r Retaining);
         impl Drop for Unmark<'_> {
             fn drop(&mut self) {
+                // Walks nest in stack order (see `Retaining`).
+                debug_assert!(
+                    RETAINING
+                        .try_with(std::cell::Cell::get)
+                        .map_or(true, |r| r == std::ptr::from_ref(self.0)),
+                    "rcu-list: retain walks ended out of stack order"
+                );
                 let _ = RETAINING.try_with(|r| r.set(self.0.outer));
             }
         }
