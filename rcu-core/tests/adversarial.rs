@@ -731,31 +731,17 @@ fn quiescent_ends_earlier_grace_periods_only() {
                     ack_tx.send(q()).unwrap();
                     release_rx.recv().unwrap();
                 };
-                if kind == "global" {
-                    let g1 = read_lock();
-                    let mut g2 = read_lock();
-                    drop(g1);
-                    body(&mut || g2.quiescent());
-                    drop(g2);
-                } else {
-                    let r = d1.register();
-                    let g1 = r.read_lock();
-                    let mut g2 = r.read_lock();
-                    drop(g1);
-                    body(&mut || g2.quiescent());
-                    drop(g2);
-                }
+                let r = d1.register();
+                let g1 = r.read_lock();
+                let mut g2 = r.read_lock();
+                drop(g1);
+                body(&mut || g2.quiescent());
+                drop(g2);
             });
             ready_rx.recv().unwrap();
             let sync = {
                 let d = Arc::clone(&d);
-                move || {
-                    if kind == "global" {
-                        rcu_core::synchronize()
-                    } else {
-                        d.synchronize()
-                    }
-                }
+                move || d.synchronize()
             };
             let (done1, w1) = background(sync.clone());
             thread::sleep(Duration::from_millis(100));
