@@ -104,11 +104,13 @@ fn main() {
         report("congee Congee", a, c);
         drop(art);
         println!(
-            "(rcu-radix shape: {} nodes of 576 B, height {}, {} entries of {} B)",
+            "(rcu-radix shape: {} nodes, {:.1} MiB with the value cells of bottom nodes, \
+             height {}; {} entries, {:.1} MiB of them in leaves of their own)",
             s.nodes,
+            s.node_bytes as f64 / f64::from(1 << 20),
             s.height,
             s.entries,
-            s.leaf_bytes / s.entries.max(1)
+            s.leaf_bytes as f64 / f64::from(1 << 20),
         );
     }
 }

@@ -51,10 +51,20 @@
 //!   XArray's choice (one `xa_lock` per array), right for read-mostly maps
 //!   (page caches, ID maps, routing tables); a write-heavy map wants per-node
 //!   locks (an ART with optimistic lock coupling, such as `congee`).
-//! * Every entry is its own allocation (key, marks, value): a replaced value
-//!   is a new entry, so a reader's `&V` stays valid and unchanged until its
-//!   guard ends, without copying nodes. It costs memory against structures
-//!   that store values inline (figures below).
+//! * Small values (up to 32 bytes) live inline in the bottom nodes, two
+//!   cells per slot: a lookup reads the value next to its slot, and a range
+//!   scan reads values side by side, as from an array. A replaced value
+//!   stays in its cell until a grace period has passed and its handle is
+//!   dropped, so a reader's `&V` stays valid and unchanged, without copying
+//!   nodes or values; the replacement goes into the slot's other cell, or
+//!   into an entry of its own when both are held (two replacements of one
+//!   key within a grace period). The price: a bottom node is 576 bytes plus
+//!   two cells per slot (1.6 KiB for `u64`s), and it is never collapsed
+//!   while it holds an inline entry (one cannot move while readers may hold
+//!   it), so a tree of `n` keys has fewer than `2n` nodes, not `n`.
+//! * Other entries (larger values, keys alone in their block of 64, the
+//!   first key of a bottom node) are allocations of their own (key, marks,
+//!   value).
 //! * Inner nodes have a fixed 64 slots (576 bytes with the header). Dense
 //!   key sets fill them; sparse ones leave slots empty but, thanks to path
 //!   compression, never build chains of one-child nodes.
@@ -66,6 +76,19 @@
 //! mark-summary bitmaps. A slot is empty, points to a node, or points to an
 //! entry (a leaf: `key`, `marks`, `value`; tagged with the pointer's low
 //! bit). An entry can sit in any slot, at any level.
+//!
+//! **Bottom nodes** (shift 0, values of at most 32 bytes) add two value
+//! cells per slot. A slot of a bottom node may hold an *inline* word
+//! instead of a pointer: the entry's key without its last six bits, and
+//! which cell holds the value (an inline entry's marks are its node's mark
+//! bits). A lookup that reaches a bottom node compares the key with the
+//! word, so it reads neither the node's header nor a leaf, and asks for the
+//! value's cache line while it loads the word. Each bottom node also keeps
+//! a bitmap of its inline slots and one of their cells: a scan reads both
+//! once per node, then reads the cells alone, in order. A cell is written
+//! only while free; a removed or replaced value stays in its cell, pinning
+//! the node, until its handle drops it after a grace period (the node is
+//! freed by the last of its pins: the tree's, and one per held cell).
 //!
 //! **Path compression** (per node `shift` and `prefix`, as in an ART's
 //! "pessimistic" prefixes and the XArray's per-node `shift`). A node exists
@@ -93,11 +116,14 @@
 //! * insert where an entry or a node of another prefix sits: build a node
 //!   holding the old occupant and the new entry, then store it (a *split*;
 //!   at the root, the height grows);
-//! * replace: store a new entry over the old one (marks carry over);
+//! * replace: store a new entry over the old one (marks carry over); in a
+//!   bottom node, into the slot's free cell, or a leaf if none is free;
 //! * remove: clear the slot and its bit; if the node is left with one child,
 //!   store that child into the node's parent slot (a *collapse*; at the root,
 //!   the height shrinks). The node is retired with its slots untouched, so
-//!   a reader standing on it still reaches the child.
+//!   a reader standing on it still reaches the child. A bottom node left
+//!   with one inline entry stays; left with none, it is unlinked from its
+//!   parent (which may then collapse).
 //!
 //! A node's `shift` and `prefix` never change, and nothing reachable from a
 //! node a reader can stand on is freed before that reader's critical section
@@ -108,9 +134,13 @@
 //! whose key range lies ahead, yield strictly ascending keys with every key
 //! present for the whole scan exactly once.
 //!
-//! **Ordered searches** walk a cursor (a stack of `(node, next index)`, at
+//! **Ordered searches** walk a cursor (a stack of `(node, slots left)`, at
 //! most 11 deep) through the nodes' bitmaps with `trailing_zeros` (or
-//! `leading_zeros` backwards), so empty slots cost nothing. Marked searches
+//! `leading_zeros` backwards), so empty slots cost nothing. Entering a node,
+//! the cursor asks the cache for what it will read next (the leaves of the
+//! next slots; a bottom node's bitmaps and the cells in range), and
+//! internal iteration (`sum`, `for_each`, `fold`) reads a bottom node's
+//! inline run in a tight loop. Marked searches
 //! use a mark's summary bitmap instead of the present bitmap: a node's mark
 //! bit `i` says that slot `i` holds an entry or a subtree with an entry that
 //! carries the mark. Marks cost lookups nothing: a lookup reads a node's
@@ -132,22 +162,27 @@
 //!
 //! * `get`: one `Acquire` load per level (height = number of six-bit digits
 //!   in which the keys differ, at most 11; 4 for 1M dense keys, up to 6 for
-//!   1M random keys), plus the entry's key. A node word carries the node's
-//!   shift in its low bits, so a lookup touches one cache line per node.
+//!   1M random keys), plus the entry's key (a leaf) or its cell (inline,
+//!   loaded in parallel with the slot). A node word carries the node's shift
+//!   in its low bits, so a lookup touches one cache line per node.
 //! * Ordered step: amortised one bitmap scan and one load.
-//! * `insert`: one allocation (the entry), plus one node on a split.
-//!   `remove`: no allocation; a collapse retires one node.
+//! * `insert`: no allocation for an inline value; otherwise one (the
+//!   entry), plus one node on a split. `remove`: no allocation; a collapse
+//!   retires one node (two when a bottom node empties).
 //! * Memory, measured with a counting allocator (`cargo run --release -p
 //!   rcu-bench --example radix_memory`; bytes per key, 2^20 `u64 -> u64`
 //!   entries, glibc chunk sizes included):
 //!
 //!   | keys   | `RcuRadixTree` | `BTreeMap` | congee |
 //!   |--------|---------------:|-----------:|-------:|
-//!   | dense  | 41.4           | 19.6       | 12.4   |
+//!   | dense  | 27.9           | 19.6       | 12.4   |
 //!   | random | 132.6          | 19.6       | 118.5  |
 //!
-//!   Dense keys: 24-byte entries (32 with malloc's header) plus full 576-byte
-//!   nodes. Random keys: the nodes at the fringe are mostly empty (a fixed
+//!   Dense keys: full bottom nodes, 576 bytes plus a line of bitmaps plus two
+//!   8-byte cells per slot (26 bytes a key; 41.4 when every entry was a
+//!   24-byte allocation of its own). Random keys: no two share a bottom
+//!   node, so every entry is a leaf; the nodes at the fringe are mostly
+//!   empty (a fixed
 //!   64 slots, against an ART's 4/16/48/256-slot nodes); adaptive node sizes
 //!   would bring this down, at the price of copying a node when it grows.
 

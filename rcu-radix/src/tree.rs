@@ -1,6 +1,6 @@
 //! [`RcuRadixTree`]: the safe API over the raw core.
 
-use crate::raw::{self, Batch, Cursor, Leaf, RawTree, Removed};
+use crate::raw::{self, Batch, Cursor, Leaf, Place, RawTree, Removed};
 use rcu_core::{Guard, RcuDomain};
 use std::fmt;
 use std::iter::FusedIterator;
@@ -73,13 +73,16 @@ impl Mark {
 pub struct TreeStats {
     /// Entries.
     pub entries: usize,
-    /// Inner nodes (64 slots each).
+    /// Nodes (64 slots each), bottom nodes included.
     pub nodes: usize,
     /// Nodes on the longest path from the root to an entry.
     pub height: usize,
-    /// Bytes of the inner nodes (`nodes` × their size).
+    /// Bytes of the nodes: 576 each, and for a bottom node (at shift 0, in a
+    /// tree of values of at most 32 bytes) its two value cells per slot too,
+    /// which hold its inline values.
     pub node_bytes: usize,
-    /// Bytes of the entries (each a separate allocation: key, marks, value).
+    /// Bytes of the entries that are allocations of their own (key, marks,
+    /// value): those not inline in a bottom node.
     pub leaf_bytes: usize,
 }
 
@@ -135,7 +138,8 @@ impl<V: Send + Sync + 'static> RcuRadixTree<V> {
     }
 
     /// The value at `key`. Lock-free: one load per node on the path (at most
-    /// 11; about log64 of the number of entries), then one for the entry.
+    /// 11; about log64 of the number of entries), then one for the entry (an
+    /// inline value's, issued with its slot's).
     ///
     /// # Panics
     /// If `guard` belongs to another domain than the tree (as every read).
@@ -145,7 +149,7 @@ impl<V: Send + Sync + 'static> RcuRadixTree<V> {
         self.check(guard);
         // SAFETY: `guard` holds a critical section of the tree's domain
         // (checked above) for `'g`.
-        unsafe { self.raw.get(key) }.map(|l| &l.value)
+        unsafe { self.raw.find(key) }.map(|hit| hit.value())
     }
 
     /// Whether `key` is present.
@@ -174,13 +178,13 @@ impl<V: Send + Sync + 'static> RcuRadixTree<V> {
     ) -> Option<(u64, &'g V)> {
         self.check(guard);
         // SAFETY: as in `get`.
-        unsafe { self.raw.last_at_or_before(key, mark.map(Mark::bit)) }.map(entry)
+        unsafe { self.raw.last_at_or_before(key, mark.map(Mark::bit)) }
     }
 
     /// The entry with the smallest key.
     #[track_caller]
     pub fn first<'g>(&'g self, guard: &'g impl Guard) -> Option<(u64, &'g V)> {
-        self.cursor(0, u64::MAX, None, guard).next().map(entry)
+        self.cursor(0, u64::MAX, None, guard).next()
     }
 
     /// The entry with the largest key.
@@ -195,7 +199,7 @@ impl<V: Send + Sync + 'static> RcuRadixTree<V> {
     pub fn next_after<'g>(&'g self, key: u64, guard: &'g impl Guard) -> Option<(u64, &'g V)> {
         self.check(guard);
         let low = key.checked_add(1)?;
-        self.cursor(low, u64::MAX, None, guard).next().map(entry)
+        self.cursor(low, u64::MAX, None, guard).next()
     }
 
     /// The entry with the largest key strictly less than `key`; `None` for
@@ -256,10 +260,7 @@ impl<V: Send + Sync + 'static> RcuRadixTree<V> {
     pub fn is_marked(&self, key: u64, mark: Mark, guard: &impl Guard) -> bool {
         self.check(guard);
         // SAFETY: as in `get`; the leaf is not used past this call.
-        unsafe { self.raw.get(key) }.is_some_and(|l| {
-            // Acquire: pairs with the writer's Release store of the marks.
-            l.head.marks.load(std::sync::atomic::Ordering::Acquire) & (1 << mark.bit()) != 0
-        })
+        unsafe { self.raw.find(key) }.is_some_and(|hit| hit.marked(mark.bit()))
     }
 
     /// Whether any entry carries `mark`: one load of the root's summary.
@@ -275,9 +276,7 @@ impl<V: Send + Sync + 'static> RcuRadixTree<V> {
     /// `xa_find` does.
     #[track_caller]
     pub fn first_marked<'g>(&'g self, mark: Mark, guard: &'g impl Guard) -> Option<(u64, &'g V)> {
-        self.cursor(0, u64::MAX, Some(mark), guard)
-            .next()
-            .map(entry)
+        self.cursor(0, u64::MAX, Some(mark), guard).next()
     }
 
     /// The entry with the smallest key strictly greater than `key` that
@@ -291,9 +290,7 @@ impl<V: Send + Sync + 'static> RcuRadixTree<V> {
     ) -> Option<(u64, &'g V)> {
         self.check(guard);
         let low = key.checked_add(1)?;
-        self.cursor(low, u64::MAX, Some(mark), guard)
-            .next()
-            .map(entry)
+        self.cursor(low, u64::MAX, Some(mark), guard).next()
     }
 
     /// The entry with the largest key strictly less than `key` that carries
@@ -334,26 +331,28 @@ impl<V: Send + Sync + 'static> RcuRadixTree<V> {
     /// value after a grace period. The entry keeps its marks when its value
     /// is replaced (as the XArray's `xa_store`).
     ///
-    /// Never waits for a grace period. Costs one allocation for the entry,
-    /// and one more for a node when the key splits a compressed path.
+    /// Never waits for a grace period. Costs no allocation for a small value
+    /// that goes inline into a bottom node (see the [crate docs](crate));
+    /// otherwise one for the entry, and one more for a node when the key
+    /// splits a compressed path.
     pub fn insert(&self, key: u64, value: V) -> Option<Removed<V>> {
         let old = self.raw.write().insert(key, value);
         // The writer lock is released: retire.
-        // SAFETY: the leaf was unlinked by `insert`, came from `Box::into_raw`
-        // and is now owned by the handle alone; readers use this domain.
-        old.map(|l| unsafe { Removed::new(l, &self.domain) })
+        // SAFETY: the entry was unlinked by `insert` and is now owned by the
+        // handle alone; readers use this domain.
+        old.map(|p| unsafe { Removed::new(p, &self.domain) })
     }
 
     /// Removes the entry at `key` and returns its value, which readers may
     /// still be reading (see [`Removed`]). Never waits for a grace period.
     pub fn remove(&self, key: u64) -> Option<Removed<V>> {
-        let (leaf, garbage) = self.raw.write().remove(key)?;
+        let (place, garbage) = self.raw.write().remove(key)?;
         // The writer lock is released (the temporary above): retire.
         // SAFETY: `garbage` holds what `remove` unlinked; readers read under
-        // this domain's guards.
-        unsafe { garbage.retire(&self.domain) };
+        // this domain's guards; `V` is the tree's.
+        unsafe { garbage.retire::<V>(&self.domain) };
         // SAFETY: as in `insert`.
-        Some(unsafe { Removed::new(leaf, &self.domain) })
+        Some(unsafe { Removed::new(place, &self.domain) })
     }
 
     /// The value at `key`, inserting `f()` first if the key is absent.
@@ -382,12 +381,12 @@ impl<V: Send + Sync + 'static> RcuRadixTree<V> {
         if let Some(v) = self.get(key, guard) {
             return v;
         }
-        let leaf = self.raw.write().get_or_insert_with(key, f);
+        let value = self.raw.write().get_or_insert_with(key, f);
         // SAFETY: `guard` holds a critical section of the tree's domain
-        // (checked by `get` above) that began before the leaf was found or
+        // (checked by `get` above) that began before the entry was found or
         // published under the lock: a writer that unlinks it later retires it
         // after a grace period that waits for this critical section.
-        unsafe { &(*leaf.as_ptr()).value }
+        unsafe { value.as_ref() }
     }
 
     /// Keeps only the entries for which `keep(key, &value)` returns `true`,
@@ -442,17 +441,13 @@ impl<V: Send + Sync + 'static> RcuRadixTree<V> {
         let s = unsafe { self.raw.shape() };
         drop(guard);
         TreeStats {
-            entries: s.leaves,
-            nodes: s.nodes,
+            entries: s.leaves + s.inline,
+            nodes: s.nodes + s.bottoms,
             height: s.height,
-            node_bytes: s.nodes * raw::NODE_SIZE,
+            node_bytes: s.nodes * raw::NODE_SIZE + s.bottoms * raw::bottom_size::<V>(),
             leaf_bytes: s.leaves * size_of::<Leaf<V>>(),
         }
     }
-}
-
-fn entry<V>(l: &Leaf<V>) -> (u64, &V) {
-    (l.head.key, &l.value)
 }
 
 /// `range` as inclusive `(low, high)`; `None` when it is empty.
@@ -493,7 +488,15 @@ impl<'g, V> Iterator for Iter<'g, V> {
 
     #[inline]
     fn next(&mut self) -> Option<(u64, &'g V)> {
-        self.cursor.next().map(entry)
+        self.cursor.next()
+    }
+
+    #[inline]
+    fn fold<B, F>(self, init: B, f: F) -> B
+    where
+        F: FnMut(B, Self::Item) -> B,
+    {
+        self.cursor.fold(init, f)
     }
 }
 
@@ -547,22 +550,22 @@ impl<V: Send + Sync + 'static> Extend<(u64, V)> for RcuRadixTree<V> {
     }
 }
 
-/// An `extend` in progress: the writer lock, and the leaves its inserts
+/// An `extend` in progress: the writer lock, and the entries its inserts
 /// replaced, which are retired after the lock is released when it ends,
 /// however it ends (a panicking iterator must not leak them).
 struct Extending<'t, V: Send + Sync + 'static> {
     writer: Option<raw::Writer<'t, V>>,
-    replaced: Vec<std::ptr::NonNull<Leaf<V>>>,
+    replaced: Vec<Place<V>>,
     domain: &'t RcuDomain,
 }
 
 impl<V: Send + Sync + 'static> Drop for Extending<'_, V> {
     fn drop(&mut self) {
         drop(self.writer.take());
-        for l in self.replaced.drain(..) {
-            // SAFETY: as in `insert`: `l` was unlinked by this extend's
+        for p in self.replaced.drain(..) {
+            // SAFETY: as in `insert`: `p` was unlinked by this extend's
             // writer, which has released the lock, and is retired once.
-            drop(unsafe { Removed::new(l, self.domain) });
+            drop(unsafe { Removed::new(p, self.domain) });
         }
     }
 }

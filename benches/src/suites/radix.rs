@@ -3,9 +3,12 @@
 //! crossbeam-skiplist's `SkipMap` and scc's `TreeIndex`.
 //!
 //! Every subject holds 1M `u64 -> u64` entries, dense (`0..1M`) or random
-//! (seeded). Each thread runs a mix of 99 reads and 1 write (the write
-//! alternately removes a random present key and inserts it back); the time
-//! per operation covers both. Reads are point lookups of present keys, or
+//! (`scramble(0..1M)`, a bijection of the index, so distinct). Each thread runs a
+//! mix of 99 reads and 1 write (the write alternately removes a random
+//! present key and inserts it back); the time per operation covers both.
+//! The key of index `i` is computed, never loaded from a table: a lookup in
+//! an 8 MiB key table would add a cache miss of the harness's own to every
+//! operation of every subject, and bring all the ratios towards 1. Reads are point lookups of present keys, or
 //! scans of the 100 keys `s..s + 100` from a random dense start. Each
 //! structure is built once per key set and shared by the rows that use it
 //! (building is not measured).
@@ -194,29 +197,27 @@ fn next(x: &mut u64) -> u64 {
     x.wrapping_mul(0x2545_F491_4F6C_DD1D)
 }
 
-fn dense_keys() -> Vec<u64> {
-    (0..entries()).collect()
+/// The random key of index `i`: splitmix64's finaliser, a bijection of
+/// `u64` (each step is invertible), so distinct indices give distinct keys.
+fn scramble(i: u64) -> u64 {
+    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
-fn random_keys() -> Vec<u64> {
-    let mut x = 0x5eed_u64;
-    (0..entries()).map(|_| next(&mut x)).collect()
-}
-
-/// The key sets, built once.
-fn keys(dense: bool) -> &'static [u64] {
-    static DENSE: OnceLock<Vec<u64>> = OnceLock::new();
-    static RANDOM: OnceLock<Vec<u64>> = OnceLock::new();
-    if dense {
-        DENSE.get_or_init(dense_keys)
-    } else {
-        RANDOM.get_or_init(random_keys)
-    }
+/// The key of index `i` of a key set.
+#[inline(always)]
+fn key(dense: bool, i: u64) -> u64 {
+    if dense { i } else { scramble(i) }
 }
 
 /// `S` built over one key set, once (shared by every row that uses it).
 fn shared<S: Subject>(cell: &'static OnceLock<S>, dense: bool) -> &'static S {
-    cell.get_or_init(|| S::build(keys(dense)))
+    cell.get_or_init(|| {
+        let keys: Vec<u64> = (0..entries()).map(|i| key(dense, i)).collect();
+        S::build(&keys)
+    })
 }
 
 /// Runs the 99:1 mix on `threads` threads: `read` for the reads, and a
@@ -228,7 +229,6 @@ fn mix<S: Subject>(
     dense: bool,
     scan: bool,
 ) -> f64 {
-    let keys = keys(dense);
     let seed = std::sync::atomic::AtomicU64::new(1);
     ns_per_op_threads(threads, s.duration, || {
         let mut x = 0x9e37_79b9 ^ seed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -243,7 +243,7 @@ fn mix<S: Subject>(
                     match removed.take() {
                         Some(k) => subject.insert(k),
                         None => {
-                            let k = keys[(r % entries()) as usize];
+                            let k = key(dense, r % entries());
                             subject.remove(k);
                             removed = Some(k);
                         }
@@ -251,8 +251,7 @@ fn mix<S: Subject>(
                 } else if scan {
                     acc = acc.wrapping_add(subject.scan(r % (entries() - SCAN)));
                 } else {
-                    acc =
-                        acc.wrapping_add(subject.get(keys[(r % entries()) as usize]).unwrap_or(0));
+                    acc = acc.wrapping_add(subject.get(key(dense, r % entries())).unwrap_or(0));
                 }
             }
             black_box(acc);

@@ -1,16 +1,20 @@
 //! The ordered-search cursor behind `first`, `next_after`, `range` and the
 //! marked searches.
 //!
-//! A stack of `(node, next index)` pairs, one per level, walked in key order.
-//! Each step finds the next candidate slot of the top node with
-//! `trailing_zeros` on its bitmap of present (or marked) children, re-reads
-//! the slot, and descends or yields. Nothing is ever written.
+//! A stack of `(node, slots still to visit)` pairs, one per level, walked in
+//! key order. Entering a node reads its bitmap of present (or marked)
+//! children once; each step takes the next slot of the top node with
+//! `trailing_zeros`, re-reads the slot, and descends or yields. Nothing is
+//! ever written. (A slot filled after the cursor entered its node may be
+//! missed, which a scan may do for entries inserted during it; an entry
+//! present for the whole scan had its bit set before.)
 //!
 //! Leaves are separate allocations, one cache miss each, and a walk from
 //! one to the next cannot overlap them as a walk of a sorted array does. So
-//! the cursor asks the cache for the leaf [`AHEAD`] present slots ahead of
-//! the one it yields (and for the first ones when it enters a node): a
-//! prefetch only, which never faults and never dereferences anything.
+//! the cursor asks the cache for the leaf (or, in a bottom node, the cells)
+//! [`AHEAD`] present slots ahead of the one it yields (and for the first ones
+//! when it enters a node): a prefetch only, which never faults and never
+//! dereferences anything.
 //!
 //! Under concurrent changes the cursor yields strictly ascending keys: it
 //! keeps the lowest key it may still yield (`low`), skips leaves and subtrees
@@ -19,6 +23,7 @@
 //! still leads, through its slot for that key's digit, to the key's leaf
 //! (see the protocol in the parent module).
 
+use super::bottom::{Bottom, Summary};
 use super::node::{Kind, Leaf, MAX_DEPTH, Node, Word, index};
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicPtr, Ordering};
@@ -27,51 +32,73 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 /// (about the misses a core keeps in flight).
 const AHEAD: usize = 8;
 
-/// Asks the cache for the leaf `w` points to, if it is one. Reads nothing.
+/// Asks the cache for what slot `i` of `node` leads to: the leaf its word
+/// points to, or the first lines a scan of slots `first..=last` reads in
+/// the node it points to (its header; a bottom node's summary and the cells
+/// of those slots). Reads nothing but the slot.
 #[inline(always)]
-fn prefetch_leaf(w: Word) {
-    if let Kind::Leaf(l) = w.kind() {
-        #[cfg(all(target_arch = "x86_64", not(miri)))]
-        // SAFETY: `_mm_prefetch` (SSE, which every x86-64 CPU has) is a
-        // hint: it never faults and has no effect the program can see,
-        // whatever the address (here a leaf that may even have been freed
-        // since the slot was read).
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(l.cast())
-        };
-        #[cfg(not(all(target_arch = "x86_64", not(miri))))]
-        let _ = l;
+fn prefetch_slot<V>(node: &Node, i: usize, first: usize, last: usize) {
+    // Relaxed: only an address to prefetch; nothing is read through it.
+    let w = Word::load(&node.slots[i], Ordering::Relaxed);
+    match w.kind() {
+        Kind::Leaf(l) => super::prefetch(l),
+        Kind::Node(n) => {
+            super::prefetch(n);
+            if let Some(b) = Bottom::<V>::of(n, w.shift()) {
+                Bottom::prefetch_scan(b, first, last);
+            }
+        }
+        Kind::Empty | Kind::Inline { .. } => {}
     }
 }
 
-/// Prefetches the leaves of the first `AHEAD` slots of `bits` in `node`.
+/// Prefetches what the first `AHEAD` slots of `bits` in `node` lead to,
+/// for a scan of keys up to `high`.
 #[inline]
-fn prefetch_first(node: &Node, mut bits: u64) {
+fn prefetch_first<V>(node: &Node, mut bits: u64, low: u64, high: u64) {
+    // The first and last slots the scan reads in the child at slot `i`, if
+    // that is a bottom node right below (shift 6: no level skipped, so the
+    // child's keys are the slot's); elsewhere all of them.
+    let span = |i: usize| {
+        if node.shift != 6 {
+            return (0, 63);
+        }
+        let base = node.prefix | (i as u64) << 6;
+        let first = low.saturating_sub(base).min(63);
+        let last = high.saturating_sub(base).min(63);
+        (first as usize, last as usize)
+    };
     for _ in 0..AHEAD {
         if bits == 0 {
             return;
         }
-        // Relaxed: only an address to prefetch; nothing is read through it.
-        prefetch_leaf(Word::load(
-            &node.slots[bits.trailing_zeros() as usize],
-            Ordering::Relaxed,
-        ));
+        let i = bits.trailing_zeros() as usize;
+        let (first, last) = span(i);
+        prefetch_slot::<V>(node, i, first, last);
         bits &= bits - 1;
     }
 }
 
 pub(crate) struct Cursor<'g, V> {
-    stack: [(*const Node, u8); MAX_DEPTH],
+    stack: [(*const Node, u64); MAX_DEPTH],
     depth: usize,
     /// The lowest key the cursor may still yield.
     low: u64,
     /// The highest key it may yield.
     high: u64,
     mark: Option<usize>,
+    /// When the top of the stack is a bottom node (only the top can be: a
+    /// bottom node has no child nodes), its summary, read on entry: the
+    /// inline slots are read from their cells without their words.
+    /// `inline` is 0 otherwise.
+    summary: Summary,
     /// The root slot, until the first step reads it.
     root: Option<&'g AtomicPtr<()>>,
     _values: PhantomData<&'g Leaf<V>>,
 }
+
+/// A step's result: an entry to yield, or nothing (keep walking).
+type Step<'g, V> = Option<(u64, &'g V)>;
 
 impl<'g, V> Cursor<'g, V> {
     /// # Safety
@@ -90,6 +117,7 @@ impl<'g, V> Cursor<'g, V> {
             low,
             high,
             mark,
+            summary: Summary::default(),
             root: (low <= high).then_some(root),
             _values: PhantomData,
         }
@@ -103,25 +131,35 @@ impl<'g, V> Cursor<'g, V> {
         self.low = 1;
     }
 
-    /// Handles the word read from a slot: yields a leaf, pushes a node, or
-    /// skips.
+    /// Yields `key` if it lies ahead and within the range, raising `low`
+    /// past it; finishes past the range.
     #[inline(always)]
-    fn visit(&mut self, w: Word) -> Option<&'g Leaf<V>> {
+    fn take(&mut self, key: u64) -> bool {
+        if key < self.low {
+            return false;
+        }
+        if key > self.high {
+            self.finish();
+            return false;
+        }
+        match key.checked_add(1) {
+            Some(next) => self.low = next,
+            None => self.finish(),
+        }
+        true
+    }
+
+    /// Handles the word read from a slot: yields a leaf, pushes a node, or
+    /// skips. (Inline words are handled by `next`, which knows their slot.)
+    #[inline(always)]
+    fn visit(&mut self, w: Word) -> Step<'g, V> {
         match w.kind() {
-            Kind::Empty => None,
+            Kind::Empty | Kind::Inline { .. } => None,
             Kind::Leaf(l) => {
                 // SAFETY: read in the critical section that lasts 'g (the
                 // contract of `new`); the writer retires only unlinked leaves,
                 // after a grace period. Every leaf of the tree is a `Leaf<V>`.
                 let leaf = unsafe { &*l.cast::<Leaf<V>>() };
-                let key = leaf.head.key;
-                if key < self.low {
-                    return None;
-                }
-                if key > self.high {
-                    self.finish();
-                    return None;
-                }
                 if let Some(m) = self.mark {
                     // Acquire: pairs with the writer's Release store of the
                     // leaf's marks.
@@ -129,11 +167,8 @@ impl<'g, V> Cursor<'g, V> {
                         return None;
                     }
                 }
-                match key.checked_add(1) {
-                    Some(next) => self.low = next,
-                    None => self.finish(),
-                }
-                Some(leaf)
+                let key = leaf.head.key;
+                self.take(key).then_some((key, &leaf.value))
             }
             Kind::Node(n) => {
                 // SAFETY: as for the leaf.
@@ -150,14 +185,33 @@ impl<'g, V> Cursor<'g, V> {
                 } else {
                     index(self.low, node.shift) as u8
                 };
-                // Relaxed: only which leaves to prefetch.
-                prefetch_first(
-                    node,
-                    node.bitmap(self.mark, Ordering::Relaxed) & (u64::MAX << start),
-                );
+                // Acquire: pairs with the writer's Release stores of bitmaps
+                // (after the slots they describe); each slot is re-read.
+                let bits = node.bitmap(self.mark, Ordering::Acquire) & (u64::MAX << start);
+                // The slots up to the scan's end.
+                let end = if node.high() <= self.high {
+                    63
+                } else {
+                    index(self.high, node.shift)
+                };
+                let ahead = bits & (u64::MAX >> (63 - end));
+                self.summary = match Bottom::<V>::of(n, node.shift) {
+                    Some(b) => {
+                        // The cells in range (mostly asked for already, by
+                        // the parent's entry).
+                        Bottom::prefetch_scan(b, usize::from(start), end);
+                        // After the bitmap (see `Summary`).
+                        // SAFETY: read in the critical section, as the node.
+                        unsafe { Summary::of(b) }
+                    }
+                    None => {
+                        prefetch_first::<V>(node, ahead, self.low, self.high);
+                        Summary::default()
+                    }
+                };
                 // A path has at most MAX_DEPTH nodes (each child's shift is
                 // below its parent's), and retired nodes keep that shape.
-                self.stack[self.depth] = (n, start);
+                self.stack[self.depth] = (n, bits);
                 self.depth += 1;
                 None
             }
@@ -166,10 +220,10 @@ impl<'g, V> Cursor<'g, V> {
 }
 
 impl<'g, V> Iterator for Cursor<'g, V> {
-    type Item = &'g Leaf<V>;
+    type Item = (u64, &'g V);
 
     #[inline]
-    fn next(&mut self) -> Option<&'g Leaf<V>> {
+    fn next(&mut self) -> Option<(u64, &'g V)> {
         if let Some(root) = self.root.take() {
             // Acquire: pairs with the writer's Release publication of nodes
             // and leaves.
@@ -179,22 +233,67 @@ impl<'g, V> Iterator for Cursor<'g, V> {
             }
         }
         while self.depth > 0 {
-            let (n, pos) = &mut self.stack[self.depth - 1];
-            // SAFETY: pushed by `visit` from a word read in the critical
-            // section, which lasts 'g.
-            let node = unsafe { &**n };
-            // Acquire: pairs with the writer's Release stores of bitmaps
-            // (after the slots they describe); the slot is re-read below.
-            let bits = match *pos {
-                64 => 0,
-                p => node.bitmap(self.mark, Ordering::Acquire) & (u64::MAX << p),
-            };
+            let top = &mut self.stack[self.depth - 1];
+            let (n, bits) = *top;
             if bits == 0 {
                 self.depth -= 1;
+                // The new top (if any) is not a bottom node.
+                self.summary = Summary::default();
                 continue;
             }
             let i = bits.trailing_zeros() as usize;
-            *pos = i as u8 + 1;
+            top.1 = bits & (bits - 1);
+            // SAFETY: pushed by `visit` from a word read in the critical
+            // section, which lasts 'g.
+            let node: &'g Node = unsafe { &*n };
+            if self.summary.inline & (1 << i) != 0 {
+                // An inline entry when the cursor entered this bottom node:
+                // read its cell, not its word (see `Summary`).
+                if let Some(m) = self.mark {
+                    // Acquire: pairs with the writer's Release store of the
+                    // mark (the entry's node bit).
+                    if node.marks[m].load(Ordering::Acquire) & (1 << i) == 0 {
+                        continue;
+                    }
+                }
+                let key = self.summary.base | i as u64;
+                if self.take(key) {
+                    let cell = ((self.summary.cell1 >> i) & 1) as usize;
+                    // SAFETY: the summary, read in the critical section that
+                    // lasts 'g, names a cell that holds a value for all of
+                    // it (see `Summary`).
+                    let v = unsafe { Bottom::<V>::value(n.cast(), i, cell) };
+                    return Some((key, v));
+                }
+                continue;
+            }
+            // Acquire: pairs with the writer's Release publication of nodes,
+            // leaves and inline entries.
+            let w = Word::load(&node.slots[i], Ordering::Acquire);
+            if let Kind::Inline { prefix, cell } = w.kind() {
+                // An entry of a bottom node: its value is in the node, next
+                // to its neighbours' (the hardware's stream prefetch covers
+                // them).
+                if let Some(m) = self.mark {
+                    // Acquire: the entry's mark is its node's bit, re-read
+                    // after the word: the writer clears a removed entry's
+                    // bits before it publishes a new entry in the slot, so
+                    // the bit seen belongs to the entry the word names, or a
+                    // later state of it.
+                    if node.marks[m].load(Ordering::Acquire) & (1 << i) == 0 {
+                        continue;
+                    }
+                }
+                let key = prefix | i as u64;
+                if self.take(key) {
+                    // SAFETY: an inline word loaded with Acquire in the
+                    // critical section that lasts 'g names a live cell of
+                    // this (bottom) node: see `RawTree::find`.
+                    let v = unsafe { Bottom::<V>::value(n.cast(), i, cell) };
+                    return Some((key, v));
+                }
+                continue;
+            }
             // The first present slot `AHEAD` slots on (in a dense node, the
             // leaf `AHEAD` steps ahead; the ones before it were asked for at
             // earlier steps, or when the cursor entered the node).
@@ -203,18 +302,80 @@ impl<'g, V> Iterator for Cursor<'g, V> {
                 _ => 0,
             };
             if far != 0 {
-                // Relaxed: only an address to prefetch.
-                prefetch_leaf(Word::load(
-                    &node.slots[far.trailing_zeros() as usize],
-                    Ordering::Relaxed,
-                ));
+                prefetch_slot::<V>(node, far.trailing_zeros() as usize, 0, 63);
             }
-            // Acquire: as above.
-            let w = Word::load(&node.slots[i], Ordering::Acquire);
-            if let Some(l) = self.visit(w) {
-                return Some(l);
+            if let Some(hit) = self.visit(w) {
+                return Some(hit);
             }
         }
         None
+    }
+
+    /// The same sequence as repeated `next`, with runs of a bottom node's
+    /// inline entries read in a tight loop (the cursor's state stays in
+    /// registers): what `sum`, `for_each` and the other internal iterations
+    /// use.
+    #[inline]
+    fn fold<B, F>(mut self, init: B, mut f: F) -> B
+    where
+        F: FnMut(B, Self::Item) -> B,
+    {
+        let mut acc = init;
+        loop {
+            if self.depth > 0 && self.mark.is_none() {
+                let top = self.depth - 1;
+                let (n, bits) = self.stack[top];
+                let Summary {
+                    inline,
+                    cell1,
+                    base,
+                } = self.summary;
+                // The slots up to the end of the range (for a bottom node
+                // the cursor entered, whose keys are `base | slot`).
+                let limit = match self.high.checked_sub(base) {
+                    Some(d) if d < 63 => u64::MAX >> (63 - d),
+                    Some(_) => u64::MAX,
+                    None => 0,
+                };
+                let mut run = bits & limit;
+                let mut last = None;
+                // The run of slots, at the front of `bits`, that held inline
+                // entries when the cursor entered the node (none unless the
+                // top is a bottom node): as in `next`. Every slot left in
+                // `bits` lies past `low` (the node's entry masked the slots
+                // before it, and each yield raised it past its own slot).
+                while run != 0 {
+                    let i = run.trailing_zeros() as usize;
+                    if (inline >> i) & 1 == 0 {
+                        break;
+                    }
+                    run &= run - 1;
+                    let key = base | i as u64;
+                    debug_assert!(self.low <= key && key <= self.high);
+                    let cell = ((cell1 >> i) & 1) as usize;
+                    // SAFETY: as in `next`: the summary names a cell that
+                    // holds a value for the whole critical section.
+                    let v = unsafe { Bottom::<V>::value(n.cast(), i, cell) };
+                    acc = f(acc, (key, v));
+                    last = Some(key);
+                }
+                // The slots past the range stay for `next`, which finishes
+                // on them.
+                self.stack[top].1 = run | (bits & !limit);
+                if let Some(key) = last {
+                    match key.checked_add(1) {
+                        Some(next) => self.low = next,
+                        None => {
+                            self.finish();
+                            return acc;
+                        }
+                    }
+                }
+            }
+            match self.next() {
+                Some(item) => acc = f(acc, item),
+                None => return acc,
+            }
+        }
     }
 }

@@ -6,7 +6,7 @@
 //!   `Release` publication of a node or leaf) and follow them. They never
 //!   write. What a slot points to stays allocated until every critical
 //!   section that may have read the slot has ended: the writer unlinks before
-//!   it retires, and retires through the tree's [`RcuDomain`].
+//!   it retires, and retires through the tree's `RcuDomain`.
 //! * **One writer at a time**, under the tree's lock. It changes the tree in
 //!   place, one atomic store at a time, in an order that keeps every state a
 //!   reader can observe well formed:
@@ -14,11 +14,17 @@
 //!     (fully built before its `Release` publication) holding the old
 //!     occupant of the slot and the new leaf (a *split*, which also grows
 //!     the tree's height when it happens at the root);
-//!   - a replaced value is a new leaf stored over the old one;
+//!   - a replaced value is a new leaf (or inline entry, in a bottom node)
+//!     stored over the old one;
 //!   - a removed entry's slot is cleared; a node left with one child is
 //!     replaced in its parent's slot by that child (the *collapse*, which also
 //!     shrinks the height at the root), and the node is retired with its
-//!     slots untouched, so a reader standing on it still reaches the child.
+//!     slots untouched, so a reader standing on it still reaches the child;
+//!     a bottom node left with one inline entry stays, and is unlinked from
+//!     its parent when it is left with none (its parent may then collapse).
+//! * **Bottom nodes** (shift 0, small values) keep values inline, in two
+//!   cells per slot; see [`bottom`]. An inline word carries its key's
+//!   prefix, so a lookup checks the key without reading the node's header.
 //! * Nothing reachable is ever freed, and a node's `shift` and `prefix` never
 //!   change: a reader that started at an old root, or stands on a retired
 //!   node, sees a well-formed (if stale) subtree whose keys lie in the range
@@ -29,8 +35,10 @@
 //!   before its summaries, both `Release`, so a reader that sees a bit
 //!   (`Acquire`) sees what the bit was set for.
 
+mod bottom;
 mod cursor;
 mod node;
+mod reclaim;
 mod removed;
 
 pub(crate) use cursor::Cursor;
@@ -38,10 +46,18 @@ pub(crate) use node::{Leaf, MARKS};
 
 /// The bytes of one inner node.
 pub(crate) const NODE_SIZE: usize = size_of::<Node>();
+use reclaim::free_subtree;
+pub(crate) use reclaim::{Batch, Garbage, Place};
 pub use removed::Removed;
 
-use node::{Kind, LeafHead, MAX_DEPTH, Node, Word, index};
-use rcu_core::RcuDomain;
+/// The bytes of one bottom node of a tree of `V`s (a node with two value
+/// cells per slot).
+pub(crate) const fn bottom_size<V>() -> usize {
+    size_of::<Bottom<V>>()
+}
+
+use bottom::{Bottom, Summary};
+use node::{Kind, MAX_DEPTH, Node, Word, index};
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
@@ -74,9 +90,61 @@ fn thread_token() -> usize {
 /// The shape of a tree, from [`RawTree::shape`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Shape {
+    /// Nodes other than bottom nodes.
     pub(crate) nodes: usize,
+    /// Bottom nodes (with value cells).
+    pub(crate) bottoms: usize,
+    /// Entries in leaves of their own.
     pub(crate) leaves: usize,
+    /// Entries in the cells of bottom nodes.
+    pub(crate) inline: usize,
     pub(crate) height: usize,
+}
+
+/// An entry a reader found: its leaf, or its cell in a bottom node.
+pub(crate) enum Hit<'g, V> {
+    Leaf(&'g Leaf<V>),
+    Cell {
+        node: &'g Node,
+        slot: usize,
+        value: &'g V,
+    },
+}
+
+impl<'g, V> Hit<'g, V> {
+    #[inline(always)]
+    pub(crate) fn value(&self) -> &'g V {
+        match *self {
+            Hit::Leaf(l) => &l.value,
+            Hit::Cell { value, .. } => value,
+        }
+    }
+
+    /// Whether the entry carries mark `m` (an `Acquire` load: pairs with the
+    /// writer's `Release` store of the mark).
+    pub(crate) fn marked(&self, m: usize) -> bool {
+        match *self {
+            Hit::Leaf(l) => l.head.marks.load(Ordering::Acquire) & (1 << m) != 0,
+            // An inline entry's marks are its node's bits for its slot.
+            Hit::Cell { node, slot, .. } => {
+                node.marks[m].load(Ordering::Acquire) & (1 << slot) != 0
+            }
+        }
+    }
+}
+
+/// Asks the cache for the line at `p`; reads nothing and never faults.
+#[inline(always)]
+pub(crate) fn prefetch<T>(p: *const T) {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    // SAFETY: `_mm_prefetch` (SSE, which every x86-64 CPU has) is a hint: it
+    // never faults and has no effect the program can see, whatever the
+    // address (even one freed since it was read).
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    };
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+    let _ = p;
 }
 
 impl<V> RawTree<V> {
@@ -124,36 +192,85 @@ impl<V> RawTree<V> {
         }
     }
 
-    /// The leaf of `key`.
+    /// The entry of `key`.
     ///
     /// # Safety
     /// The caller is inside a read-side critical section of the domain the
-    /// tree retires through, and it lasts at least `'g`.
-    #[inline]
-    pub(crate) unsafe fn get(&self, key: u64) -> Option<&Leaf<V>> {
-        // Acquire: pairs with the Release stores that publish nodes and
-        // leaves (`Writer::publish`), so their contents are visible.
+    /// tree retires through, and it lasts as long as the result is used.
+    #[inline(always)]
+    pub(crate) unsafe fn find(&self, key: u64) -> Option<Hit<'_, V>> {
+        // Acquire: pairs with the Release stores that publish nodes, leaves
+        // and inline entries (`Writer::publish`), so their contents are
+        // visible.
         let mut w = Word::load(&self.root, Ordering::Acquire);
+        let mut node: *const Node = std::ptr::null();
         loop {
             match w.kind() {
                 Kind::Empty => return None,
                 Kind::Leaf(l) => {
                     // SAFETY: reachable while the critical section (which
-                    // lasts as long as the returned borrow, by the caller's contract) lasts: the writer
-                    // retires only unlinked leaves, through the domain.
+                    // lasts as long as the result is used, by the caller's
+                    // contract) lasts: the writer retires only unlinked
+                    // leaves, through the domain.
                     let leaf = unsafe { &*l.cast::<Leaf<V>>() };
-                    return (leaf.head.key == key).then_some(leaf);
+                    return (leaf.head.key == key).then_some(Hit::Leaf(leaf));
                 }
                 Kind::Node(n) => {
                     // The shift comes from the word, so only the slot's cache
                     // line of the node is touched.
+                    let (shift, i) = (w.shift(), index(key, w.shift()));
+                    node = n;
+                    if let Some(b) = Bottom::<V>::of(n, shift) {
+                        // A bottom node: its summary line instead of the
+                        // slot's, while the value's line is on its way.
+                        Bottom::prefetch(b, i);
+                        // SAFETY: alive as `n` is.
+                        let s = unsafe { Summary::of(b) };
+                        if s.base != key & !63 {
+                            // A compressed path led elsewhere.
+                            return None;
+                        }
+                        if s.inline & (1 << i) != 0 {
+                            let cell = ((s.cell1 >> i) & 1) as usize;
+                            // SAFETY: the summary, read in the critical
+                            // section, names a cell that holds a value for
+                            // all of it (see `Summary`).
+                            let value = unsafe { Bottom::value(b, i, cell) };
+                            // SAFETY: alive as `n` is.
+                            let node = unsafe { &*n };
+                            return Some(Hit::Cell {
+                                node,
+                                slot: i,
+                                value,
+                            });
+                        }
+                        // Not inline when the summary was read: the slot's
+                        // word says what is there now.
+                    }
                     // SAFETY: as for the leaf; slots are atomic.
-                    let slot = unsafe { &(*n).slots[index(key, w.shift())] };
+                    let slot = unsafe { &(*n).slots[i] };
                     // Acquire: as above. The node may not cover `key` (path
-                    // compression is checked only at the leaf, whose key is
-                    // compared): then we reach a leaf of another key, or an
+                    // compression is checked only at the entry, whose key is
+                    // compared): then we reach an entry of another key, or an
                     // empty slot.
                     w = Word::load(slot, Ordering::Acquire);
+                }
+                Kind::Inline { prefix, cell } => {
+                    if prefix != key & !63 {
+                        return None;
+                    }
+                    // Inline words sit only in bottom nodes' slots, so `node`
+                    // (the node whose slot held the word) is a bottom node.
+                    let b = node.cast::<Bottom<V>>();
+                    let slot = index(key, 0);
+                    // SAFETY: the word, loaded with Acquire in the critical
+                    // section, names the cell: its value was written before
+                    // the word's Release store, and stays until a grace
+                    // period after the word is replaced (see `bottom`).
+                    let value = unsafe { Bottom::value(b, slot, cell) };
+                    // SAFETY: alive as the value is.
+                    let node = unsafe { &*node };
+                    return Some(Hit::Cell { node, slot, value });
                 }
             }
         }
@@ -162,9 +279,9 @@ impl<V> RawTree<V> {
     /// Whether any entry carries mark `m`: the root's summary.
     ///
     /// # Safety
-    /// As [`get`](Self::get).
+    /// As [`find`](Self::find).
     pub(crate) unsafe fn any_marked(&self, m: usize) -> bool {
-        // Acquire: as in `get`.
+        // Acquire: as in `find`.
         Word::load(&self.root, Ordering::Acquire).summary(m, Ordering::Acquire)
     }
 
@@ -172,7 +289,7 @@ impl<V> RawTree<V> {
     /// that carry `mark` (all entries for `None`).
     ///
     /// # Safety
-    /// As [`get`](Self::get), for as long as the cursor is used.
+    /// As [`find`](Self::find), for as long as the cursor is used.
     pub(crate) unsafe fn cursor(&self, low: u64, high: u64, mark: Option<usize>) -> Cursor<'_, V> {
         // SAFETY: forwarded to the caller.
         unsafe { Cursor::new(&self.root, low, high, mark) }
@@ -182,20 +299,16 @@ impl<V> RawTree<V> {
     /// for `None`).
     ///
     /// # Safety
-    /// As [`get`](Self::get).
+    /// As [`find`](Self::find).
     pub(crate) unsafe fn last_at_or_before(
         &self,
         key: u64,
         mark: Option<usize>,
-    ) -> Option<&Leaf<V>> {
-        // Acquire: as in `get`.
+    ) -> Option<(u64, &V)> {
+        // Acquire: as in `find`.
         let w = Word::load(&self.root, Ordering::Acquire);
         // SAFETY: forwarded to the caller.
-        unsafe { last_le(w, key, mark) }.map(|l| {
-            // SAFETY: every leaf of this tree is a `Leaf<V>` (the head is its
-            // first field, `repr(C)`); alive as above.
-            unsafe { &*l.cast::<Leaf<V>>() }
-        })
+        unsafe { last_le(w, key, mark) }
     }
 
     /// Node count, leaf count and height, walked as a reader: exact when no
@@ -207,12 +320,12 @@ impl<V> RawTree<V> {
     /// tree retires through, for the whole call.
     pub(crate) unsafe fn shape(&self) -> Shape {
         let mut shape = Shape::default();
-        // Acquire: as in `RawTree::get`.
+        // Acquire: as in `RawTree::find`.
         let root = Word::load(&self.root, Ordering::Acquire);
         // SAFETY: the caller's critical section keeps every node read in it
         // alive (the writer retires only unlinked nodes, after a grace
         // period).
-        unsafe { walk_shape(root, 0, &mut shape) };
+        unsafe { walk_shape::<V>(root, 0, &mut shape) };
         shape
     }
 }
@@ -220,67 +333,91 @@ impl<V> RawTree<V> {
 /// # Safety
 /// The caller is inside a read-side critical section of the tree's domain
 /// for the whole call, and `w` was read from the tree in it.
-unsafe fn walk_shape(w: Word, depth: usize, shape: &mut Shape) {
+unsafe fn walk_shape<V>(w: Word, depth: usize, shape: &mut Shape) {
     match w.kind() {
         Kind::Empty => {}
-        Kind::Leaf(_) => {
-            shape.leaves += 1;
+        Kind::Leaf(_) | Kind::Inline { .. } => {
+            if let Kind::Leaf(_) = w.kind() {
+                shape.leaves += 1;
+            } else {
+                shape.inline += 1;
+            }
             shape.height = shape.height.max(depth);
         }
         Kind::Node(n) => {
-            shape.nodes += 1;
+            if Bottom::<V>::of(n, w.shift()).is_some() {
+                shape.bottoms += 1;
+            } else {
+                shape.nodes += 1;
+            }
             // SAFETY: by the contract.
             let n = unsafe { &*n };
             for slot in &n.slots {
-                // Acquire: as in `RawTree::get`.
+                // Acquire: as in `RawTree::find`.
                 let child = Word::load(slot, Ordering::Acquire);
                 // SAFETY: by the contract (`child` was read in it).
-                unsafe { walk_shape(child, depth + 1, shape) };
+                unsafe { walk_shape::<V>(child, depth + 1, shape) };
             }
         }
     }
 }
 
-/// The greatest key `<= key` below `w` that carries `mark`.
+/// The entry with the greatest key `<= key` below `w` that carries `mark`.
 ///
 /// # Safety
 /// The caller is inside a read-side critical section that lasts as long
 /// as it uses the result, and `w` was read from the tree in it.
-unsafe fn last_le(w: Word, key: u64, mark: Option<usize>) -> Option<*const LeafHead> {
+unsafe fn last_le<'g, V>(w: Word, key: u64, mark: Option<usize>) -> Option<(u64, &'g V)> {
     match w.kind() {
-        Kind::Empty => None,
+        // An inline word is handled by its node (below), which knows its
+        // slot; the root never holds one.
+        Kind::Empty | Kind::Inline { .. } => None,
         Kind::Leaf(l) => {
-            // SAFETY: by the contract (the writer retires only unlinked leaves).
-            let head = unsafe { &*l };
+            // SAFETY: by the contract (the writer retires only unlinked
+            // leaves); every leaf of the tree is a `Leaf<V>`.
+            let leaf = unsafe { &*l.cast::<Leaf<V>>() };
             let marked = match mark {
                 None => true,
                 // Acquire: pairs with the writer's Release store of the marks.
-                Some(m) => head.marks.load(Ordering::Acquire) & (1 << m) != 0,
+                Some(m) => leaf.head.marks.load(Ordering::Acquire) & (1 << m) != 0,
             };
-            (head.key <= key && marked).then_some(l)
+            (leaf.head.key <= key && marked).then_some((leaf.head.key, &leaf.value))
         }
         Kind::Node(n) => {
             // SAFETY: as for the leaf.
-            let n = unsafe { &*n };
-            if n.prefix > key {
+            let node = unsafe { &*n };
+            if node.prefix > key {
                 return None;
             }
-            let top = if n.high() <= key {
+            let top = if node.high() <= key {
                 63
             } else {
-                index(key, n.shift)
+                index(key, node.shift)
             };
             // Acquire: pairs with the Release stores of the bitmaps; the slot
             // is re-read anyway.
-            let mut bits = n.bitmap(mark, Ordering::Acquire) & (u64::MAX >> (63 - top));
+            let mut bits = node.bitmap(mark, Ordering::Acquire) & (u64::MAX >> (63 - top));
             while bits != 0 {
                 let i = 63 - bits.leading_zeros() as usize;
                 bits &= !(1 << i);
-                // Acquire: as in `RawTree::get`.
-                let child = Word::load(&n.slots[i], Ordering::Acquire);
+                // Acquire: as in `RawTree::find`.
+                let child = Word::load(&node.slots[i], Ordering::Acquire);
+                if let Kind::Inline { prefix, cell } = child.kind() {
+                    // Acquire: re-read after the word (the mark bit of the
+                    // entry the word names; see `Cursor::next`).
+                    if mark.is_some_and(|m| node.marks[m].load(Ordering::Acquire) & (1 << i) == 0) {
+                        continue;
+                    }
+                    // SAFETY: an inline word read with Acquire in the
+                    // critical section names a live cell of this (bottom)
+                    // node, as in `RawTree::find`; slot `i <= top`, so its
+                    // key is `<= key`.
+                    let v = unsafe { Bottom::<V>::value(n.cast(), i, cell) };
+                    return Some((prefix | i as u64, v));
+                }
                 // SAFETY: forwarded.
-                if let Some(l) = unsafe { last_le(child, key, mark) } {
-                    return Some(l);
+                if let Some(hit) = unsafe { last_le(child, key, mark) } {
+                    return Some(hit);
                 }
             }
             None
@@ -306,146 +443,6 @@ impl<V> Drop for Writer<'_, V> {
 struct Path {
     steps: [(*const Node, usize); MAX_DEPTH],
     len: usize,
-}
-
-/// Nodes unlinked by a change, to retire after the writer lock is released.
-#[must_use = "unlinked nodes leak unless retired"]
-pub(crate) struct Garbage {
-    node: Option<NonNull<Node>>,
-}
-
-impl Garbage {
-    /// Retires the nodes through `domain`.
-    ///
-    /// # Safety
-    /// `domain` is the domain the tree's readers hold guards of.
-    pub(crate) unsafe fn retire(self, domain: &RcuDomain) {
-        if let Some(n) = self.node {
-            // SAFETY: the node came from `Box::into_raw` (`Node::pair`), was
-            // unlinked from the tree by the writer before this call (the
-            // collapse in `Writer::remove`), is retired once (a `Garbage` is
-            // made once per unlink and consumed here), and the readers that
-            // may hold it read under `domain`'s guards (caller's contract).
-            unsafe { domain.defer_free(n.as_ptr()) };
-        }
-    }
-}
-
-/// Leaves and whole subtrees unlinked by `retain` and `clear`, dropped in
-/// one callback after a grace period.
-pub(crate) struct Batch<V> {
-    leaves: Vec<NonNull<Leaf<V>>>,
-    nodes: Vec<NonNull<Node>>,
-    subtree: Word,
-}
-
-// SAFETY: a `Batch` owns what it points to (unlinked leaves and nodes, and a
-// detached subtree), so it may go to the reclaim thread when the values may.
-unsafe impl<V: Send> Send for Batch<V> {}
-
-impl<V: Send + 'static> Batch<V> {
-    pub(crate) fn new() -> Self {
-        Batch {
-            leaves: Vec::new(),
-            nodes: Vec::new(),
-            subtree: Word::EMPTY,
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.leaves.is_empty() && self.nodes.is_empty() && self.subtree == Word::EMPTY
-    }
-
-    /// Frees everything after a grace period of `domain`, in one callback.
-    ///
-    /// # Safety
-    /// `domain` is the domain the tree's readers hold guards of.
-    pub(crate) unsafe fn retire(self, domain: &RcuDomain) {
-        if self.is_empty() {
-            return;
-        }
-        domain.call_rcu(move || {
-            let batch = self;
-            // A value's panicking drop does not stop the others.
-            let mut panicked = None;
-            // SAFETY: everything in the batch came from `Box::into_raw`, was
-            // unlinked (or, for the subtree, detached at the root) before the
-            // batch was retired, is owned only by the batch, and a grace period
-            // of the readers' domain has passed, so no reader can reach it.
-            unsafe {
-                for l in batch.leaves {
-                    drop_leaf(Box::from_raw(l.as_ptr()), &mut panicked);
-                }
-                for n in batch.nodes {
-                    drop(Box::from_raw(n.as_ptr()));
-                }
-                free_subtree_into::<V>(batch.subtree, &mut panicked);
-            }
-            resume(panicked);
-        });
-    }
-}
-
-/// Frees `w` and everything below it.
-///
-/// # Safety
-/// The caller owns the subtree (it is unreachable for readers, or every
-/// reader is gone), it is well formed (each node and leaf reachable once),
-/// and it came from this crate's `Box::into_raw`s of `Node` and `Leaf<V>`.
-///
-/// A value whose drop panics does not stop the others: every value is
-/// dropped and every node freed, then the first panic resumes.
-pub(crate) unsafe fn free_subtree<V>(w: Word) {
-    let mut panicked = None;
-    // SAFETY: the caller's contract.
-    unsafe { free_subtree_into::<V>(w, &mut panicked) };
-    resume(panicked);
-}
-
-/// A panic caught while dropping values, to resume once all are dropped.
-type Panicked = Option<Box<dyn std::any::Any + Send>>;
-
-/// [`free_subtree`], keeping the first panic of a value's drop in
-/// `panicked` and going on.
-///
-/// # Safety
-/// As [`free_subtree`].
-unsafe fn free_subtree_into<V>(w: Word, panicked: &mut Panicked) {
-    match w.kind() {
-        Kind::Empty => {}
-        Kind::Leaf(l) => {
-            // SAFETY: by the contract, a `Leaf<V>` from `Box::into_raw`.
-            drop_leaf(
-                unsafe { Box::from_raw(l.cast_mut().cast::<Leaf<V>>()) },
-                panicked,
-            );
-        }
-        Kind::Node(n) => {
-            // SAFETY: by the contract, a `Node` from `Box::into_raw`, ours.
-            let node = unsafe { Box::from_raw(n.cast_mut()) };
-            for slot in &node.slots {
-                // SAFETY: the children of an owned node are owned too.
-                unsafe { free_subtree_into::<V>(Word::load(slot, Ordering::Relaxed), panicked) };
-            }
-        }
-    }
-}
-
-/// Drops `leaf`; a panic of its value's drop goes into `panicked` (the
-/// first one kept) instead of unwinding past the leaves still to drop.
-fn drop_leaf<V>(leaf: Box<Leaf<V>>, panicked: &mut Panicked) {
-    // AssertUnwindSafe: the leaf is gone either way; nothing of ours is
-    // reachable from its value.
-    if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(leaf))) {
-        panicked.get_or_insert(payload);
-    }
-}
-
-/// Resumes the first panic caught while dropping values, if any.
-fn resume(panicked: Panicked) {
-    if let Some(payload) = panicked {
-        std::panic::resume_unwind(payload);
-    }
 }
 
 impl<V> Drop for RawTree<V> {
@@ -501,138 +498,263 @@ impl<V> Writer<'_, V> {
         slot.store(w.0, Ordering::Release);
     }
 
-    /// The leaf of `key`, for the writer.
-    pub(crate) fn get(&self, key: u64) -> Option<&Leaf<V>> {
-        let (_, w) = self.walk(key);
-        let l = w.as_leaf::<V>()?;
-        // SAFETY: a reachable leaf, alive while we hold the lock (only this
-        // writer unlinks, and it does not while the borrow of `self` lasts).
-        let l = unsafe { &*l };
-        (l.head.key == key).then_some(l)
+    /// The bottom node the walk ended in, if it did (the last node of the
+    /// path, at shift 0, in a tree with inline values).
+    /// (A pointer with the provenance of the node's allocation, from the
+    /// word: a retired cell frees the node through it.) Alive while we hold
+    /// the lock.
+    fn bottom(path: &Path) -> Option<*const Bottom<V>> {
+        let &(n, _) = path.steps[..path.len].last()?;
+        // SAFETY: on the path, so alive while we hold the lock.
+        Bottom::<V>::of(n, unsafe { (*n).shift })
     }
 
-    /// Inserts `value` at `key`; returns the leaf it replaced, now unlinked
-    /// (marks carry over to the new leaf).
-    pub(crate) fn insert(&mut self, key: u64, value: V) -> Option<NonNull<Leaf<V>>> {
+    /// The value of `key`, for the writer.
+    pub(crate) fn get(&self, key: u64) -> Option<NonNull<V>> {
+        let (path, w) = self.walk(key);
+        match w.kind() {
+            Kind::Leaf(l) => {
+                let l = l.cast_mut().cast::<Leaf<V>>();
+                // SAFETY: a reachable leaf, alive while we hold the lock.
+                (unsafe { (*l).head.key } == key).then(|| {
+                    // SAFETY: as above; a field of a non-null leaf.
+                    unsafe { NonNull::new_unchecked(&raw mut (*l).value) }
+                })
+            }
+            Kind::Inline { cell, .. } => {
+                // The walk entered only nodes covering `key`, so the word is
+                // `key`'s.
+                let b = Self::bottom(&path).expect("an inline word in a bottom node");
+                NonNull::new(Bottom::cell_ptr(b, index(key, 0), cell))
+            }
+            Kind::Empty | Kind::Node(_) => None,
+        }
+    }
+
+    /// Publishes a new entry of `key` into `slot`, which is `bottom`'s slot
+    /// for it if the walk ended in a bottom node: an inline entry in a free
+    /// cell, or else a new leaf with `marks`. An inline entry's marks are
+    /// its node's bits, which the caller keeps.
+    fn publish_entry(
+        slot: &AtomicPtr<()>,
+        bottom: Option<*const Bottom<V>>,
+        key: u64,
+        marks: u8,
+        value: V,
+    ) {
+        let i = index(key, 0);
+        // SAFETY: a bottom node on the walk's path, alive under the lock.
+        let bottom = bottom.map(|b| unsafe { &*b });
+        match bottom.map(|b| (b, b.free_cell(i))) {
+            Some((b, Some(c))) => {
+                // SAFETY: the writer (we hold the lock) fills a free cell.
+                unsafe { b.fill(i, c, value) };
+                Self::publish(slot, Word::inline(key & !63, c));
+                b.set_inline(i, c);
+            }
+            Some((b, None)) => {
+                // Both cells held (two replacements within a grace period):
+                // a leaf, as above the bottom.
+                Self::publish(slot, Word::leaf(Leaf::boxed(key, marks, value)));
+                b.clear_inline(i);
+            }
+            None => Self::publish(slot, Word::leaf(Leaf::boxed(key, marks, value))),
+        }
+    }
+
+    /// Inserts `value` at `key`; returns the entry it replaced, now unlinked
+    /// (marks carry over to the new entry).
+    pub(crate) fn insert(&mut self, key: u64, value: V) -> Option<Place<V>> {
         let (path, w) = self.walk(key);
         let slot = self.slot(&path, path.len);
+        let bottom = Self::bottom(&path);
         match w.kind() {
             Kind::Empty => {
-                Self::publish(slot, Word::leaf(Leaf::boxed(key, 0, value)));
+                // A new entry carries no mark (a bottom node's bits for an
+                // empty slot are clear), so no summary changes.
+                Self::publish_entry(slot, bottom, key, 0, value);
                 if let Some(&(n, i)) = path.steps[..path.len].last() {
                     // SAFETY: on the path, so alive.
                     let n = unsafe { &*n };
                     let bits = n.present.load(Ordering::Relaxed) | 1 << i;
                     // Release: after the slot's store, so a reader that sees
-                    // the bit (Acquire) sees the leaf.
+                    // the bit (Acquire) sees the entry.
                     n.present.store(bits, Ordering::Release);
                 }
+            }
+            Kind::Inline { cell, .. } => {
+                // The walk entered only nodes covering `key`: the entry is
+                // `key`'s. The new value goes into the other cell if it is
+                // free (this one is busy), else into a leaf.
+                let b = bottom.expect("an inline word in a bottom node");
+                let i = index(key, 0);
+                // The node's bits for the slot are the entry's marks.
+                let marks = (0..MARKS).fold(0u8, |acc, m| {
+                    // SAFETY: on the path, alive under the lock.
+                    let bits = unsafe { (*b).node.marks[m].load(Ordering::Relaxed) };
+                    acc | (((bits >> i) & 1) as u8) << m
+                });
+                Self::publish_entry(slot, bottom, key, marks, value);
+                // SAFETY: we hold the lock; the cell's word was just
+                // replaced; this is the only handle made for it.
+                return Some(Place::Cell(unsafe { Bottom::retire(b, i, cell) }));
             }
             Kind::Leaf(l) => {
                 // SAFETY: reachable, alive under the lock.
                 let old = unsafe { &*l };
                 if old.key == key {
+                    // In a bottom node, the node's bits for the slot already
+                    // are the leaf's marks (its summary).
                     let marks = old.marks.load(Ordering::Relaxed);
-                    Self::publish(slot, Word::leaf(Leaf::boxed(key, marks, value)));
+                    Self::publish_entry(slot, bottom, key, marks, value);
                     let old = l.cast_mut().cast::<Leaf<V>>();
                     // SAFETY: the word was a non-null leaf pointer.
-                    return Some(unsafe { NonNull::new_unchecked(old) });
+                    return Some(Place::Leaf(unsafe { NonNull::new_unchecked(old) }));
                 }
-                let new = Word::leaf(Leaf::boxed(key, 0, value));
-                Self::publish(slot, Node::pair(old.key, w, key, new));
+                Self::publish(slot, Node::pair(old.key, w, key, value));
             }
             Kind::Node(n) => {
                 // The walk stopped at a node that does not cover `key`: a new
                 // node above it splits the compressed path.
                 // SAFETY: reachable, alive under the lock.
                 let prefix = unsafe { (*n).prefix };
-                let new = Word::leaf(Leaf::boxed(key, 0, value));
-                Self::publish(slot, Node::pair(prefix, w, key, new));
+                Self::publish(slot, Node::pair(prefix, w, key, value));
             }
         }
         // Relaxed: a statistic, changed only under the lock.
         self.tree
             .len
             .store(self.tree.len.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-        // A new entry carries no mark, so no summary changes.
         None
     }
 
-    /// The leaf of `key`, inserting `f()` first if absent.
-    pub(crate) fn get_or_insert_with(
-        &mut self,
-        key: u64,
-        f: impl FnOnce() -> V,
-    ) -> NonNull<Leaf<V>> {
-        if let Some(l) = self.get(key) {
-            return NonNull::from(l);
+    /// The value of `key`, inserting `f()` first if absent.
+    pub(crate) fn get_or_insert_with(&mut self, key: u64, f: impl FnOnce() -> V) -> NonNull<V> {
+        if let Some(v) = self.get(key) {
+            return v;
         }
         let replaced = self.insert(key, f());
         debug_assert!(replaced.is_none());
-        let l = self.get(key).expect("just inserted");
-        NonNull::from(l)
+        self.get(key).expect("just inserted")
     }
 
-    /// Removes `key`: the unlinked leaf, and the node a collapse unlinked.
-    pub(crate) fn remove(&mut self, key: u64) -> Option<(NonNull<Leaf<V>>, Garbage)> {
+    /// Removes `key`: the unlinked entry, and the nodes the removal
+    /// unlinked.
+    pub(crate) fn remove(&mut self, key: u64) -> Option<(Place<V>, Garbage)> {
         let (path, w) = self.walk(key);
-        let l = w.as_leaf::<V>()?;
-        // SAFETY: reachable, alive under the lock.
-        if unsafe { (*l).head.key } != key {
-            return None;
-        }
-        // SAFETY: a non-null leaf pointer.
-        let leaf = unsafe { NonNull::new_unchecked(l) };
+        let place = match w.kind() {
+            Kind::Leaf(l) => {
+                let l = l.cast_mut().cast::<Leaf<V>>();
+                // SAFETY: reachable, alive under the lock.
+                if unsafe { (*l).head.key } != key {
+                    return None;
+                }
+                // SAFETY: a non-null leaf pointer.
+                Place::Leaf(unsafe { NonNull::new_unchecked(l) })
+            }
+            Kind::Inline { cell, .. } => {
+                let b = Self::bottom(&path).expect("an inline word in a bottom node");
+                let i = index(key, 0);
+                // The word is cleared below; the scans' summary first (a scan
+                // that still sees the bit reads the retired cell, valid for
+                // its critical section).
+                // SAFETY: on the path, alive under the lock.
+                unsafe { (*b).clear_inline(i) };
+                // SAFETY: we hold the lock; the word is cleared below, before
+                // anyone else can see the handle; the only handle made.
+                Place::Cell(unsafe { Bottom::retire(b, i, cell) })
+            }
+            Kind::Empty | Kind::Node(_) => return None,
+        };
         self.tree
             .len
             .store(self.tree.len.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
-        let mut garbage = Garbage { node: None };
-        if path.len == 0 {
-            Self::publish(&self.tree.root, Word::EMPTY);
-            return Some((leaf, garbage));
-        }
-        let (p, i) = path.steps[path.len - 1];
-        // SAFETY: on the path, so alive.
-        let parent = unsafe { &*p };
-        Self::publish(&parent.slots[i], Word::EMPTY);
-        let present = parent.present.load(Ordering::Relaxed) & !(1 << i);
-        // Release: as in `insert`.
-        parent.present.store(present, Ordering::Release);
-        let fix_from = if present.count_ones() == 1 {
-            // The collapse: the only child takes the node's place; the node
-            // keeps its slots, so readers standing on it still reach the
-            // child.
-            let only = Word::load(
-                &parent.slots[present.trailing_zeros() as usize],
-                Ordering::Relaxed,
-            );
-            Self::publish(self.slot(&path, path.len - 1), only);
-            garbage.node = NonNull::new(p.cast_mut());
-            path.len - 1
-        } else {
-            path.len
+        let mut garbage = Garbage { nodes: [None; 2] };
+        // Empty the slot at depth `d` (the root slot at 0); a node it leaves
+        // with one child collapses, one it leaves empty (a bottom node whose
+        // last entry was inline) is unlinked in turn.
+        let mut d = path.len;
+        let fix_from = loop {
+            if d == 0 {
+                Self::publish(&self.tree.root, Word::EMPTY);
+                break 0;
+            }
+            let (p, i) = path.steps[d - 1];
+            // SAFETY: on the path, so alive.
+            let parent = unsafe { &*p };
+            Self::publish(&parent.slots[i], Word::EMPTY);
+            let present = parent.present.load(Ordering::Relaxed) & !(1 << i);
+            // Release: as in `insert`.
+            parent.present.store(present, Ordering::Release);
+            match present.count_ones() {
+                0 => {
+                    // Only a bottom node empties (others collapse at one
+                    // child, and a bottom node with an inline entry does
+                    // not).
+                    garbage.push(p);
+                    d -= 1;
+                }
+                1 => {
+                    let only = Word::load(
+                        &parent.slots[present.trailing_zeros() as usize],
+                        Ordering::Relaxed,
+                    );
+                    if let Kind::Inline { .. } = only.kind() {
+                        // An inline entry cannot leave its node.
+                        break d;
+                    }
+                    // The collapse: the only child takes the node's place;
+                    // the node keeps its slots, so readers standing on it
+                    // still reach the child.
+                    Self::publish(self.slot(&path, d - 1), only);
+                    garbage.push(p);
+                    break d - 1;
+                }
+                _ => break d,
+            }
         };
         self.fix_marks(&path, fix_from);
-        Some((leaf, garbage))
+        Some((place, garbage))
     }
 
     /// Sets (`on`) or clears mark `m` of `key`'s entry; `false` if absent.
     pub(crate) fn mark(&mut self, key: u64, m: usize, on: bool) -> bool {
         let (path, w) = self.walk(key);
-        let Some(l) = w.as_leaf::<V>() else {
-            return false;
-        };
-        // SAFETY: reachable, alive under the lock.
-        let head = unsafe { &(*l).head };
-        if head.key != key {
-            return false;
-        }
-        let old = head.marks.load(Ordering::Relaxed);
-        let new = if on { old | 1 << m } else { old & !(1 << m) };
-        if new != old {
+        let set = |bits: &std::sync::atomic::AtomicU8, bit: u8| {
+            let old = bits.load(Ordering::Relaxed);
+            let new = if on { old | bit } else { old & !bit };
             // Release: before the summaries (`fix_marks`), so a reader that
-            // sees a summary bit (Acquire) then sees the leaf's mark.
-            head.marks.store(new, Ordering::Release);
+            // sees a summary bit (Acquire) then sees the entry's mark.
+            bits.store(new, Ordering::Release);
+            new != old
+        };
+        let changed = match w.kind() {
+            Kind::Leaf(l) => {
+                // SAFETY: reachable, alive under the lock.
+                let head = unsafe { &*l };
+                if head.key != key {
+                    return false;
+                }
+                set(&head.marks, 1 << m)
+            }
+            Kind::Inline { .. } => {
+                // The entry's marks are its node's bits for its slot, which
+                // are also the node's summary: fix the levels above it.
+                let (n, i) = path.steps[path.len - 1];
+                // SAFETY: on the path, so alive.
+                let bitmap = unsafe { &(*n).marks[m] };
+                let old = bitmap.load(Ordering::Relaxed);
+                let new = if on { old | 1 << i } else { old & !(1 << i) };
+                // Release: as for a leaf's marks.
+                bitmap.store(new, Ordering::Release);
+                if new != old {
+                    self.fix_marks(&path, path.len - 1);
+                }
+                return true;
+            }
+            Kind::Empty | Kind::Node(_) => return false,
+        };
+        if changed {
             self.fix_marks(&path, path.len);
         }
         true
@@ -645,6 +767,8 @@ impl<V> Writer<'_, V> {
             // SAFETY: on the path, so alive.
             let n = unsafe { &*n };
             let child = Word::load(&n.slots[i], Ordering::Relaxed);
+            // An inline entry's bits are its marks, kept by `mark` itself.
+            debug_assert!(!matches!(child.kind(), Kind::Inline { .. }));
             let mut changed = false;
             for (m, bitmap) in n.marks.iter().enumerate() {
                 let old = bitmap.load(Ordering::Relaxed);
@@ -671,16 +795,19 @@ impl<V> Writer<'_, V> {
         let mut doomed = Vec::new();
         // SAFETY: under the lock, nothing changes while we walk.
         unsafe {
-            each_leaf::<V>(Word::load(&self.tree.root, Ordering::Relaxed), &mut |l| {
-                if !keep(l.head.key, &l.value) {
-                    doomed.push(l.head.key);
-                }
-            })
+            each_entry::<V>(
+                Word::load(&self.tree.root, Ordering::Relaxed),
+                &mut |k, v| {
+                    if !keep(k, v) {
+                        doomed.push(k);
+                    }
+                },
+            )
         };
         for key in doomed {
-            if let Some((leaf, garbage)) = self.remove(key) {
-                batch.leaves.push(leaf);
-                batch.nodes.extend(garbage.node);
+            if let Some((place, garbage)) = self.remove(key) {
+                batch.places.push(place);
+                batch.nodes.extend(garbage.nodes.into_iter().flatten());
             }
         }
     }
@@ -695,20 +822,33 @@ impl<V> Writer<'_, V> {
     }
 }
 
-/// Calls `f` on every leaf below `w`, in key order.
+/// Calls `f` on every entry below `w`, in key order.
 ///
 /// # Safety
 /// The subtree is alive and unchanging during the call.
-unsafe fn each_leaf<V>(w: Word, f: &mut impl FnMut(&Leaf<V>)) {
+unsafe fn each_entry<V>(w: Word, f: &mut impl FnMut(u64, &V)) {
     match w.kind() {
-        Kind::Empty => {}
-        // SAFETY: by the contract; every leaf of the tree is a `Leaf<V>`.
-        Kind::Leaf(l) => f(unsafe { &*l.cast::<Leaf<V>>() }),
+        // Inline entries are visited by their node (below).
+        Kind::Empty | Kind::Inline { .. } => {}
+        Kind::Leaf(l) => {
+            // SAFETY: by the contract; every leaf of the tree is a `Leaf<V>`.
+            let l = unsafe { &*l.cast::<Leaf<V>>() };
+            f(l.head.key, &l.value);
+        }
         Kind::Node(n) => {
             // SAFETY: by the contract.
-            for slot in unsafe { &(*n).slots } {
-                // SAFETY: by the contract.
-                unsafe { each_leaf(Word::load(slot, Ordering::Relaxed), f) };
+            for (i, slot) in unsafe { &(*n).slots }.iter().enumerate() {
+                let child = Word::load(slot, Ordering::Relaxed);
+                if let Kind::Inline { prefix, cell } = child.kind() {
+                    // SAFETY: by the contract: the word names a live cell
+                    // of this (bottom) node.
+                    f(prefix | i as u64, unsafe {
+                        Bottom::<V>::value(n.cast(), i, cell)
+                    });
+                } else {
+                    // SAFETY: by the contract.
+                    unsafe { each_entry(child, f) };
+                }
             }
         }
     }

@@ -6,11 +6,19 @@
 //!   `shift` and `prefix` never change after it is published; its slots and
 //!   bitmaps change in place, by atomic stores of the single writer.
 //! * [`Leaf`]: one entry, `key`, `marks`, `value`. A leaf is never changed
-//!   except for its marks: replacing a value publishes a new leaf.
+//!   except for its marks: replacing a value publishes a new leaf (or an
+//!   inline entry).
 //!
-//! A slot holds a [`Word`]: null (empty), a node pointer, or a leaf pointer
-//! with bit 0 set. Both kinds are at least 8-aligned, so bit 0 is free.
+//! (A bottom node, [`super::bottom::Bottom`], is a `Node` with value cells
+//! after it.)
+//!
+//! A slot holds a [`Word`]: null (empty), a node pointer, a leaf pointer
+//! with bit 0 set, or (in a bottom node only, see [`super::bottom`]) an
+//! *inline* word: no pointer, but the entry's key without its last six bits,
+//! the cell that holds its value, and bit 5 set. Leaves are 8-aligned and
+//! nodes 64-aligned, so bit 0, and bit 5 of a node word, are free.
 
+use super::bottom::{Bottom, inline_values};
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, Ordering};
 
@@ -25,6 +33,10 @@ pub(crate) const MAX_DEPTH: usize = 11;
 
 /// Bit 0 of a word: the word points to a leaf.
 const LEAF_TAG: usize = 1;
+/// Bit 5 of a word without bit 0: an inline entry of a bottom node.
+const INLINE_TAG: usize = 1 << 5;
+/// Bit 1 of an inline word: which of the slot's two cells holds the value.
+const CELL_BIT: usize = 1 << 1;
 /// Bits 1..=4 of a node word: the node's shift / 6, so a lookup indexes the
 /// node without loading its header (one cache line per level, not two).
 const SHIFT_TAG: usize = 0b1_1110;
@@ -105,25 +117,57 @@ pub(crate) struct Node {
 }
 
 impl Node {
-    /// A node holding two children, `a` (whose keys include `key_a`) and `b`
-    /// (`key_b`), which must differ at the node's digit.
-    pub(crate) fn pair(key_a: u64, a: Word, key_b: u64, b: Word) -> Word {
+    /// An empty node at `shift` covering the keys of `prefix`.
+    pub(crate) fn empty(shift: u8, prefix: u64) -> Node {
+        debug_assert_eq!(prefix & span_mask(shift), 0);
+        Node {
+            shift,
+            prefix,
+            present: AtomicU64::new(0),
+            marks: [const { AtomicU64::new(0) }; MARKS],
+            slots: [const { AtomicPtr::new(ptr::null_mut()) }; FANOUT],
+        }
+    }
+
+    /// A new node holding two children: `a`, the old occupant of a slot (a
+    /// leaf, or a node, whose keys include `key_a`), and a new entry of
+    /// `key_b` holding `value`; the keys differ at the node's digit. At
+    /// shift 0, where values go inline, the node is a bottom node and the
+    /// value goes into a cell of it; elsewhere into a leaf of its own.
+    /// Nothing is published: the caller stores the word.
+    pub(crate) fn pair<V>(key_a: u64, a: Word, key_b: u64, value: V) -> Word {
         let shift = split_shift(key_a, key_b);
         let (ia, ib) = (index(key_a, shift), index(key_b, shift));
         debug_assert_ne!(ia, ib);
-        let node = Node {
-            shift,
-            prefix: key_a & !span_mask(shift),
-            present: AtomicU64::new(1 << ia | 1 << ib),
-            marks: std::array::from_fn(|m| {
-                let bit = |w: Word, i: usize| u64::from(w.summary(m, Ordering::Relaxed)) << i;
-                AtomicU64::new(bit(a, ia) | bit(b, ib))
-            }),
-            slots: [const { AtomicPtr::new(ptr::null_mut()) }; FANOUT],
+        let prefix = key_a & !span_mask(shift);
+        let (node, b) = if shift == 0 && inline_values::<V>() {
+            let bottom = Bottom::<V>::alloc(prefix);
+            // SAFETY: just allocated, not shared yet; the writer fills cell
+            // 0 of slot `ib`, which is free in a new node.
+            unsafe {
+                (*bottom).fill(ib, 0, value);
+                (*bottom).set_inline(ib, 0);
+            }
+            (bottom.cast::<Node>(), Word::inline(prefix, 0))
+        } else {
+            let node = Box::into_raw(Box::new(Node::empty(shift, prefix)));
+            (node, Word::leaf(Leaf::boxed(key_b, 0, value)))
         };
-        node.slots[ia].store(a.0, Ordering::Relaxed);
-        node.slots[ib].store(b.0, Ordering::Relaxed);
-        Word::node(Box::into_raw(Box::new(node)), shift)
+        // SAFETY: just allocated, not shared yet.
+        let n = unsafe { &*node };
+        n.present.store(1 << ia | 1 << ib, Ordering::Relaxed);
+        for (m, bitmap) in n.marks.iter().enumerate() {
+            // The new entry carries no mark; `a` keeps its summary.
+            bitmap.store(
+                u64::from(a.summary(m, Ordering::Relaxed)) << ia,
+                Ordering::Relaxed,
+            );
+        }
+        // Relaxed: the node is published later by a Release store of its
+        // word, which orders these.
+        n.slots[ia].store(a.0, Ordering::Relaxed);
+        n.slots[ib].store(b.0, Ordering::Relaxed);
+        Word::node(node, shift)
     }
 
     /// The highest key this node covers.
@@ -154,10 +198,17 @@ pub(crate) enum Kind {
     Empty,
     Leaf(*const LeafHead),
     Node(*const Node),
+    /// An entry whose value sits in cell `cell` of the bottom node holding
+    /// the slot; its key is `prefix` plus the slot's index.
+    Inline {
+        prefix: u64,
+        cell: usize,
+    },
 }
 
 /// A slot's content: null, a `*mut Node` with its shift / 6 in bits 1..=4,
-/// or a `*mut Leaf<V>` tagged with bit 0.
+/// a `*mut Leaf<V>` tagged with bit 0, or an inline word (bit 5, the cell in
+/// bit 1, the key's bits above the lowest six).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct Word(pub(crate) *mut ());
 
@@ -168,7 +219,18 @@ impl Word {
         Word(p.cast::<()>().map_addr(|a| a | LEAF_TAG))
     }
 
-    fn node(p: *mut Node, shift: u8) -> Word {
+    /// The word of an inline entry of key `prefix | i` (the low six bits of
+    /// `prefix` are zero) whose value is in cell `cell` of its slot. Only
+    /// made where [`super::bottom::inline_values`] holds, so
+    /// a `usize` holds the prefix.
+    pub(crate) fn inline(prefix: u64, cell: usize) -> Word {
+        debug_assert_eq!(prefix & 63, 0);
+        debug_assert!(cell < 2);
+        let bits = prefix as usize | INLINE_TAG | (cell * CELL_BIT);
+        Word(ptr::without_provenance_mut(bits))
+    }
+
+    pub(crate) fn node(p: *mut Node, shift: u8) -> Word {
         let digit = usize::from(shift) / BITS as usize;
         Word(p.cast::<()>().map_addr(|a| a | digit << 1))
     }
@@ -187,20 +249,18 @@ impl Word {
 
     #[inline(always)]
     pub(crate) fn kind(self) -> Kind {
-        if self.0.addr() & LEAF_TAG != 0 {
+        let a = self.0.addr();
+        if a & LEAF_TAG != 0 {
             Kind::Leaf(self.0.map_addr(|a| a & !LEAF_TAG).cast_const().cast())
+        } else if a & INLINE_TAG != 0 {
+            Kind::Inline {
+                prefix: (a & !NODE_TAGS) as u64,
+                cell: (a & CELL_BIT) / CELL_BIT,
+            }
         } else if self.0.is_null() {
             Kind::Empty
         } else {
             Kind::Node(self.0.map_addr(|a| a & !NODE_TAGS).cast_const().cast())
-        }
-    }
-
-    /// The leaf pointer, as the `Leaf<V>` it was made from.
-    pub(crate) fn as_leaf<V>(self) -> Option<*mut Leaf<V>> {
-        match self.kind() {
-            Kind::Leaf(l) => Some(l.cast_mut().cast()),
-            _ => None,
         }
     }
 
@@ -216,6 +276,9 @@ impl Word {
             Kind::Leaf(l) => (unsafe { (*l).marks.load(order) } & (1 << m)) != 0,
             // SAFETY: as above.
             Kind::Node(n) => (unsafe { (*n).marks[m].load(order) }) != 0,
+            // An inline entry's marks are its bottom node's bits for its
+            // slot; the writer keeps them itself and never asks the word.
+            Kind::Inline { .. } => unreachable!("the summary of an inline entry"),
         }
     }
 }

@@ -1,11 +1,9 @@
 //! [`Removed`]: an entry taken out of the tree that readers may still see.
 
-use super::node::Leaf;
+use super::Place;
 use rcu_core::RcuDomain;
 use std::fmt;
-use std::marker::PhantomData;
 use std::ops::Deref;
-use std::ptr::NonNull;
 
 /// A value removed from (or replaced in) an
 /// [`RcuRadixTree`](crate::RcuRadixTree) that readers may still be reading.
@@ -23,39 +21,37 @@ use std::ptr::NonNull;
 /// assert_eq!(old.into_inner(), "seven"); // waits for a grace period
 /// ```
 pub struct Removed<V: Send + Sync + 'static> {
-    leaf: NonNull<Leaf<V>>,
+    place: Option<Place<V>>,
     domain: RcuDomain,
-    _owns: PhantomData<Box<Leaf<V>>>,
 }
 
-// SAFETY: a `Removed<V>` owns a leaf that readers on other threads may share:
-// moving it (and dropping the value elsewhere) needs `V: Send`, sharing it
-// needs `V: Sync`; the type requires both.
+// SAFETY: a `Removed<V>` owns an entry that readers on other threads may
+// share: moving it (and dropping the value elsewhere) needs `V: Send`,
+// sharing it needs `V: Sync`; the type requires both.
 unsafe impl<V: Send + Sync + 'static> Send for Removed<V> {}
 // SAFETY: as above.
 unsafe impl<V: Send + Sync + 'static> Sync for Removed<V> {}
 
 impl<V: Send + Sync + 'static> Removed<V> {
     /// # Safety
-    /// `leaf` came from `Box::into_raw`, is unlinked from its tree, and is
-    /// owned by no one else; the tree's readers read under `domain`'s guards.
-    pub(crate) unsafe fn new(leaf: NonNull<Leaf<V>>, domain: &RcuDomain) -> Self {
+    /// `place` is unlinked from its tree and owned by no one else; the
+    /// tree's readers read under `domain`'s guards.
+    pub(crate) unsafe fn new(place: Place<V>, domain: &RcuDomain) -> Self {
         Removed {
-            leaf,
+            place: Some(place),
             domain: domain.clone(),
-            _owns: PhantomData,
         }
     }
 
-    fn leaf(&self) -> &Leaf<V> {
-        // SAFETY: the leaf is alive until `self` is dropped or consumed:
-        // readers only share it, and the retire happens in `drop`.
-        unsafe { self.leaf.as_ref() }
+    fn place(&self) -> &Place<V> {
+        self.place
+            .as_ref()
+            .expect("a Removed holds its entry until consumed")
     }
 
     /// The entry's key.
     pub fn key(&self) -> u64 {
-        self.leaf().head.key
+        self.place().key()
     }
 
     /// Waits for a grace period, after which no reader can see the value,
@@ -65,34 +61,46 @@ impl<V: Send + Sync + 'static> Removed<V> {
     /// Inside a read-side critical section of the tree's domain on this
     /// thread, or inside a reclaim callback (as
     /// [`RcuDomain::synchronize`]).
-    pub fn into_inner(self) -> V {
+    pub fn into_inner(mut self) -> V {
+        // If this panics, `self` still holds the entry and retires it as
+        // usual when dropped.
         self.domain.synchronize();
-        let this = std::mem::ManuallyDrop::new(self);
-        // SAFETY: `this` is never used or dropped again; its domain handle is
-        // read out exactly once and dropped here.
-        drop(unsafe { std::ptr::read(&this.domain) });
-        // SAFETY: the leaf came from `Box::into_raw`, was unlinked before
-        // `self` was made, `self` was its only owner, and the grace period
-        // above has ended every critical section that could still see it.
-        let leaf = unsafe { Box::from_raw(this.leaf.as_ptr()) };
-        leaf.value
+        let place = self
+            .place
+            .take()
+            .expect("a Removed holds its entry until consumed");
+        // SAFETY: the entry was unlinked before `self` was made, `self` was
+        // its only owner, and the grace period above has ended every critical
+        // section that could still see it.
+        unsafe { place.take() }
     }
 }
 
 impl<V: Send + Sync + 'static> Deref for Removed<V> {
     type Target = V;
     fn deref(&self) -> &V {
-        &self.leaf().value
+        // SAFETY: the entry stays (neither dropped nor taken) until `self`
+        // is dropped or consumed, which the borrow of `self` outlasts.
+        unsafe { self.place().value() }
     }
 }
 
 impl<V: Send + Sync + 'static> Drop for Removed<V> {
     fn drop(&mut self) {
-        // SAFETY: the leaf came from `Box::into_raw`, was unlinked before
-        // `self` was made (`new`'s contract), is retired once (here; a
-        // consumed `Removed` is not dropped), and its readers read under this
-        // domain's guards.
-        unsafe { self.domain.defer_free(self.leaf.as_ptr()) };
+        if let Some(place) = self.place.take() {
+            // The callback owns the entry; `V: Send` moves it to the reclaim
+            // thread.
+            self.domain.call_rcu(move || {
+                let mut panicked = None;
+                // SAFETY: the entry was unlinked before `self` was made
+                // (`new`'s contract), is dropped once (here), after a grace
+                // period of the domain its readers read under.
+                unsafe { place.drop_into(&mut panicked) };
+                if let Some(payload) = panicked {
+                    std::panic::resume_unwind(payload);
+                }
+            });
+        }
     }
 }
 

@@ -1,0 +1,296 @@
+//! Values stored inline in bottom nodes (two cells per slot): replacement
+//! into the other cell and, when both are held, into a leaf; handles that
+//! outlive their node and the tree; marks of inline entries; the scans'
+//! fast path against the step-by-step one; values too large to go inline.
+
+// Under `--cfg rcu_loom` rcu-core has no process-wide domain.
+#![cfg(not(rcu_loom))]
+
+use rcu_core::RcuDomain;
+use rcu_radix::{Mark, RcuRadixTree};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// A small value (inline) that counts its drops.
+struct Counted {
+    id: u64,
+    drops: Arc<AtomicUsize>,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn counted(id: u64, drops: &Arc<AtomicUsize>) -> Counted {
+    Counted {
+        id,
+        drops: drops.clone(),
+    }
+}
+
+/// A dense block of keys fills a bottom node: its values are inline (the
+/// first key of a node pair stays a leaf).
+#[test]
+fn dense_keys_go_inline() {
+    let domain = RcuDomain::new();
+    let tree = RcuRadixTree::new_in(&domain);
+    for k in 0..64u64 {
+        tree.insert(k, k * 10);
+    }
+    let s = tree.stats();
+    assert_eq!((s.entries, s.nodes, s.height), (64, 1, 1));
+    // One leaf (key 0, there before the node); 63 values in cells.
+    let one_leaf = {
+        let t = RcuRadixTree::new_in(&domain);
+        t.insert(0, 0u64);
+        t.stats().leaf_bytes
+    };
+    assert_eq!(s.leaf_bytes, one_leaf);
+    let g = domain.read_lock_owned();
+    for k in 0..64 {
+        assert_eq!(tree.get(k, &g), Some(&(k * 10)));
+    }
+    assert_eq!(tree.get(64, &g), None);
+}
+
+/// Replacing a value twice while a reader holds both old ones: the first
+/// goes into the other cell, the second (both cells held) into a leaf; the
+/// reader's references keep their values, and every value is dropped once.
+#[test]
+fn replacements_within_a_grace_period() {
+    let domain = RcuDomain::new();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let tree = RcuRadixTree::new_in(&domain);
+    for k in 0..8 {
+        tree.insert(k, counted(k, &drops));
+    }
+    let reader = domain.register();
+    let g = reader.read_lock();
+    let v0 = tree.get(5, &g).unwrap();
+    let h1 = tree.insert(5, counted(105, &drops)).unwrap();
+    let v1 = tree.get(5, &g).unwrap();
+    let h2 = tree.insert(5, counted(205, &drops)).unwrap();
+    let v2 = tree.get(5, &g).unwrap();
+    let h3 = tree.insert(5, counted(305, &drops)).unwrap();
+    assert_eq!((v0.id, v1.id, v2.id), (5, 105, 205));
+    assert_eq!((h1.id, h2.id, h3.id), (5, 105, 205));
+    assert_eq!(tree.get(5, &g).unwrap().id, 305);
+    // The third went to a leaf (both cells held): two leaves, 0 and 5.
+    let leaf = |t: &RcuRadixTree<Counted>| t.stats().leaf_bytes;
+    let one = RcuRadixTree::new_in(&domain);
+    one.insert(0, counted(0, &Arc::new(AtomicUsize::new(0))));
+    assert_eq!(leaf(&tree), 2 * leaf(&one));
+    drop((h1, h2, h3));
+    // Not dropped while the reader may still see them.
+    assert_eq!(drops.load(Ordering::Relaxed), 0);
+    assert_eq!((v0.id, v1.id, v2.id), (5, 105, 205));
+    drop(g);
+    domain.drain();
+    assert_eq!(drops.load(Ordering::Relaxed), 3);
+    // The cells are free again: more replacements, then the tree's drop.
+    for round in 0..10 {
+        drop(tree.insert(5, counted(1000 + round, &drops)));
+        domain.drain();
+    }
+    assert_eq!(drops.load(Ordering::Relaxed), 13);
+    let g = reader.read_lock();
+    let ids: Vec<u64> = tree.iter(&g).map(|(_, v)| v.id).collect();
+    assert_eq!(ids, [0, 1, 2, 3, 4, 1009, 6, 7]);
+    drop(g);
+    drop(tree);
+    domain.drain();
+    assert_eq!(drops.load(Ordering::Relaxed), 21);
+}
+
+/// A handle to an inline value keeps its bottom node alive after the node
+/// is unlinked, and after the tree is dropped; the value is dropped once.
+#[test]
+fn handles_outlive_their_node_and_tree() {
+    let domain = RcuDomain::new();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let tree = RcuRadixTree::new_in(&domain);
+    tree.insert(64, counted(64, &drops));
+    tree.insert(65, counted(65, &drops)); // inline
+    tree.insert(66, counted(66, &drops)); // inline
+    let a = tree.remove(65).unwrap();
+    let b = tree.remove(66).unwrap();
+    let c = tree.remove(64).unwrap(); // the node empties: unlinked, retired
+    assert!(tree.is_empty());
+    assert_eq!(tree.stats().nodes, 0);
+    domain.drain(); // the node's retire has run; the handles pin it
+    assert_eq!((a.key(), b.key(), c.key()), (65, 66, 64));
+    assert_eq!((a.id, b.id, c.id), (65, 66, 64));
+    drop(tree);
+    assert_eq!(a.id, 65);
+    let b = b.into_inner(); // moved out, not dropped
+    assert_eq!(b.id, 66);
+    assert_eq!(drops.load(Ordering::Relaxed), 0);
+    drop((a, c));
+    domain.drain();
+    assert_eq!(drops.load(Ordering::Relaxed), 2);
+    drop(b);
+    assert_eq!(drops.load(Ordering::Relaxed), 3);
+}
+
+/// An inline value with interior mutability is never copied: the handle of
+/// a replaced value and a reader's reference are the same object.
+#[test]
+fn replaced_values_are_not_copied() {
+    let domain = RcuDomain::new();
+    let tree: RcuRadixTree<Mutex<Vec<u64>>> = RcuRadixTree::new_in(&domain);
+    tree.insert(0, Mutex::new(vec![]));
+    tree.insert(1, Mutex::new(vec![1])); // inline
+    let reader = domain.register();
+    let g = reader.read_lock();
+    let seen = tree.get(1, &g).unwrap();
+    let old = tree.insert(1, Mutex::new(vec![2])).unwrap();
+    seen.lock().unwrap().extend(0..100);
+    assert_eq!(old.lock().unwrap().len(), 101);
+    assert!(std::ptr::eq(seen, &*old));
+    drop(g);
+    assert_eq!(old.into_inner().into_inner().unwrap().len(), 101);
+}
+
+/// Marks of inline entries live in their node's bitmaps: set, clear,
+/// search, and carry over through replacements, also into a leaf.
+#[test]
+fn marks_of_inline_entries() {
+    let domain = RcuDomain::new();
+    let tree = RcuRadixTree::new_in(&domain);
+    for k in 0..200u64 {
+        tree.insert(k, k);
+    }
+    for k in (0..200).step_by(7) {
+        assert!(tree.set_mark(k, Mark::M1));
+    }
+    assert!(tree.clear_mark(14, Mark::M1));
+    assert!(!tree.set_mark(500, Mark::M1));
+    let reader = domain.register();
+    let expect: Vec<u64> = (0..200).step_by(7).filter(|&k| k != 14).collect();
+    {
+        let g = reader.read_lock();
+        let marked: Vec<u64> = tree.iter_marked(Mark::M1, &g).map(|(k, _)| k).collect();
+        assert_eq!(marked, expect);
+        assert!(tree.is_marked(70, Mark::M1, &g));
+        assert!(!tree.is_marked(70, Mark::M0, &g));
+        assert!(!tree.is_marked(14, Mark::M1, &g));
+        assert_eq!(tree.first_marked(Mark::M1, &g), Some((0, &0)));
+        assert_eq!(tree.next_marked_after(0, Mark::M1, &g), Some((7, &7)));
+        assert_eq!(tree.next_marked_after(7, Mark::M1, &g), Some((21, &21)));
+        assert_eq!(tree.prev_marked_before(21, Mark::M1, &g), Some((7, &7)));
+        assert_eq!(
+            tree.prev_marked_before(200, Mark::M1, &g),
+            Some((196, &196))
+        );
+        assert!(tree.any_marked(Mark::M1, &g));
+        assert!(!tree.any_marked(Mark::M2, &g));
+    }
+    // Replace 70 three times under a guard (the last goes to a leaf): the
+    // mark carries over each time.
+    let g = reader.read_lock();
+    let hs: Vec<_> = (0..3).map(|i| tree.insert(70, 7000 + i)).collect();
+    assert!(tree.is_marked(70, Mark::M1, &g));
+    assert_eq!(tree.get(70, &g), Some(&7002));
+    drop(g);
+    drop(hs);
+    domain.drain();
+    // Back inline once the cells are free, still marked.
+    drop(tree.insert(70, 70));
+    let g = reader.read_lock();
+    assert!(tree.is_marked(70, Mark::M1, &g));
+    drop(g);
+    // A removed entry's mark goes with it.
+    drop(tree.remove(77));
+    drop(tree.insert(77, 77));
+    let g = reader.read_lock();
+    assert!(!tree.is_marked(77, Mark::M1, &g));
+    let marked: Vec<u64> = tree.iter_marked(Mark::M1, &g).map(|(k, _)| k).collect();
+    let expect: Vec<u64> = expect.into_iter().filter(|&k| k != 77).collect();
+    assert_eq!(marked, expect);
+    drop(g);
+    for k in expect {
+        assert!(tree.clear_mark(k, Mark::M1));
+    }
+    assert!(!tree.any_marked(Mark::M1, &reader.read_lock()));
+}
+
+/// `fold` (the fast path of `sum`, `for_each`...) and `next` yield the
+/// same entries, over ranges that start and end inside nodes, with leaves
+/// mixed into bottom nodes.
+#[test]
+fn fold_agrees_with_next() {
+    let domain = RcuDomain::new();
+    let tree = RcuRadixTree::new_in(&domain);
+    // Fewer keys under Miri (it interprets every step).
+    let n: u64 = if cfg!(miri) { 700 } else { 3000 };
+    for k in 0..n {
+        if k % 5 != 3 {
+            tree.insert(k, k);
+        }
+    }
+    // Leaves inside bottom nodes: replace some twice under a guard.
+    let reader = domain.register();
+    let g = reader.read_lock();
+    let mut held = Vec::new();
+    for k in (0..n).step_by(11).filter(|k| k % 5 != 3) {
+        held.push(tree.insert(k, k));
+        held.push(tree.insert(k, k));
+    }
+    drop(g);
+    let g = reader.read_lock();
+    for (lo, hi) in [
+        (0, n - 1),
+        (1, 64),
+        (63, 64),
+        (60, 300),
+        (129, 129),
+        (n - 10, u64::MAX),
+    ] {
+        // A `for` loop calls `next`; `fold` takes the fast path.
+        let by_next: Vec<(u64, u64)> = {
+            let mut v = Vec::new();
+            for (k, x) in tree.range(lo..=hi, &g) {
+                v.push((k, *x));
+            }
+            v
+        };
+        let by_fold: Vec<(u64, u64)> = tree.range(lo..=hi, &g).fold(Vec::new(), |mut v, (k, x)| {
+            v.push((k, *x));
+            v
+        });
+        let expect: Vec<(u64, u64)> = (lo..=hi.min(n - 1))
+            .filter(|k| k % 5 != 3)
+            .map(|k| (k, k))
+            .collect();
+        assert!(by_next == expect, "next over {lo}..={hi}");
+        assert!(by_fold == expect, "fold over {lo}..={hi}");
+        // A partly consumed iterator folds the rest.
+        let mut it = tree.range(lo..=hi, &g);
+        let first = it.next();
+        let rest: Vec<u64> = it.map(|(k, _)| k).collect();
+        assert_eq!(first.map(|(k, _)| k), expect.first().map(|e| e.0));
+        assert_eq!(rest.len(), expect.len().saturating_sub(1));
+    }
+    let sum: u64 = tree.iter(&g).map(|(_, v)| *v).sum();
+    assert_eq!(sum, (0..n).filter(|k| k % 5 != 3).sum());
+}
+
+/// Values larger than 32 bytes never go inline: bottom nodes are plain
+/// nodes, every entry a leaf.
+#[test]
+fn large_values_stay_in_leaves() {
+    let domain = RcuDomain::new();
+    let tree = RcuRadixTree::new_in(&domain);
+    for k in 0..64u64 {
+        tree.insert(k, [k; 5]);
+    }
+    let s = tree.stats();
+    assert_eq!((s.entries, s.nodes), (64, 1));
+    assert_eq!(s.node_bytes, 576);
+    let g = domain.read_lock_owned();
+    assert_eq!(tree.get(9, &g), Some(&[9; 5]));
+    drop(tree.remove(9));
+    assert_eq!(tree.get(9, &g), None);
+}
