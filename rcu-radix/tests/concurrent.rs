@@ -6,23 +6,11 @@
 
 mod common;
 
-use common::Rng;
+use common::{Counted, Rng};
 use rcu_core::RcuDomain;
 use rcu_radix::{Mark, RcuRadixTree};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
-/// A value that counts its drops.
-struct Counted {
-    key: u64,
-    drops: Arc<AtomicUsize>,
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.drops.fetch_add(1, Ordering::Relaxed);
-    }
-}
 
 /// Stable keys: multiples of 3 in `0..n*3`, plus two near `3 << 40`, all
 /// below `1 << 42`, so that churned keys above them grow the root and their

@@ -6,28 +6,17 @@
 // Under `--cfg rcu_loom` rcu-core has no process-wide domain.
 #![cfg(not(rcu_loom))]
 
+mod common;
+
+use common::Counted;
 use rcu_core::RcuDomain;
 use rcu_radix::{Mark, RcuRadixTree};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// A small value (inline) that counts its drops.
-struct Counted {
-    id: u64,
-    drops: Arc<AtomicUsize>,
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.drops.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-fn counted(id: u64, drops: &Arc<AtomicUsize>) -> Counted {
-    Counted {
-        id,
-        drops: drops.clone(),
-    }
+/// A small value (inline: 16 bytes) that counts its drops.
+fn counted(key: u64, drops: &Arc<AtomicUsize>) -> Counted {
+    Counted::new(key, drops)
 }
 
 /// A dense block of keys fills a bottom node: its values are inline (the
@@ -74,9 +63,9 @@ fn replacements_within_a_grace_period() {
     let h2 = tree.insert(5, counted(205, &drops)).unwrap();
     let v2 = tree.get(5, &g).unwrap();
     let h3 = tree.insert(5, counted(305, &drops)).unwrap();
-    assert_eq!((v0.id, v1.id, v2.id), (5, 105, 205));
-    assert_eq!((h1.id, h2.id, h3.id), (5, 105, 205));
-    assert_eq!(tree.get(5, &g).unwrap().id, 305);
+    assert_eq!((v0.key, v1.key, v2.key), (5, 105, 205));
+    assert_eq!((h1.key, h2.key, h3.key), (5, 105, 205));
+    assert_eq!(tree.get(5, &g).unwrap().key, 305);
     // The third went to a leaf (both cells held): two leaves, 0 and 5.
     let leaf = |t: &RcuRadixTree<Counted>| t.stats().leaf_bytes;
     let one = RcuRadixTree::new_in(&domain);
@@ -85,7 +74,7 @@ fn replacements_within_a_grace_period() {
     drop((h1, h2, h3));
     // Not dropped while the reader may still see them.
     assert_eq!(drops.load(Ordering::Relaxed), 0);
-    assert_eq!((v0.id, v1.id, v2.id), (5, 105, 205));
+    assert_eq!((v0.key, v1.key, v2.key), (5, 105, 205));
     drop(g);
     domain.drain();
     assert_eq!(drops.load(Ordering::Relaxed), 3);
@@ -96,7 +85,7 @@ fn replacements_within_a_grace_period() {
     }
     assert_eq!(drops.load(Ordering::Relaxed), 13);
     let g = reader.read_lock();
-    let ids: Vec<u64> = tree.iter(&g).map(|(_, v)| v.id).collect();
+    let ids: Vec<u64> = tree.iter(&g).map(|(_, v)| v.key).collect();
     assert_eq!(ids, [0, 1, 2, 3, 4, 1009, 6, 7]);
     drop(g);
     drop(tree);
@@ -121,11 +110,11 @@ fn handles_outlive_their_node_and_tree() {
     assert_eq!(tree.stats().nodes, 0);
     domain.drain(); // the node's retire has run; the handles pin it
     assert_eq!((a.key(), b.key(), c.key()), (65, 66, 64));
-    assert_eq!((a.id, b.id, c.id), (65, 66, 64));
+    assert_eq!((a.key, b.key, c.key), (65, 66, 64));
     drop(tree);
-    assert_eq!(a.id, 65);
+    assert_eq!(a.key, 65);
     let b = b.into_inner(); // moved out, not dropped
-    assert_eq!(b.id, 66);
+    assert_eq!(b.key, 66);
     assert_eq!(drops.load(Ordering::Relaxed), 0);
     drop((a, c));
     domain.drain();

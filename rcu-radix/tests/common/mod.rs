@@ -1,4 +1,4 @@
-//! Shared test helpers: a seeded generator.
+//! Shared test helpers: a seeded generator, a value that counts its drops.
 #![allow(dead_code)] // each test file uses a part
 
 /// xorshift64*: tiny, seeded, reproducible.
@@ -15,5 +15,29 @@ impl Rng {
     /// Uniform enough below `n` (> 0) for tests.
     pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n
+    }
+}
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A value that carries a number (its key, or an id) and counts its drops.
+pub struct Counted {
+    pub key: u64,
+    pub drops: Arc<AtomicUsize>,
+}
+
+impl Counted {
+    pub fn new(key: u64, drops: &Arc<AtomicUsize>) -> Counted {
+        Counted {
+            key,
+            drops: drops.clone(),
+        }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, Ordering::Relaxed);
     }
 }
