@@ -273,6 +273,8 @@ impl<V> Bottom<V> {
         // SAFETY: owned by the caller, so alive.
         let node = unsafe { &(*this).node };
         for (i, slot) in node.slots.iter().enumerate() {
+            // Relaxed: the caller owns the node, so its last stores (the
+            // writer's, or the retire's hand-off) happen before this.
             if let super::node::Kind::Inline { cell, .. } =
                 super::node::Word::load(slot, Ordering::Relaxed).kind()
             {

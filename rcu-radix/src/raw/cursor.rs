@@ -32,6 +32,9 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 /// (about the misses a core keeps in flight).
 const AHEAD: usize = 8;
 
+/// How many bottom nodes the cursor asks for when it enters their parent.
+const NEXT_BOTTOMS: usize = 3;
+
 /// Asks the cache for what slot `i` of `node` leads to: the leaf its word
 /// points to, or the first lines a scan of slots `first..=last` reads in
 /// the node it points to (its header; a bottom node's summary and the cells
@@ -52,8 +55,8 @@ fn prefetch_slot<V>(node: &Node, i: usize, first: usize, last: usize) {
     }
 }
 
-/// Prefetches what the first `AHEAD` slots of `bits` in `node` lead to,
-/// for a scan of keys up to `high`.
+/// Prefetches what the first `AHEAD` slots of `bits` in `node` lead to (the
+/// first `NEXT_BOTTOMS` above bottom nodes), for a scan of `low..=high`.
 #[inline]
 fn prefetch_first<V>(node: &Node, mut bits: u64, low: u64, high: u64) {
     // The first and last slots the scan reads in the child at slot `i`, if
@@ -68,7 +71,12 @@ fn prefetch_first<V>(node: &Node, mut bits: u64, low: u64, high: u64) {
         let last = high.saturating_sub(base).min(63);
         (first as usize, last as usize)
     };
-    for _ in 0..AHEAD {
+    // Above bottom nodes each child costs up to a dozen prefetches (its
+    // header, summary and cells): ask for the next few only (a scan of 100
+    // keys spans at most three), so that a search for one key does not fetch
+    // eight nodes; a longer scan asks for more as it goes (`next`).
+    let children = if node.shift == 6 { NEXT_BOTTOMS } else { AHEAD };
+    for _ in 0..children {
         if bits == 0 {
             return;
         }
@@ -296,8 +304,10 @@ impl<'g, V> Iterator for Cursor<'g, V> {
             }
             // The first present slot `AHEAD` slots on (in a dense node, the
             // leaf `AHEAD` steps ahead; the ones before it were asked for at
-            // earlier steps, or when the cursor entered the node).
-            let far = match u32::try_from(i + AHEAD) {
+            // earlier steps, or when the cursor entered the node), or
+            // `NEXT_BOTTOMS` on above bottom nodes (see `prefetch_first`).
+            let ahead = if node.shift == 6 { NEXT_BOTTOMS } else { AHEAD };
+            let far = match u32::try_from(i + ahead) {
                 Ok(shift) if shift < 64 => bits & (u64::MAX << shift),
                 _ => 0,
             };

@@ -246,6 +246,8 @@ unsafe fn free_subtree_into<V>(w: Word, panicked: &mut Panicked) {
             // SAFETY: by the contract, a node of ours, owned.
             let node = unsafe { &*n };
             for slot in &node.slots {
+                // Relaxed: owned, so every store to the slot happened before
+                // (the retire's hand-off, or `&mut` of the tree's drop).
                 // SAFETY: the children of an owned node are owned too.
                 unsafe { free_subtree_into::<V>(Word::load(slot, Ordering::Relaxed), panicked) };
             }
