@@ -8,7 +8,8 @@
 //! `clear`, the marks (`set_mark`, `clear_mark`, `is_marked`, `any_marked`,
 //! `first_marked`, `next_marked_after`, `prev_marked_before`, `iter_marked`,
 //! `range_marked`), `get`, `first`, `last`, `next_after`, `prev_before`,
-//! `range` with every kind of bound, `stats`, and holding, dropping or
+//! `range` with every kind of bound (also folded: its internal iteration has
+//! a fast path), `stats`, and holding, dropping or
 //! `into_inner` of the [`Removed`] handles. Each input has its own
 //! [`RcuDomain`].
 //!
@@ -392,6 +393,17 @@ fn run(input: &Input) {
                             _ => (Run::entries(tree.range((lo, hi), &g)), None),
                         };
                         assert_eq!(got, r.want(lo, hi, m), "range {lo:?}..{hi:?} mark {m:?}");
+                        if m.is_none() {
+                            // Internal iteration (`fold`) has a fast path
+                            // through bottom nodes.
+                            let folded =
+                                tree.range((lo, hi), &g).fold(Vec::new(), |mut v, (k, x)| {
+                                    assert_eq!(x.key, k, "value of another key");
+                                    v.push((k, x.x));
+                                    v
+                                });
+                            assert_eq!(folded, got, "folded range {lo:?}..{hi:?}");
+                        }
                     }
                 }
                 Op::Retain(n) => {
