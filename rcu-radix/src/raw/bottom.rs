@@ -1,11 +1,13 @@
 //! Bottom nodes: the nodes at shift 0, which hold small values inline.
 //!
 //! A bottom node is a [`Node`] (at offset 0, so navigation treats it as any
-//! node) followed by two value cells per slot. A slot of a bottom node holds
-//! an inline word naming the cell of its value, or, as any slot, a leaf
-//! pointer or nothing. A lookup that reaches a bottom node then reads the
-//! value next to the slot's cache line instead of following a pointer to a
-//! leaf, and a range scan reads the values in order, as from an array.
+//! node) followed by a summary line and two value cells per slot. A slot of
+//! a bottom node holds an inline word naming the cell of its value, or, as
+//! any slot, a leaf pointer or nothing. A lookup that reaches a bottom node
+//! reads the node's summary (one line for its 64 slots) and the value's
+//! line, asked for together, instead of the slot's line and then a leaf;
+//! a range scan reads the summary once and the values in order, as from an
+//! array.
 //!
 //! # Why two cells
 //!
