@@ -162,9 +162,10 @@
 //!
 //! * `get`: one `Acquire` load per level (height = number of six-bit digits
 //!   in which the keys differ, at most 11; 4 for 1M dense keys, up to 6 for
-//!   1M random keys), plus the entry's key (a leaf) or its cell (inline,
-//!   loaded in parallel with the slot). A node word carries the node's shift
-//!   in its low bits, so a lookup touches one cache line per node.
+//!   1M random keys), plus the entry's key (a leaf); in a bottom node, its
+//!   summary line instead of the slot's, and the value's cell, asked for
+//!   together. A node word carries the node's shift in its low bits, so a
+//!   lookup touches one cache line per node above the bottom.
 //! * Ordered step: amortised one bitmap scan and one load.
 //! * `insert`: no allocation for an inline value; otherwise one (the
 //!   entry), plus one node on a split. `remove`: no allocation; a collapse

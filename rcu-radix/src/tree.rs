@@ -138,8 +138,9 @@ impl<V: Send + Sync + 'static> RcuRadixTree<V> {
     }
 
     /// The value at `key`. Lock-free: one load per node on the path (at most
-    /// 11; about log64 of the number of entries), then one for the entry (an
-    /// inline value's, issued with its slot's).
+    /// 11; about log64 of the number of entries), then one for the entry (in
+    /// a bottom node: its node's summary line and the value's cell, asked
+    /// for together).
     ///
     /// # Panics
     /// If `guard` belongs to another domain than the tree (as every read).
