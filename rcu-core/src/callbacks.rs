@@ -10,9 +10,10 @@
 //! stays where it is until the harvest.
 //!
 //! The reclaim thread waits for the first callback, harvests the batches,
-//! starts a grace period at once when it was idle (the seed removed QEMU's
-//! batching delay), or after gathering for up to `callback_pacing` when
-//! callbacks kept arriving ([`pace`](Callbacks::pace)), then runs exactly
+//! starts a grace period at once when it was idle and no reader was running
+//! (the seed removed QEMU's batching delay), or after gathering for up to
+//! `callback_pacing` when callbacks kept arriving or the last grace period
+//! found a reader in a critical section ([`pace`](Callbacks::pace)), then runs exactly
 //! the callbacks it took off the queue before the grace period began, in
 //! FIFO order. Their count stays in the grace-period
 //! machine's [`Pressure`](crate::grace_period::Pressure) until the grace
@@ -699,7 +700,7 @@ impl Callbacks {
 }
 
 /// The reclaim thread: waits for callbacks, starts a grace period (at once
-/// from idle, paced when busy), then runs the batch counted before it. Nothing in it can unwind: every
+/// from idle with no reader running, paced otherwise), then runs the batch counted before it. Nothing in it can unwind: every
 /// callback (and its panic payload) runs inside a catch.
 pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
     let _bomb = AbortOnUnwind("the reclaim thread");
@@ -710,9 +711,12 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
     // When the last callback grace period ended (`None`: none yet).
     let mut last_end: Option<std::time::Instant> = None;
     // Whether callbacks arrived while the last batch waited for its grace
-    // period: a stream, which this thread paces. (Not a callback queued
-    // after the last one ran, as by a caller that waits for each in turn:
-    // that one starts its grace period at once.)
+    // period: a stream, which this thread paces. A callback queued after
+    // the last one ran is paced too if that grace period found a reader in
+    // a critical section (`readers_seen`): a stream slower than a grace
+    // period, one of which would otherwise interrupt the running readers
+    // for every callback. With no reader running (a caller that waits for
+    // each callback in turn, an occasional `call_rcu`) it starts at once.
     let mut busy = false;
     loop {
         let n = loop {
@@ -753,7 +757,7 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
             cb.call_ready.wait();
         };
         let n = match last_end {
-            Some(end) if busy => {
+            Some(end) if busy || gp.readers_seen() => {
                 cb.pace(gp, end);
                 // What arrived while it gathered goes into this batch too.
                 if p.batches.take_dirty() {

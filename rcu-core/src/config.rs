@@ -105,13 +105,18 @@ pub struct Config {
     /// before it starts their grace period: the least time from the end of
     /// one callback grace period to the start of the next, *while the
     /// reclaim thread is busy* (it found callbacks waiting as soon as it
-    /// had run the previous batch).
+    /// had run the previous batch) *or readers are running* (the last
+    /// grace period found a reader inside a critical section).
     ///
-    /// A callback queued while the reclaim thread is idle starts its grace
-    /// period at once, so an occasional `call_rcu` runs within
-    /// microseconds of a grace period whatever this is. Under a steady
-    /// stream of `call_rcu` the reclaim thread would otherwise start grace
-    /// periods back to back, tens of thousands a second, and each one costs
+    /// A callback queued while the reclaim thread is idle, after a grace
+    /// period that found no reader, starts its grace period at once; so
+    /// does one queued more than this after the last grace period ended.
+    /// So an occasional `call_rcu`, or one of a caller that waits for each
+    /// callback in turn while nobody reads, runs within microseconds of a
+    /// grace period whatever this is. Under a steady stream of `call_rcu`
+    /// the reclaim thread would otherwise start grace periods back to back,
+    /// or one per callback when they come slower than a grace period takes,
+    /// tens of thousands a second, and each one costs
     /// every running reader an interrupt (membarrier's IPI: about 15 µs of
     /// a reader's time on a cloud VM). Pacing caps that at one grace period
     /// per `callback_pacing`, plus one per [`callback_threshold`]

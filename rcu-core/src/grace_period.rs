@@ -12,6 +12,8 @@ use crate::barrier::{self, AtomicCounter, Mode};
 use crate::batch::Batches;
 use crate::config::{Config, ConfigError};
 use crate::event::Event;
+#[cfg(not(rcu_loom))]
+use crate::registry::reading;
 use crate::registry::{NotifierFn, ReadSide, Record, holding_up};
 #[cfg(not(rcu_loom))]
 use crate::stats::StallWarning;
@@ -310,6 +312,11 @@ pub(crate) struct GracePeriods {
     pub(crate) unavailable: std::sync::Mutex<Option<&'static str>>,
     /// The membarrier revocation has been reported to this domain's hook.
     revoked_reported: std::sync::atomic::AtomicBool,
+    /// Whether the first scan of the latest grace period found a reader in
+    /// a critical section: readers are running, and each grace period
+    /// interrupts them (a hint for callback pacing, not part of the
+    /// protocol; a plain `std` atomic under loom too).
+    readers_seen: std::sync::atomic::AtomicBool,
     pub(crate) stats: GpCounters,
     /// loom models only: deliberate defects, to show the models can fail.
     #[cfg(rcu_loom)]
@@ -367,6 +374,7 @@ impl GracePeriods {
                 event_hook: std::sync::Mutex::new(None),
                 unavailable: std::sync::Mutex::new(None),
                 revoked_reported: std::sync::atomic::AtomicBool::new(false),
+                readers_seen: std::sync::atomic::AtomicBool::new(false),
                 stats: GpCounters::new(),
                 #[cfg(rcu_loom)]
                 defects: LoomDefects {
@@ -593,6 +601,18 @@ impl GracePeriods {
                     .filter(|r| holding_up(r, gp))
                     .cloned(),
             );
+            // A hint for the reclaim thread's pacing (which loom models do
+            // not run), read after this grace period by whoever waited for
+            // it. A reader in a critical section that began after our
+            // counter store counts too: it is running, and the barrier
+            // above interrupted it.
+            #[cfg(not(rcu_loom))]
+            {
+                let seen = !holders.is_empty() || registry.records.iter().any(|r| reading(r));
+                // Relaxed: a hint, ordered with nothing.
+                self.readers_seen
+                    .store(seen, std::sync::atomic::Ordering::Relaxed);
+            }
             gp
         };
         // A deliberately broken engine, for the self-checks of the loom
@@ -613,6 +633,13 @@ impl GracePeriods {
         // callers that read it (their Acquire-or-stronger load, then the
         // free, is ordered after our Acquire scans).
         self.seq.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Whether the first scan of the latest grace period found a reader in
+    /// a critical section (see [`Config::callback_pacing`]).
+    pub(crate) fn readers_seen(&self) -> bool {
+        // Relaxed: a hint (see the store in `run_grace_period`).
+        self.readers_seen.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn count(&self, forced: Option<Cause>, elapsed: Duration) {

@@ -172,7 +172,8 @@
 //!   as a callback arrives while it is idle (the seed removed QEMU's
 //!   10–50 ms batching delay), then runs the callbacks counted before it,
 //!   in order, catching panics. Under a stream of callbacks (some arrived
-//!   while the last batch waited for its grace period) it *paces*: it
+//!   while the last batch waited for its grace period, or the last grace
+//!   period found a reader inside a critical section) it *paces*: it
 //!   gathers for up to [`Config::callback_pacing`] (1 ms) after the last
 //!   grace period ended, or until 30 callbacks, half the memory limit, a
 //!   [`drain`] or a [`start_poll`] want one now. Back-to-back grace periods

@@ -215,6 +215,8 @@ impl TakenAt {
         TakenAt(std::ptr::NonNull::from(at).map_addr(|a| a | usize::from(local)))
     }
 
+    /// (Read by stall reports, which loom models have no clock for.)
+    #[cfg_attr(rcu_loom, allow(dead_code))]
     pub(crate) fn location(self) -> &'static Location<'static> {
         // SAFETY: with the flag cleared, the pointer `new` was given: a
         // `&'static Location`.
@@ -675,6 +677,16 @@ pub(crate) fn holding_up(r: &Record, gp: u64) -> bool {
     // section before it is done, so the memory it read may be reclaimed.
     let c = r.ctr.load(Ordering::Acquire);
     is_snapshot(c) && c != gp
+}
+
+/// Whether the reader is inside a critical section, of any grace period (a
+/// hint for callback pacing: a reader is running).
+#[cfg(not(rcu_loom))]
+#[inline]
+pub(crate) fn reading(r: &Record) -> bool {
+    // Relaxed: a hint, ordered with nothing; `holding_up` is the scan that
+    // decides the grace period.
+    is_snapshot(r.ctr.load(Ordering::Relaxed))
 }
 
 /// The records of one domain. Records are never freed while the domain

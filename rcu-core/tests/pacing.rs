@@ -1,5 +1,6 @@
-//! Callback pacing (`Config::callback_pacing`): a busy reclaim thread
-//! gathers callbacks before their grace period; an idle one starts at once;
+//! Callback pacing (`Config::callback_pacing`): a busy reclaim thread, or
+//! one whose last grace period found a reader running, gathers callbacks
+//! before their grace period; an idle one with no reader starts at once;
 //! a drain, the callback threshold, half the memory limit, `start_poll` and
 //! the domain's shutdown end the gathering.
 //!
@@ -130,6 +131,108 @@ fn a_callback_queued_after_the_last_one_ran_is_not_paced() {
         });
         wait_for(&ran, i + 1, "a callback queued after the last one ran");
     }
+}
+
+#[test]
+fn a_callback_after_a_grace_period_that_found_a_reader_is_paced() {
+    // A stream slower than a grace period: each callback arrives after the
+    // last one ran. While readers run, each grace period interrupts them,
+    // so the reclaim thread gathers; once a grace period finds no reader,
+    // the next callback starts at once again.
+    let domain = paced(Config::default().callback_threshold(1000));
+    let ran = Arc::new(AtomicUsize::new(0));
+    let reader = domain.register();
+    let guard = reader.read_lock();
+    let polls = domain.stats().polls;
+    let r = Arc::clone(&ran);
+    domain.call_rcu(move || {
+        r.fetch_add(1, Ordering::SeqCst);
+    });
+    // Its grace period has found this thread in a critical section.
+    let start = Instant::now();
+    while domain.stats().polls == polls {
+        assert!(start.elapsed() < PROMPT, "the grace period did not start");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    drop(guard);
+    wait_for(&ran, 1, "the first callback");
+    // Nothing arrived while it waited: the reclaim thread is idle.
+    let gps = domain.stats().grace_periods;
+    let r = Arc::clone(&ran);
+    domain.call_rcu(move || {
+        r.fetch_add(1, Ordering::SeqCst);
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        ran.load(Ordering::SeqCst),
+        1,
+        "the callback waits for the pacing"
+    );
+    assert_eq!(
+        domain.stats().grace_periods,
+        gps,
+        "no grace period while gathering"
+    );
+    // The drain's grace period finds no reader: the next callback is not
+    // paced.
+    domain.drain();
+    assert_eq!(ran.load(Ordering::SeqCst), 2);
+    let r = Arc::clone(&ran);
+    domain.call_rcu(move || {
+        r.fetch_add(1, Ordering::SeqCst);
+    });
+    wait_for(&ran, 3, "a callback after a grace period with no reader");
+}
+
+#[test]
+// A spinning reader thread under the interpreter takes minutes.
+#[cfg_attr(miri, ignore)]
+fn a_slow_stream_of_callbacks_under_running_readers_shares_grace_periods() {
+    // What pacing is for, with the stream of a read-mostly structure: a
+    // reader thread in short critical sections all the time, and a writer
+    // retiring something every 200 µs, each retire after the last one's
+    // grace period has ended. Before, each callback had a grace period (a
+    // membarrier IPI to the reader) of its own.
+    const CALLBACKS: usize = 100;
+    let domain = RcuDomain::try_with_config(
+        Config::default()
+            .callback_pacing(Duration::from_millis(50))
+            .callback_threshold(1000),
+    )
+    .expect("valid config");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (domain, stop) = (domain.clone(), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let reader = domain.register();
+            while !stop.load(Ordering::Relaxed) {
+                let _guard = reader.read_lock();
+                for _ in 0..100 {
+                    std::hint::spin_loop();
+                }
+            }
+        })
+    };
+    let ran = Arc::new(AtomicUsize::new(0));
+    let gps = domain.stats().grace_periods;
+    for _ in 0..CALLBACKS {
+        let r = Arc::clone(&ran);
+        domain.call_rcu(move || {
+            r.fetch_add(1, Ordering::SeqCst);
+        });
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    domain.drain();
+    let gps = domain.stats().grace_periods - gps;
+    stop.store(true, Ordering::Relaxed);
+    reader.join().unwrap();
+    assert_eq!(ran.load(Ordering::SeqCst), CALLBACKS);
+    // 100 callbacks over at least 20 ms, gathered for 50 ms after each
+    // grace period: a handful of grace periods (the drain's included).
+    assert!(
+        gps <= CALLBACKS as u64 / 5,
+        "{gps} grace periods for {CALLBACKS} callbacks"
+    );
 }
 
 #[test]
