@@ -40,7 +40,7 @@
 //! Values go inline only when they are small ([`inline_values`]); a tree of
 //! large values keeps plain nodes and leaves throughout.
 
-use super::node::{FANOUT, Node};
+use super::node::{FANOUT, Kind, Node, Word};
 use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
 use std::ptr::NonNull;
@@ -139,6 +139,31 @@ impl<V> Bottom<V> {
     pub(crate) unsafe fn value<'a>(this: *const Bottom<V>, slot: usize, cell: usize) -> &'a V {
         // SAFETY: the caller's contract.
         unsafe { &*Self::cell_ptr(this, slot, cell) }
+    }
+
+    /// The key and value of the inline entry `w` names, if `w` is an inline
+    /// word: `w` was loaded from slot `slot` of the node `this` points to.
+    ///
+    /// # Safety
+    /// As [`value`](Self::value) for the cell `w` names: `w` was loaded,
+    /// with `Acquire`, from slot `slot` of this bottom node in a critical
+    /// section that lasts `'a`, or the caller owns the node's entries for
+    /// `'a`.
+    #[inline(always)]
+    pub(crate) unsafe fn entry<'a>(
+        this: *const Node,
+        slot: usize,
+        w: Word,
+    ) -> Option<(u64, &'a V)> {
+        match w.kind() {
+            Kind::Inline { prefix, cell } => {
+                // SAFETY: the caller's contract: an inline word of this
+                // slot names a cell that holds its value for 'a.
+                let v = unsafe { Self::value(this.cast(), slot, cell) };
+                Some((prefix | slot as u64, v))
+            }
+            _ => None,
+        }
     }
 
     /// Asks the cache for cell 0 of `slot` (where most values are: cell 1
@@ -277,9 +302,7 @@ impl<V> Bottom<V> {
         for (i, slot) in node.slots.iter().enumerate() {
             // Relaxed: the caller owns the node, so its last stores (the
             // writer's, or the retire's hand-off) happen before this.
-            if let super::node::Kind::Inline { cell, .. } =
-                super::node::Word::load(slot, Ordering::Relaxed).kind()
-            {
+            if let Kind::Inline { cell, .. } = Word::load(slot, Ordering::Relaxed).kind() {
                 // SAFETY: the cell holds the live value (its slot's word
                 // names it), which the caller owns.
                 super::reclaim::catch(panicked, || unsafe {

@@ -278,7 +278,9 @@ impl<'g, V> Iterator for Cursor<'g, V> {
             // Acquire: pairs with the writer's Release publication of nodes,
             // leaves and inline entries.
             let w = Word::load(&node.slots[i], Ordering::Acquire);
-            if let Kind::Inline { prefix, cell } = w.kind() {
+            // SAFETY: loaded with Acquire from slot `i` of this node in the
+            // critical section that lasts 'g (see `RawTree::find`).
+            if let Some((key, v)) = unsafe { Bottom::<V>::entry(n, i, w) } {
                 // An entry of a bottom node: its value is in the node, next
                 // to its neighbours' (the hardware's stream prefetch covers
                 // them).
@@ -292,12 +294,7 @@ impl<'g, V> Iterator for Cursor<'g, V> {
                         continue;
                     }
                 }
-                let key = prefix | i as u64;
                 if self.take(key) {
-                    // SAFETY: an inline word loaded with Acquire in the
-                    // critical section that lasts 'g names a live cell of
-                    // this (bottom) node: see `RawTree::find`.
-                    let v = unsafe { Bottom::<V>::value(n.cast(), i, cell) };
                     return Some((key, v));
                 }
                 continue;

@@ -402,18 +402,16 @@ unsafe fn last_le<'g, V>(w: Word, key: u64, mark: Option<usize>) -> Option<(u64,
                 bits &= !(1 << i);
                 // Acquire: as in `RawTree::find`.
                 let child = Word::load(&node.slots[i], Ordering::Acquire);
-                if let Kind::Inline { prefix, cell } = child.kind() {
+                // SAFETY: loaded with Acquire from slot `i` of this node in
+                // the critical section, as in `RawTree::find`.
+                if let Some(hit) = unsafe { Bottom::<V>::entry(n, i, child) } {
                     // Acquire: re-read after the word (the mark bit of the
                     // entry the word names; see `Cursor::next`).
                     if mark.is_some_and(|m| node.marks[m].load(Ordering::Acquire) & (1 << i) == 0) {
                         continue;
                     }
-                    // SAFETY: an inline word read with Acquire in the
-                    // critical section names a live cell of this (bottom)
-                    // node, as in `RawTree::find`; slot `i <= top`, so its
-                    // key is `<= key`.
-                    let v = unsafe { Bottom::<V>::value(n.cast(), i, cell) };
-                    return Some((prefix | i as u64, v));
+                    // Slot `i <= top`, so its key is `<= key`.
+                    return Some(hit);
                 }
                 // SAFETY: forwarded.
                 if let Some(hit) = unsafe { last_le(child, key, mark) } {
@@ -839,12 +837,10 @@ unsafe fn each_entry<V>(w: Word, f: &mut impl FnMut(u64, &V)) {
             // SAFETY: by the contract.
             for (i, slot) in unsafe { &(*n).slots }.iter().enumerate() {
                 let child = Word::load(slot, Ordering::Relaxed);
-                if let Kind::Inline { prefix, cell } = child.kind() {
-                    // SAFETY: by the contract: the word names a live cell
-                    // of this (bottom) node.
-                    f(prefix | i as u64, unsafe {
-                        Bottom::<V>::value(n.cast(), i, cell)
-                    });
+                // SAFETY: by the contract, the node's entries are alive and
+                // unchanging for the call.
+                if let Some((key, v)) = unsafe { Bottom::<V>::entry(n, i, child) } {
+                    f(key, v);
                 } else {
                     // SAFETY: by the contract.
                     unsafe { each_entry(child, f) };
