@@ -336,12 +336,12 @@ impl<V> RawTree<V> {
 unsafe fn walk_shape<V>(w: Word, depth: usize, shape: &mut Shape) {
     match w.kind() {
         Kind::Empty => {}
-        Kind::Leaf(_) | Kind::Inline { .. } => {
-            if let Kind::Leaf(_) = w.kind() {
-                shape.leaves += 1;
-            } else {
-                shape.inline += 1;
-            }
+        Kind::Leaf(_) => {
+            shape.leaves += 1;
+            shape.height = shape.height.max(depth);
+        }
+        Kind::Inline { .. } => {
+            shape.inline += 1;
             shape.height = shape.height.max(depth);
         }
         Kind::Node(n) => {
@@ -587,11 +587,10 @@ impl<V> Writer<'_, V> {
                 let b = bottom.expect("an inline word in a bottom node");
                 let i = index(key, 0);
                 // The node's bits for the slot are the entry's marks.
-                let marks = (0..MARKS).fold(0u8, |acc, m| {
-                    // SAFETY: on the path, alive under the lock.
-                    let bits = unsafe { (*b).node.marks[m].load(Ordering::Relaxed) };
-                    acc | (((bits >> i) & 1) as u8) << m
-                });
+                // Relaxed: under the writer lock, which orders every store
+                // of them.
+                // SAFETY: on the path, alive under the lock.
+                let marks = unsafe { (*b).node.slot_marks(i, Ordering::Relaxed) };
                 Self::publish_entry(slot, bottom, key, marks, value);
                 // SAFETY: we hold the lock; the cell's word was just
                 // replaced; this is the only handle made for it.

@@ -191,6 +191,15 @@ impl Node {
             Some(m) => self.marks[m].load(order),
         }
     }
+
+    /// Slot `i`'s bit of each mark bitmap, as a leaf's `marks` byte (bit
+    /// `m` for mark `m`): an inline entry's marks. `order` is the ordering
+    /// of the loads.
+    pub(crate) fn slot_marks(&self, i: usize, order: Ordering) -> u8 {
+        self.marks.iter().enumerate().fold(0u8, |acc, (m, bits)| {
+            acc | (((bits.load(order) >> i) & 1) as u8) << m
+        })
+    }
 }
 
 /// What a slot holds.
