@@ -11,7 +11,8 @@
 //! operation of every subject, and bring all the ratios towards 1. Reads are point lookups of present keys, or
 //! scans of the 100 keys `s..s + 100` from a random dense start. Each
 //! structure is built once per key set and shared by the rows that use it
-//! (building is not measured).
+//! (building is not measured). The subjects of a 1-thread row are measured
+//! interleaved, a slice of each in turn (see [`Task::sampled`]).
 
 use super::{Chart, GroupDef, Settings, Task};
 use crate::harness::ns_per_op_threads;
@@ -220,8 +221,43 @@ fn shared<S: Subject>(cell: &'static OnceLock<S>, dense: bool) -> &'static S {
     })
 }
 
-/// Runs the 99:1 mix on `threads` threads: `read` for the reads, and a
-/// remove / insert of the same random key every 100th operation.
+/// One thread's 99:1 mix on `subject`, seeded by `seed`: each call runs
+/// `ops` operations, the reads `get` (or `scan`), and every 100th a remove
+/// or, the next time, an insert back of the same random key.
+fn mix_loop<S: Subject>(
+    subject: &'static S,
+    dense: bool,
+    scan: bool,
+    seed: u64,
+) -> impl FnMut(u64) + 'static {
+    let mut x = 0x9e37_79b9 ^ seed;
+    let mut i = 0u64;
+    let mut removed: Option<u64> = None;
+    move |ops| {
+        let mut acc = 0u64;
+        for _ in 0..ops {
+            i += 1;
+            let r = next(&mut x);
+            if i.is_multiple_of(100) {
+                match removed.take() {
+                    Some(k) => subject.insert(k),
+                    None => {
+                        let k = key(dense, r % entries());
+                        subject.remove(k);
+                        removed = Some(k);
+                    }
+                }
+            } else if scan {
+                acc = acc.wrapping_add(subject.scan(r % (entries() - SCAN)));
+            } else {
+                acc = acc.wrapping_add(subject.get(key(dense, r % entries())).unwrap_or(0));
+            }
+        }
+        black_box(acc);
+    }
+}
+
+/// Runs the mix on `threads` threads (each with a seed of its own).
 fn mix<S: Subject>(
     s: &Settings,
     threads: usize,
@@ -231,35 +267,47 @@ fn mix<S: Subject>(
 ) -> f64 {
     let seed = std::sync::atomic::AtomicU64::new(1);
     ns_per_op_threads(threads, s.duration, || {
-        let mut x = 0x9e37_79b9 ^ seed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut i = 0u64;
-        let mut removed: Option<u64> = None;
-        move |ops| {
-            let mut acc = 0u64;
-            for _ in 0..ops {
-                i += 1;
-                let r = next(&mut x);
-                if i.is_multiple_of(100) {
-                    match removed.take() {
-                        Some(k) => subject.insert(k),
-                        None => {
-                            let k = key(dense, r % entries());
-                            subject.remove(k);
-                            removed = Some(k);
-                        }
-                    }
-                } else if scan {
-                    acc = acc.wrapping_add(subject.scan(r % (entries() - SCAN)));
-                } else {
-                    acc = acc.wrapping_add(subject.get(key(dense, r % entries())).unwrap_or(0));
-                }
-            }
-            black_box(acc);
-        }
+        mix_loop(
+            subject,
+            dense,
+            scan,
+            seed.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        )
     })
 }
 
-/// One row: the five subjects doing `mix` at `threads` threads.
+/// One subject's task of a row. Single-thread rows are sampled, so the
+/// runner interleaves their subjects (see [`Task::sampled`]): on a shared
+/// machine whose speed drifts, every subject then meets the same drift.
+fn task<S: Subject>(
+    ours: bool,
+    op: &str,
+    subject: &'static str,
+    cell: &'static OnceLock<S>,
+    threads: usize,
+    dense: bool,
+    scan: bool,
+) -> Task {
+    if threads == 1 {
+        Task::sampled(ours, G, op, subject, move |_| {
+            Box::new(crate::harness::sampler(mix_loop(
+                shared(cell, dense),
+                dense,
+                scan,
+                1,
+            )))
+        })
+    } else {
+        Task {
+            ours,
+            ..Task::ours(G, op, subject, move |s: &Settings| {
+                mix(s, threads, shared(cell, dense), dense, scan)
+            })
+        }
+    }
+}
+
+/// One row: the five subjects doing the mix at `threads` threads.
 fn row(t: &mut Vec<Task>, threads: usize, dense: bool, scan: bool) {
     let set = if dense { "dense" } else { "random" };
     let what = if scan {
@@ -279,34 +327,45 @@ fn row(t: &mut Vec<Task>, threads: usize, dense: bool, scan: bool) {
         [OnceLock::new(), OnceLock::new()];
     static SCC: [OnceLock<scc::TreeIndex<u64, u64>>; 2] = [OnceLock::new(), OnceLock::new()];
     let d = usize::from(dense);
+    let (n, dn, sc) = (threads, dense, scan);
 
-    t.push(Task::ours(
-        G,
-        op.clone(),
+    t.push(task(
+        true,
+        &op,
         "rcu-radix RcuRadixTree",
-        move |s| mix(s, threads, shared(&OURS[d], dense), dense, scan),
+        &OURS[d],
+        n,
+        dn,
+        sc,
     ));
-    t.push(Task::peer(
-        G,
-        op.clone(),
+    t.push(task(
+        false,
+        &op,
         "congee (ART, optimistic locks)",
-        move |s| mix(s, threads, shared(&CONGEE[d], dense), dense, scan),
+        &CONGEE[d],
+        n,
+        dn,
+        sc,
     ));
-    t.push(Task::peer(
-        G,
-        op.clone(),
+    t.push(task(
+        false,
+        &op,
         "std RwLock<BTreeMap>",
-        move |s| mix(s, threads, shared(&BTREE[d], dense), dense, scan),
+        &BTREE[d],
+        n,
+        dn,
+        sc,
     ));
-    t.push(Task::peer(
-        G,
-        op.clone(),
+    t.push(task(
+        false,
+        &op,
         "crossbeam-skiplist SkipMap",
-        move |s| mix(s, threads, shared(&SKIP[d], dense), dense, scan),
+        &SKIP[d],
+        n,
+        dn,
+        sc,
     ));
-    t.push(Task::peer(G, op, "scc TreeIndex", move |s| {
-        mix(s, threads, shared(&SCC[d], dense), dense, scan)
-    }));
+    t.push(task(false, &op, "scc TreeIndex", &SCC[d], n, dn, sc));
 }
 
 fn tasks(s: &Settings) -> Vec<Task> {
