@@ -84,6 +84,12 @@ pub(crate) struct Callbacks {
     /// a thread and a thread's decision to exit.
     pub(crate) reclaim: Mutex<Option<thread::JoinHandle<()>>>,
     shutdown: AtomicBool,
+    /// A task waits for a callback queued since the last harvest
+    /// ([`hurry`](Self::hurry)): the reclaim thread does not pace. A hint
+    /// for pacing only (a lost one delays a callback by at most
+    /// `callback_pacing`), so a `std` atomic even under loom, whose models
+    /// do not pace.
+    hurry: std::sync::atomic::AtomicBool,
     /// The batch the reclaim thread has taken off the queue and waits a
     /// grace period for. Shared state (not the thread's local) so that the
     /// child of a `fork()` finds it (`fork.rs`); the reclaim thread, the
@@ -180,6 +186,7 @@ impl Callbacks {
                 running: AtomicBool::new(false),
                 reclaim: Mutex::new(None),
                 shutdown: AtomicBool::new(false),
+                hurry: std::sync::atomic::AtomicBool::new(false),
                 in_flight: std::sync::Mutex::new(Vec::new()),
                 ready: Mutex::new(Ready {
                     list: std::collections::VecDeque::new(),
@@ -389,13 +396,35 @@ impl Callbacks {
         }
     }
 
+    /// Says that a task waits for a callback just queued (a
+    /// `synchronize_async` future): the reclaim thread ends its pacing, or
+    /// does not pace, for the batch that takes it.
+    #[cfg_attr(rcu_loom, allow(dead_code))] // the futures are not built under loom
+    pub(crate) fn hurry(&self) {
+        // SeqCst: after the callback's `call_rcu`, so a reclaim thread that
+        // sees the flag (and clears it before its harvest) takes the
+        // callback into that batch; the event's set orders it before the
+        // pacing's next look.
+        self.hurry.store(true, Ordering::SeqCst);
+        self.call_ready.set();
+    }
+
+    /// Clears [`hurry`](Self::hurry): called before each harvest, whose
+    /// batch then holds the callbacks it was for.
+    fn clear_hurry(&self) {
+        // SeqCst: see `hurry`.
+        self.hurry.store(false, Ordering::SeqCst);
+    }
+
     /// Pacing (see [`Config::callback_pacing`](crate::Config::callback_pacing)):
-    /// called by a busy reclaim thread before it starts the next grace
-    /// period, it waits until `pacing` has passed since the last one ended,
-    /// gathering callbacks, unless something needs the grace period sooner:
+    /// called by a reclaim thread that is busy, or whose last grace period
+    /// found a reader running, before it starts the next grace period. It
+    /// waits until `pacing` has passed since the last one ended, gathering
+    /// callbacks, unless something needs the grace period sooner:
     /// `callback_threshold` callbacks pending (queued or batched), half the
-    /// memory limit held, a drain, a `start_poll`, the domain's shutdown.
-    /// Each of those sets `call_ready` when it arises, ending the wait.
+    /// memory limit held, a drain, a `start_poll`, a task waiting for a
+    /// callback ([`hurry`](Self::hurry)), the domain's shutdown. Each of
+    /// those sets `call_ready` when it arises, ending the wait.
     #[cfg_attr(rcu_loom, allow(unused_variables))]
     fn pace(&self, gp: &GracePeriods, last_end: std::time::Instant) {
         // Under loom time does not pass: no pacing.
@@ -417,6 +446,7 @@ impl Callbacks {
                         .saturating_add(batched_bytes)
                         >= gp.memory_limit() / 2
                     || !gp.poll(gp.requested.load(Ordering::SeqCst))
+                    || self.hurry.load(Ordering::SeqCst)
                     || self.shutdown.load(Ordering::SeqCst);
                 let now = std::time::Instant::now();
                 if urgent || now >= deadline {
@@ -712,15 +742,18 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
     let mut last_end: Option<std::time::Instant> = None;
     // Whether callbacks arrived while the last batch waited for its grace
     // period: a stream, which this thread paces. A callback queued after
-    // the last one ran is paced too if that grace period found a reader in
-    // a critical section (`readers_seen`): a stream slower than a grace
-    // period, one of which would otherwise interrupt the running readers
-    // for every callback. With no reader running (a caller that waits for
-    // each callback in turn, an occasional `call_rcu`) it starts at once.
+    // the last one ran is paced too if the domain's latest grace period
+    // (this thread's or a `synchronize` caller's) found a reader in a
+    // critical section (`readers_seen`, membarrier mode only): a stream
+    // slower than a grace period would otherwise interrupt the running
+    // readers once per callback. With no reader running (a caller that
+    // waits for each callback in turn, an occasional `call_rcu`) it starts
+    // at once; so does a callback a task awaits (`hurry`).
     let mut busy = false;
     loop {
         let n = loop {
             cb.call_ready.reset();
+            cb.clear_hurry();
             // Per-thread batches that gained callbacks since the last look
             // go to the queue (and into `pending`) now.
             if p.batches.take_dirty() {
@@ -759,6 +792,7 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
         let n = match last_end {
             Some(end) if busy || gp.readers_seen() => {
                 cb.pace(gp, end);
+                cb.clear_hurry();
                 // What arrived while it gathered goes into this batch too.
                 if p.batches.take_dirty() {
                     cb.harvest(gp);

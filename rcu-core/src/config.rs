@@ -105,15 +105,19 @@ pub struct Config {
     /// before it starts their grace period: the least time from the end of
     /// one callback grace period to the start of the next, *while the
     /// reclaim thread is busy* (it found callbacks waiting as soon as it
-    /// had run the previous batch) *or readers are running* (the last
-    /// grace period found a reader inside a critical section).
+    /// had run the previous batch) *or readers are running* (the domain's
+    /// latest grace period found a reader inside a critical section; in
+    /// membarrier mode only, as fence mode interrupts no reader).
     ///
     /// A callback queued while the reclaim thread is idle, after a grace
     /// period that found no reader, starts its grace period at once; so
-    /// does one queued more than this after the last grace period ended.
-    /// So an occasional `call_rcu`, or one of a caller that waits for each
-    /// callback in turn while nobody reads, runs within microseconds of a
-    /// grace period whatever this is. Under a steady stream of `call_rcu`
+    /// does one queued more than this after the last grace period ended,
+    /// and the one a [`synchronize_async`](crate::synchronize_async) future
+    /// (or `into_inner_async`) waits for. So an occasional `call_rcu`, or
+    /// one of a caller that waits for each callback in turn while nobody
+    /// reads, runs within microseconds of a grace period whatever this is;
+    /// a thread that blocks on its own callback while readers run may wait
+    /// up to this long. Under a steady stream of `call_rcu`
     /// the reclaim thread would otherwise start grace periods back to back,
     /// or one per callback when they come slower than a grace period takes,
     /// tens of thousands a second, and each one costs
@@ -127,7 +131,7 @@ pub struct Config {
     /// batches unconditionally; Linux's lazy callbacks wait up to 10 s.)
     ///
     /// The default, 1 ms, bounds the added latency of a callback under
-    /// load to 1 ms. `Duration::ZERO` starts every grace period at once.
+    /// load (a stream of callbacks, or readers running) to 1 ms. `Duration::ZERO` starts every grace period at once.
     /// A callback that arrives just after a gathering ended (the reclaim
     /// thread took its batch) waits for the next one.
     ///

@@ -189,6 +189,12 @@ impl Inner {
             .call_rcu(&self.gp, &|| spawn_reclaim(handle.clone()), f, extra_bytes);
     }
 
+    /// A task waits for the callback just queued: see [`Callbacks::hurry`](crate::callbacks::Callbacks::hurry).
+    #[cfg_attr(rcu_loom, allow(dead_code))] // the futures are not built under loom
+    pub(crate) fn hurry_callbacks(&self) {
+        self.cb.hurry();
+    }
+
     #[track_caller]
     pub(crate) fn drain(&self, handle: &Handle) {
         self.start();

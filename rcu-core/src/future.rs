@@ -94,6 +94,8 @@ impl Future for SynchronizeFuture {
             },
             0,
         );
+        // A task waits for this one: not paced.
+        domain.hurry_callbacks();
         this.shared = Some(shared);
         this.domain = None;
         Poll::Pending

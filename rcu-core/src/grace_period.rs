@@ -312,10 +312,11 @@ pub(crate) struct GracePeriods {
     pub(crate) unavailable: std::sync::Mutex<Option<&'static str>>,
     /// The membarrier revocation has been reported to this domain's hook.
     revoked_reported: std::sync::atomic::AtomicBool,
-    /// Whether the first scan of the latest grace period found a reader in
-    /// a critical section: readers are running, and each grace period
-    /// interrupts them (a hint for callback pacing, not part of the
-    /// protocol; a plain `std` atomic under loom too).
+    /// Whether the first scan of the domain's latest grace period (any
+    /// caller's) found a reader in a critical section, in membarrier mode:
+    /// readers are running, and each grace period interrupts them (a hint
+    /// for callback pacing, not part of the protocol; a plain `std` atomic
+    /// under loom too).
     readers_seen: std::sync::atomic::AtomicBool,
     pub(crate) stats: GpCounters,
     /// loom models only: deliberate defects, to show the models can fail.
@@ -603,12 +604,14 @@ impl GracePeriods {
             );
             // A hint for the reclaim thread's pacing (which loom models do
             // not run), read after this grace period by whoever waited for
-            // it. A reader in a critical section that began after our
-            // counter store counts too: it is running, and the barrier
-            // above interrupted it.
+            // it: a reader is running, so each grace period interrupts it
+            // (membarrier's IPI; fence mode interrupts no one). A reader in
+            // a critical section that began after our counter store counts
+            // too.
             #[cfg(not(rcu_loom))]
             {
-                let seen = !holders.is_empty() || registry.records.iter().any(|r| reading(r));
+                let seen = matches!(mode, Mode::Membarrier)
+                    && (!holders.is_empty() || registry.records.iter().any(|r| reading(r)));
                 // Relaxed: a hint, ordered with nothing.
                 self.readers_seen
                     .store(seen, std::sync::atomic::Ordering::Relaxed);
@@ -635,8 +638,9 @@ impl GracePeriods {
         self.seq.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// Whether the first scan of the latest grace period found a reader in
-    /// a critical section (see [`Config::callback_pacing`]).
+    /// Whether the first scan of the domain's latest grace period found a
+    /// reader in a critical section, in membarrier mode (see
+    /// [`Config::callback_pacing`]).
     pub(crate) fn readers_seen(&self) -> bool {
         // Relaxed: a hint (see the store in `run_grace_period`).
         self.readers_seen.load(std::sync::atomic::Ordering::Relaxed)

@@ -169,14 +169,15 @@
 //!   first grace period that starts after it arrived, whoever runs it.
 //! * **Callbacks**: [`call_rcu`] appends to the thread's own batch; the
 //!   reclaim thread harvests every batch and starts a grace period as soon
-//!   as a callback arrives while it is idle (the seed removed QEMU's
-//!   10–50 ms batching delay), then runs the callbacks counted before it,
-//!   in order, catching panics. Under a stream of callbacks (some arrived
-//!   while the last batch waited for its grace period, or the last grace
-//!   period found a reader inside a critical section) it *paces*: it
-//!   gathers for up to [`Config::callback_pacing`] (1 ms) after the last
-//!   grace period ended, or until 30 callbacks, half the memory limit, a
-//!   [`drain`] or a [`start_poll`] want one now. Back-to-back grace periods
+//!   as a callback arrives while it is idle and no reader runs (the seed
+//!   removed QEMU's 10–50 ms batching delay), then runs the callbacks
+//!   counted before it, in order, catching panics. Under a stream of
+//!   callbacks (some arrived while the last batch waited for its grace
+//!   period), or while readers run (the domain's latest grace period found
+//!   one inside a critical section), it *paces*: it gathers for up to
+//!   [`Config::callback_pacing`] (1 ms) after the last grace period ended,
+//!   or until 30 callbacks, half the memory limit, a [`drain`], a
+//!   [`start_poll`] or a task awaiting [`synchronize_async`] want one now. Back-to-back grace periods
 //!   would otherwise cost every running reader a membarrier IPI each,
 //!   tens of thousands a second. Over the memory limit, producers help
 //!   run callbacks whose grace period has ended ([`Config::memory_limit`]).
