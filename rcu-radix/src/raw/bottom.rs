@@ -141,6 +141,20 @@ impl<V> Bottom<V> {
         unsafe { &*Self::cell_ptr(this, slot, cell) }
     }
 
+    /// The values in cell 0 of slots `first..=last`, side by side.
+    ///
+    /// # Safety
+    /// As [`value`](Self::value) for cell 0 of each of those slots, for
+    /// `'a`; `first <= last < 64`.
+    #[inline(always)]
+    pub(crate) unsafe fn values0<'a>(this: *const Bottom<V>, first: usize, last: usize) -> &'a [V] {
+        debug_assert!(first <= last && last < FANOUT);
+        // SAFETY: `cells[0]` is an array of `UnsafeCell<MaybeUninit<V>>`,
+        // laid out as `V`s; the slots are in bounds, and each holds a value
+        // that stays alive and unchanged for 'a (the caller's contract).
+        unsafe { std::slice::from_raw_parts(Self::cell_ptr(this, first, 0), last - first + 1) }
+    }
+
     /// The key and value of the inline entry `w` names, if `w` is an inline
     /// word: `w` was loaded from slot `slot` of the node `this` points to.
     ///

@@ -344,31 +344,53 @@ impl<'g, V> Iterator for Cursor<'g, V> {
                     Some(_) => u64::MAX,
                     None => 0,
                 };
-                let mut run = bits & limit;
+                let run = bits & limit;
+                // The run of slots, at the front of `bits` and in range, that
+                // held inline entries when the cursor entered the node (none
+                // unless the top is a bottom node): as in `next`. Every slot
+                // left in `bits` lies past `low` (the node's entry masked the
+                // slots before it, and each yield raised it past its own
+                // slot).
+                let stop = run & !inline;
+                let taken = if stop == 0 {
+                    run
+                } else {
+                    run & ((stop & stop.wrapping_neg()) - 1)
+                };
                 let mut last = None;
-                // The run of slots, at the front of `bits`, that held inline
-                // entries when the cursor entered the node (none unless the
-                // top is a bottom node): as in `next`. Every slot left in
-                // `bits` lies past `low` (the node's entry masked the slots
-                // before it, and each yield raised it past its own slot).
-                while run != 0 {
-                    let i = run.trailing_zeros() as usize;
-                    if (inline >> i) & 1 == 0 {
-                        break;
+                if taken != 0 {
+                    let first = taken.trailing_zeros() as usize;
+                    let end = 63 - taken.leading_zeros() as usize;
+                    let ones = taken >> first;
+                    last = Some(base | end as u64);
+                    debug_assert!(
+                        self.low <= base | first as u64 && base | end as u64 <= self.high
+                    );
+                    if ones & (ones + 1) == 0 && cell1 & taken == 0 {
+                        // Slots side by side, every value in cell 0 (a node
+                        // filled once): one slice.
+                        // SAFETY: as in `next`: the summary names each of
+                        // these cells as holding a value for the whole
+                        // critical section.
+                        let values = unsafe { Bottom::<V>::values0(n.cast(), first, end) };
+                        for (j, v) in values.iter().enumerate() {
+                            acc = f(acc, (base | (first + j) as u64, v));
+                        }
+                    } else {
+                        let mut rest = taken;
+                        while rest != 0 {
+                            let i = rest.trailing_zeros() as usize;
+                            rest &= rest - 1;
+                            let cell = ((cell1 >> i) & 1) as usize;
+                            // SAFETY: as above, for this slot's cell.
+                            let v = unsafe { Bottom::<V>::value(n.cast(), i, cell) };
+                            acc = f(acc, (base | i as u64, v));
+                        }
                     }
-                    run &= run - 1;
-                    let key = base | i as u64;
-                    debug_assert!(self.low <= key && key <= self.high);
-                    let cell = ((cell1 >> i) & 1) as usize;
-                    // SAFETY: as in `next`: the summary names a cell that
-                    // holds a value for the whole critical section.
-                    let v = unsafe { Bottom::<V>::value(n.cast(), i, cell) };
-                    acc = f(acc, (key, v));
-                    last = Some(key);
                 }
-                // The slots past the range stay for `next`, which finishes
-                // on them.
-                self.stack[top].1 = run | (bits & !limit);
+                // The slots past the inline run, and past the range, stay for
+                // `next`, which finishes on the latter.
+                self.stack[top].1 = (run & !taken) | (bits & !limit);
                 if let Some(key) = last {
                     match key.checked_add(1) {
                         Some(next) => self.low = next,
