@@ -359,32 +359,29 @@ impl<'g, V> Iterator for Cursor<'g, V> {
                 };
                 let mut last = None;
                 if taken != 0 {
-                    let first = taken.trailing_zeros() as usize;
-                    let end = 63 - taken.leading_zeros() as usize;
-                    let ones = taken >> first;
-                    last = Some(base | end as u64);
-                    debug_assert!(
-                        self.low <= base | first as u64 && base | end as u64 <= self.high
-                    );
-                    if ones & (ones + 1) == 0 && cell1 & taken == 0 {
-                        // Slots side by side, every value in cell 0 (a node
-                        // filled once): one slice.
-                        // SAFETY: as in `next`: the summary names each of
-                        // these cells as holding a value for the whole
-                        // critical section.
+                    last = Some(base | (63 - taken.leading_zeros()) as u64);
+                    let mut rest = taken;
+                    while rest != 0 {
+                        let i = rest.trailing_zeros();
+                        // The slots from `i` on, side by side, whose values
+                        // are in cell 0 (all of a node filled once): one
+                        // slice. A value in cell 1 is read alone.
+                        let side = (!((rest & !cell1) >> i)).trailing_zeros();
+                        if side == 0 {
+                            rest &= rest - 1;
+                            // SAFETY: as in `next`: the summary names the
+                            // slot's cell as holding a value for the whole
+                            // critical section.
+                            let v = unsafe { Bottom::<V>::value(n.cast(), i as usize, 1) };
+                            acc = f(acc, (base | u64::from(i), v));
+                            continue;
+                        }
+                        let (first, end) = (i as usize, (i + side - 1) as usize);
+                        rest &= !(u64::MAX >> (64 - side) << i);
+                        // SAFETY: as above, for cell 0 of each of these slots.
                         let values = unsafe { Bottom::<V>::values0(n.cast(), first, end) };
                         for (j, v) in values.iter().enumerate() {
                             acc = f(acc, (base | (first + j) as u64, v));
-                        }
-                    } else {
-                        let mut rest = taken;
-                        while rest != 0 {
-                            let i = rest.trailing_zeros() as usize;
-                            rest &= rest - 1;
-                            let cell = ((cell1 >> i) & 1) as usize;
-                            // SAFETY: as above, for this slot's cell.
-                            let v = unsafe { Bottom::<V>::value(n.cast(), i, cell) };
-                            acc = f(acc, (base | i as u64, v));
                         }
                     }
                 }
