@@ -73,6 +73,22 @@ fn make_busy_then(
     wait_for(ran, 1, "the first callback");
 }
 
+/// Asserts that for 200 ms after the call the reclaim thread gathers: no
+/// grace period starts after the `gps`th, and `ran` stays at `n`.
+fn assert_gathering(domain: &RcuDomain, ran: &AtomicUsize, n: usize, gps: u64) {
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        ran.load(Ordering::SeqCst),
+        n,
+        "the waiting callback waits for the pacing"
+    );
+    assert_eq!(
+        domain.stats().grace_periods,
+        gps,
+        "no grace period while gathering"
+    );
+}
+
 fn make_busy(domain: &RcuDomain, ran: &Arc<AtomicUsize>) {
     make_busy_then(domain, ran, || ());
 }
@@ -167,17 +183,7 @@ fn a_callback_after_a_grace_period_that_found_a_reader_is_paced() {
         wait_for(&ran, 2, "a callback in fence mode");
         return;
     }
-    std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(
-        ran.load(Ordering::SeqCst),
-        1,
-        "the callback waits for the pacing"
-    );
-    assert_eq!(
-        domain.stats().grace_periods,
-        gps,
-        "no grace period while gathering"
-    );
+    assert_gathering(&domain, &ran, 1, gps);
     // The drain's grace period finds no reader: the next callback is not
     // paced.
     domain.drain();
@@ -296,17 +302,7 @@ fn gathering_keeps_callbacks_waiting_until_something_needs_them() {
     let ran = Arc::new(AtomicUsize::new(0));
     make_busy(&domain, &ran);
     let gps = domain.stats().grace_periods;
-    std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(
-        ran.load(Ordering::SeqCst),
-        1,
-        "the second callback waits for the pacing"
-    );
-    assert_eq!(
-        domain.stats().grace_periods,
-        gps,
-        "no grace period while gathering"
-    );
+    assert_gathering(&domain, &ran, 1, gps);
     domain.drain();
     assert_eq!(ran.load(Ordering::SeqCst), 2);
 }
