@@ -13,12 +13,12 @@
 //! starts a grace period at once when it was idle and no reader was running
 //! (the seed removed QEMU's batching delay), or after gathering for up to
 //! `callback_pacing` when callbacks kept arriving or the last grace period
-//! found a reader in a critical section ([`pace`](Callbacks::pace)), then runs exactly
-//! the callbacks it took off the queue before the grace period began, in
-//! FIFO order. Their count stays in the grace-period
-//! machine's [`Pressure`](crate::grace_period::Pressure) until the grace
-//! period ends, so the forcing threshold sees the batch in flight (and the
-//! batches not yet harvested). It also runs the grace periods that
+//! found a reader in a critical section ([`pace`](Callbacks::pace)), then
+//! runs exactly the callbacks it took off the queue before the grace period
+//! began, in FIFO order. Their count stays in the grace-period machine's
+//! [`Pressure`](crate::grace_period::Pressure) until the grace period ends,
+//! so the forcing threshold sees the batch in flight (and the batches not
+//! yet harvested). It also runs the grace periods that
 //! [`start_poll`](Callbacks::start_poll) asks for.
 //!
 //! A batch whose grace period has ended moves from the queue to `ready`,
@@ -401,10 +401,10 @@ impl Callbacks {
     /// does not pace, for the batch that takes it.
     #[cfg_attr(rcu_loom, allow(dead_code))] // the futures are not built under loom
     pub(crate) fn hurry(&self) {
-        // SeqCst: after the callback's `call_rcu`, so a reclaim thread that
-        // sees the flag (and clears it before its harvest) takes the
+        // SeqCst: after the callback's `call_rcu`, so a reclaim thread whose
+        // pacing sees the flag (and clears it before its harvest) takes the
         // callback into that batch; the event's set orders it before the
-        // pacing's next look.
+        // pacing's next look. A hint: a lost one costs at most the pacing.
         self.hurry.store(true, Ordering::SeqCst);
         self.call_ready.set();
     }
@@ -730,8 +730,9 @@ impl Callbacks {
 }
 
 /// The reclaim thread: waits for callbacks, starts a grace period (at once
-/// from idle with no reader running, paced otherwise), then runs the batch counted before it. Nothing in it can unwind: every
-/// callback (and its panic payload) runs inside a catch.
+/// from idle with no reader running, paced otherwise), then runs the batch
+/// counted before it. Nothing in it can unwind: every callback (and its
+/// panic payload) runs inside a catch.
 pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
     let _bomb = AbortOnUnwind("the reclaim thread");
     // For the child of a fork from one of this thread's callbacks.

@@ -131,7 +131,8 @@ pub struct Config {
     /// batches unconditionally; Linux's lazy callbacks wait up to 10 s.)
     ///
     /// The default, 1 ms, bounds the added latency of a callback under
-    /// load (a stream of callbacks, or readers running) to 1 ms. `Duration::ZERO` starts every grace period at once.
+    /// load (a stream of callbacks, or readers running) to 1 ms.
+    /// `Duration::ZERO` starts every grace period at once.
     /// A callback that arrives just after a gathering ended (the reclaim
     /// thread took its batch) waits for the next one.
     ///

@@ -189,7 +189,8 @@ impl Inner {
             .call_rcu(&self.gp, &|| spawn_reclaim(handle.clone()), f, extra_bytes);
     }
 
-    /// A task waits for the callback just queued: see [`Callbacks::hurry`](crate::callbacks::Callbacks::hurry).
+    /// A task waits for the callback just queued: see
+    /// [`Callbacks::hurry`](crate::callbacks::Callbacks::hurry).
     #[cfg_attr(rcu_loom, allow(dead_code))] // the futures are not built under loom
     pub(crate) fn hurry_callbacks(&self) {
         self.cb.hurry();

@@ -177,9 +177,9 @@
 //!   one inside a critical section), it *paces*: it gathers for up to
 //!   [`Config::callback_pacing`] (1 ms) after the last grace period ended,
 //!   or until 30 callbacks, half the memory limit, a [`drain`], a
-//!   [`start_poll`] or a task awaiting [`synchronize_async`] want one now. Back-to-back grace periods
-//!   would otherwise cost every running reader a membarrier IPI each,
-//!   tens of thousands a second. Over the memory limit, producers help
+//!   [`start_poll`] or a task awaiting [`synchronize_async`] want one now.
+//!   Back-to-back grace periods would otherwise cost every running reader
+//!   a membarrier IPI each, tens of thousands a second. Over the memory limit, producers help
 //!   run callbacks whose grace period has ended ([`Config::memory_limit`]).
 //!
 //! Two orderings make a grace period sound, and both are argued where they

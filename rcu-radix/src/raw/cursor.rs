@@ -359,7 +359,10 @@ impl<'g, V> Iterator for Cursor<'g, V> {
                 };
                 let mut last = None;
                 if taken != 0 {
-                    last = Some(base | (63 - taken.leading_zeros()) as u64);
+                    let end = base | u64::from(63 - taken.leading_zeros());
+                    debug_assert!(self.low <= base | u64::from(taken.trailing_zeros()));
+                    debug_assert!(end <= self.high);
+                    last = Some(end);
                     let mut rest = taken;
                     while rest != 0 {
                         let i = rest.trailing_zeros();
