@@ -206,6 +206,26 @@ impl<V> Bottom<V> {
         }
     }
 
+    /// Asks the cache for the lines of cell 1 that hold the slots of
+    /// `slots` (a bitmap); reads nothing.
+    #[inline]
+    pub(crate) fn prefetch_cells1(this: *const Bottom<V>, slots: u64) {
+        let per_line = (64 / size_of::<V>().max(1)).max(1);
+        let mut rest = slots;
+        while rest != 0 {
+            let s = rest.trailing_zeros() as usize;
+            super::prefetch(Self::cell_ptr(this, s, 1).cast_const());
+            // The next slot past this one's line (as far as slot numbers
+            // tell: the array need not start on a line).
+            let next = (s / per_line + 1) * per_line;
+            rest = if next >= FANOUT {
+                0
+            } else {
+                rest & (u64::MAX << next)
+            };
+        }
+    }
+
     /// A free cell of `slot`: one whose last value is gone.
     ///
     /// Writer only (under the tree's lock).

@@ -210,7 +210,12 @@ impl<'g, V> Cursor<'g, V> {
                         Bottom::prefetch_scan(b, usize::from(start), end);
                         // After the bitmap (see `Summary`).
                         // SAFETY: read in the critical section, as the node.
-                        unsafe { Summary::of(b) }
+                        let summary = unsafe { Summary::of(b) };
+                        // The values in range that sit in cell 1 (their key
+                        // was written again within a grace period): their
+                        // lines are not cell 0's.
+                        Bottom::prefetch_cells1(b, summary.inline & summary.cell1 & ahead);
+                        summary
                     }
                     None => {
                         prefetch_first::<V>(node, ahead, self.low, self.high);
