@@ -195,7 +195,7 @@ impl<V> Bottom<V> {
     pub(crate) fn prefetch_scan(this: *const Bottom<V>, first: usize, last: usize) {
         // SAFETY: only an address is computed (in bounds of the node).
         super::prefetch(unsafe { &raw const (*this).summary });
-        let per_line = (64 / size_of::<V>().max(1)).max(1);
+        let per_line = Self::per_line();
         let mut s = first;
         while s <= last {
             super::prefetch(Self::cell_ptr(this, s, 0).cast_const());
@@ -206,11 +206,17 @@ impl<V> Bottom<V> {
         }
     }
 
+    /// How many values of a cell array share a 64-byte line (at least 1).
+    #[inline(always)]
+    fn per_line() -> usize {
+        (64 / size_of::<V>().max(1)).max(1)
+    }
+
     /// Asks the cache for the lines of cell 1 that hold the slots of
     /// `slots` (a bitmap); reads nothing.
     #[inline]
     pub(crate) fn prefetch_cells1(this: *const Bottom<V>, slots: u64) {
-        let per_line = (64 / size_of::<V>().max(1)).max(1);
+        let per_line = Self::per_line();
         let mut rest = slots;
         while rest != 0 {
             let s = rest.trailing_zeros() as usize;
