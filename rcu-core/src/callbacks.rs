@@ -409,8 +409,11 @@ impl Callbacks {
         self.call_ready.set();
     }
 
-    /// Clears [`hurry`](Self::hurry): called before each harvest, whose
-    /// batch then holds the callbacks it was for.
+    /// Clears [`hurry`](Self::hurry): called when pacing ends, before the
+    /// harvest whose batch then holds the callbacks it was for. (Not at the
+    /// top of a round: a flag cleared there, for a callback the round then
+    /// harvests, would let that batch be paced. A flag left over from an
+    /// unpaced batch only spares the next one its pacing.)
     fn clear_hurry(&self) {
         // SeqCst: see `hurry`.
         self.hurry.store(false, Ordering::SeqCst);
@@ -754,7 +757,6 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
     loop {
         let n = loop {
             cb.call_ready.reset();
-            cb.clear_hurry();
             // Per-thread batches that gained callbacks since the last look
             // go to the queue (and into `pending`) now.
             if p.batches.take_dirty() {
