@@ -84,7 +84,7 @@ pub(crate) struct Callbacks {
     /// a thread and a thread's decision to exit.
     pub(crate) reclaim: Mutex<Option<thread::JoinHandle<()>>>,
     shutdown: AtomicBool,
-    /// A task waits for a callback queued since the last harvest
+    /// A task waits for a callback queued since the last pacing ended
     /// ([`hurry`](Self::hurry)): the reclaim thread does not pace. A hint
     /// for pacing only (a lost one delays a callback by at most
     /// `callback_pacing`), so a `std` atomic even under loom, whose models
