@@ -85,8 +85,8 @@ pub(crate) struct Callbacks {
     pub(crate) reclaim: Mutex<Option<thread::JoinHandle<()>>>,
     shutdown: AtomicBool,
     /// A task waits for a callback queued since the last pacing ended
-    /// ([`hurry`](Self::hurry)): the reclaim thread does not pace. A hint
-    /// for pacing only (a lost one delays a callback by at most
+    /// ([`hurry`](Self::hurry)): the reclaim thread does not pace. Read for
+    /// pacing only (were one lost, a callback would wait at most
     /// `callback_pacing`), so a `std` atomic even under loom, whose models
     /// do not pace.
     hurry: std::sync::atomic::AtomicBool,
@@ -399,12 +399,29 @@ impl Callbacks {
     /// Says that a task waits for a callback just queued (a
     /// `synchronize_async` future): the reclaim thread ends its pacing, or
     /// does not pace, for the batch that takes it.
+    ///
+    /// The callback goes to the queue first, with the rest of this thread's
+    /// batch: the reclaim thread clears the flag when its pacing ends and
+    /// then takes what is *pending*, and a callback still in the batch may
+    /// not be flagged for that harvest (an append racing a harvest relies on
+    /// the scan after the next grace period: `batch.rs`), so the flag would
+    /// be spent on a batch without it and its own batch paced. Miri found
+    /// that interleaving: the task waited the whole pacing.
     #[cfg_attr(rcu_loom, allow(dead_code))] // the futures are not built under loom
-    pub(crate) fn hurry(&self) {
-        // SeqCst: after the callback's `call_rcu`, so a reclaim thread whose
-        // pacing sees the flag (and clears it before its harvest) takes the
-        // callback into that batch; the event's set orders it before the
-        // pacing's next look. A hint: a lost one costs at most the pacing.
+    pub(crate) fn hurry(&self, gp: &GracePeriods) {
+        // The owner's take is never stale to it (`batch.rs`): it takes the
+        // callback unless a harvest already has, and either way the
+        // callback is counted in `pending` before the store below. (`None`:
+        // during thread teardown `call_rcu` queued it directly.)
+        #[cfg(not(rcu_loom))]
+        if let Some(mine) = gp.pressure.batches.mine(gp.readers.id) {
+            self.move_to_queue(gp, &mine);
+        }
+        // SeqCst: after the callback's count in `pending` (SeqCst), so a
+        // reclaim thread whose pacing sees the flag, or that clears it after
+        // this store, loads a `pending` that counts the callback and takes it
+        // into that batch; the event's set orders it before the pacing's
+        // next look.
         self.hurry.store(true, Ordering::SeqCst);
         self.call_ready.set();
     }
