@@ -83,7 +83,7 @@
 //!   that was between its count and its push is gone, with its callbacks).
 //!   Chunks that other threads were running are forgotten, so `drain` waits
 //!   only for the forking thread's own chunk: in the child, the callback
-//!   that was running and those after it in its chunk (at most 64) are
+//!   that was running and those after it in its chunk (at most 256) are
 //!   leaked, not run (they run in the parent). They were counted as run,
 //!   and their bytes released, when the chunk was taken, so the child's
 //!   statistics count them as run too, and its pending counts are exact.

@@ -62,7 +62,7 @@
 //!   thread's batch with plain stores (no lock, no fence with membarrier,
 //!   one swap of a domain-wide flag at the first append after each harvest;
 //!   no allocation for a closure of up to three words, such as a
-//!   [`defer_drop`] of a `Box`); a full batch (64
+//!   [`defer_drop`] of a `Box`); a full batch (256
 //!   callbacks) moves to the domain's queue with two allocations and one
 //!   swap, and the reclaim thread harvests every thread's batch before each
 //!   grace period, so nothing waits on its thread to flush it. Over
@@ -107,7 +107,7 @@
 //!   and changes nothing else. Every fork pays for this (a lock per domain,
 //!   record and batch; in the child, a walk of the registries and pending
 //!   callbacks). Limits: in the child, callbacks that another thread was
-//!   running at the instant of fork (the rest of its chunk, at most 64) are
+//!   running at the instant of fork (the rest of its chunk, at most 256) are
 //!   leaked, not run, and so are those of a push another thread had half
 //!   done at that instant, with every push behind it; a domain whose
 //!   last handle was dropped before the fork runs its pending callbacks in

@@ -33,11 +33,11 @@ fn sleeping_grace_period(domain: &Arc<RcuDomain>) -> Holder {
 #[test]
 fn drain_covers_callbacks_still_batched_in_another_live_thread() {
     // No count or poll ever forces; only the drain does. More callbacks than
-    // one run chunk (64), so a marker queued ahead of them would let `drain`
-    // return after the first chunk.
+    // one run chunk (256; 64 under Miri), so a marker queued ahead of them
+    // would let `drain` return after the first chunk.
     let domain = Arc::new(RcuDomain::with_config(config(MANY, NEVER, MINUTE)));
     let holder = sleeping_grace_period(&domain);
-    let n = scaled(100, 70);
+    let n = scaled(300, 70);
     let ran = Arc::new(AtomicUsize::new(0));
     let queued = Arc::new(Barrier::new(2));
     let release = Arc::new(Barrier::new(2));
