@@ -7,6 +7,8 @@
 //! valgrind --tool=callgrind --toggle-collect='*rcu_nested_pairs*' target/release/examples/read_path nested
 //! valgrind --tool=callgrind --toggle-collect='*rcu_cell_reads*' target/release/examples/read_path cell
 //! valgrind --tool=callgrind --toggle-collect='*rcu_raw_reads*' target/release/examples/read_path raw
+//! valgrind --tool=callgrind --toggle-collect='*rcu_cell_batched_reads*' target/release/examples/read_path cell-batched
+//! valgrind --tool=callgrind --toggle-collect='*arc_swap_cache_reads*' target/release/examples/read_path cache
 //! ```
 //!
 //! Each run does `N` pairs inside the toggled function; instructions / N is
@@ -42,6 +44,10 @@ enum Workload {
     /// The same through a bare `AtomicPtr`, no domain check
     /// (`rcu_raw_reads`).
     Raw,
+    /// `RcuCell` reads, one critical section per 64 (`rcu_cell_batched_reads`).
+    CellBatched,
+    /// arc-swap `Cache::load` reads (`arc_swap_cache_reads`).
+    Cache,
 }
 
 fn main() {
@@ -61,6 +67,15 @@ fn main() {
         }
         Workload::Raw => {
             std::hint::black_box(rcu_bench::rcu_raw_reads(&raw, N));
+        }
+        Workload::CellBatched => {
+            std::hint::black_box(rcu_bench::rcu_cell_batched_reads(&cell, N));
+        }
+        Workload::Cache => {
+            let swap = arc_swap::ArcSwap::from_pointee(7u64);
+            let mut cache = arc_swap::Cache::new(&swap);
+            std::hint::black_box(cache.load()); // the first load fills it
+            std::hint::black_box(rcu_bench::arc_swap_cache_reads(&mut cache, N));
         }
     }
     // SAFETY: from `Box::into_raw` above, never shared beyond this thread.

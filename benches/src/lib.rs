@@ -64,6 +64,38 @@ pub fn rcu_cell_reads(cell: &rcu_core::RcuCell<u64>, n: u64) -> u64 {
     sum
 }
 
+/// `n` config reads as RCU code usually reads: one critical section per
+/// [`suites::config::READS_PER_GUARD`] reads (the runner's batched config
+/// row).
+#[inline(never)]
+pub fn rcu_cell_batched_reads(cell: &rcu_core::RcuCell<u64>, n: u64) -> u64 {
+    let mut sum = 0u64;
+    let mut left = n;
+    while left > 0 {
+        let batch = left.min(suites::config::READS_PER_GUARD);
+        left -= batch;
+        let g = rcu_core::read_lock();
+        for _ in 0..batch {
+            sum = sum.wrapping_add(*cell.read(&g));
+        }
+    }
+    sum
+}
+
+/// `n` reads through arc-swap's `Cache` (a pointer compare each while the
+/// value does not change): what the config rows compare against.
+#[inline(never)]
+pub fn arc_swap_cache_reads(
+    cache: &mut arc_swap::Cache<&arc_swap::ArcSwap<u64>, Arc<u64>>,
+    n: u64,
+) -> u64 {
+    let mut sum = 0u64;
+    for _ in 0..n {
+        sum = sum.wrapping_add(**cache.load());
+    }
+    sum
+}
+
 /// `n` of the same reads through a bare `AtomicPtr` (no domain check): the
 /// floor `rcu_cell_reads` is compared with.
 #[inline(never)]
