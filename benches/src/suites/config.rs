@@ -63,7 +63,7 @@ fn tasks(_: &Settings) -> Vec<Task> {
                 G,
                 op.clone(),
                 "rcu-rs RcuCell::read (read_lock per read)",
-                move |s: &Settings| rcu_cell(s.duration, readers),
+                move |s: &Settings| rcu_cell::<1>(s.duration, readers),
             )
             .at_threads(readers),
         );
@@ -74,7 +74,7 @@ fn tasks(_: &Settings) -> Vec<Task> {
                 G,
                 op.clone(),
                 "rcu-rs RcuCell::read (read_lock per 64 reads)",
-                move |s: &Settings| rcu_cell_batched(s.duration, readers),
+                move |s: &Settings| rcu_cell::<READS_PER_GUARD>(s.duration, readers),
             )
             .at_threads(readers),
         );
@@ -133,57 +133,36 @@ fn with_writer<F: FnMut(u64)>(
     })
 }
 
-/// `RcuCell::read` under a `read_lock` taken for each read; the writer
-/// `replace`s (the old value is freed after a grace period by the reclaim
-/// thread).
-pub fn rcu_cell(duration: Duration, readers: usize) -> f64 {
-    let cell = rcu_core::RcuCell::new(Limits::version(0));
-    let ns = with_writer(
-        duration,
-        readers,
-        || rcu_cell_reads(&cell),
-        |i| drop(cell.replace(Limits::version(i))),
-    );
-    rcu_core::drain();
-    ns
-}
-
-/// `n` reads of `cell`'s field, a critical section each.
-pub fn rcu_cell_reads(cell: &rcu_core::RcuCell<Limits>) -> impl FnMut(u64) + '_ {
-    move |n| {
-        for _ in 0..n {
-            let g = rcu_core::read_lock();
-            black_box(cell.read(&g).limit);
-        }
-    }
-}
-
-/// Reads per critical section in [`rcu_cell_batched`].
+/// Reads per critical section in the batched row.
 pub const READS_PER_GUARD: u64 = 64;
 
-/// `RcuCell::read` as RCU code usually reads: one critical section around a
-/// batch of [`READS_PER_GUARD`] reads (a request, a loop's iteration; QEMU
+/// `RcuCell::read` with one `read_lock` per `PER_GUARD` reads: 1, a
+/// critical section per read; [`READS_PER_GUARD`], as RCU code usually
+/// reads (a critical section around a request or a loop's iteration: QEMU
 /// holds `rcu_read_lock` across a whole request, liburcu's QSBR flavour
-/// across whole loops), so the lock and unlock are paid once per batch.
-/// The writer's grace periods wait for at most one batch.
-pub fn rcu_cell_batched(duration: Duration, readers: usize) -> f64 {
+/// across whole loops), so the lock and unlock are paid once per batch and
+/// the writer's grace periods wait for at most one batch. The writer
+/// `replace`s (the old value is freed after a grace period by the reclaim
+/// thread).
+pub fn rcu_cell<const PER_GUARD: u64>(duration: Duration, readers: usize) -> f64 {
     let cell = rcu_core::RcuCell::new(Limits::version(0));
     let ns = with_writer(
         duration,
         readers,
-        || rcu_cell_batched_reads(&cell),
+        || rcu_cell_reads::<PER_GUARD>(&cell),
         |i| drop(cell.replace(Limits::version(i))),
     );
     rcu_core::drain();
     ns
 }
 
-/// `n` reads of `cell`'s field, a critical section per
-/// [`READS_PER_GUARD`] of them.
-pub fn rcu_cell_batched_reads(cell: &rcu_core::RcuCell<Limits>) -> impl FnMut(u64) + '_ {
+/// `n` reads of `cell`'s field, a critical section per `PER_GUARD` of them.
+pub fn rcu_cell_reads<const PER_GUARD: u64>(
+    cell: &rcu_core::RcuCell<Limits>,
+) -> impl FnMut(u64) + '_ {
     move |mut n| {
         while n > 0 {
-            let batch = n.min(READS_PER_GUARD);
+            let batch = n.min(PER_GUARD);
             n -= batch;
             let g = rcu_core::read_lock();
             for _ in 0..batch {
