@@ -6,6 +6,17 @@
 //! ```text
 //! cargo run --release -p rcu-bench --example map_get
 //! ```
+//!
+//! With `count SUBJECT HASHER` (`SUBJECT`: `ours`, `std` or `empty`, the
+//! key loop alone; `HASHER`: `std` or `foldhash`) it runs only
+//! [`COUNT_OPS`] gets of that subject, for callgrind (instructions per
+//! get: the subject's total minus `empty`'s, over [`COUNT_OPS`]; the
+//! tables' filling costs the same in all three runs):
+//!
+//! ```text
+//! cargo build --release -p rcu-bench --example map_get
+//! valgrind --tool=callgrind target/release/examples/map_get count ours foldhash
+//! ```
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -86,7 +97,51 @@ fn run<S: BuildHasher + Default + Clone + Send + Sync + 'static>(name: &str) {
     );
 }
 
+/// Gets in a `count` run.
+const COUNT_OPS: u64 = 100_000;
+
+/// A `count` run: fills both tables, then runs [`COUNT_OPS`] gets of one
+/// subject (or only the key loop).
+fn count<S: BuildHasher + Default + Clone + Send + Sync + 'static>(subject: &str) {
+    let ours = rcu_hashmap::RcuHashMap::<u64, u64, S>::with_hasher(S::default());
+    let mut std_map = HashMap::<u64, u64, S>::with_hasher(S::default());
+    for i in 0..n() {
+        ours.insert(key(i), i);
+        std_map.insert(key(i), i);
+    }
+    let mut x = 0x1234_5678u64;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        key(x % n())
+    };
+    for _ in 0..COUNT_OPS {
+        let k = next();
+        match subject {
+            "ours" => black_box(ours.get(&k, &rcu_core::read_lock()).copied()),
+            "std" => black_box(std_map.get(&k).copied()),
+            _ => black_box(Some(k)),
+        };
+    }
+}
+
 fn main() {
-    run::<std::hash::RandomState>("std RandomState");
-    run::<foldhash::fast::RandomState>("foldhash");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        [] => {
+            run::<std::hash::RandomState>("std RandomState");
+            run::<foldhash::fast::RandomState>("foldhash");
+        }
+        ["count", subject @ ("ours" | "std" | "empty"), "std"] => {
+            count::<std::hash::RandomState>(subject)
+        }
+        ["count", subject @ ("ours" | "std" | "empty"), "foldhash"] => {
+            count::<foldhash::fast::RandomState>(subject)
+        }
+        _ => {
+            eprintln!("usage: map_get [count ours|std|empty std|foldhash]");
+            std::process::exit(2);
+        }
+    }
 }
