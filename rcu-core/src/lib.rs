@@ -65,7 +65,10 @@
 //!   [`defer_drop`] of a `Box`); a full batch (256
 //!   callbacks) moves to the domain's queue with two allocations and one
 //!   swap, and the reclaim thread harvests every thread's batch before each
-//!   grace period, so nothing waits on its thread to flush it. Over
+//!   grace period, so nothing waits on its thread to flush it. A batch is a
+//!   10 KiB ring, one per thread and domain from the thread's first
+//!   [`call_rcu`] there, kept until a harvest finds it empty after the
+//!   thread has exited. Over
 //!   [`Config::memory_limit`] the caller helps run callbacks.
 //!
 //! # Deployment notes
