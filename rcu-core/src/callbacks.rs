@@ -813,10 +813,18 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
             Some(end) if busy || gp.readers_seen() => {
                 cb.pace(gp, end);
                 cb.clear_hurry();
-                // What arrived while it gathered goes into this batch too.
-                if p.batches.take_dirty() {
-                    cb.harvest(gp);
-                }
+                // What arrived while it gathered goes into this batch too:
+                // every batch, flagged or not. An append that raced the
+                // last harvest is not flagged (`batch.rs`), and what ended
+                // the pacing may have been raised right after it: a drain
+                // raises its count before its own harvest, a task its
+                // hurry flag. `pace` read that with SeqCst, so the append
+                // is visible to this harvest, which takes it into this
+                // batch instead of the next one (Miri found both: a task
+                // that waited the whole pacing, a gathered callback left
+                // to a grace period of its own).
+                let _ = p.batches.take_dirty();
+                cb.harvest(gp);
                 // SeqCst: see `enqueue`; only this thread lowers it.
                 p.pending.load(Ordering::SeqCst)
             }
