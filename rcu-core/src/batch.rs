@@ -72,9 +72,15 @@ use std::sync::atomic::compiler_fence;
 /// runner's closure rows went from 0.36–0.81x crossbeam's `defer` + `flush`
 /// to 0.43–0.99x, mostly 0.94–0.99x (1 producer), and from 0.50–0.67x to
 /// 0.70–0.93x (2 producers), 128 slots in between (alternating runs on 2
-/// CPUs). Under Miri, 64:
-/// the tests' few hundred callbacks still fill and wrap rings.
-pub(crate) const CAPACITY: usize = if cfg!(miri) { 64 } else { 256 };
+/// CPUs). Under Miri, 64: the tests' few hundred callbacks still fill and
+/// wrap rings. On 32-bit targets, 64 too: a callback's byte count is capped
+/// at a quarter of `usize::MAX` over the capacity
+/// ([`MAX_BYTES`](crate::queue::MAX_BYTES)), 16 MiB with 64 slots.
+pub(crate) const CAPACITY: usize = if cfg!(miri) || cfg!(target_pointer_width = "32") {
+    64
+} else {
+    256
+};
 
 // The ring's counters wrap; `i % CAPACITY` stays in step across the wrap
 // only if `CAPACITY` divides 2^64.
@@ -145,9 +151,12 @@ impl Batch {
             locked: AtomicBool::new(false),
             head: AtomicUsize::new(0),
             head_bytes: AtomicUsize::new(0),
-            slots: Box::new(std::array::from_fn(|_| {
-                UnsafeCell::new(MaybeUninit::uninit())
-            })),
+            // Built in place on the heap, not on the stack and moved (10
+            // KiB, on a thread's first `call_rcu`, which may be in a
+            // thread-local destructor or on a small stack).
+            // SAFETY: an array of `UnsafeCell<MaybeUninit<_>>` is valid
+            // uninitialised: every bit pattern is a `MaybeUninit`.
+            slots: unsafe { Box::new_uninit().assume_init() },
         }
     }
 

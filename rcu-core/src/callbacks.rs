@@ -401,13 +401,17 @@ impl Callbacks {
     /// does not pace, for the batch that takes it.
     ///
     /// The callback goes to the queue first, with the rest of this thread's
-    /// batch: the reclaim thread clears the flag when its pacing ends and
-    /// then takes what is *pending*, and a callback still in the batch may
-    /// not be flagged for that harvest (an append racing a harvest relies on
-    /// the scan after the next grace period: `batch.rs`), so the flag would
-    /// be spent on a batch without it and its own batch paced. Miri found
-    /// that interleaving: the task waited the whole pacing.
-    #[cfg_attr(rcu_loom, allow(dead_code))] // the futures are not built under loom
+    /// batch. A pacing that ends for another reason (its deadline, the
+    /// threshold) may clear the flag just after this store: the clear does
+    /// not synchronise with it, so the harvest that follows may not see a
+    /// callback still in the batch (one appended while a harvest took the
+    /// batch is not flagged, and waits for the scan after the next grace
+    /// period: `batch.rs`), and the flag would be spent on a batch without
+    /// it, its own batch paced. Counted in `pending` first, it is in that
+    /// batch. (A pacing that ends *because* of the flag read it with
+    /// SeqCst, and its harvest sees the callback either way.) Miri found
+    /// the interleaving: the task waited the whole pacing.
+    #[cfg_attr(rcu_loom, allow(dead_code, unused_variables))] // the futures are not built under loom
     pub(crate) fn hurry(&self, gp: &GracePeriods) {
         // The owner's take is never stale to it (`batch.rs`): it takes the
         // callback unless a harvest already has, and either way the

@@ -56,7 +56,7 @@ pub struct Config {
     /// [`RcuCell`](crate::RcuCell)'s [`heap_size`](crate::RcuCell::heap_size)
     /// function, `size_of::<T>()` for [`defer_free`](crate::defer_free).
     /// Heap memory nobody declares is not seen; one callback counts for at
-    /// most `usize::MAX / 1024` bytes (4 MiB on 32-bit targets). Bytes are released when a
+    /// most 16 MiB on 32-bit targets (2^54 bytes on 64-bit ones). Bytes are released when a
     /// runner takes a callback to run (at most 256 callbacks ahead of their
     /// actual frees). A thread's batch (see [`call_rcu`](crate::call_rcu))
     /// moves to the domain's queue once it holds a sixteenth of the limit,

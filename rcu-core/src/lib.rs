@@ -66,9 +66,10 @@
 //!   callbacks) moves to the domain's queue with two allocations and one
 //!   swap, and the reclaim thread harvests every thread's batch before each
 //!   grace period, so nothing waits on its thread to flush it. A batch is a
-//!   10 KiB ring, one per thread and domain from the thread's first
-//!   [`call_rcu`] there, kept until a harvest finds it empty after the
-//!   thread has exited. Over
+//!   10 KiB ring (2.5 KiB on 32-bit targets), one per thread and domain from
+//!   the thread's first [`call_rcu`] there, kept until a harvest finds it
+//!   empty after the thread has exited (in the child of a `fork()`, the
+//!   batches of the parent's other threads are kept for good). Over
 //!   [`Config::memory_limit`] the caller helps run callbacks.
 //!
 //! # Deployment notes

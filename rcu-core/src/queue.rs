@@ -22,8 +22,7 @@ use std::ptr;
 /// The most bytes one callback counts for: far above any useful memory
 /// limit, and small enough that a batch's sum of them (at most
 /// [`CAPACITY`](crate::batch::CAPACITY) callbacks) cannot overflow.
-pub(crate) const MAX_BYTES: usize = usize::MAX / 1024;
-const _: () = assert!(MAX_BYTES <= usize::MAX / 4 / crate::batch::CAPACITY);
+pub(crate) const MAX_BYTES: usize = usize::MAX / 4 / crate::batch::CAPACITY;
 
 /// Inline storage of a callback: three words, word-aligned.
 type Inline = MaybeUninit<[usize; 3]>;
