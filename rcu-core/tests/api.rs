@@ -13,6 +13,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 assert_not_impl_any!(rcu_core::ReadGuard: Send, Sync);
 assert_not_impl_any!(rcu_core::DomainGuard<'static>: Send, Sync);
@@ -245,6 +246,63 @@ fn rcu_cell_readers_never_see_a_dropped_value() {
     });
     assert_eq!(cell.get_value(), scaled(2000, 30));
     assert!(reads.load(Ordering::Relaxed) > 0);
+}
+
+/// `synchronize` (here inside `Unlinked::into_inner`) does not return while
+/// a reader that loaded the old value is still inside its critical section.
+///
+/// Deterministic, for ThreadSanitizer's self-check in `.ci/run` as much as
+/// for this assertion: the handshake is `Relaxed` both ways, which gives
+/// ThreadSanitizer no happens-before edge from the reader's read of the old
+/// value to the writer's free. Only the engine's own ordering (the reader's
+/// unlock, read by the grace period) may order them; a broken engine frees
+/// under the reader, and ThreadSanitizer reports the free racing the read
+/// every time, whatever the schedule.
+#[test]
+fn synchronize_waits_for_a_reader_holding_the_old_value() {
+    let cell = RcuCell::new(Canary {
+        alive: AtomicBool::new(true),
+        value: 7,
+    });
+    // Relaxed (all three): a handshake that must order nothing (above).
+    let read = AtomicBool::new(false);
+    let waiting = AtomicBool::new(false);
+    let returned = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let g = read_lock();
+            let old = cell.read(&g);
+            assert!(old.alive.load(Ordering::SeqCst));
+            assert_eq!(old.value, 7);
+            read.store(true, Ordering::Relaxed);
+            assert!(
+                eventually(|| waiting.load(Ordering::Relaxed)),
+                "the writer never reached its grace period"
+            );
+            // The writer is at (or in) its grace period. A sound one waits
+            // for us however long we stay; a broken one returns within
+            // microseconds.
+            let stay = Instant::now() + Duration::from_millis(scaled(300, 50) as u64);
+            while Instant::now() < stay && !returned.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            assert!(
+                !returned.load(Ordering::Relaxed),
+                "a grace period ended under a reader inside its critical section"
+            );
+            drop(g);
+        });
+        assert!(eventually(|| read.load(Ordering::Relaxed)));
+        let old = cell.update(|old| Canary {
+            alive: AtomicBool::new(true),
+            value: old.value + 1,
+        });
+        waiting.store(true, Ordering::Relaxed);
+        let old = old.into_inner();
+        returned.store(true, Ordering::Relaxed);
+        assert_eq!(old.value, 7);
+    });
+    assert_eq!(cell.get_value(), 8);
 }
 
 trait GetValue {
