@@ -84,12 +84,12 @@ pub(crate) struct Callbacks {
     /// a thread and a thread's decision to exit.
     pub(crate) reclaim: Mutex<Option<thread::JoinHandle<()>>>,
     shutdown: AtomicBool,
-    /// A task waits for a callback queued since the last pacing ended
-    /// ([`hurry`](Self::hurry)): the reclaim thread does not pace. Read for
-    /// pacing only (were one lost, a callback would wait at most
-    /// `callback_pacing`), so a `std` atomic even under loom, whose models
-    /// do not pace.
-    hurry: std::sync::atomic::AtomicBool,
+    /// How many times a task has waited for a callback it queued
+    /// ([`hurry`](Self::hurry)): a count the reclaim thread has not seen
+    /// ends its pacing. Read for pacing only (were one lost, a callback
+    /// would wait at most `callback_pacing`), so a `std` atomic even under
+    /// loom, whose models do not pace.
+    hurries: std::sync::atomic::AtomicUsize,
     /// The batch the reclaim thread has taken off the queue and waits a
     /// grace period for. Shared state (not the thread's local) so that the
     /// child of a `fork()` finds it (`fork.rs`); the reclaim thread, the
@@ -186,7 +186,7 @@ impl Callbacks {
                 running: AtomicBool::new(false),
                 reclaim: Mutex::new(None),
                 shutdown: AtomicBool::new(false),
-                hurry: std::sync::atomic::AtomicBool::new(false),
+                hurries: std::sync::atomic::AtomicUsize::new(0),
                 in_flight: std::sync::Mutex::new(Vec::new()),
                 ready: Mutex::new(Ready {
                     list: std::collections::VecDeque::new(),
@@ -400,44 +400,35 @@ impl Callbacks {
     /// `synchronize_async` future): the reclaim thread ends its pacing, or
     /// does not pace, for the batch that takes it.
     ///
-    /// The callback goes to the queue first, with the rest of this thread's
-    /// batch. A pacing that ends for another reason (its deadline, the
-    /// threshold) may clear the flag just after this store: the clear does
-    /// not synchronise with it, so the harvest that follows may not see a
-    /// callback still in the batch (one appended while a harvest took the
-    /// batch is not flagged, and waits for the scan after the next grace
-    /// period: `batch.rs`), and the flag would be spent on a batch without
-    /// it, its own batch paced. Counted in `pending` first, it is in that
-    /// batch. (A pacing that ends *because* of the flag read it with
-    /// SeqCst, and its harvest sees the callback either way.) Miri found
-    /// the interleaving: the task waited the whole pacing.
-    #[cfg_attr(rcu_loom, allow(dead_code, unused_variables))] // the futures are not built under loom
-    pub(crate) fn hurry(&self, gp: &GracePeriods) {
-        // The owner's take is never stale to it (`batch.rs`): it takes the
-        // callback unless a harvest already has, and either way the
-        // callback is counted in `pending` before the store below. (`None`:
-        // during thread teardown `call_rcu` queued it directly.)
-        #[cfg(not(rcu_loom))]
-        if let Some(mine) = gp.pressure.batches.mine(gp.readers.id) {
-            self.move_to_queue(gp, &mine);
-        }
-        // SeqCst: after the callback's count in `pending` (SeqCst), so a
-        // reclaim thread whose pacing sees the flag, or that clears it after
-        // this store, loads a `pending` that counts the callback and takes it
-        // into that batch; the event's set orders it before the pacing's
-        // next look.
-        self.hurry.store(true, Ordering::SeqCst);
+    /// A count, not a flag: the reclaim thread remembers the count it saw
+    /// when its last pacing ended, and nothing else ever lowers it, so no
+    /// task's hurry is spent on a batch without its callback. The load that
+    /// sees a task's increment makes the task's append visible to the
+    /// harvest after it, which takes the callback into that batch; a load
+    /// that misses it leaves a count unseen, and the next pacing ends at
+    /// once (see [`reclaim_loop`]). (The count wraps; only exactly
+    /// `usize::MAX + 1` hurries between two looks would go unseen.)
+    ///
+    /// It was a flag that the end of a pacing cleared: a pacing that ended
+    /// for another reason could clear it just after a task set it, without
+    /// synchronising with the task, and spend it on a batch that its
+    /// callback had missed (Miri found the task waiting the whole pacing).
+    #[cfg_attr(rcu_loom, allow(dead_code))] // the futures are not built under loom
+    pub(crate) fn hurry(&self) {
+        // SeqCst: after the task's append in program order; the reclaim
+        // thread's SeqCst load that reads it synchronises with it (see
+        // above), and the event's set orders it before the pacing's next
+        // look.
+        self.hurries.fetch_add(1, Ordering::SeqCst);
         self.call_ready.set();
     }
 
-    /// Clears [`hurry`](Self::hurry): called when pacing ends, before the
-    /// harvest whose batch then holds the callbacks it was for. (Not at the
-    /// top of a round: a flag cleared there, for a callback the round then
-    /// harvests, would let that batch be paced. A flag left over from an
-    /// unpaced batch only spares the next one its pacing.)
-    fn clear_hurry(&self) {
+    /// The count of [`hurry`](Self::hurry) calls, as the reclaim thread
+    /// reads it when a pacing ends, before the harvest whose batch then
+    /// holds the callbacks it was for.
+    fn hurries(&self) -> usize {
         // SeqCst: see `hurry`.
-        self.hurry.store(false, Ordering::SeqCst);
+        self.hurries.load(Ordering::SeqCst)
     }
 
     /// Pacing (see [`Config::callback_pacing`](crate::Config::callback_pacing)):
@@ -450,7 +441,7 @@ impl Callbacks {
     /// callback ([`hurry`](Self::hurry)), the domain's shutdown. Each of
     /// those sets `call_ready` when it arises, ending the wait.
     #[cfg_attr(rcu_loom, allow(unused_variables))]
-    fn pace(&self, gp: &GracePeriods, last_end: std::time::Instant) {
+    fn pace(&self, gp: &GracePeriods, last_end: std::time::Instant, seen_hurries: usize) {
         // Under loom time does not pass: no pacing.
         #[cfg(not(rcu_loom))]
         {
@@ -470,7 +461,7 @@ impl Callbacks {
                         .saturating_add(batched_bytes)
                         >= gp.memory_limit() / 2
                     || !gp.poll(gp.requested.load(Ordering::SeqCst))
-                    || self.hurry.load(Ordering::SeqCst)
+                    || self.hurries() != seen_hurries
                     || self.shutdown.load(Ordering::SeqCst);
                 let now = std::time::Instant::now();
                 if urgent || now >= deadline {
@@ -775,6 +766,9 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
     // waits for each callback in turn, an occasional `call_rcu`) it starts
     // at once; so does a callback a task awaits (`hurry`).
     let mut busy = false;
+    // The `hurry` count as the last pacing ended (0 at first: a count left
+    // from before this thread, as in a fork child, spares one pacing).
+    let mut seen_hurries = 0;
     loop {
         let n = loop {
             cb.call_ready.reset();
@@ -815,14 +809,17 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
         };
         let n = match last_end {
             Some(end) if busy || gp.readers_seen() => {
-                cb.pace(gp, end);
-                cb.clear_hurry();
+                cb.pace(gp, end, seen_hurries);
+                // Read after the pacing's last look, before the harvest:
+                // every hurry counted here is for a callback this harvest
+                // sees (`hurry`).
+                seen_hurries = cb.hurries();
                 // What arrived while it gathered goes into this batch too:
                 // every batch, flagged or not. An append that raced the
                 // last harvest is not flagged (`batch.rs`), and what ended
                 // the pacing may have been raised right after it: a drain
                 // raises its count before its own harvest, a task its
-                // hurry flag. `pace` read that with SeqCst, so the append
+                // hurry count. `pace` read that with SeqCst, so the append
                 // is visible to this harvest, which takes it into this
                 // batch instead of the next one (Miri found both: a task
                 // that waited the whole pacing, a gathered callback left

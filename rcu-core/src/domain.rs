@@ -193,7 +193,7 @@ impl Inner {
     /// [`Callbacks::hurry`](crate::callbacks::Callbacks::hurry).
     #[cfg_attr(rcu_loom, allow(dead_code))] // the futures are not built under loom
     pub(crate) fn hurry_callbacks(&self) {
-        self.cb.hurry(&self.gp);
+        self.cb.hurry();
     }
 
     #[track_caller]
