@@ -53,7 +53,7 @@
 //! harvest finds it empty and unowned.
 
 use crate::barrier::Mode;
-use crate::queue::Callback;
+use crate::queue::{Callback, Origin};
 use crate::sync::{AtomicBool, AtomicUsize, Backoff, Mutex, Ordering, fence, lock};
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;
@@ -267,6 +267,11 @@ impl Owned<'_> {
 }
 
 impl Locked<'_> {
+    /// The origin of the callbacks taken from this batch (see [`Origin`]).
+    pub(crate) fn origin(&self) -> Origin {
+        Origin::of(self.0)
+    }
+
     /// Takes every callback out, in order, with their bytes; `None` if
     /// empty.
     pub(crate) fn take(&mut self) -> Option<(Vec<Callback>, usize)> {
@@ -437,7 +442,7 @@ impl Batches {
 
     /// Moves every batch's callbacks with `flush`, called under that batch's
     /// lock. Forgets the batches of threads that have exited, once empty.
-    pub(crate) fn harvest(&self, mut flush: impl FnMut(Vec<Callback>, usize)) {
+    pub(crate) fn harvest(&self, mut flush: impl FnMut(Origin, Vec<Callback>, usize)) {
         if cfg!(rcu_loom) {
             return;
         }
@@ -456,7 +461,7 @@ impl Batches {
             let mut held = b.lock();
             if let Some((items, bytes)) = held.take() {
                 // Under the lock: see the module docs.
-                flush(items, bytes);
+                flush(held.origin(), items, bytes);
             }
             drop(held);
             owned

@@ -56,7 +56,7 @@ use crate::event::Event;
 use crate::grace_period::{
     AbortOnUnwind, GracePeriods, Panicked, Raised, UserCode, current_user_code, run_user,
 };
-use crate::queue::{Callback, Queue};
+use crate::queue::{Callback, Chunk, Origin, Queue};
 use crate::stats::RcuEvent;
 use crate::sync::{Arc, AtomicBool, Condvar, Mutex, MutexGuard, Ordering, lock, report, thread};
 
@@ -97,7 +97,7 @@ pub(crate) struct Callbacks {
     /// held across a grace period. A `std` mutex even under loom: outside
     /// the fork handlers (not built there) only the reclaim thread takes
     /// it, so the models need not explore it.
-    pub(crate) in_flight: std::sync::Mutex<Vec<Vec<Callback>>>,
+    pub(crate) in_flight: std::sync::Mutex<Vec<Chunk>>,
     /// Callbacks whose grace period has ended, waiting for a runner (the
     /// reclaim thread, or producers helping while over the memory limit).
     pub(crate) ready: Mutex<Ready>,
@@ -114,15 +114,16 @@ pub(crate) struct Callbacks {
 /// Callbacks whose grace period has ended, and the chunks being run.
 pub(crate) struct Ready {
     /// Chunks of at most [`CHUNK`] callbacks, in queue order.
-    pub(crate) list: std::collections::VecDeque<Vec<Callback>>,
+    pub(crate) list: std::collections::VecDeque<Chunk>,
     /// The next chunk's ticket: chunks are taken in queue order.
     next_ticket: u64,
     /// Tickets of the chunks being run now (one per runner at most), with
     /// their runners (the child of a `fork()` forgets the chunks of the
-    /// threads it does not have).
-    pub(crate) running: Vec<(u64, std::thread::ThreadId)>,
-    /// Drains waiting on `chunk_done` (a runner notifies only when there is
-    /// one: a notification is a system call).
+    /// threads it does not have) and origins.
+    pub(crate) running: Vec<(u64, std::thread::ThreadId, Origin)>,
+    /// Drains, and a reclaim thread waiting for a helper's chunk, waiting
+    /// on `chunk_done` (a runner notifies only when there is one: a
+    /// notification is a system call).
     pub(crate) waiting: usize,
 }
 
@@ -132,20 +133,51 @@ pub(crate) struct Ready {
 const CHUNK: usize = crate::batch::CAPACITY;
 
 impl Ready {
+    /// The chunk a runner may take now, if any: the first of its origin in
+    /// the list whose origin has no chunk running, so that each thread's
+    /// callbacks run one chunk after the other, in queue order, while
+    /// other threads' run alongside. A chunk of unknown origin is a
+    /// barrier: taken only first in the list with nothing running, and
+    /// nothing else is taken before it or while it runs (so it runs after
+    /// every chunk before it, and before every chunk after it).
+    fn takeable(&self) -> Option<usize> {
+        if self.running.iter().any(|&(_, _, o)| o == Origin::UNKNOWN) {
+            return None;
+        }
+        let mut blocked: Vec<Origin> = Vec::new();
+        for (i, chunk) in self.list.iter().enumerate() {
+            if chunk.origin == Origin::UNKNOWN {
+                return (i == 0 && self.running.is_empty()).then_some(0);
+            }
+            if blocked.contains(&chunk.origin)
+                || self.running.iter().any(|&(_, _, o)| o == chunk.origin)
+            {
+                blocked.push(chunk.origin);
+                continue;
+            }
+            return Some(i);
+        }
+        None
+    }
+
     /// Appends the queue nodes whose grace period has ended, in order, each
     /// as a chunk (a per-thread batch is at most
     /// [`CAPACITY`](crate::batch::CAPACITY) callbacks: no copy); a larger
     /// node (from a `fork()` child's rebuilt queue) is cut into chunks, each
     /// moved with one copy of its callbacks, taken from the back so no
     /// callback is copied twice.
-    fn push_batch(&mut self, nodes: Vec<Vec<Callback>>) {
+    fn push_batch(&mut self, nodes: Vec<Chunk>) {
         for mut node in nodes {
+            let origin = node.origin;
             let mut tails = Vec::new();
             while node.len() > CHUNK {
                 let at = (node.len() - 1) / CHUNK * CHUNK;
-                tails.push(node.split_off(at));
+                tails.push(Chunk {
+                    origin,
+                    callbacks: node.callbacks.split_off(at),
+                });
             }
-            if !node.is_empty() {
+            if node.len() > 0 {
                 self.list.push_back(node);
             }
             self.list.extend(tails.into_iter().rev());
@@ -316,7 +348,15 @@ impl Callbacks {
     fn move_to_queue(&self, gp: &GracePeriods, mine: &Owned<'_>) {
         let mut held = mine.lock();
         if let Some((items, bytes)) = held.take() {
-            self.enqueue(gp, items, bytes);
+            let origin = held.origin();
+            self.enqueue(
+                gp,
+                Chunk {
+                    origin,
+                    callbacks: items,
+                },
+                bytes,
+            );
         }
     }
 
@@ -356,13 +396,17 @@ impl Callbacks {
     /// (its own count, which is capped).
     fn enqueue_one(&self, gp: &GracePeriods, cb: Callback) {
         let bytes = cb.bytes();
-        self.enqueue(gp, vec![cb], bytes);
+        let chunk = Chunk {
+            origin: Origin::UNKNOWN,
+            callbacks: vec![cb],
+        };
+        self.enqueue(gp, chunk, bytes);
     }
 
     /// Counts `items` (holding `bytes`) as pending, then queues them as one
     /// node; wakes the reclaim thread and kicks the forcing checks when the
     /// counts cross their marks.
-    fn enqueue(&self, gp: &GracePeriods, items: Vec<Callback>, bytes: usize) {
+    fn enqueue(&self, gp: &GracePeriods, items: Chunk, bytes: usize) {
         let n = items.len();
         let p = &gp.pressure;
         // Counts first, node second: a runner subtracts only what it took,
@@ -474,9 +518,9 @@ impl Callbacks {
 
     /// Moves every thread's batch to the queue.
     fn harvest(&self, gp: &GracePeriods) {
-        gp.pressure
-            .batches
-            .harvest(|items, bytes| self.enqueue(gp, items, bytes));
+        gp.pressure.batches.harvest(|origin, callbacks, bytes| {
+            self.enqueue(gp, Chunk { origin, callbacks }, bytes);
+        });
     }
 
     /// Over the memory limit: a producer that may wait helps. It runs
@@ -513,8 +557,10 @@ impl Callbacks {
             }
             gp.kick.set();
             // Reset, check, wait: a batch added after the check sets it.
+            // (While another runner has a chunk, this one waits: see
+            // `run_ready`.)
             self.ready_added.reset();
-            if !lock(&self.ready).list.is_empty() {
+            if lock(&self.ready).takeable().is_some() {
                 continue;
             }
             self.ready_added.wait_timeout(deadline - now);
@@ -522,8 +568,17 @@ impl Callbacks {
     }
 
     /// Runs ready callbacks, a chunk at a time, until `ready` is empty (or,
-    /// for a helper, the memory limit is no longer exceeded). Returns how
-    /// many it ran.
+    /// for a helper, the memory limit is no longer exceeded, or no chunk
+    /// may be taken now). Returns how many it ran.
+    ///
+    /// Runners take chunks in queue order, but never one whose thread has
+    /// a chunk running ([`Ready::takeable`]): each thread's callbacks run
+    /// in the order it queued them, one after the other. When every ready
+    /// chunk waits for one that runs, a helper leaves them to the reclaim
+    /// thread (its call still waits, see `help`), and the reclaim thread
+    /// waits for that chunk to end. (Runners once took consecutive chunks
+    /// of one thread at once: under memory pressure its callbacks ran
+    /// side by side and finished out of order.)
     fn run_ready(&self, gp: &GracePeriods, runner: Runner) -> usize {
         let mut ran = 0;
         // Once per call, not per chunk: `thread::current` clones an `Arc`.
@@ -531,13 +586,23 @@ impl Callbacks {
         loop {
             let (ticket, mut chunk) = {
                 let mut r = lock(&self.ready);
-                let Some(chunk) = r.list.pop_front() else {
-                    break;
+                let at = loop {
+                    if r.list.is_empty() {
+                        return ran;
+                    }
+                    if let Some(at) = r.takeable() {
+                        break at;
+                    }
+                    match runner {
+                        Runner::Helper => return ran,
+                        Runner::ReclaimThread => r = self.wait_chunk(r),
+                    }
                 };
+                let chunk = r.list.remove(at).expect("a takeable chunk is in the list");
                 let ticket = r.next_ticket;
                 r.next_ticket += 1;
-                r.running.push((ticket, me));
-                (ticket, chunk)
+                r.running.push((ticket, me, chunk.origin));
+                (ticket, chunk.callbacks)
             };
             // Counted as run, and its bytes as released, before it runs: a
             // `drain` may return as soon as its marker's chunk is done.
@@ -566,7 +631,7 @@ impl Callbacks {
             drop(rest);
             {
                 let mut r = lock(&self.ready);
-                r.running.retain(|&(t, _)| t != ticket);
+                r.running.retain(|&(t, _, _)| t != ticket);
                 // Under the lock the drains check and count themselves
                 // under: none misses it.
                 if r.waiting > 0 {
@@ -627,7 +692,11 @@ impl Callbacks {
         // Release: pairs with the Acquire load below: the marker ran after
         // every callback before it in its chunk and the chunks before.
         let marker = move || signal.store(true, Ordering::Release);
-        self.enqueue(gp, vec![Callback::new(marker, 0)], 0);
+        let marker = Chunk {
+            origin: Origin::UNKNOWN,
+            callbacks: vec![Callback::new(marker, 0)],
+        };
+        self.enqueue(gp, marker, 0);
         // End the reclaim thread's pacing, if it is gathering.
         self.call_ready.set();
         self.ensure_reclaim_thread(spawn);
@@ -640,19 +709,20 @@ impl Callbacks {
         }
         // Wait for every chunk taken so far (ours included) to finish.
         let horizon = r.next_ticket;
-        while r.running.iter().any(|&(t, _)| t < horizon) {
+        while r.running.iter().any(|&(t, _, _)| t < horizon) {
             r = self.wait_chunk(r);
         }
     }
 
     /// Locks the in-flight batch (see the field).
-    pub(crate) fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, Vec<Vec<Callback>>> {
+    pub(crate) fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, Vec<Chunk>> {
         self.in_flight
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Waits for a runner to finish a chunk (`drain`).
+    /// Waits for a runner to finish a chunk (`drain`; the reclaim thread
+    /// in `run_ready`).
     fn wait_chunk<'a>(&self, mut r: MutexGuard<'a, Ready>) -> MutexGuard<'a, Ready> {
         r.waiting += 1;
         r = match self.chunk_done.wait(r) {

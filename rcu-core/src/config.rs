@@ -75,11 +75,14 @@ pub struct Config {
     /// periods up lets it grow by at most one item per producer per
     /// millisecond.
     ///
-    /// **Callback order**: without helpers (below the limit) callbacks run
-    /// in queue order on the reclaim thread. While producers help, chunks of
-    /// the same batch run concurrently on several threads, so callbacks
-    /// (even of one thread) may run out of order and on a producer's thread.
-    /// Two things always hold: a callback runs after a grace period that
+    /// **Callback order**: each thread's callbacks run in the order it
+    /// queued them, one after another, whoever runs them. Without helpers
+    /// (below the limit) every callback runs in queue order on the reclaim
+    /// thread. While producers help, runners take chunks in queue order but
+    /// never two of one thread at once, so the callbacks of different
+    /// threads run side by side, on the reclaim thread and on producers'.
+    /// (Before, chunks of one thread's batches ran concurrently and out of
+    /// order.) Two things always hold: a callback runs after a grace period that
     /// started after its `call_rcu`, and [`drain`](crate::drain) returns only
     /// after every callback queued before it has finished. A callback must
     /// not take a lock that its producers may hold while they call

@@ -110,7 +110,7 @@ use crate::callbacks::{Callbacks, Ready};
 use crate::config::Config;
 use crate::domain::{GLOBAL, Inner};
 use crate::grace_period::{EventHook, Leader};
-use crate::queue::Callback;
+use crate::queue::{Callback, Chunk, Origin};
 use crate::registry::{Cold, Record, Registry};
 use crate::sync::{AtomicUsize, MutexGuard, lock, report, thread};
 use std::cell::RefCell;
@@ -221,7 +221,7 @@ struct DomainLocks {
     _event_hook: std::sync::MutexGuard<'static, Option<EventHook>>,
     _unavailable: std::sync::MutexGuard<'static, Option<&'static str>>,
     reclaim: MutexGuard<'static, Option<thread::JoinHandle<()>>>,
-    in_flight: std::sync::MutexGuard<'static, Vec<Vec<Callback>>>,
+    in_flight: std::sync::MutexGuard<'static, Vec<Chunk>>,
     ready: MutexGuard<'static, Ready>,
     _batch_list: MutexGuard<'static, Vec<Arc<crate::batch::Batch>>>,
     _batches: Vec<Locked<'static>>,
@@ -414,7 +414,7 @@ impl DomainLocks {
         } else {
             std::mem::take(&mut *self.in_flight)
                 .into_iter()
-                .flatten()
+                .flat_map(|c| c.callbacks)
                 .collect()
         };
         // SAFETY: the only thread, holding the consumer's lock
@@ -423,19 +423,26 @@ impl DomainLocks {
         let bytes = |cbs: &mut dyn Iterator<Item = &Callback>| {
             cbs.map(Callback::bytes).fold(0usize, usize::saturating_add)
         };
-        let pending = queued.len() + self.in_flight.iter().map(Vec::len).sum::<usize>();
+        let pending = queued.len() + self.in_flight.iter().map(Chunk::len).sum::<usize>();
         let pending_bytes = bytes(&mut queued.iter())
-            .saturating_add(bytes(&mut self.in_flight.iter().flatten()))
-            .saturating_add(bytes(&mut self.ready.list.iter().flatten()));
+            .saturating_add(bytes(&mut self.in_flight.iter().flat_map(|c| &c.callbacks)))
+            .saturating_add(bytes(
+                &mut self.ready.list.iter().flat_map(|c| &c.callbacks),
+            ));
         if !queued.is_empty() {
-            cb.queue.push(queued);
+            // Of every thread that queued before the fork, merged: in
+            // order with everything (see `Origin`).
+            cb.queue.push(Chunk {
+                origin: Origin::UNKNOWN,
+                callbacks: queued,
+            });
         }
         p.pending.store(pending, Ordering::Relaxed);
         p.pending_bytes.store(pending_bytes, Ordering::Relaxed);
         // Batches of threads that are gone may hold callbacks that no one
         // will flag: the next reclaim thread harvests them at once.
         let _ = p.batches.mark_dirty();
-        self.ready.running.retain(|&(_, t)| Some(t) == me);
+        self.ready.running.retain(|&(_, t, _)| Some(t) == me);
         self.ready.waiting = 0;
         p.drains.store(raised_by_me(&p.drains), Ordering::Relaxed);
         p.expedites

@@ -184,7 +184,9 @@
 //!   [`start_poll`] or a task awaiting [`synchronize_async`] want one now.
 //!   Back-to-back grace periods would otherwise cost every running reader
 //!   a membarrier IPI each, tens of thousands a second. Over the memory limit, producers help
-//!   run callbacks whose grace period has ended ([`Config::memory_limit`]).
+//!   run callbacks whose grace period has ended ([`Config::memory_limit`]),
+//!   never two chunks of one thread's callbacks at once: each thread's
+//!   callbacks run in the order it queued them.
 //!
 //! Two orderings make a grace period sound, and both are argued where they
 //! happen:

@@ -108,10 +108,44 @@ impl Callback {
 // `Callback::new`).
 unsafe impl Send for Callback {}
 
+/// Who queued a node's callbacks: the per-thread batch they came from (its
+/// address), or [`Origin::UNKNOWN`]. Runners never run two chunks of one
+/// origin at once, and run an unknown one alone (see `Ready` in
+/// `callbacks.rs`), so each thread's callbacks run in the order it queued
+/// them. (A batch freed after its thread exited may lend its address to a
+/// new thread's: the two are then kept in order too, which costs nothing.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Origin(usize);
+
+impl Origin {
+    /// Callbacks whose producer is not known (a thread's last callbacks,
+    /// queued after its batch is gone; `drain`'s marker; a `fork()`
+    /// child's rebuilt queue): ordered with every other chunk.
+    pub(crate) const UNKNOWN: Origin = Origin(0);
+
+    /// The origin of callbacks from the batch at `batch`.
+    pub(crate) fn of<T>(batch: &T) -> Origin {
+        Origin(ptr::from_ref(batch).addr())
+    }
+}
+
+/// Callbacks that travel together, in the order they were queued, with
+/// their origin: a queue node's, then a chunk of `ready`.
+pub(crate) struct Chunk {
+    pub(crate) origin: Origin,
+    pub(crate) callbacks: Vec<Callback>,
+}
+
+impl Chunk {
+    pub(crate) fn len(&self) -> usize {
+        self.callbacks.len()
+    }
+}
+
 /// A queue node: a batch of callbacks.
 struct Node {
     next: AtomicPtr<Node>,
-    batch: Vec<Callback>,
+    batch: Chunk,
 }
 
 pub(crate) struct Queue {
@@ -135,7 +169,10 @@ impl Queue {
             Queue {
                 head: Cell::new(ptr::null_mut()),
                 tail: AtomicPtr::new(ptr::null_mut()),
-                stub: Node { next: AtomicPtr::new(ptr::null_mut()), batch: Vec::new() },
+                stub: Node {
+                    next: AtomicPtr::new(ptr::null_mut()),
+                    batch: Chunk { origin: Origin::UNKNOWN, callbacks: Vec::new() },
+                },
             }
         }
     }
@@ -154,8 +191,8 @@ impl Queue {
     /// Enqueues `batch` (not empty). Wait-free: one allocation, one swap,
     /// one store. The caller counts the batch in the domain's pending counts
     /// *before* the push, so the consumer never takes more than is counted.
-    pub(crate) fn push(&self, batch: Vec<Callback>) {
-        debug_assert!(!batch.is_empty());
+    pub(crate) fn push(&self, batch: Chunk) {
+        debug_assert!(batch.len() > 0);
         let node = Box::into_raw(Box::new(Node {
             next: AtomicPtr::new(ptr::null_mut()),
             batch,
@@ -200,7 +237,7 @@ impl Queue {
             if cur != stub {
                 // SAFETY: a pushed node (from `Box::into_raw` in `push`),
                 // reachable once from the head: we own it now.
-                taken.extend(unsafe { Box::from_raw(cur) }.batch);
+                taken.extend(unsafe { Box::from_raw(cur) }.batch.callbacks);
             }
             cur = next;
         }
@@ -216,7 +253,7 @@ impl Queue {
     /// count and its push, or between its swap and its link. The caller must
     /// know that a batch is queued or coming (the pending count says so);
     /// single consumer only.
-    pub(crate) fn pop(&self) -> Vec<Callback> {
+    pub(crate) fn pop(&self) -> Chunk {
         let stub = ptr::from_ref(&self.stub).cast_mut();
         let mut backoff = Backoff::new();
         loop {

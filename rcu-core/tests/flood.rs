@@ -181,8 +181,8 @@ fn a_producer_reading_another_domain_never_helps() {
     assert!(ready_callbacks_run_by_a_producer_over_the_limit() > 0);
 }
 
-/// Leaves a domain with 999 ready callbacks and its reclaim thread stuck in
-/// the first one of their batch, then goes over the memory limit with one
+/// Leaves a domain with 999 ready callbacks of this thread and its reclaim
+/// thread stuck in a callback of another, then goes over the memory limit with one
 /// more `call_rcu` from this thread. Returns how many of the ready
 /// callbacks ran on this thread (helping) before the reclaim thread was let
 /// go.
@@ -221,12 +221,25 @@ fn ready_callbacks_run_by_a_producer_over_the_limit() -> usize {
         );
         std::thread::sleep(Duration::from_millis(1));
     }
+    // Another thread queues the callback the reclaim thread will be stuck
+    // in, and fills its batch behind it, so that it goes to the queue first,
+    // as a chunk of its own (its thread's next callbacks must wait for it).
     let (block_tx, block_rx) = mpsc::channel::<()>();
     let (blocked_tx, blocked_rx) = mpsc::channel::<()>();
-    flooded.call_rcu(move || {
-        blocked_tx.send(()).unwrap();
-        block_rx.recv().unwrap();
-    });
+    let f2 = flooded.clone();
+    std::thread::spawn(move || {
+        f2.call_rcu(move || {
+            blocked_tx.send(()).unwrap();
+            block_rx.recv().unwrap();
+        });
+        // One batch's worth, and one more to send it to the queue.
+        for _ in 0..256 {
+            f2.call_rcu(|| {});
+        }
+    })
+    .join()
+    .unwrap();
+    // This thread's callbacks are free to run meanwhile, on any runner.
     for _ in 0..999 {
         let on_me = Arc::clone(&on_me);
         flooded.call_rcu(move || {
@@ -237,12 +250,79 @@ fn ready_callbacks_run_by_a_producer_over_the_limit() -> usize {
     }
     hold_tx.send(()).unwrap();
     holder.join().unwrap();
-    // The reclaim thread is stuck in the batch's first callback; the rest
-    // of the batch is ready.
+    // The reclaim thread is stuck in the other thread's first callback;
+    // this thread's are ready.
     blocked_rx.recv().unwrap();
     flooded.defer_drop_sized((), 2 * limit);
     let ran_here = on_me.load(Ordering::SeqCst);
     block_tx.send(()).unwrap();
     flooded.drain();
     ran_here
+}
+
+/// A producer over the limit helps run ready callbacks while the reclaim
+/// thread runs them too; each producer's callbacks still run in the order
+/// it queued them, one after the other (the crate docs' promise), never two
+/// of them at once on two runners.
+#[test]
+fn helping_keeps_each_producers_callbacks_in_order() {
+    let limit = 64 << 10;
+    let domain = RcuDomain::with_config(
+        Config::default()
+            .memory_limit(limit)
+            .callback_pacing(Duration::ZERO),
+    );
+    const N: usize = scaled(2000, 60);
+    let log = Arc::new(std::sync::Mutex::new(Vec::with_capacity(N)));
+    let running = Arc::new(AtomicBool::new(false));
+    let overlaps = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for i in 0..N {
+        let (log, running, overlaps) = (
+            Arc::clone(&log),
+            Arc::clone(&running),
+            Arc::clone(&overlaps),
+        );
+        // Each declares 8 KiB, an eighth of the limit: it goes to the queue
+        // alone (a chunk of its own), and the producer is soon over the limit.
+        domain.defer_drop_sized(
+            Finally(Some(Box::new(move || {
+                if running.swap(true, Ordering::SeqCst) {
+                    overlaps.fetch_add(1, Ordering::SeqCst);
+                }
+                // The even ones take longer: a later one started on another
+                // runner would finish first.
+                if i % 2 == 0 {
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+                log.lock().unwrap().push(i);
+                running.store(false, Ordering::SeqCst);
+            }))),
+            8 << 10,
+        );
+    }
+    domain.drain();
+    let s = domain.stats();
+    assert_eq!(s.callbacks_run, s.callbacks_queued, "{s:?}");
+    assert_eq!(
+        overlaps.load(Ordering::SeqCst),
+        0,
+        "two of one producer's callbacks ran at once"
+    );
+    let log = log.lock().unwrap();
+    assert_eq!(
+        *log,
+        (0..N).collect::<Vec<_>>(),
+        "the producer's callbacks ran out of order"
+    );
+}
+
+/// Runs its closure when dropped (a value whose drop does work).
+struct Finally(Option<Box<dyn FnOnce() + Send>>);
+
+impl Drop for Finally {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
 }
