@@ -24,8 +24,10 @@
 //! A batch whose grace period has ended moves from the queue to `ready`,
 //! from which it is run a chunk at a time: by the reclaim thread, and by
 //! producers while the domain is over its memory limit (`help`). Chunks are
-//! taken in queue order and carry tickets; `drain` waits for its marker and
-//! then for every chunk taken before it to finish.
+//! taken in queue order, except that a chunk whose thread has one running
+//! waits for it (each thread's callbacks run in order, one at a time), and
+//! carry tickets in the order taken. `drain`'s marker is a barrier: it runs
+//! after every chunk queued before it has finished.
 //!
 //! # The reclaim thread's life
 //!
@@ -115,7 +117,8 @@ pub(crate) struct Callbacks {
 pub(crate) struct Ready {
     /// Chunks of at most [`CHUNK`] callbacks, in queue order.
     pub(crate) list: std::collections::VecDeque<Chunk>,
-    /// The next chunk's ticket: chunks are taken in queue order.
+    /// The next chunk's ticket, in the order chunks are taken (queue order,
+    /// but for chunks waiting for their thread's running one: `takeable`).
     next_ticket: u64,
     /// Tickets of the chunks being run now (one per runner at most), with
     /// their runners (the child of a `fork()` forgets the chunks of the
@@ -149,9 +152,10 @@ impl Ready {
             if chunk.origin == Origin::UNKNOWN {
                 return (i == 0 && self.running.is_empty()).then_some(0);
             }
-            if blocked.contains(&chunk.origin)
-                || self.running.iter().any(|&(_, _, o)| o == chunk.origin)
-            {
+            if blocked.contains(&chunk.origin) {
+                continue;
+            }
+            if self.running.iter().any(|&(_, _, o)| o == chunk.origin) {
                 blocked.push(chunk.origin);
                 continue;
             }
@@ -629,7 +633,7 @@ impl Callbacks {
                 gp.emit(&RcuEvent::CallbackPanic { message });
             }
             drop(rest);
-            {
+            let more = {
                 let mut r = lock(&self.ready);
                 r.running.retain(|&(t, _, _)| t != ticket);
                 // Under the lock the drains check and count themselves
@@ -637,6 +641,12 @@ impl Callbacks {
                 if r.waiting > 0 {
                     self.chunk_done.notify_all();
                 }
+                !r.list.is_empty()
+            };
+            // Chunks of this chunk's thread may be takeable now: a waiting
+            // helper looks again (see `help`).
+            if more {
+                self.ready_added.set();
             }
             // SeqCst: as in `help`.
             if runner == Runner::Helper
@@ -685,9 +695,11 @@ impl Callbacks {
         self.ensure_reclaim_thread(spawn);
         // Every thread's batch goes to the queue first, the marker behind
         // them (see `batch.rs` for why that covers callbacks still batched).
-        // The queue is FIFO and chunks are taken in its order: when the
-        // marker runs, everything before it has been taken, and has run
-        // unless a helper is still running its chunk.
+        // The queue is FIFO and the marker, of unknown origin, is a barrier
+        // (`Ready::takeable`): it is taken only when every chunk before it
+        // has been taken and none runs, so when it runs, everything before
+        // it has finished (its runner took it under the lock the others
+        // returned theirs under).
         self.harvest(gp);
         // Release: pairs with the Acquire load below: the marker ran after
         // every callback before it in its chunk and the chunks before.
@@ -707,7 +719,8 @@ impl Callbacks {
         while !done.load(Ordering::Acquire) {
             r = self.wait_chunk(r);
         }
-        // Wait for every chunk taken so far (ours included) to finish.
+        // Wait for every chunk taken so far to finish: the marker's own (its
+        // runner returns it after the marker ran), and any taken after it.
         let horizon = r.next_ticket;
         while r.running.iter().any(|&(t, _, _)| t < horizon) {
             r = self.wait_chunk(r);
@@ -837,7 +850,8 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
     // at once; so does a callback a task awaits (`hurry`).
     let mut busy = false;
     // The `hurry` count as the last pacing ended (0 at first: a count left
-    // from before this thread, as in a fork child, spares one pacing).
+    // from before this thread, a reclaim thread that exited after a
+    // shutdown or one of a fork's parent, spares one pacing).
     let mut seen_hurries = 0;
     loop {
         let n = loop {

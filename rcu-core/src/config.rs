@@ -91,7 +91,10 @@ pub struct Config {
     /// which is then inside no critical section of its own; an
     /// [`OwnedReadGuard`](crate::OwnedReadGuard) the producer holds is not
     /// seen, so a callback that waits for a grace period of that guard's
-    /// domain would wait for the producer.
+    /// domain would wait for the producer. A callback that blocks blocks
+    /// its runner, and while its thread's later chunks wait for it the
+    /// reclaim thread may wait too, whichever thread runs it (on the
+    /// reclaim thread itself it would block it all the same).
     pub memory_limit: usize,
     /// Report a reader that holds up a grace period for this long, once per
     /// stall, through the event hook ([`set_event_hook`](crate::set_event_hook)).

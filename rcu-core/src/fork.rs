@@ -37,8 +37,9 @@
 //! thread spawn; the in-flight batch, the reclaim thread's pops (which wait
 //! at most for a producer between its count and its push, or its swap and
 //! its link, steps that take no lock); the ready list, taking or returning
-//! a chunk (a drain waits on its condition variable, which releases it); the
-//! batch list, a thread's first `call_rcu`, a harvest, or a sum or scan of
+//! a chunk (a drain, or the reclaim thread waiting for a helper's chunk,
+//! waits on its condition variable, which releases it); the batch list, a
+//! thread's first `call_rcu`, a harvest, or a sum or scan of
 //! the batches' counts; a batch, a move
 //! (count and push: an append takes no lock, and one that another thread
 //! had half done at the instant of fork is not seen in the child, where
