@@ -81,9 +81,8 @@ pub struct Config {
     /// thread. While producers help, runners take chunks in queue order but
     /// never two of one thread at once, so the callbacks of different
     /// threads run side by side, on the reclaim thread and on producers'.
-    /// (Before, chunks of one thread's batches ran concurrently and out of
-    /// order.) Two things always hold: a callback runs after a grace period that
-    /// started after its `call_rcu`, and [`drain`](crate::drain) returns only
+    /// Two things always hold as well: a callback runs after a grace period
+    /// that started after its `call_rcu`, and [`drain`](crate::drain) returns only
     /// after every callback queued before it has finished. A callback must
     /// not take a lock that its producers may hold while they call
     /// `call_rcu` (the crate's own structures retire only after releasing
