@@ -561,8 +561,8 @@ impl Callbacks {
             }
             gp.kick.set();
             // Reset, check, wait: a batch added after the check sets it.
-            // (While another runner has a chunk, this one waits: see
-            // `run_ready`.)
+            // (Chunks waiting for their thread's running one are left to
+            // the reclaim thread: see `run_ready`.)
             self.ready_added.reset();
             if lock(&self.ready).takeable().is_some() {
                 continue;
@@ -633,7 +633,7 @@ impl Callbacks {
                 gp.emit(&RcuEvent::CallbackPanic { message });
             }
             drop(rest);
-            let more = {
+            {
                 let mut r = lock(&self.ready);
                 r.running.retain(|&(t, _, _)| t != ticket);
                 // Under the lock the drains check and count themselves
@@ -641,12 +641,6 @@ impl Callbacks {
                 if r.waiting > 0 {
                     self.chunk_done.notify_all();
                 }
-                !r.list.is_empty()
-            };
-            // Chunks of this chunk's thread may be takeable now: a waiting
-            // helper looks again (see `help`).
-            if more {
-                self.ready_added.set();
             }
             // SeqCst: as in `help`.
             if runner == Runner::Helper
