@@ -396,8 +396,9 @@ impl Callbacks {
         }
     }
 
-    /// Queues `cb` alone, counting the bytes it will release when it runs
-    /// (its own count, which is capped).
+    /// Queues `cb` alone, of unknown origin (a barrier to the runners: see
+    /// [`Origin::UNKNOWN`]), counting the bytes it will release when it
+    /// runs (its own count, which is capped).
     fn enqueue_one(&self, gp: &GracePeriods, cb: Callback) {
         let bytes = cb.bytes();
         let chunk = Chunk {
@@ -698,11 +699,8 @@ impl Callbacks {
         // Release: pairs with the Acquire load below: the marker ran after
         // every callback before it in its chunk and the chunks before.
         let marker = move || signal.store(true, Ordering::Release);
-        let marker = Chunk {
-            origin: Origin::UNKNOWN,
-            callbacks: vec![Callback::new(marker, 0)],
-        };
-        self.enqueue(gp, marker, 0);
+        // Alone, of unknown origin: a barrier (see above).
+        self.enqueue_one(gp, Callback::new(marker, 0));
         // End the reclaim thread's pacing, if it is gathering.
         self.call_ready.set();
         self.ensure_reclaim_thread(spawn);

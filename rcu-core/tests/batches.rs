@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{Holder, config, eventually, scaled};
+use common::{Holder, OnDrop, config, eventually, scaled};
 use rcu_core::RcuDomain;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
@@ -182,23 +182,14 @@ fn callbacks_appended_while_drains_take_the_batch_still_run_on_their_own() {
     }
 }
 
-/// Calls its closure when the thread's locals are destroyed.
-struct AtExit(Option<Box<dyn FnOnce()>>);
-
-impl Drop for AtExit {
-    fn drop(&mut self) {
-        if let Some(f) = self.0.take() {
-            f();
-        }
-    }
-}
-
 thread_local! {
     // Registered (first used) before the thread's first `call_rcu`, so its
     // destructor runs after the engine's per-thread batches are gone.
-    static EARLY: std::cell::RefCell<AtExit> = const { std::cell::RefCell::new(AtExit(None)) };
+    static EARLY: std::cell::RefCell<OnDrop<Box<dyn FnOnce()>>> =
+        const { std::cell::RefCell::new(OnDrop(None)) };
     // Registered after it: its destructor runs while the batch still exists.
-    static LATE: std::cell::RefCell<AtExit> = const { std::cell::RefCell::new(AtExit(None)) };
+    static LATE: std::cell::RefCell<OnDrop<Box<dyn FnOnce()>>> =
+        const { std::cell::RefCell::new(OnDrop(None)) };
 }
 
 /// Every callback queued has run, and nothing is counted as pending.

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{finishes, scaled};
+use common::{OnDrop, finishes, scaled};
 use rcu_core::{Config, RcuCell, RcuDomain};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -285,7 +285,7 @@ fn helping_keeps_each_producers_callbacks_in_order() {
         // Each declares 8 KiB, an eighth of the limit: it goes to the queue
         // alone (a chunk of its own), and the producer is soon over the limit.
         domain.defer_drop_sized(
-            Finally(Some(Box::new(move || {
+            OnDrop(Some(move || {
                 if running.swap(true, Ordering::SeqCst) {
                     overlaps.fetch_add(1, Ordering::SeqCst);
                 }
@@ -296,7 +296,7 @@ fn helping_keeps_each_producers_callbacks_in_order() {
                 }
                 log.lock().unwrap().push(i);
                 running.store(false, Ordering::SeqCst);
-            }))),
+            })),
             8 << 10,
         );
     }
@@ -314,15 +314,4 @@ fn helping_keeps_each_producers_callbacks_in_order() {
         (0..N).collect::<Vec<_>>(),
         "the producer's callbacks ran out of order"
     );
-}
-
-/// Runs its closure when dropped (a value whose drop does work).
-struct Finally(Option<Box<dyn FnOnce() + Send>>);
-
-impl Drop for Finally {
-    fn drop(&mut self) {
-        if let Some(f) = self.0.take() {
-            f();
-        }
-    }
 }

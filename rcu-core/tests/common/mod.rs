@@ -8,6 +8,18 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// Calls its closure when dropped: a value whose drop does work (a
+/// thread-local's destructor, a retired value's).
+pub struct OnDrop<F: FnOnce()>(pub Option<F>);
+
+impl<F: FnOnce()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
 /// `n`, or `miri` under Miri (which runs about a thousand times slower).
 pub const fn scaled(n: usize, miri: usize) -> usize {
     if cfg!(miri) { miri } else { n }
