@@ -408,11 +408,11 @@ impl Callbacks {
         self.enqueue(gp, chunk, bytes);
     }
 
-    /// Counts `items` (holding `bytes`) as pending, then queues them as one
+    /// Counts `chunk` (holding `bytes`) as pending, then queues it as one
     /// node; wakes the reclaim thread and kicks the forcing checks when the
     /// counts cross their marks.
-    fn enqueue(&self, gp: &GracePeriods, items: Chunk, bytes: usize) {
-        let n = items.len();
+    fn enqueue(&self, gp: &GracePeriods, chunk: Chunk, bytes: usize) {
+        let n = chunk.len();
         let p = &gp.pressure;
         // Counts first, node second: a runner subtracts only what it took,
         // so neither count can drop below what is queued (they cannot wrap).
@@ -428,7 +428,7 @@ impl Callbacks {
         let before = p.pending.fetch_add(n, Ordering::SeqCst);
         // Counted before it can run (`stats` reads `run` first).
         self.stats.queued.add(n as u64);
-        self.queue.push(items);
+        self.queue.push(chunk);
         let limit = gp.memory_limit();
         let threshold = gp.callback_threshold();
         let crossed_threshold = before < threshold && before + n >= threshold;
