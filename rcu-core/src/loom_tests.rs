@@ -436,13 +436,13 @@ fn callback_queue_model(defect: Defect) {
         drop(domain);
         let ran = ran.lock().unwrap();
         assert_eq!(ran.len(), COUNT[0] + COUNT[1], "{ran:?}");
-        for p in 0..2 {
+        for (p, &count) in COUNT.iter().enumerate() {
             let order: Vec<usize> = ran
                 .iter()
                 .filter(|(q, _)| *q == p)
                 .map(|&(_, i)| i)
                 .collect();
-            assert_eq!(order, (0..COUNT[p]).collect::<Vec<_>>(), "{ran:?}");
+            assert_eq!(order, (0..count).collect::<Vec<_>>(), "{ran:?}");
         }
     });
 }

@@ -43,12 +43,12 @@ fn model(bound: Option<usize>, f: impl Fn() + Sync + Send + 'static) {
 fn setup(domain: &RcuDomain) -> Arc<RawMap<u64, u64>> {
     let map = RawMap::new_in(0, 0, domain);
     for (i, &h) in HASHES.iter().enumerate() {
-        // SAFETY (test): loom models reclamation only through the map's
+        // SAFETY: (test) loom models reclamation only through the map's
         // drop; no node is retired here (all keys are distinct).
         let r = unsafe { map.insert(Node::new(h, i as u64, i as u64), true) };
         assert!(matches!(r, super::Insert::Inserted(_)));
     }
-    // SAFETY (test): single-threaded here; the table is alive.
+    // SAFETY: (test) single-threaded here; the table is alive.
     let t = unsafe { map.current() };
     assert_eq!(t.len(), 4);
     let f = Box::into_raw(Table::new(8));
@@ -61,7 +61,7 @@ fn setup(domain: &RcuDomain) -> Arc<RawMap<u64, u64>> {
 
 /// Moves old bucket 0 (all three nodes) into the future table.
 fn migrate(map: &RawMap<u64, u64>) {
-    // SAFETY (test): the model's threads keep every table and node alive
+    // SAFETY: (test) the model's threads keep every table and node alive
     // (nothing is retired until the map drops); this thread is the only
     // migrator of bucket 0.
     unsafe {
@@ -72,7 +72,7 @@ fn migrate(map: &RawMap<u64, u64>) {
 }
 
 fn find(map: &RawMap<u64, u64>, key: u64) -> Option<u64> {
-    // SAFETY (test): as in `migrate`.
+    // SAFETY: (test) as in `migrate`.
     unsafe { map.find(HASHES[key as usize], |k| *k == key) }.map(|n| n.value)
 }
 
@@ -107,7 +107,7 @@ fn writes_during_a_bucket_move_land_once() {
         let m2 = map.clone();
         let mover = thread::spawn(move || migrate(&m2));
         // Replace key 1 (its node moves) and look up key 0 and key 1.
-        // SAFETY (test): the replaced node comes back as a `Retired`; the
+        // SAFETY: (test) the replaced node comes back as a `Retired`; the
         // model frees it by hand once the other thread is joined.
         let old = unsafe { map.insert(Node::new(HASHES[1], 1, 10), true) };
         let super::Insert::Replaced(old) = old else {
@@ -118,7 +118,7 @@ fn writes_during_a_bucket_move_land_once() {
         assert_eq!(find(&map, 1), Some(10));
         assert_eq!(find(&map, 0), Some(0));
         mover.join().unwrap();
-        // SAFETY (test): unlinked, and no other thread runs any more.
+        // SAFETY: (test) unlinked, and no other thread runs any more.
         drop(unsafe { Box::from_raw(old) });
         assert_eq!(find(&map, 1), Some(10));
         assert_eq!(map.len(), 2);
