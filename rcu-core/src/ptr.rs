@@ -505,7 +505,9 @@ impl<T: Send + Sync + 'static> RcuCell<T> {
     /// # Panics
     /// If `f` writes to this same cell (`update` or `replace` from inside
     /// `f` would wait for the lock its caller holds). `f` may read the cell
-    /// and write to other cells.
+    /// and write to other cells. A write of this cell that `f` has another
+    /// thread make waits for the lock until `update` returns, so `f` must
+    /// not wait for it (join that thread): it would wait forever.
     #[track_caller]
     pub fn update(&self, f: impl FnOnce(&T) -> T) -> Unlinked<T> {
         let _w = self.writer.lock("update");

@@ -524,7 +524,9 @@ where
     /// dropped.
     ///
     /// # Panics
-    /// As [`get`](Self::get).
+    /// As [`get`](Self::get); and, inserting, as [`insert`](Self::insert)
+    /// (from inside an [`update`](Self::update) closure for the same key
+    /// whose previous run wrote it too).
     ///
     /// ```
     /// let map = rcu_hashmap::RcuHashMap::new();
@@ -532,6 +534,7 @@ where
     /// assert_eq!(*map.get_or_insert_with("k", || 1, &guard), 1);
     /// assert_eq!(*map.get_or_insert_with("k", || 2, &guard), 1);
     /// ```
+    #[track_caller]
     pub fn get_or_insert_with<'g>(
         &'g self,
         key: K,
@@ -545,13 +548,18 @@ where
 
     /// # Safety
     /// A critical section of the map's domain is held for `'g`.
+    #[track_caller]
     unsafe fn get_or_insert_with_unchecked(&self, key: K, f: impl FnOnce() -> V) -> &V {
         let hash = self.hash(&key);
         // SAFETY: the caller's promise.
         if let Some(n) = unsafe { self.raw.find(hash, |k| *k == key) } {
             return &n.value;
         }
-        let node = Node::new(hash, key, f());
+        let value = f();
+        // A write of the key, as `insert`'s (only the call that inserts
+        // writes; one that finds the key reads).
+        self.check_not_updating(hash, |k| *k == key);
+        let node = Node::new(hash, key, value);
         // SAFETY: the caller's promise.
         match unsafe { self.raw.insert(node, false) } {
             Insert::Inserted(n) => &n.value,
@@ -572,14 +580,20 @@ where
     /// (as [`with`](Self::with)'s closure). The new entry's key is a clone
     /// of the stored one.
     ///
-    /// `f` may write the key it is updating too: `update` then runs it again
-    /// on the value it wrote. A `remove` of the key from `f` ends the
-    /// `update` with `None`.
+    /// `f` may write the key it is updating too (`insert`, `update`,
+    /// `get_or_insert_with`): `update` then runs it again on the value it
+    /// wrote. A `remove` of the key from `f`, not followed by a write of it,
+    /// ends the `update` with `None`.
+    ///
+    /// Only the writes `f` makes on this thread are told apart: a write of
+    /// the key that `f` has another thread make (a scoped thread it joins, a
+    /// rayon `par_extend` of the map) is one more concurrent writer's, so an
+    /// `f` that has its key written that way in every run is run for as
+    /// long as it does so.
     ///
     /// # Panics
-    /// If `f` inserts or updates the key it is updating in two runs in a
-    /// row (each run would replace the entry again, and `update` would run
-    /// `f` forever).
+    /// If `f` writes the key it is updating in two runs in a row (each run
+    /// would replace the entry again, and `update` would run `f` forever).
     ///
     /// ```
     /// let map = rcu_hashmap::RcuHashMap::new();
@@ -965,6 +979,7 @@ where
     }
 
     /// As [`RcuHashMap::get_or_insert_with`].
+    #[track_caller]
     pub fn get_or_insert_with(&self, key: K, f: impl FnOnce() -> V) -> &V {
         // SAFETY: as in `get`.
         unsafe { self.map.get_or_insert_with_unchecked(key, f) }

@@ -1478,6 +1478,50 @@ fn a28_update_closure_writing_its_own_key_every_run_panics_clearly() {
     }
 }
 
+/// As `a28`, through `get_or_insert_with`: a closure that removes its key
+/// and puts it back with `get_or_insert_with` (of the map, or of a pinned
+/// `MapRef`) in every run. `get_or_insert_with` did not note its write, so
+/// the `update` ran the closure forever (a helper's attack: 100 001 runs
+/// before its own counter stopped it). The second run's write panics now.
+#[test]
+fn a28b_update_closure_reinserting_its_key_with_get_or_insert_with_panics_clearly() {
+    for pinned in [false, true] {
+        let map: RcuHashMap<u64, u64> = RcuHashMap::new();
+        map.insert(1, 0);
+        let mut calls = 0u64;
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            map.update(&1, |v| {
+                calls += 1;
+                assert!(calls < 1000, "livelock");
+                drop(map.remove(&1));
+                let put = if pinned {
+                    *map.pin().get_or_insert_with(1, || v + 10)
+                } else {
+                    *map.get_or_insert_with(1, || v + 10, &rcu_core::read_lock())
+                };
+                assert_eq!(put, v + 10);
+                v + 1
+            })
+            .map(|r| *r)
+        }));
+        let e = r.expect_err("the update ran its closure forever");
+        let msg = e
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| e.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        assert!(msg.contains("in two runs in a row"), "{msg}");
+        assert_eq!(calls, 2);
+        // The second run removed the first run's entry, then panicked
+        // before putting one back.
+        assert_eq!(map.get_cloned(&1), None);
+        // The thread's tracking was reset: the key can be written again.
+        assert_eq!(*map.get_or_insert_with(1, || 7, &rcu_core::read_lock()), 7);
+        assert_eq!(map.update(&1, |v| v + 1).map(|r| *r), Some(7));
+        assert_eq!(map.get_cloned(&1), Some(8));
+    }
+}
+
 /// Writes and reads from a thread-local destructor (thread teardown), on
 /// the process-wide domain and on a private one.
 #[test]
