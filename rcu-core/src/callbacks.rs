@@ -711,12 +711,11 @@ impl Callbacks {
         while !done.load(Ordering::Acquire) {
             r = self.wait_chunk(r);
         }
-        // Wait for every chunk taken so far to finish: the marker's own (its
-        // runner returns it after the marker ran), and any taken after it.
-        let horizon = r.next_ticket;
-        while r.running.iter().any(|&(t, _, _)| t < horizon) {
-            r = self.wait_chunk(r);
-        }
+        // Nothing more to wait for: every callback queued before the marker
+        // has finished (it is a barrier). Chunks taken since were queued
+        // after it; a drain that waited for them too (as it did until the
+        // marker became a barrier) deadlocked with a callback queued after
+        // the drain began that waits for the drain to return.
     }
 
     /// Locks the in-flight batch (see the field).
