@@ -189,8 +189,9 @@ impl Ready {
     }
 }
 
-/// How long a producer over the memory limit waits, at most, for callbacks
-/// to become ready (a grace period to end) per `call_rcu`.
+/// How long a producer over the memory limit helps, at most, per
+/// `call_rcu`: running ready callbacks and waiting for more (a grace period
+/// to end), in all, plus the end of the chunk it is running then.
 #[cfg(not(rcu_loom))]
 const HELP_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
 #[cfg(rcu_loom)]
@@ -209,8 +210,9 @@ enum Due {
 enum Runner {
     /// The reclaim thread: until `ready` is empty.
     ReclaimThread,
-    /// A producer over the memory limit: while it is exceeded.
-    Helper,
+    /// A producer over the memory limit: while it is exceeded, and no
+    /// chunk after `until`.
+    Helper { until: std::time::Instant },
 }
 
 impl Callbacks {
@@ -280,9 +282,8 @@ impl Callbacks {
         // second start fail, `f` stays queued and runs once a later
         // `call_rcu`, `drain` or `start_poll` starts a thread.
         self.ensure_reclaim_thread(spawn);
-        // SeqCst: read with the producers' adds and the runners'
-        // subtractions; a stale value only skips or adds one round of help.
-        if gp.pressure.pending_bytes.load(Ordering::SeqCst) > gp.memory_limit() {
+        // A stale value only skips or adds one round of help.
+        if gp.pressure.pending_bytes.load() > gp.memory_limit() {
             self.help(gp);
         }
     }
@@ -377,9 +378,10 @@ impl Callbacks {
     fn batch_is_due(&self, gp: &GracePeriods, len: usize, bytes: usize) -> Due {
         let p = &gp.pressure;
         let limit = gp.memory_limit();
-        // SeqCst (both): a snapshot; a stale value delays or advances one
-        // flush or wake-up, which the grace period's own checks make up for.
-        let queued_bytes = p.pending_bytes.load(Ordering::SeqCst);
+        // SeqCst (`pending`; `ByteCount` is SeqCst): a snapshot; a stale
+        // value delays or advances one flush or wake-up, which the grace
+        // period's own checks make up for.
+        let queued_bytes = p.pending_bytes.load();
         if bytes >= limit / 16
             || (queued_bytes < limit && queued_bytes.saturating_add(bytes) >= limit)
         {
@@ -415,12 +417,10 @@ impl Callbacks {
         let n = chunk.len();
         let p = &gp.pressure;
         // Counts first, node second: a runner subtracts only what it took,
-        // so neither count can drop below what is queued (they cannot wrap).
-        // SeqCst: read by `force_cause`; the kicks below order it too.
-        let held = p
-            .pending_bytes
-            .fetch_add(bytes, Ordering::SeqCst)
-            .saturating_add(bytes);
+        // so neither count can drop below what is queued (the byte count
+        // saturates rather than wrap: `ByteCount`).
+        let held_before = p.pending_bytes.add(bytes);
+        let held = held_before.saturating_add(bytes);
         self.stats.max_pending_bytes.max(held as u64);
         // SeqCst: the reclaim thread's `reset; load pending; wait` and our
         // `increment; set` form a Dekker pair; the count is also read by
@@ -435,12 +435,12 @@ impl Callbacks {
         // Wake the reclaim thread for the first callback, and end its
         // pacing (`pace`) when the count or half the memory limit is
         // crossed.
-        if before == 0 || crossed_threshold || (held >= limit / 2 && held - bytes < limit / 2) {
+        if before == 0 || crossed_threshold || (held >= limit / 2 && held_before < limit / 2) {
             self.call_ready.set();
         }
         // Kick the normal-state sleep when a count crosses its mark; the
         // forced state, once entered, does not need more kicks.
-        if (held >= limit && held - bytes < limit) || crossed_threshold {
+        if (held >= limit && held_before < limit) || crossed_threshold {
             gp.kick.set();
         }
     }
@@ -505,9 +505,7 @@ impl Callbacks {
                 let urgent = p.drains.load(Ordering::SeqCst) > 0
                     || p.pending.load(Ordering::SeqCst).saturating_add(batched)
                         >= gp.callback_threshold()
-                    || p.pending_bytes
-                        .load(Ordering::SeqCst)
-                        .saturating_add(batched_bytes)
+                    || p.pending_bytes.load().saturating_add(batched_bytes)
                         >= gp.memory_limit() / 2
                     || !gp.poll(gp.requested.load(Ordering::SeqCst))
                     || self.hurries() != seen_hurries
@@ -529,8 +527,13 @@ impl Callbacks {
     }
 
     /// Over the memory limit: a producer that may wait helps. It runs
-    /// callbacks whose grace period has ended, and waits for more at most
-    /// [`HELP_WAIT`] per call. One that may not wait (inside a critical
+    /// callbacks whose grace period has ended, and waits for more, for at
+    /// most [`HELP_WAIT`] per call in all (plus the end of the chunk it is
+    /// running then): a producer that helps alone while others flood, say
+    /// from inside critical sections, where they may not help, is not held
+    /// for the whole flood (one call ran for 3 s before the bound covered
+    /// running too; its own callbacks are one per call, so what it runs in
+    /// that time keeps them in check). One that may not wait (inside a critical
     /// section of any domain: of this one a grace period would wait for it,
     /// and a helped callback could wait for a grace period of another; in
     /// any domain's user code, which includes the reclaim thread and
@@ -547,18 +550,19 @@ impl Callbacks {
             return;
         }
         let limit = gp.memory_limit();
-        let over = || gp.pressure.pending_bytes.load(Ordering::SeqCst) > limit;
+        let over = || gp.pressure.pending_bytes.load() > limit;
         let deadline = std::time::Instant::now() + HELP_WAIT;
-        // SeqCst (the loads in `over`): read with the producers' adds and
+        // (The loads in `over` are SeqCst, read with the producers' adds and
         // the runners' subtractions; a stale value only ends the help early
-        // or runs one more chunk.
+        // or runs one more chunk.)
         while over() {
-            if self.run_ready(gp, Runner::Helper) > 0 {
-                continue;
-            }
+            let ran = self.run_ready(gp, Runner::Helper { until: deadline });
             let now = std::time::Instant::now();
             if now >= deadline {
                 return;
+            }
+            if ran > 0 {
+                continue;
             }
             gp.kick.set();
             // Reset, check, wait: a batch added after the check sets it.
@@ -573,8 +577,8 @@ impl Callbacks {
     }
 
     /// Runs ready callbacks, a chunk at a time, until `ready` is empty (or,
-    /// for a helper, the memory limit is no longer exceeded, or no chunk
-    /// may be taken now). Returns how many it ran.
+    /// for a helper, the memory limit is no longer exceeded, its time is
+    /// up, or no chunk may be taken now). Returns how many it ran.
     ///
     /// Runners take chunks in queue order, but never one whose thread has
     /// a chunk running ([`Ready::takeable`]): each thread's callbacks run
@@ -599,7 +603,7 @@ impl Callbacks {
                         break at;
                     }
                     match runner {
-                        Runner::Helper => return ran,
+                        Runner::Helper { .. } => return ran,
                         Runner::ReclaimThread => r = self.wait_chunk(r),
                     }
                 };
@@ -618,9 +622,8 @@ impl Callbacks {
             // their pop here).
             std::sync::atomic::fence(Ordering::Release);
             self.stats.run.add(chunk.len() as u64);
-            // SeqCst: read by `force_cause` and by helpers. Every node's
-            // bytes were added before it was pushed, so this never wraps.
-            gp.pressure.pending_bytes.fetch_sub(bytes, Ordering::SeqCst);
+            // Every node's bytes were added before it was pushed.
+            gp.pressure.pending_bytes.sub(bytes);
             ran += chunk.len();
             // One user-code context (and one catch) for the whole chunk; a
             // panic ends it, is reported, and the rest of the chunk runs in
@@ -643,9 +646,9 @@ impl Callbacks {
                     self.chunk_done.notify_all();
                 }
             }
-            // SeqCst: as in `help`.
-            if runner == Runner::Helper
-                && gp.pressure.pending_bytes.load(Ordering::SeqCst) <= gp.memory_limit()
+            if let Runner::Helper { until } = runner
+                && (gp.pressure.pending_bytes.load() <= gp.memory_limit()
+                    || std::time::Instant::now() >= until)
             {
                 break;
             }

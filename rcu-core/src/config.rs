@@ -56,7 +56,8 @@ pub struct Config {
     /// [`RcuCell`](crate::RcuCell)'s [`heap_size`](crate::RcuCell::heap_size)
     /// function, `size_of::<T>()` for [`defer_free`](crate::defer_free).
     /// Heap memory nobody declares is not seen; one callback counts for at
-    /// most 16 MiB on 32-bit targets (2^54 bytes on 64-bit ones). Bytes are released when a
+    /// most 16 MiB on 32-bit targets (2^54 bytes on 64-bit ones), and the
+    /// domain's total stops at `usize::MAX` rather than wrap. Bytes are released when a
     /// runner takes a callback to run (at most 256 callbacks ahead of their
     /// actual frees). A thread's batch (see [`call_rcu`](crate::call_rcu))
     /// moves to the domain's queue once it holds a sixteenth of the limit,
@@ -67,7 +68,10 @@ pub struct Config {
     /// that may wait (outside any critical section of any domain it reads
     /// through its own guards, not in a callback, notifier or hook) *helps* inside its `call_rcu`: it runs
     /// callbacks whose grace period has ended, on its own thread, and waits
-    /// at most 1 ms per call for more to become ready. Elsewhere `call_rcu`
+    /// for more to become ready: for at most 1 ms per call in all, running
+    /// and waiting (plus the end of the chunk of up to 256 callbacks it is
+    /// running then), however long the others keep the domain over its
+    /// limit. Elsewhere `call_rcu`
     /// only forces and returns; it never deadlocks. A flood with no readers
     /// then stays within about the limit (the `flood` test measured a
     /// peak of 1.05x the limit with two producers, against 39x without
@@ -83,10 +87,15 @@ pub struct Config {
     /// threads run side by side, on the reclaim thread and on producers'.
     /// Two things always hold as well: a callback runs after a grace period
     /// that started after its `call_rcu`, and [`drain`](crate::drain) returns only
-    /// after every callback queued before it has finished. A callback must
-    /// not take a lock that its producers may hold while they call
+    /// after every callback queued before it has finished. A helper runs
+    /// the callbacks of every thread, not only its own: a callback must not
+    /// take a lock that *any* producer of the domain may hold while it calls
     /// `call_rcu` (the crate's own structures retire only after releasing
-    /// theirs). A callback run by a helper runs on the producer's thread,
+    /// theirs). A helper may also be a thread running its thread-local
+    /// destructors (retiring a value from one), so a callback that uses
+    /// thread-locals must allow for them being gone
+    /// ([`LocalKey::try_with`](std::thread::LocalKey::try_with)), as
+    /// crossbeam-epoch's deferred functions must. A callback run by a helper runs on the producer's thread,
     /// which is then inside no critical section of its own; an
     /// [`OwnedReadGuard`](crate::OwnedReadGuard) the producer holds is not
     /// seen, so a callback that waits for a grace period of that guard's

@@ -247,7 +247,7 @@ impl Inner {
                     bytes,
                     c.queued.get(),
                     p.pending.load(Ordering::SeqCst),
-                    p.pending_bytes.load(Ordering::SeqCst),
+                    p.pending_bytes.load(),
                 )
             });
         Stats {
@@ -275,7 +275,7 @@ impl Inner {
                 buckets: std::array::from_fn(|i| s.histogram[i].get()),
             },
             stalls: s.stalls.get(),
-            callbacks_pending_bytes: pending_bytes as u64 + batched_bytes as u64,
+            callbacks_pending_bytes: (pending_bytes as u64).saturating_add(batched_bytes as u64),
             max_pending_bytes: c.max_pending_bytes.get(),
             membarrier: started && self.gp.readers.mode() == Mode::Membarrier,
             membarrier_revoked: started
@@ -705,6 +705,11 @@ impl RcuDomain {
     /// Waits until every callback queued before this call has run; not
     /// those they queue in turn (see [`crate::drain`]).
     ///
+    /// Inside a critical section of another domain it waits as anywhere,
+    /// so none of this domain's callbacks may wait for a grace period of
+    /// that domain (it would wait for this thread: see the crate docs on
+    /// waiting across domains).
+    ///
     /// # Panics
     /// As [`synchronize`](Self::synchronize), and inside any domain's
     /// callback, notifier or stall hook (waiting for a reclaim thread from
@@ -774,7 +779,8 @@ impl Drop for RcuDomain {
     /// alive) or runs in user code the engine runs: the thread then
     /// finishes on its own, after the guard is dropped. Under an
     /// [`OwnedReadGuard`] that this task holds it waits forever, as
-    /// [`synchronize`](Self::synchronize) would.
+    /// [`synchronize`](Self::synchronize) would; inside a critical section
+    /// of another domain it waits as [`drain`](Self::drain) does there.
     fn drop(&mut self) {
         if self.is_global() {
             return;

@@ -439,7 +439,7 @@ impl DomainLocks {
             });
         }
         p.pending.store(pending, Ordering::Relaxed);
-        p.pending_bytes.store(pending_bytes, Ordering::Relaxed);
+        p.pending_bytes.set(pending_bytes);
         // Batches of threads that are gone may hold callbacks that no one
         // will flag: the next reclaim thread harvests them at once.
         let _ = p.batches.mark_dirty();

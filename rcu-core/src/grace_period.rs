@@ -196,13 +196,68 @@ pub(crate) struct Pressure {
     /// flight, until its grace period ends).
     pub(crate) pending: AtomicUsize,
     /// Bytes held by callbacks queued and not yet run. Producers add before
-    /// they enqueue, so it never wraps below the bytes actually queued.
-    pub(crate) pending_bytes: AtomicUsize,
+    /// they enqueue, so it never drops below the bytes actually queued.
+    pub(crate) pending_bytes: ByteCount,
     pub(crate) drains: AtomicUsize,
     pub(crate) expedites: AtomicUsize,
     /// Callbacks still in producers' per-thread batches (counted by the
     /// forcing checks with `pending` and `pending_bytes`).
     pub(crate) batches: Batches,
+}
+
+/// A domain's count of pending callback bytes, saturating at `usize::MAX`
+/// both ways instead of wrapping. Each callback counts at most
+/// [`MAX_BYTES`](crate::queue::MAX_BYTES), which bounds a batch's sum, not
+/// the domain's: a thousand callbacks that each declared about
+/// `usize::MAX / 1024` bytes wrapped a plain counter to a few bytes, and the
+/// domain looked under its memory limit (no help, no forcing) while they
+/// were pending. Saturated, the count is exact as long as the true total
+/// fits in a `usize`; beyond that it reads `usize::MAX` (over any limit),
+/// and after the excess runs it may read low by at most that excess.
+///
+/// SeqCst throughout: read by the forcing checks (`force_cause`), by
+/// producers deciding to help, and by runners, alongside the other pending
+/// counts; a stale value only delays or advances one round of help or one
+/// forcing check.
+pub(crate) struct ByteCount(AtomicUsize);
+
+impl ByteCount {
+    loom_const_fn! {
+        pub(crate) fn new() -> Self {
+            ByteCount(AtomicUsize::new(0))
+        }
+    }
+
+    /// Adds `bytes`; returns the count before.
+    pub(crate) fn add(&self, bytes: usize) -> usize {
+        match self
+            .0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                Some(n.saturating_add(bytes))
+            }) {
+            Ok(before) | Err(before) => before,
+        }
+    }
+
+    /// Subtracts `bytes` (added before).
+    pub(crate) fn sub(&self, bytes: usize) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                Some(n.saturating_sub(bytes))
+            });
+    }
+
+    pub(crate) fn load(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// Sets the count (a `fork()` child's recount, when it is the only
+    /// thread).
+    #[cfg(all(unix, not(rcu_loom), not(miri)))]
+    pub(crate) fn set(&self, bytes: usize) {
+        self.0.store(bytes, Ordering::SeqCst);
+    }
 }
 
 /// Grace-period statistics.
@@ -359,7 +414,7 @@ impl GracePeriods {
                 requested: AtomicU64::new(0),
                 pressure: Pressure {
                     pending: AtomicUsize::new(0),
-                    pending_bytes: AtomicUsize::new(0),
+                    pending_bytes: ByteCount::new(),
                     drains: AtomicUsize::new(0),
                     expedites: AtomicUsize::new(0),
                     batches: Batches::new(),
@@ -677,11 +732,7 @@ impl GracePeriods {
         // Callbacks in per-thread batches count too (a snapshot: the batches
         // move to the queue on their own before long; see `batch.rs`).
         let (batched, batched_bytes) = p.batches.pending();
-        if p.pending_bytes
-            .load(Ordering::SeqCst)
-            .saturating_add(batched_bytes)
-            >= self.memory_limit()
-        {
+        if p.pending_bytes.load().saturating_add(batched_bytes) >= self.memory_limit() {
             Some(Cause::Memory)
         } else if p.pending.load(Ordering::SeqCst).saturating_add(batched)
             >= self.callback_threshold()

@@ -248,6 +248,16 @@
 //!   start without the fast read side.
 //! * Isolation and tests: [`RcuDomain`] is an independent domain with its own
 //!   grace periods and reclaim thread; its threads register a [`Reader`].
+//!   Waiting for one domain (`synchronize`, `drain`, dropping its last
+//!   handle) inside a critical section of another is allowed, as taking a
+//!   lock while holding another is, with the same rule against cycles: what
+//!   the wait waits for (the domain's readers, its callbacks) must not wait
+//!   for a grace period of the domain whose critical section the waiter
+//!   holds. A callback of `a` that calls `b.synchronize()` and a thread that
+//!   calls `a.drain()` inside a critical section of `b` wait for each other
+//!   forever. The engine refuses the cycles it sees on the calling thread
+//!   (a wait inside a critical section of the same domain, a drain inside
+//!   any domain's callback) with a panic.
 //! * Tunables: [`configure`] before the process-wide domain starts.
 //!
 //! # Your own structure

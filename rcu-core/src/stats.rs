@@ -232,7 +232,9 @@ pub enum RcuEvent {
         /// The barrier used instead.
         fallback: &'static str,
     },
-    /// A `call_rcu` callback panicked; the reclaim thread carried on.
+    /// A `call_rcu` callback panicked (on the reclaim thread, or on a
+    /// producer helping over the memory limit); the other callbacks still
+    /// run.
     CallbackPanic {
         /// The panic message, when it was a string.
         message: Option<String>,
@@ -280,7 +282,7 @@ impl fmt::Display for RcuEvent {
             ),
             RcuEvent::CallbackPanic { message } => write!(
                 f,
-                "rcu: a call_rcu callback panicked{}; the reclaim thread carries on",
+                "rcu: a call_rcu callback panicked{}; the other callbacks still run",
                 PanicText(message)
             ),
             RcuEvent::NotifierPanic { message } => write!(

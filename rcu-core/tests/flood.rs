@@ -315,3 +315,115 @@ fn helping_keeps_each_producers_callbacks_in_order() {
         "the producer's callbacks ran out of order"
     );
 }
+
+/// Declared sizes near `usize::MAX`: each callback counts at most a
+/// quarter of `usize::MAX` over the batch capacity (2^54 bytes; 2^56 under
+/// Miri, whose batches hold 64), but the domain's total had no cap: 1 024
+/// such callbacks (256 under Miri) took it to 2^64 - 1 024, and a last one
+/// of a chosen size wrapped it to 10 bytes, under the limit (no help, no
+/// forcing), while `stats()` overflowed adding the batched bytes (a panic
+/// in debug builds). The total now saturates; it is exact again once they
+/// have run.
+#[test]
+fn huge_declared_sizes_keep_the_domain_over_its_limit() {
+    let huge = if cfg!(miri) || cfg!(target_pointer_width = "32") {
+        256
+    } else {
+        1024
+    };
+    let limit = Config::MIN_MEMORY_LIMIT;
+    let domain = RcuDomain::with_config(Config::default().memory_limit(limit));
+    let ran = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = |ran: &Arc<std::sync::atomic::AtomicUsize>| {
+        let ran = Arc::clone(ran);
+        OnDrop(Some(move || {
+            ran.fetch_add(1, Ordering::SeqCst);
+        }))
+    };
+    // Nothing runs meanwhile, and the owned guard's taker does not help.
+    let guard = domain.read_lock_owned();
+    for _ in 0..huge {
+        domain.defer_drop_sized(counted(&ran), usize::MAX);
+    }
+    // The count is now `huge` short of 2^64: this one (its closure's own
+    // size counts too) took it to 10.
+    let item = counted(&ran);
+    let own = std::mem::size_of_val(&item);
+    domain.defer_drop_sized(item, huge + 10 - own);
+    // And one that stays in this thread's batch, small.
+    domain.defer_drop_sized(counted(&ran), 10);
+    let stats = domain.stats();
+    drop(guard);
+    assert!(
+        stats.callbacks_pending_bytes > 1 << 63,
+        "{} callbacks pending, {huge} of them of about 2^64 / {huge} bytes, counted as {} bytes \
+         (limit {limit})",
+        huge + 2,
+        stats.callbacks_pending_bytes
+    );
+    domain.drain();
+    assert_eq!(ran.load(Ordering::SeqCst), huge + 2);
+    assert_eq!(domain.stats().callbacks_pending_bytes, 0);
+}
+
+/// A producer that may help, while others flood the domain from inside a
+/// critical section of another domain (where they may not help): each of
+/// the helper's calls helps for about 1 ms, not for as long as the flood
+/// keeps the domain over its limit (a helper's attack: one call took 3.3 s;
+/// this test's call took 4.4 s before the fix, and with a flood that
+/// outlasted the helper, the call never returned).
+#[test]
+#[cfg_attr(miri, ignore = "timing: a real-time flood of 20 µs drops")]
+fn a_helpers_call_ends_while_another_producer_floods() {
+    /// While the flood lasts, slow to drop (the runners cannot keep up);
+    /// then quick, so that the final drain is.
+    static FLOODING: AtomicBool = AtomicBool::new(true);
+    struct Slow;
+    impl Drop for Slow {
+        fn drop(&mut self) {
+            let t = Instant::now();
+            while FLOODING.load(Ordering::Relaxed) && t.elapsed() < Duration::from_micros(20) {
+                std::hint::spin_loop();
+            }
+        }
+    }
+    let domain = Arc::new(RcuDomain::with_config(
+        Config::default().memory_limit(64 << 10),
+    ));
+    let other = Arc::new(RcuDomain::new());
+    // Four flooders: chunks of several threads are ready at once, so a
+    // helper always finds one it may take (one thread's run one at a time).
+    // Together they queue seconds of drops at once.
+    let flood: Vec<_> = (0..4)
+        .map(|_| {
+            let (domain, other) = (Arc::clone(&domain), Arc::clone(&other));
+            std::thread::spawn(move || {
+                let reader = other.register();
+                let _inside = reader.read_lock();
+                for _ in 0..50_000 {
+                    if !FLOODING.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    domain.defer_drop_sized(Slow, ITEM);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(50));
+    let mut longest = Duration::ZERO;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(1500) {
+        let call = Instant::now();
+        domain.defer_drop_sized(Slow, ITEM);
+        longest = longest.max(call.elapsed());
+    }
+    FLOODING.store(false, Ordering::Relaxed);
+    flood.into_iter().for_each(|t| t.join().unwrap());
+    domain.drain();
+    // About 1 ms of help plus one chunk of up to 256 drops of 20 µs; the
+    // rest is slack for a loaded machine.
+    assert!(
+        longest < Duration::from_millis(500),
+        "one call_rcu of a helping producer took {longest:?} while others flooded"
+    );
+}
