@@ -824,10 +824,13 @@ impl Reader<'_> {
     }
 
     /// Registers `f` to be called when a grace period of this domain is
-    /// forced while this thread holds it up. `f` runs on the grace-period
-    /// thread and must return quickly (e.g. set a flag the reader polls).
+    /// forced while this thread holds it up through this `Reader`'s guards
+    /// (not its [`LocalReadGuard`](crate::LocalReadGuard)s or owned guards,
+    /// which hold records of their own). `f` runs on the grace-period
+    /// thread and must return quickly (e.g. set a flag the reader polls);
+    /// as [`on_force_quiescent`](crate::on_force_quiescent) otherwise.
     pub fn on_force_quiescent(&self, f: impl Fn() + Send + Sync + 'static) -> NotifierHandle {
-        NotifierHandle::register(Arc::clone(&self.rec), std::sync::Arc::new(f))
+        NotifierHandle::register(Arc::clone(&self.rec), f)
     }
 }
 

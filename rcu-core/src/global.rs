@@ -329,9 +329,17 @@ pub fn drain() {
 }
 
 /// Registers `f` to be called when a grace period is forced while the
-/// calling thread holds it up; dropping the handle removes it. `f` runs
-/// on the grace-period thread and must return quickly (e.g. set a flag
-/// that the reader's loop polls, then leave the critical section).
+/// calling thread holds it up; dropping the handle removes it (and waits
+/// for a call in progress: see [`NotifierHandle`]). `f` runs on the
+/// grace-period thread and must return quickly (e.g. set a flag that the
+/// reader's loop polls, then leave the critical section). It is called
+/// once per forced grace period the thread holds up, also when it was
+/// registered after that grace period was forced.
+///
+/// It stands for the thread's own critical sections ([`read_lock`]'s
+/// guards), not for [`LocalReadGuard`](crate::LocalReadGuard)s or
+/// [`OwnedReadGuard`]s, which hold records of their own: a thread that
+/// must be asked to leave reads through `read_lock`.
 ///
 /// In a thread-local destructor that runs after the thread's own
 /// registration was torn down, it registers nothing and returns a handle
@@ -367,7 +375,7 @@ pub fn on_force_quiescent(f: impl Fn() + Send + Sync + 'static) -> NotifierHandl
     }
     let _ = registered_record();
     match REGISTRATION.try_with(|r| r.0.borrow().clone()) {
-        Ok(Some(rec)) => NotifierHandle::register(rec, Arc::new(f)),
+        Ok(Some(rec)) => NotifierHandle::register(rec, f),
         _ => NotifierHandle::inert(),
     }
 }

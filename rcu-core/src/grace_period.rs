@@ -760,6 +760,8 @@ impl GracePeriods {
             reported: Vec::new(),
         };
         let mut forced = None;
+        // The notifiers this grace period has called (see `notify`).
+        let mut notified = Vec::new();
         let mut armed = false;
         let mut rescans = 0u32;
         let mut polls = 0u32;
@@ -769,11 +771,9 @@ impl GracePeriods {
             }
             if forced.is_none() {
                 forced = self.force_cause(polls);
-                if forced.is_some() {
-                    self.notify(holders);
-                }
             }
             if forced.is_some() {
+                self.notify(holders, &mut notified);
                 // Forced state. Re-arm on every iteration: a reader that
                 // cleared `waiting` and re-entered with a stale counter would
                 // otherwise never signal again (the lost wake-up in the seed
@@ -972,29 +972,38 @@ impl GracePeriods {
         true
     }
 
-    /// Calls the force-quiescent notifiers of the readers in `holders`, with
-    /// no lock held, catching panics (and the drop of a notifier whose
-    /// handle went away meanwhile, which is user code too).
-    fn notify(&self, holders: &[Arc<Record>]) {
-        let notifiers: Vec<NotifierFn> = holders
-            .iter()
-            .flat_map(|r| {
-                lock(&r.cold)
-                    .notifiers
-                    .iter()
-                    .flat_map(|l| l.iter())
-                    .map(|(_, f)| std::sync::Arc::clone(f))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        for f in notifiers {
-            self.stats.notifier_calls.bump();
-            let panicked = run_user(self, UserCode::Notifier, move || {
-                f();
-                drop(f);
+    /// Calls the force-quiescent notifiers of the readers in `holders` that
+    /// this grace period has not called yet (`called`: their ids), with no
+    /// lock held, catching panics (and the drop of a notifier whose handle
+    /// went away meanwhile, which is user code too). Each forced iteration
+    /// calls it, so a notifier registered after the grace period was forced
+    /// (or a handle replaced then) is called too; it was called only on
+    /// entering the forced state, and such a reader was never asked to
+    /// leave.
+    fn notify(&self, holders: &[Arc<Record>], called: &mut Vec<u64>) {
+        let mut notifiers: Vec<NotifierFn> = Vec::new();
+        for r in holders {
+            for (id, f) in lock(&r.cold).notifiers.iter().flat_map(|l| l.iter()) {
+                if !called.contains(id) {
+                    called.push(*id);
+                    notifiers.push(std::sync::Arc::clone(f));
+                }
+            }
+        }
+        for n in notifiers {
+            // Not called once its handle's drop has begun (which waits
+            // for a call in progress: `Notifier`).
+            let panicked = n.begin_call().map(|call| {
+                self.stats.notifier_calls.bump();
+                let panicked = run_user(self, UserCode::Notifier, || n.f()());
+                drop(call);
+                panicked
             });
-            if let Err(Panicked(message)) = panicked {
-                self.emit(&RcuEvent::NotifierPanic { message });
+            let dropped = run_user(self, UserCode::Notifier, move || drop(n));
+            for r in [panicked.unwrap_or(Ok(())), dropped] {
+                if let Err(Panicked(message)) = r {
+                    self.emit(&RcuEvent::NotifierPanic { message });
+                }
             }
         }
     }

@@ -15,11 +15,92 @@ use std::sync::atomic::compiler_fence;
 
 /// A force-quiescent notifier: called on the grace-period thread. (A `std`
 /// `Arc` even under loom, whose `Arc` cannot hold a `dyn Fn`.)
-pub(crate) type NotifierFn = std::sync::Arc<dyn Fn() + Send + Sync + 'static>;
+pub(crate) type NotifierFn = std::sync::Arc<Notifier>;
 
 /// A record's notifiers, by handle id.
 #[allow(clippy::box_collection)] // one word in the record's line, not three
 pub(crate) type Notifiers = Box<Vec<(u64, NotifierFn)>>;
+
+/// A registered notifier's closure, and whether a grace period is calling
+/// it now, so that dropping its handle can wait for that call: once the
+/// drop returns, the closure is not running and is never called again. (A
+/// grace period copies the notifiers of the readers it forces out of their
+/// records, then calls them with no lock held: a drop that only took the
+/// notifier out of its record let a copy taken before run after it, so a
+/// notifier ran after its handle's drop had returned.) `std` locks even
+/// under loom: no model registers a notifier.
+pub(crate) struct Notifier {
+    f: Box<dyn Fn() + Send + Sync + 'static>,
+    state: std::sync::Mutex<NotifierState>,
+    returned: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct NotifierState {
+    /// Its handle was dropped (or its thread's registration released).
+    removed: bool,
+    /// The thread calling it now.
+    caller: Option<std::thread::ThreadId>,
+}
+
+impl Notifier {
+    fn state(&self) -> std::sync::MutexGuard<'_, NotifierState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Marks a call by this thread as begun; `None` (and no call) if the
+    /// notifier was removed. The call ends when the returned token drops.
+    pub(crate) fn begin_call(&self) -> Option<NotifierCall<'_>> {
+        let mut state = self.state();
+        if state.removed {
+            return None;
+        }
+        state.caller = Some(std::thread::current().id());
+        Some(NotifierCall(self))
+    }
+
+    /// The closure (called between `begin_call` and the token's drop).
+    pub(crate) fn f(&self) -> &(dyn Fn() + Send + Sync) {
+        &*self.f
+    }
+
+    /// Marks it removed, then waits for a call in progress on another
+    /// thread to return (a call on this thread is the caller's own: a
+    /// notifier that drops its handle, or another's, inside a call).
+    fn remove(&self) {
+        let me = std::thread::current().id();
+        let mut state = self.state();
+        state.removed = true;
+        while state.caller.is_some_and(|t| t != me) {
+            state = self
+                .returned
+                .wait(state)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+}
+
+/// A call of a [`Notifier`] in progress; dropping it ends the call.
+pub(crate) struct NotifierCall<'a>(&'a Notifier);
+
+impl Drop for NotifierCall<'_> {
+    fn drop(&mut self) {
+        self.0.state().caller = None;
+        self.0.returned.notify_all();
+    }
+}
+
+/// Removes `notifiers` (waiting for calls in progress, see
+/// [`Notifier::remove`]), then drops them: with no lock of ours held, as
+/// their closures are user code.
+fn remove_notifiers(notifiers: Option<Notifiers>) {
+    for (_, n) in notifiers.iter().flat_map(|l| l.iter()) {
+        n.remove();
+    }
+    drop(notifiers);
+}
 
 /// A value alone on its cache line (two, for adjacent-line prefetch).
 #[repr(align(128))]
@@ -94,15 +175,14 @@ impl ReadSide {
     /// Unregisters a thread's record (it exits, or its `Reader` is dropped).
     pub(crate) fn unregister(&self, rec: &Record) {
         let notifiers = lock(&self.registry).release(rec);
-        // User closures: dropped with no lock of ours held.
-        drop(notifiers);
+        remove_notifiers(notifiers);
     }
 
     /// Releases a record whose owner let go of it inside a critical
     /// section, at its outermost unlock.
     fn release_orphan(&self, rec: &Record) {
         let notifiers = lock(&self.registry).release_orphan(rec);
-        drop(notifiers);
+        remove_notifiers(notifiers);
     }
 
     /// Takes a record for an owned guard from the calling thread's shard of
@@ -883,6 +963,12 @@ impl Drop for RawGuard<'_> {
 /// [`Reader::on_force_quiescent`](crate::Reader::on_force_quiescent). When the
 /// thread exits, its notifiers are removed with its registration and dropping
 /// the handle afterwards does nothing.
+///
+/// Once the drop returns the notifier is never called again, and a call in
+/// progress on another thread (the grace period's) has returned: the drop
+/// waits for it, so a notifier must not wait for the thread that drops its
+/// handle. Dropping it from inside a notifier call (its own handle, or
+/// another's) does not wait.
 #[must_use = "dropping the handle unregisters the notifier at once"]
 pub struct NotifierHandle {
     /// `None`: registered nowhere (see [`NotifierHandle::inert`]).
@@ -891,10 +977,15 @@ pub struct NotifierHandle {
 }
 
 impl NotifierHandle {
-    pub(crate) fn register(rec: Arc<Record>, f: NotifierFn) -> Self {
+    pub(crate) fn register(rec: Arc<Record>, f: impl Fn() + Send + Sync + 'static) -> Self {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         // Relaxed: only uniqueness matters.
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let f = std::sync::Arc::new(Notifier {
+            f: Box::new(f),
+            state: std::sync::Mutex::default(),
+            returned: std::sync::Condvar::new(),
+        });
         lock(&rec.cold)
             .notifiers
             .get_or_insert_with(Box::default)
@@ -922,6 +1013,9 @@ impl Drop for NotifierHandle {
                 Some(l.remove(i))
             })
         };
+        if let Some((_, n)) = &removed {
+            n.remove();
+        }
         drop(removed);
     }
 }
