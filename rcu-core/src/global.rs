@@ -9,7 +9,7 @@ use crate::domain::{GLOBAL, GpCookie, Handle, RcuDomain};
 use crate::guard::{OwnedReadGuard, ReadGuard};
 use crate::registry::{NotifierHandle, Record};
 use crate::stats::{RcuEvent, StallWarning, Stats};
-use crate::sync::Arc;
+use crate::sync::{Arc, lock};
 use std::cell::{Cell, RefCell};
 use std::ptr;
 
@@ -492,8 +492,16 @@ pub fn register_thread() {
 }
 
 /// Whether the calling thread is inside a read-side critical section of
-/// the process-wide domain.
+/// the process-wide domain: through [`read_lock`] (one thread-local load),
+/// or else through a [`Reader`](crate::Reader) of
+/// [`RcuDomain::global`], a [`LocalReadGuard`](crate::LocalReadGuard), or
+/// a [`ReadGuard`] kept past the thread's registration (a scan of the
+/// domain's records under its lock, as [`synchronize`] makes to refuse to
+/// wait there; owned guards, which may move between threads, aside). It
+/// once looked at `read_lock`'s record alone, and said `false` where
+/// `synchronize` panicked.
 pub fn in_critical_section() -> bool {
     // The sentinel is never inside one.
     local_record().in_critical_section()
+        || lock(&GLOBAL.gp.readers.registry).current_thread_reading()
 }

@@ -72,8 +72,13 @@ impl ReadGuard {
     /// Reports a quiescent state: leaves the critical section and enters
     /// a new one, so a grace period waiting for this thread can end.
     /// References read under the guard cannot survive the call (it takes
-    /// `&mut self`). Returns `false`, doing nothing, when other (nested)
-    /// guards are held on this thread.
+    /// `&mut self`). Returns `false`, doing nothing, when other guards
+    /// nested with it (other `read_lock` guards of this thread) are held.
+    /// Guards of the same domain with records of their own (a
+    /// [`Reader`](crate::Reader)'s of [`RcuDomain::global`](crate::RcuDomain::global),
+    /// a [`LocalReadGuard`]) do not count: each keeps its own critical
+    /// section, so grace periods still wait for them, and this one's
+    /// references are still gone.
     ///
     /// ```
     /// let mut guard = rcu_core::read_lock();
@@ -123,8 +128,11 @@ impl<'r> DomainGuard<'r> {
     /// Reports a quiescent state: leaves the critical section and enters a
     /// new one, so grace periods that waited for this thread can end.
     /// References read under the guard cannot survive it (it takes
-    /// `&mut self`). Returns `false`, doing nothing, when the thread holds
-    /// other (nested) guards of this domain.
+    /// `&mut self`). Returns `false`, doing nothing, when other guards of
+    /// the same [`Reader`](crate::Reader) (nested with it) are held. Guards
+    /// with records of their own (another `Reader`'s, a
+    /// [`LocalReadGuard`]) do not count: each keeps its own critical
+    /// section, which grace periods still wait for.
     pub fn quiescent(&mut self) -> bool {
         self.raw.rec.quiesce()
     }

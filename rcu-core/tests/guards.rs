@@ -278,3 +278,91 @@ fn into_inner_async_waits_for_a_grace_period() {
     assert_eq!(finished.load(Ordering::SeqCst), 1);
     assert!(finishes(move || drop(cell)));
 }
+
+/// The panic message of a caught panic (empty if it had none).
+fn panic_text(r: std::thread::Result<()>) -> String {
+    match r {
+        Ok(()) => "<no panic>".into(),
+        Err(p) => p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default(),
+    }
+}
+
+/// `in_critical_section` agrees with `synchronize`'s refusal to wait
+/// inside one, whatever the guard of the process-wide domain: it looked at
+/// `read_lock`'s record only, and said `false` under a `Reader`'s guard of
+/// `RcuDomain::global()` and under a `LocalReadGuard`, where `synchronize`
+/// panicked (a helper's attack).
+#[test]
+fn in_critical_section_sees_every_guard_of_the_process_wide_domain() {
+    let global = RcuDomain::global();
+    let reader = global.register();
+    for kind in ["a Reader's guard", "a LocalReadGuard", "read_lock"] {
+        let (inside, refused) = match kind {
+            "a Reader's guard" => {
+                let _g = reader.read_lock();
+                let inside = rcu_core::in_critical_section();
+                (inside, panic_text(catch_unwind(rcu_core::synchronize)))
+            }
+            "a LocalReadGuard" => {
+                let _g = global.read_lock_local();
+                let inside = rcu_core::in_critical_section();
+                (inside, panic_text(catch_unwind(rcu_core::synchronize)))
+            }
+            _ => {
+                let _g = read_lock();
+                let inside = rcu_core::in_critical_section();
+                (inside, panic_text(catch_unwind(rcu_core::synchronize)))
+            }
+        };
+        assert!(
+            refused.contains("inside a read-side critical section"),
+            "{kind}: {refused}"
+        );
+        assert!(inside, "in_critical_section() said false under {kind}");
+        assert!(!rcu_core::in_critical_section(), "after {kind}");
+    }
+    // Another domain's guard is not one of the process-wide domain's.
+    let other = RcuDomain::new();
+    let r = other.register();
+    let _g = r.read_lock();
+    assert!(!rcu_core::in_critical_section());
+}
+
+/// A `ReadGuard` kept in a thread-local that is destroyed after the
+/// thread's registration: its thread is still inside a critical section
+/// until the guard drops.
+#[test]
+fn in_critical_section_sees_a_guard_kept_past_the_registration() {
+    struct Holder(
+        Option<rcu_core::ReadGuard>,
+        Option<mpsc::Sender<(bool, bool)>>,
+    );
+    impl Drop for Holder {
+        fn drop(&mut self) {
+            let inside = rcu_core::in_critical_section();
+            drop(self.0.take());
+            let after = rcu_core::in_critical_section();
+            let _ = self.1.take().unwrap().send((inside, after));
+        }
+    }
+    thread_local!(static HOLDER: std::cell::RefCell<Option<Holder>> = const { std::cell::RefCell::new(None) });
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        HOLDER.with(|h| *h.borrow_mut() = Some(Holder(None, Some(tx))));
+        // Registers the thread now, after `HOLDER`: its registration is
+        // torn down first.
+        let g = read_lock();
+        HOLDER.with(|h| h.borrow_mut().as_mut().unwrap().0 = Some(g));
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        rx.recv().unwrap(),
+        (true, false),
+        "(inside while held, inside after)"
+    );
+}
