@@ -418,7 +418,7 @@ impl Callbacks {
         let p = &gp.pressure;
         // Counts first, node second: a runner subtracts only what it took,
         // so neither count can drop below what is queued (the byte count
-        // saturates rather than wrap: `ByteCount`).
+        // saturates rather than wrap, and then may read low: `ByteCount`).
         let held_before = p.pending_bytes.add(bytes);
         let held = held_before.saturating_add(bytes);
         self.stats.max_pending_bytes.max(held as u64);
@@ -614,7 +614,7 @@ impl Callbacks {
                 (ticket, chunk.callbacks)
             };
             // Counted as run, and its bytes as released, before it runs: a
-            // `drain` may return as soon as its marker's chunk is done.
+            // `drain` may return as soon as its marker has run.
             let bytes = chunk.iter().map(Callback::bytes).sum::<usize>();
             // Release: pairs with the Acquire fence after `stats` reads the
             // count, so a snapshot that counts these callbacks as run also

@@ -196,7 +196,8 @@ pub(crate) struct Pressure {
     /// flight, until its grace period ends).
     pub(crate) pending: AtomicUsize,
     /// Bytes held by callbacks queued and not yet run. Producers add before
-    /// they enqueue, so it never drops below the bytes actually queued.
+    /// they enqueue, so it never drops below the bytes actually queued
+    /// (unless their total ever passed `usize::MAX`: see [`ByteCount`]).
     pub(crate) pending_bytes: ByteCount,
     pub(crate) drains: AtomicUsize,
     pub(crate) expedites: AtomicUsize,
@@ -205,8 +206,8 @@ pub(crate) struct Pressure {
     pub(crate) batches: Batches,
 }
 
-/// A domain's count of pending callback bytes, saturating at `usize::MAX`
-/// both ways instead of wrapping. Each callback counts at most
+/// A domain's count of pending callback bytes, saturating instead of
+/// wrapping: at `usize::MAX` when adding, at 0 when subtracting. Each callback counts at most
 /// [`MAX_BYTES`](crate::queue::MAX_BYTES), which bounds a batch's sum, not
 /// the domain's: a thousand callbacks that each declared about
 /// `usize::MAX / 1024` bytes wrapped a plain counter to a few bytes, and the

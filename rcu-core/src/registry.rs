@@ -27,37 +27,51 @@ pub(crate) type Notifiers = Box<Vec<(u64, NotifierFn)>>;
 /// grace period copies the notifiers of the readers it forces out of their
 /// records, then calls them with no lock held: a drop that only took the
 /// notifier out of its record let a copy taken before run after it, so a
-/// notifier ran after its handle's drop had returned.) `std` locks even
-/// under loom: no model registers a notifier.
+/// notifier ran after its handle's drop had returned.)
+///
+/// Two `std` atomics (no loom model registers a notifier) in a Dekker
+/// pair: the caller stores itself in `caller`, then loads `removed`; the
+/// drop stores `removed`, then loads `caller` (all SeqCst). Either the
+/// call sees the removal and does not happen, or the drop sees the call
+/// and waits for it. Atomics, not a lock: the child of a `fork()` clears a
+/// call that a thread it does not have was making
+/// ([`forget_other_threads_call`](Self::forget_other_threads_call)), where
+/// a lock held by that thread could never be taken again.
 pub(crate) struct Notifier {
     f: Box<dyn Fn() + Send + Sync + 'static>,
-    state: std::sync::Mutex<NotifierState>,
-    returned: std::sync::Condvar,
+    /// Its handle was dropped (or its thread's registration released).
+    removed: std::sync::atomic::AtomicBool,
+    /// The calling thread's [`thread_token`], or 0.
+    caller: std::sync::atomic::AtomicUsize,
 }
 
-#[derive(Default)]
-struct NotifierState {
-    /// Its handle was dropped (or its thread's registration released).
-    removed: bool,
-    /// The thread calling it now.
-    caller: Option<std::thread::ThreadId>,
+/// A number that tells this thread from every other thread alive: the
+/// address of a thread-local with no destructor (so it is there during
+/// thread-local teardown too). Never 0.
+fn thread_token() -> usize {
+    thread_local!(static TOKEN: u8 = const { 0 });
+    TOKEN.with(|t| std::ptr::from_ref(t).addr())
 }
 
 impl Notifier {
-    fn state(&self) -> std::sync::MutexGuard<'_, NotifierState> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn new(f: impl Fn() + Send + Sync + 'static) -> Self {
+        Notifier {
+            f: Box::new(f),
+            removed: std::sync::atomic::AtomicBool::new(false),
+            caller: std::sync::atomic::AtomicUsize::new(0),
+        }
     }
 
     /// Marks a call by this thread as begun; `None` (and no call) if the
     /// notifier was removed. The call ends when the returned token drops.
     pub(crate) fn begin_call(&self) -> Option<NotifierCall<'_>> {
-        let mut state = self.state();
-        if state.removed {
+        use std::sync::atomic::Ordering::SeqCst;
+        // SeqCst (both): our side of the Dekker pair with `remove`.
+        self.caller.store(thread_token(), SeqCst);
+        if self.removed.load(SeqCst) {
+            self.caller.store(0, SeqCst);
             return None;
         }
-        state.caller = Some(std::thread::current().id());
         Some(NotifierCall(self))
     }
 
@@ -69,15 +83,34 @@ impl Notifier {
     /// Marks it removed, then waits for a call in progress on another
     /// thread to return (a call on this thread is the caller's own: a
     /// notifier that drops its handle, or another's, inside a call).
+    /// Notifiers return quickly, so the wait polls.
     fn remove(&self) {
-        let me = std::thread::current().id();
-        let mut state = self.state();
-        state.removed = true;
-        while state.caller.is_some_and(|t| t != me) {
-            state = self
-                .returned
-                .wait(state)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        use std::sync::atomic::Ordering::SeqCst;
+        // SeqCst (both): our side of the Dekker pair with `begin_call`.
+        self.removed.store(true, SeqCst);
+        let me = thread_token();
+        let mut polls = 0u32;
+        loop {
+            let caller = self.caller.load(SeqCst);
+            if caller == 0 || caller == me {
+                return;
+            }
+            if polls < 64 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(std::time::Duration::from_micros(100));
+            }
+            polls = polls.saturating_add(1);
+        }
+    }
+
+    /// In the child of a `fork()`: forgets a call in progress by another
+    /// thread, which the child does not have (the call will never end).
+    #[cfg(all(unix, not(rcu_loom), not(miri)))]
+    fn forget_other_threads_call(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.caller.load(SeqCst) != thread_token() {
+            self.caller.store(0, SeqCst);
         }
     }
 }
@@ -87,8 +120,8 @@ pub(crate) struct NotifierCall<'a>(&'a Notifier);
 
 impl Drop for NotifierCall<'_> {
     fn drop(&mut self) {
-        self.0.state().caller = None;
-        self.0.returned.notify_all();
+        // SeqCst: read by `remove`'s wait.
+        self.0.caller.store(0, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -854,8 +887,9 @@ impl Registry {
     /// critical section, which no thread can ever leave now. `colds` are the
     /// records' `cold` data, locked, in the order of `records`. Records of
     /// owned guards stay as they are (a guard in use exists in the child's
-    /// memory and may be dropped there), and so does the caller's own.
-    /// Returns how many records were freed.
+    /// memory and may be dropped there), and so does the caller's own; a
+    /// notifier call that a vanished grace-period leader was making on any
+    /// record is forgotten. Returns how many records were freed.
     ///
     /// A freed record's notifiers are leaked, not dropped: they are user
     /// closures whose captures may belong to the thread that is gone (a
@@ -874,6 +908,12 @@ impl Registry {
         debug_assert_eq!(colds.len(), self.records.len());
         let mut freed = 0;
         for (i, (rec, cold)) in self.records.iter().zip(colds.iter_mut()).enumerate() {
+            // A grace period led by a thread the child does not have may
+            // have been calling a notifier (of a record that stays): that
+            // call never ends, and a drop of its handle would wait for it.
+            for (_, n) in cold.notifiers.iter().flat_map(|l| l.iter()) {
+                n.forget_other_threads_call();
+            }
             let dead = cold.taken_at.is_none() && cold.owner.as_ref().is_some_and(|t| t.id() != me);
             if !dead {
                 continue;
@@ -965,15 +1005,19 @@ impl Drop for RawGuard<'_> {
 /// the handle afterwards does nothing.
 ///
 /// Once the drop returns the notifier is never called again, and a call in
-/// progress on another thread (the grace period's) has returned: the drop
+/// progress on another thread (a grace period's) has returned: the drop
 /// waits for it, so a notifier must not wait for the thread that drops its
-/// handle. Dropping it from inside a notifier call (its own handle, or
-/// another's) does not wait.
+/// handle. A drop does not wait for a call on its own thread (a notifier
+/// that drops its own handle).
 #[must_use = "dropping the handle unregisters the notifier at once"]
 pub struct NotifierHandle {
     /// `None`: registered nowhere (see [`NotifierHandle::inert`]).
     rec: Option<Arc<Record>>,
     id: u64,
+    /// The notifier, even once its record let go of it: a thread's exit
+    /// takes its notifiers out of the record before it removes them, and a
+    /// drop on another thread meanwhile must still wait for a call.
+    notifier: std::sync::Weak<Notifier>,
 }
 
 impl NotifierHandle {
@@ -981,23 +1025,28 @@ impl NotifierHandle {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         // Relaxed: only uniqueness matters.
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let f = std::sync::Arc::new(Notifier {
-            f: Box::new(f),
-            state: std::sync::Mutex::default(),
-            returned: std::sync::Condvar::new(),
-        });
+        let f = std::sync::Arc::new(Notifier::new(f));
+        let notifier = std::sync::Arc::downgrade(&f);
         lock(&rec.cold)
             .notifiers
             .get_or_insert_with(Box::default)
             .push((id, f));
-        NotifierHandle { rec: Some(rec), id }
+        NotifierHandle {
+            rec: Some(rec),
+            id,
+            notifier,
+        }
     }
 
     /// A handle of a notifier that was not registered (the thread is being
     /// torn down); dropping it does nothing.
     #[cfg_attr(rcu_loom, allow(dead_code))]
     pub(crate) fn inert() -> Self {
-        NotifierHandle { rec: None, id: 0 }
+        NotifierHandle {
+            rec: None,
+            id: 0,
+            notifier: std::sync::Weak::new(),
+        }
     }
 }
 
@@ -1013,7 +1062,10 @@ impl Drop for NotifierHandle {
                 Some(l.remove(i))
             })
         };
-        if let Some((_, n)) = &removed {
+        // Removed (and a call in progress waited for) even if the record
+        // let go of it first (its thread's exit, which removes it too):
+        // while a grace period holds a copy, it may still be called.
+        if let Some(n) = self.notifier.upgrade() {
             n.remove();
         }
         drop(removed);

@@ -370,6 +370,40 @@ mod cases {
         assert_eq!(RAN.load(SeqCst), 1);
     }
 
+    /// Fork while a grace-period leader (another thread) is calling a
+    /// notifier of the forking thread: the call never ends in the child, and
+    /// dropping the notifier's handle there, which waits for a call in
+    /// progress on another thread, must not wait for it.
+    pub(super) fn a_notifier_call_in_progress_at_fork_does_not_hold_up_the_child() {
+        static CALLED: AtomicBool = AtomicBool::new(false);
+        let d = Arc::new(RcuDomain::new());
+        let reader = d.register();
+        let handle = reader.on_force_quiescent(|| {
+            CALLED.store(true, SeqCst);
+            std::thread::sleep(Duration::from_millis(500));
+        });
+        let g = reader.read_lock();
+        let leader = {
+            let d = Arc::clone(&d);
+            std::thread::spawn(move || d.synchronize_expedited())
+        };
+        while !CALLED.load(SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut handle = Some(handle);
+        let mut g = Some(g);
+        fork_and_check(|| {
+            drop(handle.take());
+            drop(g.take());
+            d.synchronize();
+            Ok(())
+        });
+        // In the parent the call ends, and the drop waits for it.
+        drop(handle);
+        drop(g);
+        leader.join().unwrap();
+    }
+
     /// Fork from inside a callback, on the reclaim thread, while another thread
     /// is inside a critical section: no deadlock, and the child (whose only
     /// thread is the reclaim thread, which goes on after the callback returns)
@@ -616,6 +650,10 @@ mod cases {
         (
             "fork_inside_a_critical_section",
             fork_inside_a_critical_section,
+        ),
+        (
+            "a_notifier_call_in_progress_at_fork_does_not_hold_up_the_child",
+            a_notifier_call_in_progress_at_fork_does_not_hold_up_the_child,
         ),
         ("fork_from_inside_a_callback", fork_from_inside_a_callback),
         (

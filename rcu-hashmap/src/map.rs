@@ -555,14 +555,16 @@ where
         if let Some(n) = unsafe { self.raw.find(hash, |k| *k == key) } {
             return &n.value;
         }
-        let value = f();
-        // A write of the key, as `insert`'s (only the call that inserts
-        // writes; one that finds the key reads).
-        self.check_not_updating(hash, |k| *k == key);
-        let node = Node::new(hash, key, value);
+        let node = Node::new(hash, key, f());
         // SAFETY: the caller's promise.
         match unsafe { self.raw.insert(node, false) } {
-            Insert::Inserted(n) => &n.value,
+            Insert::Inserted(n) => {
+                // A write of the key, as `insert`'s; noted once it is one
+                // (another thread may insert the key first: then this call
+                // only read it).
+                self.check_not_updating(hash, |k| *k == n.key);
+                &n.value
+            }
             Insert::Present(n, rejected) => {
                 drop(rejected);
                 &n.value
