@@ -500,6 +500,10 @@ pub fn register_thread() {
 /// wait there; owned guards, which may move between threads, aside). It
 /// once looked at `read_lock`'s record alone, and said `false` where
 /// `synchronize` panicked.
+///
+/// Cost: when the answer is `false`, that scan takes the domain's registry
+/// lock, which grace periods hold across their barrier: a check for
+/// assertions and slow paths, not for a hot loop.
 pub fn in_critical_section() -> bool {
     // The sentinel is never inside one.
     local_record().in_critical_section()
