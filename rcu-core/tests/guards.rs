@@ -279,18 +279,6 @@ fn into_inner_async_waits_for_a_grace_period() {
     assert!(finishes(move || drop(cell)));
 }
 
-/// The panic message of a caught panic (empty if it had none).
-fn panic_text(r: std::thread::Result<()>) -> String {
-    match r {
-        Ok(()) => "<no panic>".into(),
-        Err(p) => p
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default(),
-    }
-}
-
 /// `in_critical_section` agrees with `synchronize`'s refusal to wait
 /// inside one, whatever the guard of the process-wide domain: it looked at
 /// `read_lock`'s record only, and said `false` under a `Reader`'s guard of
@@ -305,17 +293,17 @@ fn in_critical_section_sees_every_guard_of_the_process_wide_domain() {
             "a Reader's guard" => {
                 let _g = reader.read_lock();
                 let inside = rcu_core::in_critical_section();
-                (inside, panic_text(catch_unwind(rcu_core::synchronize)))
+                (inside, panic_message(catch_unwind(rcu_core::synchronize)))
             }
             "a LocalReadGuard" => {
                 let _g = global.read_lock_local();
                 let inside = rcu_core::in_critical_section();
-                (inside, panic_text(catch_unwind(rcu_core::synchronize)))
+                (inside, panic_message(catch_unwind(rcu_core::synchronize)))
             }
             _ => {
                 let _g = read_lock();
                 let inside = rcu_core::in_critical_section();
-                (inside, panic_text(catch_unwind(rcu_core::synchronize)))
+                (inside, panic_message(catch_unwind(rcu_core::synchronize)))
             }
         };
         assert!(

@@ -1434,6 +1434,14 @@ fn a27_update_vs_remove_reinsert_no_lost_update() {
     assert_eq!(map.get_cloned(&1), Some(ok.load(Ordering::SeqCst) as u64));
 }
 
+/// The message of a caught panic (empty if it was not a string).
+fn panic_message(e: Box<dyn std::any::Any + Send>) -> String {
+    e.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| e.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
 /// An `update` closure that inserts (or updates) the key it is updating in
 /// every run: each run replaces the entry `update` is about to replace, so
 /// `update` ran it forever (100 000 runs and counting, each leaving an
@@ -1462,12 +1470,7 @@ fn a28_update_closure_writing_its_own_key_every_run_panics_clearly() {
             })
             .map(|r| *r)
         }));
-        let e = r.expect_err("the update ran its closure forever");
-        let msg = e
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| e.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+        let msg = panic_message(r.expect_err("the update ran its closure forever"));
         assert!(msg.contains("in two runs in a row"), "{msg}");
         assert_eq!(calls, 2);
         assert_eq!(map.get_cloned(&1), Some(10), "the first run's write stays");
@@ -1504,12 +1507,7 @@ fn a28b_update_closure_reinserting_its_key_with_get_or_insert_with_panics_clearl
             })
             .map(|r| *r)
         }));
-        let e = r.expect_err("the update ran its closure forever");
-        let msg = e
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| e.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+        let msg = panic_message(r.expect_err("the update ran its closure forever"));
         assert!(msg.contains("in two runs in a row"), "{msg}");
         assert_eq!(calls, 2);
         // The second run put back the first run's value plus 10, then
