@@ -170,7 +170,16 @@ fn grow_to_many_and_shrink_back() {
         model.insert(k, i);
     }
     assert_eq!(map.len(), n as usize);
-    assert!(map.capacity() >= n as usize, "grew: {}", map.capacity());
+    // `capacity` may trail `len` by the writes between two load-factor
+    // checks (15 on one thread: see `capacity`). Asserting `capacity >= n`
+    // here failed under Miri once a change elsewhere moved Miri's thread
+    // interleaving, and with it `RandomState`'s keys, so that the last check
+    // fell just short of the 200th insertion (capacity 192).
+    assert!(
+        map.capacity() > small && map.capacity() + 15 >= n as usize,
+        "grew: capacity {} for {n} entries",
+        map.capacity()
+    );
     {
         let reader = domain.register();
         let guard = reader.read_lock();
