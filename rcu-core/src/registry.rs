@@ -14,7 +14,7 @@ use std::panic::Location;
 use std::sync::atomic::compiler_fence;
 
 /// A force-quiescent notifier: called on the grace-period thread. (A `std`
-/// `Arc` even under loom, whose `Arc` cannot hold a `dyn Fn`.)
+/// `Arc` even under loom: no model registers a notifier.)
 pub(crate) type NotifierFn = std::sync::Arc<Notifier>;
 
 /// A record's notifiers, by handle id.
