@@ -230,6 +230,7 @@ impl ByteCount {
     }
 
     /// Adds `bytes`; returns the count before.
+    #[inline]
     pub(crate) fn add(&self, bytes: usize) -> usize {
         match self
             .0
@@ -241,6 +242,7 @@ impl ByteCount {
     }
 
     /// Subtracts `bytes` (added before).
+    #[inline]
     pub(crate) fn sub(&self, bytes: usize) {
         let _ = self
             .0
@@ -249,6 +251,7 @@ impl ByteCount {
             });
     }
 
+    #[inline]
     pub(crate) fn load(&self) -> usize {
         self.0.load(Ordering::SeqCst)
     }
