@@ -618,7 +618,14 @@ impl RcuDomain {
     }
 
     /// Runs `f` on the reclaim thread after a grace period. Wait-free for
-    /// the caller; callable anywhere, including inside a critical section.
+    /// the caller while the domain is under its [`Config::memory_limit`];
+    /// over it, a caller outside any critical section helps run ready
+    /// callbacks (of any thread of the domain) on its own thread and may
+    /// wait up to about 1 ms (see there). Callable anywhere, including
+    /// inside a critical section, a callback or a notifier, where it never
+    /// waits. So, with a memory limit, do not call it (or drop a handle
+    /// that retires, such as [`Unlinked`](crate::Unlinked)) while holding a
+    /// lock that a callback of the domain takes.
     ///
     /// # Panics
     /// If the reclaim thread cannot be started (the spawn error is in the
@@ -627,7 +634,9 @@ impl RcuDomain {
         self.inner.call_rcu(&self.inner, f, 0);
     }
 
-    /// Drops `value` on the reclaim thread after a grace period.
+    /// Drops `value` on the reclaim thread after a grace period (a
+    /// [`call_rcu`](Self::call_rcu): over a memory limit, the caller may
+    /// help run callbacks).
     pub fn defer_drop<T: Send + 'static>(&self, value: T) {
         self.call_rcu(move || drop(value));
     }
@@ -641,7 +650,8 @@ impl RcuDomain {
 
     /// Retires a node: drops the `Box` that `ptr` came from after a grace
     /// period, on the reclaim thread (crossbeam's `defer_destroy`, Linux's
-    /// `kfree_rcu`). Nothing that asserts unique access to the node (no
+    /// `kfree_rcu`; a [`call_rcu`](Self::call_rcu), so over a memory limit
+    /// the caller may help run callbacks). Nothing that asserts unique access to the node (no
     /// `Box`, no `&mut`) is made before the grace period has passed, so
     /// readers may keep their `&T` until their critical sections end.
     ///

@@ -255,7 +255,8 @@ pub fn call_rcu(f: impl FnOnce() + Send + 'static) {
 }
 
 /// Drops `value` on the reclaim thread after a grace period (QEMU's
-/// `g_free_rcu`). It counts `size_of::<T>()` bytes toward
+/// `g_free_rcu`; a [`call_rcu`]: over a memory limit, the caller may help
+/// run callbacks). It counts `size_of::<T>()` bytes toward
 /// [`Config::memory_limit`](crate::Config::memory_limit).
 pub fn defer_drop<T: Send + 'static>(value: T) {
     call_rcu(move || drop(value));

@@ -35,7 +35,9 @@
 //! - Replacing a value allocates a new node (copy-update): the old one stays
 //!   readable for readers that hold it. `update` needs `K: Clone`.
 //! - `K` and `V` are dropped on the domain's reclaim thread, hence
-//!   `Send + 'static` for writes.
+//!   `Send + 'static` for writes. (Under a domain's memory limit, a writer
+//!   retiring an entry while the domain is over it may help run ready
+//!   callbacks on its own thread: rcu-core's `Config::memory_limit`.)
 //! - References from reads live as long as the guard *and* the borrow of
 //!   the map, so dropping a map frees it at once (no reader can hold a
 //!   reference into it).

@@ -462,7 +462,11 @@ impl<K: Eq, V, S> RcuHashMap<K, V, S> {
 }
 
 /// Writes. `K` and `V` are dropped on the domain's reclaim thread, hence
-/// `Send + 'static`.
+/// `Send + 'static`. Writers retire what they unlink with
+/// [`RcuDomain::call_rcu`] after releasing their bucket locks: over a
+/// memory limit, a writer (or a thread dropping a [`Removed`]) may help run
+/// the domain's ready callbacks on its own thread, so do not write while
+/// holding a lock that a `K`'s or `V`'s `Drop` takes.
 impl<K, V, S> RcuHashMap<K, V, S>
 where
     K: Hash + Eq + Send + 'static,
@@ -791,7 +795,8 @@ impl<K, V> fmt::Debug for IntoIter<K, V> {
 /// [`remove`](RcuHashMap::remove) or [`update`](RcuHashMap::update).
 /// Derefs to the value. Dropping it drops the entry a grace period later,
 /// on the domain's reclaim thread (like [`rcu_core::Unlinked`]); it never
-/// blocks.
+/// waits for that grace period, but over a memory limit the dropping thread
+/// may help run ready callbacks (see [`RcuDomain::call_rcu`]).
 pub struct Removed<K: Send + 'static, V: Send + 'static>(Retired<K, V>);
 
 impl<K: Send + 'static, V: Send + 'static> Removed<K, V> {

@@ -11,10 +11,20 @@ use std::ops::Deref;
 /// [`Unlinked`](rcu_core::Unlinked) for intrusive elements.
 ///
 /// It dereferences to the element. Dropping it hands the element to the
-/// list's domain, which drops the owning pointer after a grace period, on
-/// its reclaim thread (the writer never waits). [`into_inner`](Self::into_inner)
-/// waits for the grace period instead and gives the pointer back, its link
-/// free again, so the element can be inserted anew.
+/// list's domain ([`RcuDomain::call_rcu`]), which drops the owning pointer
+/// after a grace period, on its reclaim thread; the drop never waits for
+/// that grace period. [`into_inner`](Self::into_inner) waits for the grace
+/// period instead and gives the pointer back, its link free again, so the
+/// element can be inserted anew.
+///
+/// **Under a memory limit** ([`Config::memory_limit`](rcu_core::Config::memory_limit)),
+/// dropping a `Removed` is a `call_rcu` like any other: while the domain is
+/// over its limit, a thread outside any critical section that drops one
+/// helps run ready callbacks (other elements' drops, of any list or thread
+/// of the domain) on its own thread, for up to about a millisecond. So do
+/// not drop a `Removed` while holding a lock that an element's `Drop` (or
+/// another callback of the domain) takes. Without a limit (the default),
+/// drops run only on the reclaim thread.
 ///
 /// Until then the element's link stays *claimed*: inserting the element
 /// (another `Arc` to it, say) into any list panics, because a reader may

@@ -154,6 +154,9 @@ where
     /// callback for all), as `Vec::retain` would drop them. O(len).
     ///
     /// `keep` runs under the lock; it may read the list (and other lists).
+    /// A `Removed` it drops (from another list) may, under a memory limit,
+    /// run other callbacks of the domain while the lock is held (see
+    /// [`Removed`]).
     /// If it panics, the elements removed so far are still retired and the
     /// list stays consistent.
     ///

@@ -45,8 +45,9 @@ mod imp {
 pub(crate) use imp::*;
 
 /// Locks `m`, ignoring poisoning: no code of ours panics with a list
-/// half-changed, and no user code runs under a list's lock (elements are
-/// dropped only after it is released).
+/// half-changed, and the only user code that runs under a list's lock,
+/// `retain`'s predicate, runs between whole steps (elements are dropped
+/// only after the lock is released).
 #[inline]
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     match m.lock() {

@@ -168,6 +168,45 @@ fn dropped_removed_elements_are_freed_after_a_grace_period() {
     list.push_back(n);
 }
 
+/// Without a memory limit (the default), a dropped `Removed` never runs an
+/// element's drop on the writer's thread: every drop is the reclaim
+/// thread's (`Removed`'s docs; with a limit a writer may help, see there).
+#[test]
+fn without_a_memory_limit_elements_drop_on_the_reclaim_thread_only() {
+    struct Elem {
+        link: ListLink,
+        writer: std::thread::ThreadId,
+        on_writer: Arc<AtomicUsize>,
+        drops: Arc<AtomicUsize>,
+    }
+    impl Drop for Elem {
+        fn drop(&mut self) {
+            if std::thread::current().id() == self.writer {
+                self.on_writer.fetch_add(1, Ordering::SeqCst);
+            }
+            self.drops.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    intrusive_adapter!(ElemList = Box<Elem>: Elem { link => ListLink });
+
+    let domain = RcuDomain::new();
+    let (on_writer, drops) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let list = RcuList::<ElemList>::new_in(&domain);
+    let n = if cfg!(miri) { 300 } else { 4000 };
+    for _ in 0..n {
+        list.push_back(Box::new(Elem {
+            link: ListLink::new(),
+            writer: std::thread::current().id(),
+            on_writer: Arc::clone(&on_writer),
+            drops: Arc::clone(&drops),
+        }));
+        drop(list.pop_front().expect("just pushed"));
+    }
+    domain.drain();
+    assert_eq!(drops.load(Ordering::SeqCst), n);
+    assert_eq!(on_writer.load(Ordering::SeqCst), 0, "drops ran on the writer's thread");
+}
+
 /// A reader standing on an element that is removed, and on whose successor
 /// is removed too, still walks on to the rest of the list.
 #[test]

@@ -13,7 +13,9 @@ use std::ops::{Bound, RangeBounds};
 /// that live as long as the guard. Writes take `&self` from any thread and
 /// are serialised by a lock inside the tree; they never wait for a grace
 /// period (so a thread may write while it holds a guard), and what they
-/// unlink is dropped on the reclaim thread after one. See the
+/// unlink is dropped on the reclaim thread after one (retired after the
+/// lock is released; over a memory limit a writer may help run ready
+/// callbacks, see [`RcuDomain::call_rcu`](rcu_core::RcuDomain::call_rcu)). See the
 /// [crate docs](crate) for the design and costs.
 ///
 /// ```

@@ -9,7 +9,9 @@ use std::ops::Deref;
 /// [`RcuRadixTree`](crate::RcuRadixTree) that readers may still be reading.
 ///
 /// It derefs to the value (shared access, as readers have). Dropping it drops
-/// the value on the reclaim thread after a grace period (never waiting);
+/// the value on the reclaim thread after a grace period (never waiting for
+/// it; over a memory limit the dropping thread may help run ready callbacks:
+/// see [`RcuDomain::call_rcu`](rcu_core::RcuDomain::call_rcu));
 /// [`into_inner`](Self::into_inner) waits for a grace period here and returns
 /// the value. It keeps the tree's domain alive.
 ///
