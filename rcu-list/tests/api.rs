@@ -204,7 +204,11 @@ fn without_a_memory_limit_elements_drop_on_the_reclaim_thread_only() {
     }
     domain.drain();
     assert_eq!(drops.load(Ordering::SeqCst), n);
-    assert_eq!(on_writer.load(Ordering::SeqCst), 0, "drops ran on the writer's thread");
+    assert_eq!(
+        on_writer.load(Ordering::SeqCst),
+        0,
+        "drops ran on the writer's thread"
+    );
 }
 
 /// A reader standing on an element that is removed, and on whose successor
