@@ -504,12 +504,34 @@ impl<T: Send + Sync + 'static> RcuCell<T> {
     /// frees the old value after a grace period on the reclaim thread. No
     /// grace period is waited for here.
     ///
+    /// `f` runs inside a read-side critical section of the cell's domain,
+    /// so a wait for that domain's grace period from `f`
+    /// ([`RcuDomain::synchronize`], [`drain`](RcuDomain::drain),
+    /// [`Unlinked::into_inner`]) panics: under the writer lock it could wait
+    /// for a reader that holds a guard while it waits for the lock (a
+    /// `replace` inside a critical section), which would wait forever.
+    ///
     /// # Panics
     /// If `f` writes to this same cell (`update` or `replace` from inside
-    /// `f` would wait for the lock its caller holds). `f` may read the cell
-    /// and write to other cells. A write of this cell that `f` has another
-    /// thread make waits for the lock until `update` returns, so `f` must
-    /// not wait for it (join that thread): it would wait forever.
+    /// `f` would wait for the lock its caller holds), or waits for a grace
+    /// period of the cell's domain (above). `f` may read the cell and write
+    /// to other cells. A write of this cell that `f` has another thread
+    /// make waits for the lock until `update` returns, so `f` must not wait
+    /// for it (join that thread): it would wait forever.
+    ///
+    /// ```
+    /// let domain = rcu_core::RcuDomain::new();
+    /// let cell = rcu_core::RcuCell::new_in(1, &domain);
+    /// drop(cell.update(|v| v + 1));
+    /// let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    ///     drop(cell.update(|v| {
+    ///         domain.synchronize(); // panics: inside the update's critical section
+    ///         v + 1
+    ///     }))
+    /// }));
+    /// assert!(waited.is_err());
+    /// assert_eq!(cell.get(), 2); // unchanged by the failed update
+    /// ```
     #[track_caller]
     pub fn update(&self, f: impl FnOnce(&T) -> T) -> Unlinked<T> {
         let _w = self.writer.lock("update");
@@ -519,13 +541,25 @@ impl<T: Send + Sync + 'static> RcuCell<T> {
         // SAFETY: only writers replace the pointer and they are serialised by
         // `writer`, which we hold; a value is freed only after it is
         // replaced, so `current` stays valid while we hold the lock.
-        let new = f(unsafe { &*current });
+        let new = self.in_critical_section(|| f(unsafe { &*current }));
         let old = self
             .ptr
             .swap(Some(new))
             .expect("an RcuCell always holds a value");
         drop(_w);
         self.sized(old)
+    }
+
+    /// Runs `f` inside a read-side critical section of the cell's domain,
+    /// so that a wait for its grace period from `f` panics (see `update`).
+    fn in_critical_section<R>(&self, f: impl FnOnce() -> R) -> R {
+        if self.domain().is_global() {
+            let _cs = crate::read_lock();
+            f()
+        } else {
+            let _cs = self.domain().read_lock_local();
+            f()
+        }
     }
 
     /// The value, through exclusive access.

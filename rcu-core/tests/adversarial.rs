@@ -2188,3 +2188,42 @@ fn stats_balance_at_rest_and_never_go_backwards() {
         assert_eq!(s.histogram.total(), s.grace_periods, "{s:?}");
     });
 }
+
+/// An `update` closure that waits for a grace period of the cell's domain,
+/// while another thread inside a critical section waits for the cell's
+/// writer lock (a `replace` under a guard, which writers allow): the grace
+/// period waits for that reader, the reader for the lock, the lock for the
+/// grace period. The closure runs inside a critical section, so its wait
+/// panics at once instead; the other writer then goes on.
+#[test]
+fn an_update_closure_waiting_for_a_grace_period_panics_rather_than_deadlocks() {
+    let r = watchdog("update-waits", Duration::from_secs(20), || {
+        let domain = RcuDomain::new();
+        let cell = Arc::new(RcuCell::new_in(1u64, &domain));
+        let (in_f_tx, in_f_rx) = mpsc::channel::<()>();
+        let writer = {
+            let (domain, cell) = (domain.clone(), Arc::clone(&cell));
+            thread::spawn(move || {
+                let reader = domain.register();
+                let guard = reader.read_lock();
+                in_f_rx.recv().unwrap();
+                // Inside the critical section: waits for the update's lock.
+                drop(cell.replace(10));
+                *cell.read(&guard)
+            })
+        };
+        let waited = catch_unwind(AssertUnwindSafe(|| {
+            drop(cell.update(|v| {
+                in_f_tx.send(()).unwrap();
+                thread::sleep(Duration::from_millis(50)); // the writer reaches the lock
+                domain.synchronize();
+                v + 1
+            }))
+        }));
+        let message = panic_message(waited);
+        (message, writer.join().unwrap(), cell.get())
+    });
+    assert!(r.0.contains("critical section"), "unexpected panic: {}", r.0);
+    // The update changed nothing; the other writer's value is in.
+    assert_eq!((r.1, r.2), (10, 10));
+}
