@@ -2223,7 +2223,11 @@ fn an_update_closure_waiting_for_a_grace_period_panics_rather_than_deadlocks() {
         let message = panic_message(waited);
         (message, writer.join().unwrap(), cell.get())
     });
-    assert!(r.0.contains("critical section"), "unexpected panic: {}", r.0);
+    assert!(
+        r.0.contains("critical section"),
+        "unexpected panic: {}",
+        r.0
+    );
     // The update changed nothing; the other writer's value is in.
     assert_eq!((r.1, r.2), (10, 10));
 }

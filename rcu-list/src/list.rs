@@ -259,7 +259,8 @@ where
     /// under the writer lock; they are dropped after a grace period (one
     /// callback for all), as `Vec::retain` would drop them. O(len).
     ///
-    /// `keep` runs under the lock; it may read the list (and other lists).
+    /// `keep` runs under the lock, inside a read-side critical section of
+    /// the list's domain; it may read the list (and other lists).
     /// A `Removed` it drops (from another list) may, under a memory limit,
     /// run other callbacks of the domain while the lock is held (see
     /// [`Removed`]).
@@ -268,7 +269,10 @@ where
     ///
     /// # Panics
     /// If `keep` calls one of this list's writer methods (it would wait for
-    /// the lock `retain` holds); the list stays consistent, as above.
+    /// the lock `retain` holds), or waits for a grace period of the list's
+    /// domain (`synchronize`, `drain`, [`Removed::into_inner`]: under the
+    /// lock it could wait for a reader that waits for the lock); the list
+    /// stays consistent, as above.
     ///
     /// ```
     /// # use rcu_list::{ListLink, RcuList, intrusive_adapter};

@@ -1,6 +1,6 @@
 //! Adversarial tests for rcu-list (written by a reviewer to break it): each
-//! asserts a concrete promise of the crate docs or the project's issue. 12
-//! failed before their fixes, from six faults:
+//! asserts a concrete promise of the crate docs or the project's issue. 14
+//! failed before their fixes, from seven faults:
 //! - an element whose insertion had claimed it but not linked it yet was
 //!   taken for a position in the list (a null dereference in release
 //!   builds, from safe code);
@@ -10,7 +10,9 @@
 //! - two panicking drops in one `clear` aborted the process;
 //! - a write to the list from its own `retain` closure deadlocked;
 //! - writes under an owned guard on a domain over its memory limit waited
-//!   1 ms each (an engine fault).
+//!   1 ms each (an engine fault);
+//! - a `retain` closure that waited for a grace period deadlocked with a
+//!   writer that held a guard and waited for the list's lock.
 //!
 //! Some cases run in a child process of this binary (the ignored `child_*`
 //! tests), so that a hang or an abort shows as a failure.
@@ -26,7 +28,7 @@ use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -1520,4 +1522,101 @@ fn child_insert_relative_to_itself_on_empty_list() {
     let back = list.insert_after(&x, x.clone()).unwrap_err();
     assert!(Arc::ptr_eq(&back, &x));
     assert!(list.is_empty() && !x.link.is_linked());
+}
+
+/// A `retain` closure that waits for a grace period of the list's domain
+/// (here `Removed::into_inner`), while another thread inside a critical
+/// section waits for the list's lock (a write under a guard, which the lists
+/// allow): the grace period waits for that reader, the reader for the lock,
+/// the lock for the grace period. The closure runs inside a critical
+/// section, so its wait panics at once; the other writer then goes on, and
+/// the element whose `into_inner` panicked is still retired.
+fn retain_waiting_for_a_grace_period_panics(slist: bool) {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let domain = RcuDomain::new();
+        let ctr = Ctr::new();
+        let list = Arc::new(RcuList::<BoxL>::new_in(&domain));
+        let slist_ = Arc::new(RcuSList::<BoxS>::new_in(&domain));
+        for v in 0..4 {
+            list.push_back(E::boxed(v, &ctr));
+            slist_.push_front(E::boxed(v, &ctr));
+        }
+        let mut held = Some(if slist {
+            slist_.pop_front().unwrap()
+        } else {
+            list.pop_front().unwrap()
+        });
+        let (in_keep_tx, in_keep_rx) = mpsc::channel::<()>();
+        let writer = {
+            let (domain, list, slist_, ctr) = (
+                domain.clone(),
+                Arc::clone(&list),
+                Arc::clone(&slist_),
+                Arc::clone(&ctr),
+            );
+            thread::spawn(move || {
+                let reader = domain.register();
+                let _guard = reader.read_lock();
+                in_keep_rx.recv().unwrap();
+                // Inside the critical section: waits for `retain`'s lock.
+                if slist {
+                    slist_.push_front(E::boxed(10, &ctr));
+                } else {
+                    list.push_back(E::boxed(10, &ctr));
+                }
+            })
+        };
+        let keep = |e: &E| {
+            if let Some(h) = held.take() {
+                in_keep_tx.send(()).unwrap();
+                thread::sleep(Duration::from_millis(50)); // the writer reaches the lock
+                drop(h.into_inner());
+            }
+            e.val != 2
+        };
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            if slist {
+                slist_.retain(keep);
+            } else {
+                list.retain(keep);
+            }
+        }));
+        writer.join().unwrap();
+        let guard = domain.read_lock_local();
+        let vals = if slist {
+            vals(slist_.iter(&guard))
+        } else {
+            vals(list.iter(&guard))
+        };
+        drop(guard);
+        drop((list, slist_));
+        domain.drain();
+        tx.send((r.is_err(), vals, ctr.drops(), ctr.bad())).unwrap();
+    });
+    let (panicked, vals, drops, bad) = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("retain's closure and a writer under a guard deadlocked");
+    assert!(
+        panicked,
+        "the wait for a grace period inside `retain` did not panic"
+    );
+    // The panic came before anything was removed; the other writer's element
+    // is in; every element (9 made) dropped once after the lists went.
+    let want: Vec<u64> = if slist {
+        vec![10, 2, 1, 0]
+    } else {
+        vec![1, 2, 3, 10]
+    };
+    assert_eq!((vals, drops, bad), (want, 9, 0));
+}
+
+#[test]
+fn list_retain_waiting_for_a_grace_period_panics_rather_than_deadlocks() {
+    retain_waiting_for_a_grace_period_panics(false);
+}
+
+#[test]
+fn slist_retain_waiting_for_a_grace_period_panics_rather_than_deadlocks() {
+    retain_waiting_for_a_grace_period_panics(true);
 }

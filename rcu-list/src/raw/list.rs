@@ -461,7 +461,7 @@ where
         // even if `keep` panics.
         let mut batch = Batch::new(&self.domain);
         let l = self.links.lock();
-        super::retaining(ptr::from_ref(&self.links).cast(), || {
+        super::retaining(ptr::from_ref(&self.links).cast(), &self.domain, || {
             let mut p = l.first();
             while !p.is_null() {
                 // SAFETY: reached from the head under the lock: linked here.

@@ -309,7 +309,7 @@ where
         // even if `keep` panics.
         let mut batch = Batch::new(&self.domain);
         let l = self.lock();
-        super::retaining(ptr::from_ref(self).cast(), || {
+        super::retaining(ptr::from_ref(self).cast(), &self.domain, || {
             let mut prev: *mut SListLink = ptr::null_mut();
             let mut cur = l.first_locked();
             while !cur.is_null() {
