@@ -61,7 +61,8 @@
 //!   nodes or values; the replacement goes into the slot's other cell, or
 //!   into an entry of its own when both are held (two replacements of one
 //!   key within a grace period). The price: a bottom node is 576 bytes plus
-//!   two cells per slot (1.6 KiB for `u64`s), and it is never collapsed
+//!   a line of bitmaps, two cells per slot and three words of bookkeeping,
+//!   padded to whole lines (1 728 bytes for `u64`s), and it is never collapsed
 //!   while it holds an inline entry (one cannot move while readers may hold
 //!   it), so a tree of `n` keys has fewer than `2n` nodes, not `n`.
 //! * Other entries (larger values, keys alone in their block of 64, the
@@ -182,7 +183,7 @@
 //!   | random | 132.6          | 19.6       | 118.5  |
 //!
 //!   Dense keys: full bottom nodes, 576 bytes plus a line of bitmaps plus two
-//!   8-byte cells per slot (26 bytes a key; 41.4 when every entry was a
+//!   8-byte cells per slot and bookkeeping, 1 728 bytes (27 bytes a key; 41.4 when every entry was a
 //!   24-byte allocation of its own). Random keys: no two share a bottom
 //!   node, so every entry is a leaf; the nodes at the fringe are mostly
 //!   empty (a fixed

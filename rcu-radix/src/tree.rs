@@ -6,6 +6,13 @@ use std::fmt;
 use std::iter::FusedIterator;
 use std::ops::{Bound, RangeBounds};
 
+/// See [`RcuRadixTree::critical_section`]. Held for its drop only.
+#[allow(dead_code)]
+enum CriticalSection {
+    Global(rcu_core::ReadGuard),
+    Local(rcu_core::LocalReadGuard),
+}
+
 /// An ordered map from `u64` keys to `V`s whose reads take no lock: a radix
 /// tree of 64-way nodes with compressed paths, protected by RCU.
 ///
@@ -79,9 +86,11 @@ pub struct TreeStats {
     pub nodes: usize,
     /// Nodes on the longest path from the root to an entry.
     pub height: usize,
-    /// Bytes of the nodes: 576 each, and for a bottom node (at shift 0, in a
-    /// tree of values of at most 32 bytes) its two value cells per slot too,
-    /// which hold its inline values.
+    /// Bytes of the nodes: 576 for an inner node; a bottom node (at shift 0,
+    /// in a tree of values of at most 32 bytes) adds a line of bitmaps, its
+    /// two value cells per slot, which hold its inline values, and three
+    /// words of bookkeeping, padded to whole cache lines (1 728 bytes for
+    /// `u64` values).
     pub node_bytes: usize,
     /// Bytes of the entries that are allocations of their own (key, marks,
     /// value): those not inline in a bottom node.
@@ -121,6 +130,19 @@ impl<V: Send + Sync + 'static> RcuRadixTree<V> {
     /// The domain the tree is read and reclaimed in.
     pub fn domain(&self) -> &RcuDomain {
         &self.domain
+    }
+
+    /// A read-side critical section of the tree's domain on this thread, held
+    /// while user code runs under the writer lock: a wait for the domain's
+    /// grace period from that code then panics (rcu-core refuses it inside a
+    /// critical section) instead of waiting, under the lock, for a reader
+    /// that may be waiting for the lock.
+    fn critical_section(&self) -> CriticalSection {
+        if self.domain.is_global() {
+            CriticalSection::Global(rcu_core::read_lock())
+        } else {
+            CriticalSection::Local(self.domain.read_lock_local())
+        }
     }
 
     /// The number of entries (a snapshot: writers may change it at once).
@@ -361,12 +383,19 @@ impl<V: Send + Sync + 'static> RcuRadixTree<V> {
     /// The value at `key`, inserting `f()` first if the key is absent.
     ///
     /// `f` runs with the tree's writer lock held, at most once, and only when
-    /// the key is absent. It may read the tree (and call
+    /// the key is absent, inside a read-side critical section of the tree's
+    /// domain on this thread. It may read the tree (and call
     /// [`stats`](Self::stats)); if it panics the tree is unchanged.
     ///
     /// # Panics
     /// If `f` writes to this tree (a write from inside a write; it would
-    /// otherwise deadlock). The tree is then unchanged, and stays usable.
+    /// otherwise deadlock), or waits for a grace period of the tree's domain
+    /// (`synchronize`, `drain`, [`Removed::into_inner`]: under the lock it
+    /// could wait for a reader that waits for the lock, a write made under
+    /// a guard). The tree is then unchanged, and stays usable. A write to
+    /// this tree that `f` has another thread make waits for the lock until
+    /// this call returns, so `f` must not wait for it (join that thread):
+    /// it would wait forever.
     ///
     /// ```
     /// let tree = rcu_radix::RcuRadixTree::new();
@@ -384,7 +413,10 @@ impl<V: Send + Sync + 'static> RcuRadixTree<V> {
         if let Some(v) = self.get(key, guard) {
             return v;
         }
-        let value = self.raw.write().get_or_insert_with(key, f);
+        let value = {
+            let _cs = self.critical_section();
+            self.raw.write().get_or_insert_with(key, f)
+        };
         // SAFETY: `guard` holds a critical section of the tree's domain
         // (checked by `get` above) that began before the entry was found or
         // published under the lock: a writer that unlinks it later retires it
@@ -393,18 +425,21 @@ impl<V: Send + Sync + 'static> RcuRadixTree<V> {
     }
 
     /// Keeps only the entries for which `keep(key, &value)` returns `true`,
-    /// visiting them in key order. `keep` runs with the writer lock held; it
-    /// may read the tree. The removed values are dropped after one grace
-    /// period, in one reclaim callback. If `keep` panics, nothing is
-    /// removed.
+    /// visiting them in key order. `keep` runs with the writer lock held,
+    /// inside a read-side critical section of the tree's domain; it may read
+    /// the tree. The removed values are dropped after one grace period, in
+    /// one reclaim callback. If `keep` panics, nothing is removed.
     ///
     /// # Panics
-    /// If `keep` writes to this tree (as for
-    /// [`get_or_insert_with`](Self::get_or_insert_with)); nothing is removed
-    /// then.
+    /// If `keep` writes to this tree or waits for a grace period of its
+    /// domain (as for [`get_or_insert_with`](Self::get_or_insert_with));
+    /// nothing is removed then.
     pub fn retain(&self, keep: impl FnMut(u64, &V) -> bool) {
         let mut batch = Batch::new();
-        self.raw.write().retain(&mut batch, keep);
+        {
+            let _cs = self.critical_section();
+            self.raw.write().retain(&mut batch, keep);
+        }
         // SAFETY: the batch holds what `retain` unlinked; the writer lock is
         // released; readers read under this domain's guards.
         unsafe { batch.retire(&self.domain) };

@@ -1,9 +1,11 @@
 //! Adversarial tests for `RcuRadixTree` (written by a reviewer to break
 //! it): boundary keys, ranges, marks, panics and re-entrancy in user
-//! closures, reclamation accounting, and scans under churn. Three of them
+//! closures, reclamation accounting, and scans under churn. Six of them
 //! failed before their fixes: a panicking `Extend` iterator leaked the
 //! values it had replaced, `stats` from a writer's closure deadlocked, and
-//! so did a write from one (now a clear panic).
+//! so did a write from one (now a clear panic); a writer's closure that
+//! waited for a grace period deadlocked with a writer under a guard (now a
+//! clear panic: two tests), and `stats().node_bytes` was documented wrong.
 
 // Loom builds (`--cfg rcu_loom`) have no process-wide domain; the sizes and
 // watchdogs here are for native runs, not Miri's.
@@ -1757,4 +1759,91 @@ fn panicking_value_drops_neither_leak_the_rest_nor_abort() {
     let r = catch_unwind(AssertUnwindSafe(|| drop(tree)));
     assert!(r.is_err());
     assert_eq!(drops.load(Ordering::SeqCst), n as usize);
+}
+
+/// A writer's closure (`retain`'s `keep`, `get_or_insert_with`'s `f`) that
+/// waits for a grace period of the tree's domain, here through
+/// `Removed::into_inner`, while another thread inside a critical section
+/// waits for the writer lock (`get_or_insert_with`, which takes a guard):
+/// the grace period waits for that reader, the reader for the lock, the lock
+/// for the grace period. The closure runs inside a critical section, so its
+/// wait panics at once; the other writer then goes on.
+fn closure_waiting_for_a_grace_period_panics(in_retain: bool) {
+    let r = within(20, move || {
+        let tree = Arc::new(RcuRadixTree::new_in(&RcuDomain::new()));
+        for k in 0..10u64 {
+            drop(tree.insert(k, k));
+        }
+        let mut held = Some(tree.remove(9).unwrap());
+        let (in_closure_tx, in_closure_rx) = mpsc::channel::<()>();
+        let other = {
+            let tree = Arc::clone(&tree);
+            std::thread::spawn(move || {
+                let reader = tree.domain().register();
+                in_closure_rx.recv().unwrap();
+                let g = reader.read_lock();
+                *tree.get_or_insert_with(100, || 100, &g)
+            })
+        };
+        let mut wait = move || {
+            if let Some(h) = held.take() {
+                in_closure_tx.send(()).unwrap();
+                std::thread::sleep(Duration::from_millis(50)); // the other reaches the lock
+                assert_eq!(h.into_inner(), 9);
+            }
+        };
+        let waited = catch_unwind(AssertUnwindSafe(|| {
+            if in_retain {
+                tree.retain(|k, _| {
+                    wait();
+                    k != 3
+                });
+            } else {
+                let g = tree.domain().read_lock_owned(); // not this thread's: no check of its own
+                tree.get_or_insert_with(
+                    50,
+                    || {
+                        wait();
+                        50
+                    },
+                    &g,
+                );
+            }
+        }));
+        let other = other.join().unwrap();
+        let guard = tree.domain().read_lock_local();
+        (waited.is_err(), other, keys_of(tree.iter(&guard)))
+    });
+    let (panicked, other, keys) = r
+        .expect("the closure and a writer under a guard deadlocked")
+        .expect("no panic outside the closure");
+    assert!(
+        panicked,
+        "the wait for a grace period inside the closure did not panic"
+    );
+    // Nothing changed by the failed write; the other writer's key is in.
+    assert_eq!((other, keys), (100, vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 100]));
+}
+
+#[test]
+fn retain_waiting_for_a_grace_period_panics_rather_than_deadlocks() {
+    closure_waiting_for_a_grace_period_panics(true);
+}
+
+#[test]
+fn get_or_insert_with_waiting_for_a_grace_period_panics_rather_than_deadlocks() {
+    closure_waiting_for_a_grace_period_panics(false);
+}
+
+/// `stats().node_bytes` of one bottom node of `u64`s, as documented (it
+/// said 576 plus two cells per slot, 1 600 bytes, where the node is 1 728).
+#[test]
+fn node_bytes_of_a_bottom_node_are_as_documented() {
+    let tree: RcuRadixTree<u64> = RcuRadixTree::new_in(&RcuDomain::new());
+    for k in 0..64u64 {
+        drop(tree.insert(k, k));
+    }
+    let s = tree.stats();
+    assert_eq!((s.nodes, s.entries), (1, 64));
+    assert_eq!(s.node_bytes, 1728);
 }
