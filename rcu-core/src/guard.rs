@@ -217,7 +217,12 @@ pub(crate) type KeepAlive = Option<std::sync::Arc<dyn Send + Sync>>;
 /// critical section skips the wait, since the grace period would wait for
 /// it. For owned guards the engine counts the thread that took the guard:
 /// while the guard is held, that thread never waits there (if the guard has
-/// moved to another thread, its taker is then not slowed down either).
+/// moved to another thread, its taker is then not slowed down either). The
+/// thread it moved to is not recognised: while it holds the guard and the
+/// domain stays over its limit, each of its retirements waits the full
+/// millisecond for a grace period that its own guard holds up (a write
+/// path that moves guards between threads, such as an async task resumed
+/// elsewhere, should keep the domain under its limit or use no limit).
 #[must_use = "the critical section ends when the guard is dropped"]
 pub struct OwnedReadGuard {
     rec: Option<Arc<Record>>,

@@ -255,7 +255,10 @@ impl<K, V, S> RcuHashMap<K, V, S> {
 
     /// A handle that holds an [`OwnedReadGuard`]: `Send` (when the map is
     /// `Sync`), so async code can keep it across `.await`. Taking one costs
-    /// tens of nanoseconds.
+    /// tens of nanoseconds. On a domain with a memory limit, a thread the
+    /// handle has moved to, writing while it holds the handle, may wait up
+    /// to a millisecond per write while the domain is over its limit (see
+    /// [`OwnedReadGuard`]'s notes on the memory limit).
     pub fn pin_owned(&self) -> MapRef<'_, K, V, S, OwnedReadGuard> {
         MapRef {
             map: self,
@@ -664,7 +667,9 @@ where
         // grace period can end inside the walk's own critical section (the
         // engine skips that help for a thread holding a guard, but retiring
         // after the walk keeps it out of the question: before both, each
-        // removed entry waited 1 ms on a private domain).
+        // removed entry waited 1 ms on a private domain). And retired in one
+        // callback: one help for the lot, not one per entry (each may wait a
+        // millisecond while a reader elsewhere holds grace periods up).
         let mut removed = Vec::new();
         let guard = LocalGuard::new(self.raw.domain());
         // SAFETY: `guard` is a critical section of the map's domain, held
@@ -677,7 +682,7 @@ where
             }
         }
         drop(guard);
-        drop(removed);
+        Retired::retire_all(removed, self.raw.domain());
     }
 
     /// Removes every entry present when the walk reaches it (entries

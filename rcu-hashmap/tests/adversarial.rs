@@ -1,8 +1,9 @@
 //! Adversarial tests for `RcuHashMap` (written by a reviewer to break it):
-//! each asserts a documented guarantee with concrete values. Two of them
+//! each asserts a documented guarantee with concrete values. Three of them
 //! failed before their fixes: `retain`/`clear` on a private domain over its
-//! memory limit stalled 1 ms per removed entry (a30), and an `update`
-//! closure that wrote its own key ran forever (a28).
+//! memory limit stalled 1 ms per removed entry (a30), and still did while a
+//! reader elsewhere held grace periods up (a35); an `update` closure that
+//! wrote its own key ran forever (a28).
 
 // Loom builds (`--cfg rcu_loom`) have no process-wide domain; the sizes and
 // watchdogs here are for native runs, not Miri's.
@@ -1779,4 +1780,54 @@ fn a34_panicking_value_drops_neither_leak_nor_abort() {
     let r = catch_unwind(AssertUnwindSafe(|| drop(map)));
     assert!(r.is_err(), "the first panic comes out of the drop");
     assert_eq!(drops.load(Ordering::SeqCst), n as usize);
+}
+
+/// `retain`/`clear` on a domain over its memory limit while a reader on
+/// another thread holds grace periods up: the removed entries are retired
+/// in one callback, so the call helps (and may wait up to a millisecond for
+/// a grace period that cannot end) once, not once per entry. One
+/// `defer_free` per entry took 1 ms each: 3 s for these 3000 (a35, from a
+/// second review round; 4 s for 20 000 entries on the process-wide domain).
+#[test]
+fn a35_clear_while_a_reader_holds_grace_periods_up_does_not_stall_per_entry() {
+    watchdog(60, || {
+        let domain = RcuDomain::with_config(rcu_core::Config::default().memory_limit(64 << 10));
+        let map: Arc<RcuHashMap<u64, [u64; 16]>> = Arc::new(RcuHashMap::new_in(&domain));
+        for k in 0..6000u64 {
+            map.insert(k, [k; 16]);
+        }
+        domain.drain();
+        let (pinned_tx, pinned_rx) = mpsc::channel();
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let reader = {
+            let map = Arc::clone(&map);
+            thread::spawn(move || {
+                let pinned = map.pin();
+                let v = pinned.get(&7).copied();
+                pinned_tx.send(()).unwrap();
+                done_rx.recv().unwrap();
+                v.map(|v| v[0])
+            })
+        };
+        pinned_rx.recv().unwrap();
+        let t = std::time::Instant::now();
+        map.retain(|k, _| k % 2 == 0);
+        let retain_time = t.elapsed();
+        let t = std::time::Instant::now();
+        map.clear();
+        let clear_time = t.elapsed();
+        done_tx.send(()).unwrap();
+        assert_eq!(reader.join().unwrap(), Some(7));
+        assert!(map.is_empty());
+        assert!(
+            retain_time < Duration::from_millis(1000) && clear_time < Duration::from_millis(1000),
+            "over the limit with a reader pinned: retain of 3000 took {retain_time:?}, \
+             clear of 3000 took {clear_time:?}"
+        );
+        domain.drain();
+        assert_eq!(
+            domain.stats().callbacks_queued,
+            domain.stats().callbacks_run
+        );
+    });
 }
