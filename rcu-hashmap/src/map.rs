@@ -141,7 +141,9 @@ impl<K, V> RcuHashMap<K, V, RandomState> {
     /// never shrinks below that room.
     ///
     /// # Panics
-    /// If the table for `capacity` would not fit in memory's address space.
+    /// If the table for `capacity` would not fit in memory's address space,
+    /// or cannot be allocated (`std`'s `with_capacity` aborts then; a table
+    /// that grows later aborts too, as `std`'s does).
     pub fn with_capacity(capacity: usize) -> Self {
         Self::with_capacity_and_hasher(capacity, RandomState::new())
     }

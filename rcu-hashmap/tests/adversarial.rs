@@ -1,9 +1,10 @@
 //! Adversarial tests for `RcuHashMap` (written by a reviewer to break it):
-//! each asserts a documented guarantee with concrete values. Three of them
+//! each asserts a documented guarantee with concrete values. Four of them
 //! failed before their fixes: `retain`/`clear` on a private domain over its
 //! memory limit stalled 1 ms per removed entry (a30), and still did while a
 //! reader elsewhere held grace periods up (a35); an `update` closure that
-//! wrote its own key ran forever (a28).
+//! wrote its own key ran forever (a28); `with_capacity` of a table that
+//! cannot be allocated aborted the process instead of panicking (a36).
 
 // Loom builds (`--cfg rcu_loom`) have no process-wide domain; the sizes and
 // watchdogs here are for native runs, not Miri's.
@@ -1830,4 +1831,20 @@ fn a35_clear_while_a_reader_holds_grace_periods_up_does_not_stall_per_entry() {
             domain.stats().callbacks_run
         );
     });
+}
+
+/// `with_capacity` of a table that cannot be allocated panics, as
+/// documented, instead of aborting the process: 2^56 entries need 2^60
+/// bytes of buckets, more than any address space (a36: it aborted with
+/// "memory allocation of 1152921504606846976 bytes failed").
+#[test]
+fn a36_with_capacity_beyond_memory_panics_not_aborts() {
+    for capacity in [usize::MAX, 1 << 60, 1 << 56, 1 << 50] {
+        let r = catch_unwind(|| RcuHashMap::<u64, u64>::with_capacity(capacity).capacity());
+        assert!(r.is_err(), "with_capacity({capacity}) did not panic");
+    }
+    // And a map that fits still works after those attempts.
+    let map = RcuHashMap::<u64, u64>::with_capacity(1000);
+    map.insert(1, 2);
+    assert_eq!(map.get_cloned(&1), Some(2));
 }

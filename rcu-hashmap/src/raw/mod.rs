@@ -148,7 +148,9 @@ impl<K, V> RawMap<K, V> {
     pub(crate) fn new_in(capacity: usize, keep: usize, domain: &RcuDomain) -> Self {
         let n = buckets_for(capacity);
         RawMap {
-            table: AtomicPtr::new(Box::into_raw(Table::new(n))),
+            table: AtomicPtr::new(Box::into_raw(Table::try_new(n).unwrap_or_else(|| {
+                panic!("rcu-hashmap: a table of {n} buckets for the capacity asked for cannot be allocated")
+            }))),
             count: Box::new(std::array::from_fn(|_| Padded(AtomicIsize::new(0)))),
             min_buckets: buckets_for(keep),
             domain: domain.clone(),

@@ -63,24 +63,40 @@ pub(super) struct ResizeState {
 pub(super) struct Padded<T>(pub(super) T);
 
 impl Table {
-    /// A table of `n` empty buckets.
+    /// A table of `n` empty buckets; on allocation failure, the process
+    /// aborts (as `std`'s collections do when they grow).
     ///
     /// # Panics
     /// If `n` is not a power of two of at least [`MIN_BUCKETS`].
     pub(super) fn new(n: usize) -> Box<Table> {
+        Self::try_new(n).unwrap_or_else(|| match std::alloc::Layout::array::<AtomicPtr<()>>(n) {
+            Ok(layout) => std::alloc::handle_alloc_error(layout),
+            Err(_) => panic!("rcu-hashmap: capacity overflow ({n} buckets)"),
+        })
+    }
+
+    /// A table of `n` empty buckets, or `None` if its bucket array cannot be
+    /// allocated.
+    ///
+    /// # Panics
+    /// If `n` is not a power of two of at least [`MIN_BUCKETS`].
+    pub(super) fn try_new(n: usize) -> Option<Box<Table>> {
         assert!(
             n.is_power_of_two() && n >= MIN_BUCKETS,
             "bad table size {n}"
         );
-        Box::new(Table {
+        let mut buckets = Vec::new();
+        buckets.try_reserve_exact(n).ok()?;
+        buckets.extend((0..n).map(|_| AtomicPtr::new(ptr::null_mut())));
+        Some(Box::new(Table {
             shift: 64 - n.trailing_zeros(),
-            buckets: (0..n).map(|_| AtomicPtr::new(ptr::null_mut())).collect(),
+            buckets: buckets.into_boxed_slice(),
             future: AtomicPtr::new(std::ptr::null_mut()),
             resize: Padded(ResizeState {
                 claimed: AtomicUsize::new(0),
                 done: AtomicUsize::new(0),
             }),
-        })
+        }))
     }
 
     /// The number of buckets.
