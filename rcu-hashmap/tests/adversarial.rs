@@ -1,10 +1,12 @@
 //! Adversarial tests for `RcuHashMap` (written by a reviewer to break it):
-//! each asserts a documented guarantee with concrete values. Four of them
+//! each asserts a documented guarantee with concrete values. Five of them
 //! failed before their fixes: `retain`/`clear` on a private domain over its
 //! memory limit stalled 1 ms per removed entry (a30), and still did while a
 //! reader elsewhere held grace periods up (a35); an `update` closure that
 //! wrote its own key ran forever (a28); `with_capacity` of a table that
-//! cannot be allocated aborted the process instead of panicking (a36).
+//! cannot be allocated aborted the process instead of panicking (a36); a
+//! panicking `Eq` cost a load-factor check, so `len` passed `capacity + 15`
+//! (a37).
 
 // Loom builds (`--cfg rcu_loom`) have no process-wide domain; the sizes and
 // watchdogs here are for native runs, not Miri's.
@@ -1847,4 +1849,95 @@ fn a36_with_capacity_beyond_memory_panics_not_aborts() {
     let map = RcuHashMap::<u64, u64>::with_capacity(1000);
     map.insert(1, 2);
     assert_eq!(map.get_cloned(&1), Some(2));
+}
+
+/// `capacity` documents that with one thread writing only to this map,
+/// `len <= capacity + 15` after every write. An insert whose key's `Eq`
+/// panics (caught by the caller) drew the thread's write tick without
+/// reaching the load-factor check, so when it was the 16th write the check
+/// was lost and the next came 16 writes later: `len` reached `capacity + 30`
+/// (a37, from a second review round).
+#[test]
+fn a37_capacity_bound_survives_a_panicking_eq() {
+    /// Key `v` goes to bucket `v % 64` of a 64-bucket table.
+    #[derive(Clone, Copy, Default)]
+    struct Spread;
+    #[derive(Default)]
+    struct SpreadH(u64);
+    impl Hasher for SpreadH {
+        fn finish(&self) -> u64 {
+            ((self.0 % 64) << 58) | (self.0 / 64)
+        }
+        fn write(&mut self, _: &[u8]) {
+            unreachable!("keys hash one u64")
+        }
+        fn write_u64(&mut self, v: u64) {
+            self.0 = v;
+        }
+    }
+    impl BuildHasher for Spread {
+        type Hasher = SpreadH;
+        fn build_hasher(&self) -> SpreadH {
+            SpreadH(0)
+        }
+    }
+    struct PanicEq {
+        id: u64,
+        armed: bool,
+    }
+    impl PartialEq for PanicEq {
+        fn eq(&self, o: &Self) -> bool {
+            assert!(!self.armed && !o.armed, "armed key compared (test)");
+            self.id == o.id
+        }
+    }
+    impl Eq for PanicEq {}
+    impl Hash for PanicEq {
+        fn hash<H: Hasher>(&self, h: &mut H) {
+            h.write_u64(self.id);
+        }
+    }
+    // A fresh thread: its write tick starts at 0 (checks on writes 16, 32..).
+    thread::spawn(|| {
+        let map: RcuHashMap<PanicEq, u64, Spread> =
+            RcuHashMap::with_capacity_and_hasher(48, Spread);
+        assert_eq!(map.capacity(), 48); // 64 buckets
+        let mut worst = 0isize;
+        // Keys 0..63 take one bucket each, then 64.. a second slot in
+        // buckets 0.. (no insertion into a chain of two: no extra checks).
+        let mut next = 0u64;
+        let mut insert = |map: &RcuHashMap<PanicEq, u64, Spread>| {
+            map.insert(
+                PanicEq {
+                    id: next,
+                    armed: false,
+                },
+                next,
+            );
+            next += 1;
+            worst = worst.max(map.len() as isize - map.capacity() as isize);
+        };
+        for _ in 0..63 {
+            insert(&map);
+        }
+        // Write 64 (the 16th of its run: a checking write) panics in `Eq`,
+        // under the lock of bucket 0.
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            map.insert(PanicEq { id: 0, armed: true }, 0);
+        }));
+        assert!(r.is_err());
+        assert_eq!(map.len(), 63);
+        for _ in 0..15 {
+            insert(&map);
+        }
+        assert_eq!(map.len(), 78);
+        assert!(
+            worst <= 15,
+            "len exceeded capacity by {worst} (len {}, capacity {}) with one thread writing",
+            map.len(),
+            map.capacity()
+        );
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e));
 }

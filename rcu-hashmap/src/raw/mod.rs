@@ -378,7 +378,6 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
         replace: bool,
     ) -> Insert<'g, K, V> {
         let hash = node.hash;
-        let (stripe, tick) = stripe_and_tick();
         // SAFETY: the caller's promise is `lock_home`'s.
         let (_, mut lock) = unsafe { self.lock_home(hash) };
         let mut prev: *const Node<K, V> = ptr::null();
@@ -389,6 +388,10 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
             // while linked, and unlinking needs the lock we hold.
             let n = unsafe { &*cur };
             if n.hash == hash && n.key == node.key {
+                // The tick is drawn once the user's `Eq` is done: a write it
+                // unwinds draws none, so none of the one-in-16 checks is lost
+                // (`capacity`'s bound).
+                let (_, tick) = stripe_and_tick();
                 if !replace {
                     drop(lock);
                     // This write drew a tick: it checks like any other, or
@@ -422,6 +425,7 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
             cur = n.next.load(Ordering::Relaxed);
             chain += 1;
         }
+        let (stripe, tick) = stripe_and_tick();
         // Relaxed: published by `set_head`'s Release store.
         node.next
             .store(lock.head().cast::<Node<K, V>>(), Ordering::Relaxed);
@@ -445,7 +449,6 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
         hash: u64,
         mut pick: impl FnMut(&Node<K, V>) -> bool,
     ) -> Option<Retired<K, V>> {
-        let (stripe, tick) = stripe_and_tick();
         // SAFETY: the caller's promise is `lock_home`'s.
         let (_, mut lock) = unsafe { self.lock_home(hash) };
         let mut prev: *const Node<K, V> = ptr::null();
@@ -454,6 +457,8 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
             // SAFETY: as in `insert`.
             let n = unsafe { &*cur };
             if n.hash == hash && pick(n) {
+                // Drawn after the user's `Eq`, as in `insert`.
+                let (stripe, tick) = stripe_and_tick();
                 let next = n.next.load(Ordering::Relaxed);
                 if prev.is_null() {
                     lock.set_head(next.cast());
@@ -476,6 +481,7 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
             cur = n.next.load(Ordering::Relaxed);
         }
         drop(lock);
+        let (_, tick) = stripe_and_tick();
         // A miss checks too, as in `insert`.
         // SAFETY: the caller's promise.
         unsafe { self.after_write(tick) };
