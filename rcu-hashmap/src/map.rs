@@ -485,12 +485,15 @@ where
     /// or (rarely) run a whole resize, which other writers help.
     ///
     /// The key's `Hash` runs before, and its `Eq` under, the bucket lock:
-    /// `Eq` must not write to this map.
+    /// `Eq` must not write to this map (a write that needs that bucket,
+    /// directly or through a resize step it helps with, panics rather than
+    /// wait for it forever).
     ///
     /// # Panics
     /// From inside an [`update`](Self::update) closure for the same key
     /// whose previous run inserted it too (that `update` would run its
-    /// closure forever).
+    /// closure forever); from inside a key's `Eq` of this map, when the
+    /// write needs the bucket that `Eq` runs under.
     #[track_caller]
     pub fn insert(&self, key: K, value: V) -> Option<Removed<K, V>> {
         let hash = self.hash(&key);

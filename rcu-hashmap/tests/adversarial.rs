@@ -1,12 +1,12 @@
 //! Adversarial tests for `RcuHashMap` (written by a reviewer to break it):
-//! each asserts a documented guarantee with concrete values. Five of them
+//! each asserts a documented guarantee with concrete values. Six of them
 //! failed before their fixes: `retain`/`clear` on a private domain over its
 //! memory limit stalled 1 ms per removed entry (a30), and still did while a
 //! reader elsewhere held grace periods up (a35); an `update` closure that
 //! wrote its own key ran forever (a28); `with_capacity` of a table that
 //! cannot be allocated aborted the process instead of panicking (a36); a
 //! panicking `Eq` cost a load-factor check, so `len` passed `capacity + 15`
-//! (a37).
+//! (a37); an `Eq` that wrote its own bucket spun forever (a38).
 
 // Loom builds (`--cfg rcu_loom`) have no process-wide domain; the sizes and
 // watchdogs here are for native runs, not Miri's.
@@ -1940,4 +1940,97 @@ fn a37_capacity_bound_survives_a_panicking_eq() {
     })
     .join()
     .unwrap_or_else(|e| std::panic::resume_unwind(e));
+}
+
+/// A key's `Eq` that writes to the same map runs under the lock of the
+/// bucket the write needs: the write spun forever on its own thread's lock,
+/// holding a guard (so every later grace period of the domain hung too). It
+/// panics clearly now, the outer write is not made, and the map stays
+/// usable (a38, from a second review round).
+#[test]
+fn a38_eq_writing_its_own_bucket_panics_instead_of_spinning() {
+    /// Every key in one bucket.
+    #[derive(Clone, Copy, Default)]
+    struct OneBucket;
+    #[derive(Default)]
+    struct ZeroH;
+    impl Hasher for ZeroH {
+        fn finish(&self) -> u64 {
+            0
+        }
+        fn write(&mut self, _: &[u8]) {}
+    }
+    impl BuildHasher for OneBucket {
+        type Hasher = ZeroH;
+        fn build_hasher(&self) -> ZeroH {
+            ZeroH
+        }
+    }
+    /// Compared with an armed key, it inserts another key into `MAP`.
+    struct Sneaky {
+        id: u64,
+        armed: bool,
+    }
+    impl PartialEq for Sneaky {
+        fn eq(&self, o: &Self) -> bool {
+            if self.armed || o.armed {
+                let other = Sneaky {
+                    id: 1000,
+                    armed: false,
+                };
+                MAP.get().unwrap().insert(other, 0);
+            }
+            self.id == o.id
+        }
+    }
+    impl Eq for Sneaky {}
+    impl Hash for Sneaky {
+        fn hash<H: Hasher>(&self, h: &mut H) {
+            h.write_u64(self.id);
+        }
+    }
+    static MAP: std::sync::OnceLock<RcuHashMap<Sneaky, u64, OneBucket>> =
+        std::sync::OnceLock::new();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        // A private domain: a regression's spinning guard holds up no other test.
+        let map = MAP.get_or_init(|| {
+            RcuHashMap::with_capacity_and_hasher_in(0, OneBucket, &RcuDomain::new())
+        });
+        map.insert(
+            Sneaky {
+                id: 1,
+                armed: false,
+            },
+            1,
+        );
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            map.insert(Sneaky { id: 2, armed: true }, 2);
+        }));
+        let message = r.err().and_then(|e| {
+            e.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+        });
+        map.insert(
+            Sneaky {
+                id: 3,
+                armed: false,
+            },
+            3,
+        );
+        let guard = map.domain().read_lock_local();
+        let mut ids: Vec<u64> = map.keys(&guard).map(|k| k.id).collect();
+        ids.sort_unstable();
+        let _ = tx.send((message, ids));
+    });
+    let (message, ids) = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a write from `Eq` to its own bucket still spins");
+    let message = message.expect("the write from `Eq` did not panic");
+    assert!(
+        message.contains("inside a key's `Eq`"),
+        "unexpected panic: {message}"
+    );
+    assert_eq!(ids, [1, 3]);
 }

@@ -42,7 +42,7 @@ use crate::sync::{AtomicIsize, AtomicPtr, Ordering};
 use rcu_core::RcuDomain;
 use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
-use table::{BucketLock, MOVED, Padded, Table, untag};
+use table::{BucketLock, Held, MOVED, Padded, Table, untag};
 
 pub(crate) use table::MIN_BUCKETS;
 
@@ -380,6 +380,9 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
         let hash = node.hash;
         // SAFETY: the caller's promise is `lock_home`'s.
         let (_, mut lock) = unsafe { self.lock_home(hash) };
+        // The user's `Eq` runs below: a write of it to this bucket panics.
+        let held = Held::new(&lock);
+        let mark = held.mark();
         let mut prev: *const Node<K, V> = ptr::null();
         let mut cur = lock.head().cast::<Node<K, V>>();
         let mut chain = 0usize;
@@ -393,6 +396,9 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
                 // (`capacity`'s bound).
                 let (_, tick) = stripe_and_tick();
                 if !replace {
+                    // Out of force before the lock goes: a later lock of this bucket
+                    // (by a resize step this write helps with) is no re-entry.
+                    drop(mark);
                     drop(lock);
                     // This write drew a tick: it checks like any other, or
                     // the one-in-16 pacing would skip a check.
@@ -411,6 +417,7 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
                     // Release: pairs with the Acquire link loads in `find`.
                     unsafe { &*prev }.next.store(new, Ordering::Release);
                 }
+                drop(mark);
                 drop(lock);
                 // SAFETY: `cur` came from `Box::into_raw`, was unlinked by
                 // the store above (under the lock, now released), and only
@@ -431,6 +438,7 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
             .store(lock.head().cast::<Node<K, V>>(), Ordering::Relaxed);
         let new = Box::into_raw(node);
         lock.set_head(new.cast());
+        drop(mark);
         drop(lock);
         self.add_count(stripe, 1);
         // SAFETY: the caller's promise.
@@ -451,6 +459,9 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
     ) -> Option<Retired<K, V>> {
         // SAFETY: the caller's promise is `lock_home`'s.
         let (_, mut lock) = unsafe { self.lock_home(hash) };
+        // As in `insert`: `pick` runs the user's `Eq`.
+        let held = Held::new(&lock);
+        let mark = held.mark();
         let mut prev: *const Node<K, V> = ptr::null();
         let mut cur = lock.head().cast::<Node<K, V>>();
         while !cur.is_null() {
@@ -467,6 +478,7 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
                     // Release: pairs with the Acquire link loads in `find`.
                     unsafe { &*prev }.next.store(next, Ordering::Release);
                 }
+                drop(mark);
                 drop(lock);
                 self.add_count(stripe, -1);
                 // SAFETY: unlinked above, under the lock now released, by
@@ -480,6 +492,7 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
             // Relaxed: as in `insert`.
             cur = n.next.load(Ordering::Relaxed);
         }
+        drop(mark);
         drop(lock);
         let (_, tick) = stripe_and_tick();
         // A miss checks too, as in `insert`.

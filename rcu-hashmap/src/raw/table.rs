@@ -135,6 +135,96 @@ impl Table {
     }
 }
 
+/// A bucket lock this thread holds while user code (a key's `Eq`) runs
+/// under it, on the thread's stack: a write from that code to a bucket it
+/// holds (a write to the map from inside `Eq`, directly or through a resize
+/// step it helps with) would wait for the lock forever, so it panics
+/// instead ([`check_not_held`]). Marks nest (an `Eq` may write to another
+/// map), hence the chain, in stack order.
+pub(super) struct Held {
+    #[cfg(not(rcu_loom))]
+    slot: *const AtomicPtr<()>,
+    #[cfg(not(rcu_loom))]
+    outer: std::cell::Cell<*const Held>,
+}
+
+#[cfg(not(rcu_loom))]
+thread_local! {
+    /// The innermost [`Held`] of this thread, or null.
+    static HELD: std::cell::Cell<*const Held> = const { std::cell::Cell::new(ptr::null()) };
+}
+
+/// Unmarks a [`Held`] when dropped (also when `Eq` unwinds).
+pub(super) struct HeldMark<'a>(#[allow(dead_code)] &'a Held);
+
+impl Held {
+    /// A mark for the lock `lock` holds (not yet in force: see
+    /// [`mark`](Self::mark)).
+    #[inline]
+    #[cfg_attr(rcu_loom, allow(unused_variables))]
+    pub(super) fn new(lock: &BucketLock<'_>) -> Self {
+        Held {
+            #[cfg(not(rcu_loom))]
+            slot: ptr::from_ref(lock.slot),
+            #[cfg(not(rcu_loom))]
+            outer: std::cell::Cell::new(ptr::null()),
+        }
+    }
+
+    /// Puts the mark in force until the result is dropped. (Loom models run
+    /// no user `Eq` that writes, and loom threads share the OS thread's
+    /// thread-locals: nothing is marked there.)
+    #[inline]
+    pub(super) fn mark(&self) -> HeldMark<'_> {
+        #[cfg(not(rcu_loom))]
+        // During thread-local teardown nothing is marked (nor checked).
+        let _ = HELD.try_with(|h| {
+            self.outer.set(h.get());
+            h.set(self);
+        });
+        HeldMark(self)
+    }
+}
+
+impl Drop for HeldMark<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        #[cfg(not(rcu_loom))]
+        let _ = HELD.try_with(|h| {
+            // Marks nest in stack order: the innermost is ours, unless it
+            // was never put in force (teardown).
+            if h.get() == ptr::from_ref(self.0) {
+                h.set(self.0.outer.get());
+            }
+        });
+    }
+}
+
+/// Panics if this thread holds `slot`'s lock while running user code
+/// (see [`Held`]): waiting for it would never end.
+#[cold]
+#[track_caller]
+fn check_not_held(slot: &AtomicPtr<()>) {
+    #[cfg(not(rcu_loom))]
+    {
+        let mut h = HELD.try_with(std::cell::Cell::get).unwrap_or(ptr::null());
+        while !h.is_null() {
+            // SAFETY: a mark in force lives on the stack of a write below us
+            // on this thread, which takes it out of force before it returns
+            // or unwinds past it.
+            let held = unsafe { &*h };
+            assert!(
+                !ptr::eq(held.slot, slot),
+                "rcu-hashmap: a write to the map from inside a key's `Eq`, which runs under \
+                 the lock of the bucket that write needs (it would wait for it forever)"
+            );
+            h = held.outer.get();
+        }
+    }
+    #[cfg(rcu_loom)]
+    let _ = slot;
+}
+
 /// A held bucket lock. Writes to a chain (its head and the `next` links of
 /// its nodes) happen only under it. Dropping it unlocks, publishing the
 /// head it holds (also when unwinding from a panic in a user's `Eq`).
@@ -151,6 +241,7 @@ impl<'a> BucketLock<'a> {
     #[inline]
     pub(super) fn lock(slot: &'a AtomicPtr<()>) -> Option<Self> {
         let mut backoff = Backoff::new();
+        let mut checked = false;
         loop {
             // Acquire: pairs with the Release store that unlocked or marked
             // the bucket: we see the chain it published, and after `MOVED`
@@ -160,6 +251,12 @@ impl<'a> BucketLock<'a> {
                 return None;
             }
             if v.addr() & LOCKED != 0 {
+                if !checked {
+                    // Once per lock: held by this very thread, it never
+                    // frees.
+                    check_not_held(slot);
+                    checked = true;
+                }
                 backoff.snooze();
                 continue;
             }
