@@ -789,6 +789,14 @@ impl<K, V> Iterator for IntoIter<K, V> {
     }
 }
 
+impl<K, V> Drop for IntoIter<K, V> {
+    /// Drops the entries not yet taken, every one even when some drops
+    /// panic (the first panic resumes), as the map's own drop does.
+    fn drop(&mut self) {
+        crate::raw::drop_all(&mut self.inner);
+    }
+}
+
 impl<K, V> ExactSizeIterator for IntoIter<K, V> {}
 impl<K, V> FusedIterator for IntoIter<K, V> {}
 

@@ -1,12 +1,13 @@
 //! Adversarial tests for `RcuHashMap` (written by a reviewer to break it):
-//! each asserts a documented guarantee with concrete values. Six of them
+//! each asserts a documented guarantee with concrete values. Seven of them
 //! failed before their fixes: `retain`/`clear` on a private domain over its
 //! memory limit stalled 1 ms per removed entry (a30), and still did while a
 //! reader elsewhere held grace periods up (a35); an `update` closure that
 //! wrote its own key ran forever (a28); `with_capacity` of a table that
 //! cannot be allocated aborted the process instead of panicking (a36); a
 //! panicking `Eq` cost a load-factor check, so `len` passed `capacity + 15`
-//! (a37); an `Eq` that wrote its own bucket spun forever (a38).
+//! (a37); an `Eq` that wrote its own bucket spun forever (a38); an owned
+//! iterator dropped over two panicking value drops aborted (a39).
 
 // Loom builds (`--cfg rcu_loom`) have no process-wide domain; the sizes and
 // watchdogs here are for native runs, not Miri's.
@@ -2033,4 +2034,38 @@ fn a38_eq_writing_its_own_bucket_panics_instead_of_spinning() {
         "unexpected panic: {message}"
     );
     assert_eq!(ids, [1, 3]);
+}
+
+/// An owned iterator dropped halfway over values whose drops panic (two of
+/// them): every value is still dropped, the process does not abort, and the
+/// first panic comes out of the drop, as for the map itself (a34). It was a
+/// plain `vec::IntoIter`, which aborted at the second panic (a39, from a
+/// second review round).
+#[test]
+fn a39_into_iter_dropped_with_panicking_values_neither_leaks_nor_aborts() {
+    let n = 500u64;
+    let drops = Arc::new(AtomicUsize::new(0));
+    let map: RcuHashMap<u64, Bomb> = RcuHashMap::new();
+    for k in 0..n {
+        // Ten armed values: at least eight stay in the iterator below.
+        let armed = k % 50 == 3;
+        map.insert(
+            k,
+            Bomb {
+                armed,
+                drops: drops.clone(),
+            },
+        );
+    }
+    let mut it = map.into_iter();
+    for (_, mut v) in it.by_ref().take(2) {
+        v.armed = false;
+    }
+    assert_eq!(
+        (drops.load(Ordering::SeqCst), it.len()),
+        (2, n as usize - 2)
+    );
+    let r = catch_unwind(AssertUnwindSafe(|| drop(it)));
+    assert!(r.is_err(), "the first panic comes out of the drop");
+    assert_eq!(drops.load(Ordering::SeqCst), n as usize);
 }

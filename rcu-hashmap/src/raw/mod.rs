@@ -321,22 +321,25 @@ impl<K, V> Drop for RawMap<K, V> {
         // SAFETY: `&mut self`; the current table came from `Box::into_raw`
         // and is owned by the map (it is retired only when replaced).
         drop(unsafe { Box::from_raw(self.table.load(Ordering::Relaxed)) });
-        // Every entry is dropped even when some drops panic; then the first
-        // panic resumes. (A `Vec`'s drop would go on dropping the rest while
-        // unwinding, and abort the process at a second panicking drop.)
-        let mut panicked = None;
-        for node in nodes {
-            // AssertUnwindSafe: the node is gone either way, and nothing of
-            // the map is reachable from it.
-            if let Err(payload) =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(node)))
-            {
-                panicked.get_or_insert(payload);
-            }
+        drop_all(nodes);
+    }
+}
+
+/// Drops every item, even when some drops panic; then resumes the first
+/// panic. (A `Vec`'s drop would go on dropping the rest while unwinding, and
+/// abort the process at a second panicking drop.)
+pub(crate) fn drop_all<T>(items: impl IntoIterator<Item = T>) {
+    let mut panicked = None;
+    for item in items {
+        // AssertUnwindSafe: the item is gone either way, and nothing of a
+        // map is reachable from an entry.
+        if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(item)))
+        {
+            panicked.get_or_insert(payload);
         }
-        if let Some(payload) = panicked {
-            std::panic::resume_unwind(payload);
-        }
+    }
+    if let Some(payload) = panicked {
+        std::panic::resume_unwind(payload);
     }
 }
 
@@ -806,21 +809,12 @@ impl<K: Send + 'static, V: Send + 'static> Retired<K, V> {
         unsafe impl<K: Send, V: Send> Send for Nodes<K, V> {}
         impl<K, V> Drop for Nodes<K, V> {
             fn drop(&mut self) {
-                let mut panic = None;
-                for n in self.0.drain(..) {
+                drop_all(self.0.drain(..).map(|n| {
                     // SAFETY: from `Box::into_raw`, unlinked before the batch
                     // was made, owned only by it, and dropped after a grace
                     // period of the readers' domain (the callback's).
-                    let node = unsafe { Box::from_raw(n.as_ptr()) };
-                    if let Err(p) =
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(node)))
-                    {
-                        panic.get_or_insert(p);
-                    }
-                }
-                if let Some(p) = panic {
-                    std::panic::resume_unwind(p);
-                }
+                    unsafe { Box::from_raw(n.as_ptr()) }
+                }));
             }
         }
         if batch.is_empty() {
