@@ -884,10 +884,12 @@ impl Registry {
 
     /// In the child of a `fork()`: frees the records of the threads that do
     /// not exist there (every thread but the caller), even those inside a
-    /// critical section, which no thread can ever leave now. `colds` are the
+    /// critical section, which no thread can ever leave now, and the records
+    /// of the local guards those threads held ([`LocalReadGuard`](crate::LocalReadGuard)s: tied to
+    /// their thread, so never dropped in the child). `colds` are the
     /// records' `cold` data, locked, in the order of `records`. Records of
     /// owned guards stay as they are (a guard in use exists in the child's
-    /// memory and may be dropped there), and so does the caller's own; a
+    /// memory and may be dropped there), and so do the caller's own; a
     /// notifier call that a vanished grace-period leader was making on any
     /// record is forgotten. Returns how many records were freed.
     ///
@@ -914,10 +916,17 @@ impl Registry {
             for (_, n) in cold.notifiers.iter().flat_map(|l| l.iter()) {
                 n.forget_other_threads_call();
             }
-            let dead = cold.taken_at.is_none() && cold.owner.as_ref().is_some_and(|t| t.id() != me);
+            // A thread's own record, or a local guard's (which only its
+            // taker can drop): dead with a taker the child does not have.
+            // (A local guard's record held up every grace period of its
+            // domain in the child: a fork while another thread ran an
+            // `RcuCell::update` or a map's internal read hung the child.)
+            let dead = cold.taken_at.is_none_or(TakenAt::is_local)
+                && cold.owner.as_ref().is_some_and(|t| t.id() != me);
             if !dead {
                 continue;
             }
+            cold.taken_at = None;
             // SAFETY: the record's owner does not exist in this process,
             // and the caller is its only thread: nothing else touches the
             // owner-only fields.

@@ -212,6 +212,69 @@ mod cases {
         rcu_core::synchronize();
     }
 
+    /// A local guard (`RcuDomain::read_lock_local`, which `RcuCell::update`
+    /// on an independent domain and the structures' internal reads take)
+    /// held by another thread at fork: that thread does not exist in the
+    /// child, and only it could drop the guard, so its record is freed like
+    /// the thread's own. It held up every grace period of its domain in the
+    /// child before (the child hung in `synchronize`).
+    pub(super) fn a_local_guard_held_by_another_thread_at_fork_does_not_hold_up_the_child() {
+        let d = RcuDomain::new();
+        let cell = rcu_core::RcuCell::new_in(0u64, &d);
+        let entered = Barrier::new(4);
+        let (release, released) = mpsc::channel::<()>();
+        let released = std::sync::Mutex::new(released);
+        std::thread::scope(|s| {
+            let (d, cell, entered, released) = (&d, &cell, &entered, &released);
+            // A local guard of a private domain, one of the process-wide
+            // domain, and an `RcuCell::update` closure in progress.
+            s.spawn(move || {
+                let _g = d.read_lock_local();
+                entered.wait();
+                released.lock().unwrap().recv().unwrap();
+            });
+            s.spawn(move || {
+                let _g = RcuDomain::global().read_lock_local();
+                entered.wait();
+                released.lock().unwrap().recv().unwrap();
+            });
+            s.spawn(move || {
+                drop(cell.update(|v| {
+                    entered.wait();
+                    released.lock().unwrap().recv().unwrap();
+                    v + 1
+                }));
+            });
+            entered.wait();
+            let verdict = fork_and_wait(|| {
+                d.synchronize();
+                rcu_core::synchronize();
+                d.synchronize_expedited();
+                let ran = Arc::new(AtomicBool::new(false));
+                let r = Arc::clone(&ran);
+                d.call_rcu(move || r.store(true, SeqCst));
+                d.drain();
+                check(ran.load(SeqCst), 1)?;
+                // The dead threads' local guards hold nothing up: a new one
+                // of the child's own comes and goes.
+                drop(d.read_lock_local());
+                d.synchronize();
+                check(cell.get() == 0, 2)
+            });
+            // In the parent the guards are still there: a grace period waits.
+            let c = d.start_poll();
+            let held = !d.poll(c);
+            for _ in 0..3 {
+                release.send(()).unwrap();
+            }
+            verdict.unwrap();
+            assert!(held);
+        });
+        d.synchronize();
+        rcu_core::synchronize();
+        assert_eq!(cell.get(), 1);
+    }
+
     /// Callbacks pending at fork (in flight on the reclaim thread, waiting for a
     /// grace period a reader holds up; in another thread's batch; in the queue)
     /// run exactly once in the child, and exactly once in the parent.
@@ -638,6 +701,10 @@ mod cases {
         (
             "a_parent_reader_inside_a_critical_section_does_not_hold_up_the_child",
             a_parent_reader_inside_a_critical_section_does_not_hold_up_the_child,
+        ),
+        (
+            "a_local_guard_held_by_another_thread_at_fork_does_not_hold_up_the_child",
+            a_local_guard_held_by_another_thread_at_fork_does_not_hold_up_the_child,
         ),
         (
             "callbacks_pending_at_fork_run_once_in_the_child_and_in_the_parent",
