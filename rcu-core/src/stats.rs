@@ -46,10 +46,16 @@ pub struct Stats {
     pub heavy_barriers: u64,
     /// Callbacks queued with `call_rcu` / `defer_drop` (and one per `drain`).
     pub callbacks_queued: u64,
-    /// Callbacks run or running (including ones that panicked).
+    /// Callbacks taken to run (including ones that panicked): a runner
+    /// counts a chunk of up to 256 callbacks when it takes it, so this runs
+    /// up to a chunk ahead of the callbacks that have started, and is exact
+    /// once nothing runs (after a [`drain`](crate::drain), say).
     pub callbacks_run: u64,
-    /// Callbacks queued and not yet run: batched, queued, or in the batch
-    /// waiting for its grace period.
+    /// Callbacks whose grace period has not ended yet: batched, queued, or
+    /// in the batch waiting for its grace period. Callbacks whose grace
+    /// period has ended but that no runner has taken yet are in neither
+    /// this count nor `callbacks_run` (so `callbacks_run +
+    /// callbacks_pending <= callbacks_queued`, equal once nothing runs).
     pub callbacks_pending: u64,
     /// Callbacks that panicked.
     pub callback_panics: u64,
