@@ -825,11 +825,55 @@ impl GracePeriods {
                 // Relaxed: configuration, fixed at start.
                 let interval =
                     Duration::from_nanos(self.tunables.poll_interval_ns.load(Ordering::Relaxed));
-                self.kick.wait_timeout(interval);
+                self.sleep_normal(interval, holders, gp, &mut stalls);
                 polls += 1;
                 self.stats.polls.bump();
                 holders.retain(|r| holding_up(r, gp));
                 self.check_stalls(holders, &mut stalls);
+            }
+        }
+    }
+
+    /// The normal state's sleep of one poll `interval`, cut short by a
+    /// kick. A stall timeout shorter than the interval wakes it on the way
+    /// (counting no poll) to report the readers that have held this grace
+    /// period up that long: the check after each poll alone missed a reader
+    /// that left within the poll's sleep however long it had held up the
+    /// grace period (1 s, with a 20 ms stall timeout and a 3 s interval),
+    /// and reported one that stayed only at the poll's end.
+    fn sleep_normal(
+        &self,
+        interval: Duration,
+        holders: &mut Vec<Arc<Record>>,
+        gp: u64,
+        stalls: &mut StallCheck,
+    ) {
+        #[cfg(rcu_loom)]
+        {
+            // No clocks under loom, nor stall checks.
+            let _ = (holders, gp, stalls);
+            self.kick.wait_timeout(interval);
+        }
+        #[cfg(not(rcu_loom))]
+        {
+            let end = Instant::now() + interval;
+            let stall_at = stalls.started + self.stall_timeout();
+            loop {
+                let now = Instant::now();
+                if stall_at <= now || stall_at >= end {
+                    // The deadline is behind (the check after each poll
+                    // covers it) or beyond this sleep.
+                    self.kick.wait_timeout(end.saturating_duration_since(now));
+                    return;
+                }
+                if self.kick.wait_timeout(stall_at - now) {
+                    return;
+                }
+                holders.retain(|r| holding_up(r, gp));
+                self.check_stalls(holders, stalls);
+                if holders.is_empty() {
+                    return;
+                }
             }
         }
     }

@@ -187,6 +187,47 @@ fn a_stalled_reader_is_reported_once_with_its_name() {
     assert_eq!(domain.stats().stalls, 1);
 }
 
+/// A stall timeout far shorter than the poll interval: a reader that holds
+/// a normal-state grace period up for 25 stall timeouts, then leaves within
+/// the poll's sleep, is reported (once), at about the stall timeout. The
+/// check ran only after each poll's sleep, by when the reader had left: no
+/// report at all.
+#[test]
+fn a_stall_shorter_than_the_poll_interval_is_reported() {
+    let domain = Arc::new(RcuDomain::with_config(
+        Config::default()
+            .poll_interval(Duration::from_secs(2))
+            .max_polls(u32::MAX)
+            .stall_timeout(Duration::from_millis(20)),
+    ));
+    let warnings: Arc<Mutex<Vec<StallWarning>>> = Arc::default();
+    {
+        let warnings = Arc::clone(&warnings);
+        domain.set_stall_hook(move |w| warnings.lock().unwrap().push(w.clone()));
+    }
+    let (entered_tx, entered_rx) = mpsc::channel();
+    let reader = {
+        let domain = Arc::clone(&domain);
+        std::thread::Builder::new()
+            .name("brief-stall".into())
+            .spawn(move || {
+                let reader = domain.register();
+                let _guard = reader.read_lock();
+                entered_tx.send(()).unwrap();
+                std::thread::sleep(Duration::from_millis(500));
+            })
+            .unwrap()
+    };
+    entered_rx.recv().unwrap();
+    domain.synchronize();
+    reader.join().unwrap();
+    let w = warnings.lock().unwrap();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].thread_name.as_deref(), Some("brief-stall"));
+    assert!(w[0].stalled_for >= Duration::from_millis(20), "{:?}", w[0]);
+    assert_eq!(domain.stats().stalls, 1);
+}
+
 #[test]
 fn stats_histogram_counts_every_grace_period() {
     let domain = RcuDomain::new();
@@ -333,10 +374,19 @@ fn callbacks_run_counts_a_chunk_when_it_is_taken() {
     let not_started = 2 - later.load(Ordering::SeqCst);
     release_tx.send(()).unwrap();
     d.drain();
-    assert_eq!(not_started, 2, "the two later callbacks wait behind the blocked one");
+    assert_eq!(
+        not_started, 2,
+        "the two later callbacks wait behind the blocked one"
+    );
     assert!(s.callbacks_run >= 1 && s.callbacks_run <= 3, "{s:?}");
-    assert!(s.callbacks_run + s.callbacks_pending <= s.callbacks_queued, "{s:?}");
+    assert!(
+        s.callbacks_run + s.callbacks_pending <= s.callbacks_queued,
+        "{s:?}"
+    );
     let s = d.stats();
     // Three callbacks and the drain's marker, all run.
-    assert_eq!((s.callbacks_queued, s.callbacks_run, s.callbacks_pending), (4, 4, 0));
+    assert_eq!(
+        (s.callbacks_queued, s.callbacks_run, s.callbacks_pending),
+        (4, 4, 0)
+    );
 }
