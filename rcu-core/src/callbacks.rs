@@ -537,13 +537,16 @@ impl Callbacks {
     /// section of any domain: of this one a grace period would wait for it,
     /// and a helped callback could wait for a grace period of another; in
     /// any domain's user code, which includes the reclaim thread and
-    /// notifiers) only forces, through the kick the bytes already gave. A
+    /// notifiers; in a scope of any domain that refuses waits, a closure
+    /// under a structure's writer lock, where helped callbacks would run
+    /// under that lock) only forces, through the kick the bytes already gave. A
     /// thread holding an owned guard of this domain that it took counts as
     /// inside a critical section here: the grace period its help would wait
     /// for waits for that guard (before, each such call waited the full
     /// `HELP_WAIT`).
     fn help(&self, gp: &GracePeriods) {
         if current_user_code().is_some()
+            || crate::grace_period::refusing_waits(None)
             || crate::registry::reading_in_any_domain()
             || lock(&gp.readers.registry).current_thread_may_be_reading()
         {

@@ -138,6 +138,10 @@ impl Inner {
         self.gp.synchronize(expedite);
     }
 
+    pub(crate) fn no_grace_period_waits<R>(&self, f: impl FnOnce() -> R) -> R {
+        crate::grace_period::refuse_waits(&self.gp, f)
+    }
+
     pub(crate) fn cookie(&self) -> GpCookie {
         self.start();
         GpCookie {
@@ -558,6 +562,35 @@ impl RcuDomain {
     #[track_caller]
     pub fn synchronize(&self) {
         self.inner.synchronize(false);
+    }
+
+    /// Runs `f` with waits for this domain's grace periods refused on this
+    /// thread: [`synchronize`](Self::synchronize),
+    /// [`synchronize_expedited`](Self::synchronize_expedited),
+    /// [`drain`](Self::drain) and [`Unlinked::into_inner`](crate::Unlinked::into_inner)
+    /// of this domain panic inside it instead of waiting, and a `call_rcu`
+    /// over the memory limit does not help run callbacks (which would run
+    /// inside `f`'s context).
+    ///
+    /// For code that runs a user's closure under a lock that writers may wait
+    /// for while they hold a guard (a structure's writer lock, as in
+    /// [`RcuCell::update`](crate::RcuCell::update)): a grace-period wait
+    /// from the closure would wait for such a writer's critical section,
+    /// which waits for the lock, which waits for the closure. A read-side
+    /// critical section around the closure would refuse those waits too,
+    /// but it would also hold up every grace period of the domain while the
+    /// closure runs. Scopes nest; each costs a few thread-local accesses.
+    ///
+    /// ```
+    /// let domain = rcu_core::RcuDomain::new();
+    /// let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    ///     domain.no_grace_period_waits(|| domain.synchronize())
+    /// }));
+    /// assert!(refused.is_err());
+    /// domain.synchronize(); // outside the scope: waits as usual
+    /// ```
+    pub fn no_grace_period_waits<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.inner.no_grace_period_waits(f)
     }
 
     /// Like [`synchronize`](Self::synchronize), but forces the grace period

@@ -70,6 +70,74 @@ thread_local! {
     static CONTEXT: Cell<Option<(*const GracePeriods, UserCode)>> = Cell::new(None);
 }
 
+#[cfg(not(rcu_loom))]
+thread_local! {
+    /// The domains (their grace-period machines, by address) whose grace
+    /// periods this thread may not wait for now ([`refuse_waits`]), innermost
+    /// last.
+    static REFUSED: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with waits for `domain`'s grace periods refused on this thread
+/// ([`GracePeriods::check_caller`] panics on them), and with no help given
+/// over the memory limit: see [`RcuDomain::no_grace_period_waits`](crate::RcuDomain::no_grace_period_waits).
+/// Unlike a critical section, it holds up no grace period. (Loom models
+/// refuse nothing: loom threads share the OS thread's thread-locals.)
+pub(crate) fn refuse_waits<R>(domain: &GracePeriods, f: impl FnOnce() -> R) -> R {
+    #[cfg(not(rcu_loom))]
+    {
+        /// Ends the refusal when `f` returns or unwinds.
+        struct End(usize);
+        impl Drop for End {
+            fn drop(&mut self) {
+                let _ = REFUSED.try_with(|r| {
+                    let mut r = r.borrow_mut();
+                    // By value, innermost first: scopes that end out of
+                    // order (a stackful coroutine switching inside one) at
+                    // worst leave a refusal standing, never a dangling entry.
+                    if let Some(i) = r.iter().rposition(|&d| d == self.0) {
+                        r.remove(i);
+                    }
+                });
+            }
+        }
+        let key = std::ptr::from_ref(domain).addr();
+        // During thread-local teardown nothing is refused (nor checked).
+        let _end = REFUSED
+            .try_with(|r| r.borrow_mut().push(key))
+            .is_ok()
+            .then_some(End(key));
+        f()
+    }
+    #[cfg(rcu_loom)]
+    {
+        let _ = domain;
+        f()
+    }
+}
+
+/// Whether this thread refuses waits for `domain`'s grace periods, or (with
+/// `domain` `None`) for any domain's.
+pub(crate) fn refusing_waits(domain: Option<&GracePeriods>) -> bool {
+    #[cfg(not(rcu_loom))]
+    {
+        REFUSED
+            .try_with(|r| {
+                let r = r.borrow();
+                match domain {
+                    Some(d) => r.contains(&std::ptr::from_ref(d).addr()),
+                    None => !r.is_empty(),
+                }
+            })
+            .unwrap_or(false)
+    }
+    #[cfg(rcu_loom)]
+    {
+        let _ = domain;
+        false
+    }
+}
+
 /// The user code this thread is running on behalf of an engine, if any.
 pub(crate) fn current_user_code() -> Option<(*const GracePeriods, UserCode)> {
     CONTEXT.try_with(Cell::get).ok().flatten()
@@ -511,6 +579,14 @@ impl GracePeriods {
                     kind.describe()
                 );
             }
+        }
+        if refusing_waits(Some(self)) {
+            panic!(
+                "rcu: {what}() called where waits for this domain's grace periods are refused \
+                 (a closure run under a writer lock, such as an `RcuCell::update` or a \
+                 structure's `retain`): the grace period could wait for a reader that waits \
+                 for that lock"
+            );
         }
         if lock(&self.readers.registry).current_thread_reading() {
             panic!(

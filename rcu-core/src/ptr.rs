@@ -504,12 +504,14 @@ impl<T: Send + Sync + 'static> RcuCell<T> {
     /// frees the old value after a grace period on the reclaim thread. No
     /// grace period is waited for here.
     ///
-    /// `f` runs inside a read-side critical section of the cell's domain,
-    /// so a wait for that domain's grace period from `f`
+    /// `f` runs where waits for the cell's domain's grace periods are refused
+    /// ([`RcuDomain::no_grace_period_waits`]), so such a wait from `f`
     /// ([`RcuDomain::synchronize`], [`drain`](RcuDomain::drain),
     /// [`Unlinked::into_inner`]) panics: under the writer lock it could wait
     /// for a reader that holds a guard while it waits for the lock (a
-    /// `replace` inside a critical section), which would wait forever.
+    /// `replace` inside a critical section), which would wait forever. For
+    /// the same reason `f` must not wait for another thread that waits for
+    /// such a grace period.
     ///
     /// # Panics
     /// If `f` writes to this same cell (`update` or `replace` from inside
@@ -525,7 +527,7 @@ impl<T: Send + Sync + 'static> RcuCell<T> {
     /// drop(cell.update(|v| v + 1));
     /// let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
     ///     drop(cell.update(|v| {
-    ///         domain.synchronize(); // panics: inside the update's critical section
+    ///         domain.synchronize(); // panics: refused under the writer lock
     ///         v + 1
     ///     }))
     /// }));
@@ -541,25 +543,15 @@ impl<T: Send + Sync + 'static> RcuCell<T> {
         // SAFETY: only writers replace the pointer and they are serialised by
         // `writer`, which we hold; a value is freed only after it is
         // replaced, so `current` stays valid while we hold the lock.
-        let new = self.in_critical_section(|| f(unsafe { &*current }));
+        let new = self
+            .domain()
+            .no_grace_period_waits(|| f(unsafe { &*current }));
         let old = self
             .ptr
             .swap(Some(new))
             .expect("an RcuCell always holds a value");
         drop(_w);
         self.sized(old)
-    }
-
-    /// Runs `f` inside a read-side critical section of the cell's domain,
-    /// so that a wait for its grace period from `f` panics (see `update`).
-    fn in_critical_section<R>(&self, f: impl FnOnce() -> R) -> R {
-        if self.domain().is_global() {
-            let _cs = crate::read_lock();
-            f()
-        } else {
-            let _cs = self.domain().read_lock_local();
-            f()
-        }
     }
 
     /// The value, through exclusive access.

@@ -259,11 +259,9 @@ where
     /// under the writer lock; they are dropped after a grace period (one
     /// callback for all), as `Vec::retain` would drop them. O(len).
     ///
-    /// `keep` runs under the lock, inside a read-side critical section of
-    /// the list's domain; it may read the list (and other lists).
-    /// A `Removed` it drops (from another list) may, under a memory limit,
-    /// run other callbacks of the domain while the lock is held (see
-    /// [`Removed`]).
+    /// `keep` runs under the lock, where waits for the list's domain's grace
+    /// periods are refused ([`RcuDomain::no_grace_period_waits`]); it may
+    /// read the list (and other lists).
     /// If it panics, the elements removed so far are still retired and the
     /// list stays consistent.
     ///
@@ -271,7 +269,8 @@ where
     /// If `keep` calls one of this list's writer methods (it would wait for
     /// the lock `retain` holds), or waits for a grace period of the list's
     /// domain (`synchronize`, `drain`, [`Removed::into_inner`]: under the
-    /// lock it could wait for a reader that waits for the lock); the list
+    /// lock it could wait for a reader that waits for the lock, so it must
+    /// not wait for another thread that waits for one either); the list
     /// stays consistent, as above.
     ///
     /// ```

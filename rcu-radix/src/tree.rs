@@ -6,13 +6,6 @@ use std::fmt;
 use std::iter::FusedIterator;
 use std::ops::{Bound, RangeBounds};
 
-/// See [`RcuRadixTree::critical_section`]. Held for its drop only.
-#[allow(dead_code)]
-enum CriticalSection {
-    Global(rcu_core::ReadGuard),
-    Local(rcu_core::LocalReadGuard),
-}
-
 /// An ordered map from `u64` keys to `V`s whose reads take no lock: a radix
 /// tree of 64-way nodes with compressed paths, protected by RCU.
 ///
@@ -130,19 +123,6 @@ impl<V: Send + Sync + 'static> RcuRadixTree<V> {
     /// The domain the tree is read and reclaimed in.
     pub fn domain(&self) -> &RcuDomain {
         &self.domain
-    }
-
-    /// A read-side critical section of the tree's domain on this thread, held
-    /// while user code runs under the writer lock: a wait for the domain's
-    /// grace period from that code then panics (rcu-core refuses it inside a
-    /// critical section) instead of waiting, under the lock, for a reader
-    /// that may be waiting for the lock.
-    fn critical_section(&self) -> CriticalSection {
-        if self.domain.is_global() {
-            CriticalSection::Global(rcu_core::read_lock())
-        } else {
-            CriticalSection::Local(self.domain.read_lock_local())
-        }
     }
 
     /// The number of entries (a snapshot: writers may change it at once).
@@ -383,8 +363,9 @@ impl<V: Send + Sync + 'static> RcuRadixTree<V> {
     /// The value at `key`, inserting `f()` first if the key is absent.
     ///
     /// `f` runs with the tree's writer lock held, at most once, and only when
-    /// the key is absent, inside a read-side critical section of the tree's
-    /// domain on this thread. It may read the tree (and call
+    /// the key is absent, where waits for the tree's domain's grace periods
+    /// are refused ([`RcuDomain::no_grace_period_waits`]). It may read the
+    /// tree (and call
     /// [`stats`](Self::stats)); if it panics the tree is unchanged.
     ///
     /// # Panics
@@ -395,7 +376,8 @@ impl<V: Send + Sync + 'static> RcuRadixTree<V> {
     /// a guard). The tree is then unchanged, and stays usable. A write to
     /// this tree that `f` has another thread make waits for the lock until
     /// this call returns, so `f` must not wait for it (join that thread):
-    /// it would wait forever.
+    /// it would wait forever; nor for a thread that waits for a grace
+    /// period of the tree's domain.
     ///
     /// ```
     /// let tree = rcu_radix::RcuRadixTree::new();
@@ -413,10 +395,12 @@ impl<V: Send + Sync + 'static> RcuRadixTree<V> {
         if let Some(v) = self.get(key, guard) {
             return v;
         }
-        let value = {
-            let _cs = self.critical_section();
-            self.raw.write().get_or_insert_with(key, f)
-        };
+        // User code under the writer lock: waits for the domain's grace
+        // periods are refused (they could wait for a reader that waits for
+        // the lock).
+        let value = self
+            .domain
+            .no_grace_period_waits(|| self.raw.write().get_or_insert_with(key, f));
         // SAFETY: `guard` holds a critical section of the tree's domain
         // (checked by `get` above) that began before the entry was found or
         // published under the lock: a writer that unlinks it later retires it
@@ -426,8 +410,8 @@ impl<V: Send + Sync + 'static> RcuRadixTree<V> {
 
     /// Keeps only the entries for which `keep(key, &value)` returns `true`,
     /// visiting them in key order. `keep` runs with the writer lock held,
-    /// inside a read-side critical section of the tree's domain; it may read
-    /// the tree. The removed values are dropped after one grace period, in
+    /// where waits for the tree's domain's grace periods are refused; it may
+    /// read the tree. The removed values are dropped after one grace period, in
     /// one reclaim callback. If `keep` panics, nothing is removed.
     ///
     /// # Panics
@@ -436,10 +420,9 @@ impl<V: Send + Sync + 'static> RcuRadixTree<V> {
     /// nothing is removed then.
     pub fn retain(&self, keep: impl FnMut(u64, &V) -> bool) {
         let mut batch = Batch::new();
-        {
-            let _cs = self.critical_section();
-            self.raw.write().retain(&mut batch, keep);
-        }
+        // As in `get_or_insert_with`.
+        self.domain
+            .no_grace_period_waits(|| self.raw.write().retain(&mut batch, keep));
         // SAFETY: the batch holds what `retain` unlinked; the writer lock is
         // released; readers read under this domain's guards.
         unsafe { batch.retire(&self.domain) };

@@ -60,26 +60,14 @@ thread_local! {
 }
 
 /// Runs `walk` (a `retain` under the lock of the list at `list`) marked as
-/// such for [`check_not_retaining`], inside a read-side critical section of
-/// the list's `domain` on this thread: a wait for the domain's grace period
-/// from the `retain` closure then panics (rcu-core refuses it inside a
-/// critical section) instead of waiting, under the lock, for a reader that
-/// may be waiting for that lock (a write made inside a critical section,
-/// which the lists allow).
+/// such for [`check_not_retaining`], with waits for the list's `domain`'s
+/// grace periods refused ([`RcuDomain::no_grace_period_waits`]): such a wait
+/// from the `retain` closure panics instead of waiting, under the lock, for
+/// a reader that may be waiting for that lock (a write made inside a
+/// critical section, which the lists allow).
 pub(crate) fn retaining<R>(list: *const (), domain: &RcuDomain, walk: impl FnOnce() -> R) -> R {
     #[cfg(not(rcu_loom))]
     {
-        // Held for their drop only (the critical section).
-        #[allow(dead_code)]
-        enum CriticalSection {
-            Global(rcu_core::ReadGuard),
-            Local(rcu_core::LocalReadGuard),
-        }
-        let _cs = if domain.is_global() {
-            CriticalSection::Global(rcu_core::read_lock())
-        } else {
-            CriticalSection::Local(domain.read_lock_local())
-        };
         /// Unmarks the walk when it returns or unwinds.
         struct Unmark<'r>(&'r Retaining);
         impl Drop for Unmark<'_> {
@@ -103,7 +91,7 @@ pub(crate) fn retaining<R>(list: *const (), domain: &RcuDomain, walk: impl FnOnc
         // During thread-local teardown nothing is marked (nor checked).
         let _ = RETAINING.try_with(|r| r.set(&run));
         let _unmark = Unmark(&run);
-        walk()
+        domain.no_grace_period_waits(walk)
     }
     // Loom models run no `retain`, and loom threads share the OS thread's
     // thread-locals.
