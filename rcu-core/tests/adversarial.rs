@@ -2235,26 +2235,30 @@ fn an_update_closure_waiting_for_a_grace_period_panics_rather_than_deadlocks() {
 /// for, never returned.)
 #[test]
 fn grace_periods_end_while_an_update_closure_runs() {
-    let r = watchdog("update-holds-no-grace-period", Duration::from_secs(20), || {
-        let domain = RcuDomain::new();
-        let cell = RcuCell::new_in(1u64, &domain);
-        let (in_f_tx, in_f_rx) = mpsc::channel::<()>();
-        let (synced_tx, synced_rx) = mpsc::channel::<()>();
-        let syncer = {
-            let domain = domain.clone();
-            thread::spawn(move || {
-                in_f_rx.recv().unwrap();
-                domain.synchronize();
-                synced_tx.send(()).unwrap();
-            })
-        };
-        drop(cell.update(|v| {
-            in_f_tx.send(()).unwrap();
-            synced_rx.recv().unwrap();
-            v + 1
-        }));
-        syncer.join().unwrap();
-        cell.get()
-    });
+    let r = watchdog(
+        "update-holds-no-grace-period",
+        Duration::from_secs(20),
+        || {
+            let domain = RcuDomain::new();
+            let cell = RcuCell::new_in(1u64, &domain);
+            let (in_f_tx, in_f_rx) = mpsc::channel::<()>();
+            let (synced_tx, synced_rx) = mpsc::channel::<()>();
+            let syncer = {
+                let domain = domain.clone();
+                thread::spawn(move || {
+                    in_f_rx.recv().unwrap();
+                    domain.synchronize();
+                    synced_tx.send(()).unwrap();
+                })
+            };
+            drop(cell.update(|v| {
+                in_f_tx.send(()).unwrap();
+                synced_rx.recv().unwrap();
+                v + 1
+            }));
+            syncer.join().unwrap();
+            cell.get()
+        },
+    );
     assert_eq!(r, 2);
 }

@@ -485,9 +485,10 @@ where
     /// or (rarely) run a whole resize, which other writers help.
     ///
     /// The key's `Hash` runs before, and its `Eq` under, the bucket lock:
-    /// `Eq` must not write to this map (a write that needs that bucket,
-    /// directly or through a resize step it helps with, panics rather than
-    /// wait for it forever).
+    /// `Eq` should not write to this map. A write from it to that bucket
+    /// panics rather than wait for the lock forever; writes from it to other
+    /// buckets are made, but start or help no resize (its step could need
+    /// the bucket `Eq` runs under: the writes outside `Eq` resize).
     ///
     /// # Panics
     /// From inside an [`update`](Self::update) closure for the same key

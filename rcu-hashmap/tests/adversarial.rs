@@ -1,5 +1,5 @@
 //! Adversarial tests for `RcuHashMap` (written by a reviewer to break it):
-//! each asserts a documented guarantee with concrete values. Seven of them
+//! each asserts a documented guarantee with concrete values. Eight of them
 //! failed before their fixes: `retain`/`clear` on a private domain over its
 //! memory limit stalled 1 ms per removed entry (a30), and still did while a
 //! reader elsewhere held grace periods up (a35); an `update` closure that
@@ -7,7 +7,8 @@
 //! cannot be allocated aborted the process instead of panicking (a36); a
 //! panicking `Eq` cost a load-factor check, so `len` passed `capacity + 15`
 //! (a37); an `Eq` that wrote its own bucket spun forever (a38); an owned
-//! iterator dropped over two panicking value drops aborted (a39).
+//! iterator dropped over two panicking value drops aborted (a39); a write
+//! from `Eq` that started a resize stranded it, half done (a40).
 
 // Loom builds (`--cfg rcu_loom`) have no process-wide domain; the sizes and
 // watchdogs here are for native runs, not Miri's.
@@ -2069,4 +2070,97 @@ fn a39_into_iter_dropped_with_panicking_values_neither_leaks_nor_aborts() {
     let r = catch_unwind(AssertUnwindSafe(|| drop(it)));
     assert!(r.is_err(), "the first panic comes out of the drop");
     assert_eq!(drops.load(Ordering::SeqCst), n as usize);
+}
+
+/// A key's `Eq` that writes to another bucket of the same map, where that
+/// write's load-factor check starts a grow whose first step needs the
+/// bucket `Eq` runs under: the step panicked halfway (a38's check), leaving
+/// its chunk claimed but never done, and the map never resized again (400
+/// more inserts left it at capacity 12). Writes from inside `Eq` now leave
+/// resizing to the writes outside it: the write from `Eq` succeeds, and the
+/// map grows (a40, from a review of a38's fix).
+#[test]
+fn a40_a_write_from_eq_does_not_strand_a_resize() {
+    /// The full hash depends only on `id % 16`, in the top bits: ids equal
+    /// mod 16 collide fully (so `Eq` runs) and go to bucket `id % 16` of 16.
+    #[derive(Clone, Copy, Default)]
+    struct Top;
+    #[derive(Default)]
+    struct TopH(u64);
+    impl Hasher for TopH {
+        fn finish(&self) -> u64 {
+            (self.0 % 16) << 60
+        }
+        fn write(&mut self, _: &[u8]) {
+            unreachable!("keys hash one u64")
+        }
+        fn write_u64(&mut self, v: u64) {
+            self.0 = v;
+        }
+    }
+    impl BuildHasher for Top {
+        type Hasher = TopH;
+        fn build_hasher(&self) -> TopH {
+            TopH(0)
+        }
+    }
+    struct K {
+        id: u64,
+        armed: bool,
+    }
+    impl PartialEq for K {
+        fn eq(&self, o: &Self) -> bool {
+            if self.armed || o.armed {
+                // Bucket 1, whose chain is two long: its check starts a grow.
+                MAP.get().unwrap().insert(
+                    K {
+                        id: 33,
+                        armed: false,
+                    },
+                    33,
+                );
+            }
+            self.id == o.id
+        }
+    }
+    impl Eq for K {}
+    impl Hash for K {
+        fn hash<H: Hasher>(&self, h: &mut H) {
+            h.write_u64(self.id);
+        }
+    }
+    static MAP: std::sync::OnceLock<RcuHashMap<K, u64, Top>> = std::sync::OnceLock::new();
+    thread::spawn(|| {
+        let map =
+            MAP.get_or_init(|| RcuHashMap::with_capacity_and_hasher_in(12, Top, &RcuDomain::new()));
+        assert_eq!(map.capacity(), 12);
+        for id in [0u64, 1, 17, 2, 3, 4, 5, 6, 7, 8, 9, 10] {
+            map.insert(K { id, armed: false }, id);
+        }
+        // Bucket 0's `Eq` runs (16 collides with 0) and writes key 33.
+        map.insert(
+            K {
+                id: 16,
+                armed: true,
+            },
+            16,
+        );
+        let guard = map.domain().read_lock_local();
+        let mut ids: Vec<u64> = map.keys(&guard).map(|k| k.id).collect();
+        drop(guard);
+        ids.sort_unstable();
+        assert_eq!(ids, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 16, 17, 33]);
+        for id in 1000..1400u64 {
+            map.insert(K { id, armed: false }, id);
+        }
+        assert_eq!(map.len(), 414);
+        assert!(
+            map.capacity() >= map.len(),
+            "the map stopped resizing: len {} capacity {}",
+            map.len(),
+            map.capacity()
+        );
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e));
 }

@@ -42,7 +42,7 @@ use crate::sync::{AtomicIsize, AtomicPtr, Ordering};
 use rcu_core::RcuDomain;
 use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
-use table::{BucketLock, Held, MOVED, Padded, Table, untag};
+use table::{BucketLock, HeldMark, MOVED, Padded, Table, in_user_eq, untag};
 
 pub(crate) use table::MIN_BUCKETS;
 
@@ -384,8 +384,7 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
         // SAFETY: the caller's promise is `lock_home`'s.
         let (_, mut lock) = unsafe { self.lock_home(hash) };
         // The user's `Eq` runs below: a write of it to this bucket panics.
-        let held = Held::new(&lock);
-        let mark = held.mark();
+        let mark = HeldMark::new(&lock);
         let mut prev: *const Node<K, V> = ptr::null();
         let mut cur = lock.head().cast::<Node<K, V>>();
         let mut chain = 0usize;
@@ -463,8 +462,7 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
         // SAFETY: the caller's promise is `lock_home`'s.
         let (_, mut lock) = unsafe { self.lock_home(hash) };
         // As in `insert`: `pick` runs the user's `Eq`.
-        let held = Held::new(&lock);
-        let mark = held.mark();
+        let mark = HeldMark::new(&lock);
         let mut prev: *const Node<K, V> = ptr::null();
         let mut cur = lock.head().cast::<Node<K, V>>();
         while !cur.is_null() {
@@ -563,10 +561,17 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
         let t = unsafe { self.current() };
         // Acquire: as in `find`.
         let f = t.future.load(Ordering::Acquire);
+        // Neither from inside a key's `Eq` (a write it makes to this map, or
+        // to another): the step could need the bucket that `Eq` runs under,
+        // panic halfway and leave its chunk claimed but never done. The
+        // writes outside it check and help as usual. (Tested on these rare
+        // branches only.)
         if !f.is_null() {
-            // SAFETY: the caller's promise; `f` is alive as in `find`.
-            unsafe { self.help(t, &*f, false) };
-        } else if check {
+            if !in_user_eq() {
+                // SAFETY: the caller's promise; `f` is alive as in `find`.
+                unsafe { self.help(t, &*f, false) };
+            }
+        } else if check && !in_user_eq() {
             // SAFETY: the caller's promise.
             unsafe { self.maybe_resize(t) };
         }

@@ -135,91 +135,87 @@ impl Table {
     }
 }
 
-/// A bucket lock this thread holds while user code (a key's `Eq`) runs
-/// under it, on the thread's stack: a write from that code to a bucket it
-/// holds (a write to the map from inside `Eq`, directly or through a resize
-/// step it helps with) would wait for the lock forever, so it panics
-/// instead ([`check_not_held`]). Marks nest (an `Eq` may write to another
-/// map), hence the chain, in stack order.
-pub(super) struct Held {
+/// Marks a bucket lock this thread holds while user code (a key's `Eq`)
+/// runs under it, until dropped (also when `Eq` unwinds). A write from that
+/// code to a bucket it holds (a write to the map from inside `Eq`) would
+/// wait for the lock forever, so it panics instead ([`check_not_held`]);
+/// and such code neither starts nor helps a resize ([`in_user_eq`]), whose
+/// step could need that bucket. Marks nest (an `Eq` may write to another
+/// map, whose `Eq` runs in turn), hence a list, kept by value: marks that
+/// end out of order (a stackful coroutine switching stacks inside `Eq`)
+/// leave at worst a stale entry, never a dangling one.
+pub(super) struct HeldMark {
     #[cfg(not(rcu_loom))]
-    slot: *const AtomicPtr<()>,
-    #[cfg(not(rcu_loom))]
-    outer: std::cell::Cell<*const Held>,
+    slot: usize,
 }
 
 #[cfg(not(rcu_loom))]
 thread_local! {
-    /// The innermost [`Held`] of this thread, or null.
-    static HELD: std::cell::Cell<*const Held> = const { std::cell::Cell::new(ptr::null()) };
+    /// The addresses of the bucket words this thread holds while user code
+    /// runs under them, innermost last.
+    static HELD: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Unmarks a [`Held`] when dropped (also when `Eq` unwinds).
-pub(super) struct HeldMark<'a>(#[allow(dead_code)] &'a Held);
-
-impl Held {
-    /// A mark for the lock `lock` holds (not yet in force: see
-    /// [`mark`](Self::mark)).
+impl HeldMark {
+    /// Marks the lock `lock` holds. (Loom models run no user `Eq` that
+    /// writes, and loom threads share the OS thread's thread-locals: nothing
+    /// is marked there.)
     #[inline]
     #[cfg_attr(rcu_loom, allow(unused_variables))]
     pub(super) fn new(lock: &BucketLock<'_>) -> Self {
-        Held {
-            #[cfg(not(rcu_loom))]
-            slot: ptr::from_ref(lock.slot),
-            #[cfg(not(rcu_loom))]
-            outer: std::cell::Cell::new(ptr::null()),
-        }
-    }
-
-    /// Puts the mark in force until the result is dropped. (Loom models run
-    /// no user `Eq` that writes, and loom threads share the OS thread's
-    /// thread-locals: nothing is marked there.)
-    #[inline]
-    pub(super) fn mark(&self) -> HeldMark<'_> {
         #[cfg(not(rcu_loom))]
-        // During thread-local teardown nothing is marked (nor checked).
-        let _ = HELD.try_with(|h| {
-            self.outer.set(h.get());
-            h.set(self);
-        });
-        HeldMark(self)
+        {
+            let slot = ptr::from_ref(lock.slot).addr();
+            // During thread-local teardown nothing is marked (nor checked).
+            let _ = HELD.try_with(|h| h.borrow_mut().push(slot));
+            HeldMark { slot }
+        }
+        #[cfg(rcu_loom)]
+        HeldMark {}
     }
 }
 
-impl Drop for HeldMark<'_> {
+impl Drop for HeldMark {
     #[inline]
     fn drop(&mut self) {
         #[cfg(not(rcu_loom))]
         let _ = HELD.try_with(|h| {
-            // Marks nest in stack order: the innermost is ours, unless it
-            // was never put in force (teardown).
-            if h.get() == ptr::from_ref(self.0) {
-                h.set(self.0.outer.get());
+            let mut h = h.borrow_mut();
+            if let Some(i) = h.iter().rposition(|&s| s == self.slot) {
+                h.remove(i);
             }
         });
     }
 }
 
+/// Whether this thread runs user code (a key's `Eq`) under a bucket lock
+/// of any map: a resize step must not start or be helped from there (it
+/// could need that bucket, panic halfway and leave its chunk claimed but
+/// never done, so that the resize would never finish).
+#[inline]
+pub(super) fn in_user_eq() -> bool {
+    #[cfg(not(rcu_loom))]
+    return HELD.try_with(|h| !h.borrow().is_empty()).unwrap_or(false);
+    #[cfg(rcu_loom)]
+    false
+}
+
 /// Panics if this thread holds `slot`'s lock while running user code
-/// (see [`Held`]): waiting for it would never end.
+/// (see [`HeldMark`]): waiting for it would never end.
 #[cold]
 #[track_caller]
 fn check_not_held(slot: &AtomicPtr<()>) {
     #[cfg(not(rcu_loom))]
     {
-        let mut h = HELD.try_with(std::cell::Cell::get).unwrap_or(ptr::null());
-        while !h.is_null() {
-            // SAFETY: a mark in force lives on the stack of a write below us
-            // on this thread, which takes it out of force before it returns
-            // or unwinds past it.
-            let held = unsafe { &*h };
-            assert!(
-                !ptr::eq(held.slot, slot),
-                "rcu-hashmap: a write to the map from inside a key's `Eq`, which runs under \
-                 the lock of the bucket that write needs (it would wait for it forever)"
-            );
-            h = held.outer.get();
-        }
+        let addr = ptr::from_ref(slot).addr();
+        let held = HELD
+            .try_with(|h| h.borrow().contains(&addr))
+            .unwrap_or(false);
+        assert!(
+            !held,
+            "rcu-hashmap: a write to the map from inside a key's `Eq`, which runs under \
+             the lock of the bucket that write needs (it would wait for it forever)"
+        );
     }
     #[cfg(rcu_loom)]
     let _ = slot;
@@ -239,6 +235,7 @@ impl<'a> BucketLock<'a> {
     /// Locks the bucket; `None` if its entries have moved to the future
     /// table (then there is nothing to lock: look there).
     #[inline]
+    #[track_caller]
     pub(super) fn lock(slot: &'a AtomicPtr<()>) -> Option<Self> {
         let mut backoff = Backoff::new();
         let mut checked = false;
