@@ -259,7 +259,7 @@ impl Callbacks {
     ///
     /// # Panics
     /// If the reclaim thread cannot be started (with the spawn error); then
-    /// nothing was queued or counted.
+    /// nothing was queued or counted, and `f` is leaked, not dropped.
     #[inline]
     pub(crate) fn call_rcu<F: FnOnce() + Send + 'static>(
         &self,
@@ -268,7 +268,13 @@ impl Callbacks {
         f: F,
         extra_bytes: usize,
     ) {
+        // Leaked, not dropped, if the reclaim thread cannot be started: what
+        // it captures may be what readers still see (a retired node, a
+        // batch whose drop frees one), which must not be freed before a
+        // grace period.
+        let f = std::mem::ManuallyDrop::new(f);
         self.ensure_reclaim_thread(spawn);
+        let f = std::mem::ManuallyDrop::into_inner(f);
         let bytes = size_of::<F>().saturating_add(extra_bytes);
         #[cfg(not(rcu_loom))]
         match gp.pressure.batches.mine(gp.readers.id) {
@@ -959,5 +965,49 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
             ));
             std::process::abort();
         }
+    }
+}
+
+#[cfg(all(test, not(rcu_loom)))]
+mod tests {
+    use crate::RcuDomain;
+    use crate::domain::FAIL_SPAWN;
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A `call_rcu` that cannot start the reclaim thread leaks its closure
+    /// instead of dropping it: what the closure owns may be a retired value
+    /// that readers still hold (a batch of unlinked nodes whose drop frees
+    /// them, say), which a drop at once would free under them. It was
+    /// dropped during the panic's unwinding.
+    #[test]
+    fn a_call_rcu_that_cannot_start_the_reclaim_thread_leaks_its_closure() {
+        struct FreesOnDrop(Arc<AtomicBool>);
+        impl Drop for FreesOnDrop {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let domain = RcuDomain::new();
+        let dropped = Arc::new(AtomicBool::new(false));
+        let value = FreesOnDrop(Arc::clone(&dropped));
+        FAIL_SPAWN.set(true);
+        let r = catch_unwind(AssertUnwindSafe(|| domain.defer_drop(value)));
+        FAIL_SPAWN.set(false);
+        let msg = r.expect_err("queued without a reclaim thread");
+        let msg = msg.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(msg.contains("cannot start the reclaim thread"), "{msg}");
+        assert!(
+            !dropped.load(Ordering::SeqCst),
+            "the retired value was dropped at once"
+        );
+        assert_eq!(domain.stats().callbacks_queued, 0);
+        // The next call starts the thread and works as usual.
+        let later = FreesOnDrop(Arc::new(AtomicBool::new(false)));
+        let flag = Arc::clone(&later.0);
+        domain.defer_drop(later);
+        domain.drain();
+        assert!(flag.load(Ordering::SeqCst));
     }
 }

@@ -307,16 +307,19 @@ fn cookie_mismatch(cookie: u64, domain: u64) -> ! {
     );
 }
 
-/// Unit tests only: make the next reclaim-thread spawns fail, as `clone`
-/// does with EAGAIN under a pids cgroup or `RLIMIT_NPROC`.
 #[cfg(all(test, not(rcu_loom)))]
-pub(crate) static FAIL_SPAWN: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
+thread_local! {
+    /// Unit tests only: make the reclaim-thread spawns this thread asks for
+    /// fail, as `clone` does with EAGAIN under a pids cgroup or
+    /// `RLIMIT_NPROC`. Per thread, so that other tests running meanwhile
+    /// still start theirs.
+    pub(crate) static FAIL_SPAWN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 
 /// Starts a domain's reclaim thread, which holds the domain alive.
 fn spawn_reclaim(handle: Handle) -> std::io::Result<thread::JoinHandle<()>> {
     #[cfg(all(test, not(rcu_loom)))]
-    if FAIL_SPAWN.load(std::sync::atomic::Ordering::SeqCst) {
+    if FAIL_SPAWN.get() {
         return Err(std::io::Error::from(std::io::ErrorKind::WouldBlock));
     }
     let run = move || {
@@ -662,7 +665,9 @@ impl RcuDomain {
     ///
     /// # Panics
     /// If the reclaim thread cannot be started (the spawn error is in the
-    /// message); `f` is then dropped, not queued.
+    /// message); `f` is then leaked, neither queued nor dropped: what it
+    /// captures may still be in readers' hands (a value a `defer_drop`
+    /// retires), so dropping it at once could free it under them.
     pub fn call_rcu(&self, f: impl FnOnce() + Send + 'static) {
         self.inner.call_rcu(&self.inner, f, 0);
     }

@@ -121,7 +121,6 @@ mod tests {
     use crate::domain::FAIL_SPAWN;
     use std::future::Future;
     use std::panic::{AssertUnwindSafe, catch_unwind};
-    use std::sync::atomic::Ordering;
     use std::task::{Context, Poll, Waker};
 
     /// A future whose callback cannot be queued (the reclaim thread cannot
@@ -132,14 +131,14 @@ mod tests {
         let domain = RcuDomain::new();
         let mut fut = std::pin::pin!(domain.synchronize_async());
         let mut cx = Context::from_waker(Waker::noop());
-        FAIL_SPAWN.store(true, Ordering::SeqCst);
+        FAIL_SPAWN.set(true);
         for _ in 0..2 {
             let r = catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut cx)));
             let msg = r.expect_err("polled Ready or Pending without a reclaim thread");
             let msg = msg.downcast_ref::<String>().cloned().unwrap_or_default();
             assert!(msg.contains("cannot start the reclaim thread"), "{msg}");
         }
-        FAIL_SPAWN.store(false, Ordering::SeqCst);
+        FAIL_SPAWN.set(false);
         assert_eq!(domain.stats().grace_periods, 0);
         let mut polls = 0;
         while fut.as_mut().poll(&mut cx) == Poll::Pending {

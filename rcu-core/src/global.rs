@@ -250,6 +250,11 @@ pub fn synchronize_async() -> crate::SynchronizeFuture {
 /// rcu_core::drain();
 /// assert!(RAN.load(Ordering::SeqCst));
 /// ```
+///
+/// # Panics
+/// If the reclaim thread cannot be started (the spawn error is in the
+/// message); `f` is then leaked, neither queued nor dropped (see
+/// [`RcuDomain::call_rcu`](crate::RcuDomain::call_rcu)).
 pub fn call_rcu(f: impl FnOnce() + Send + 'static) {
     GLOBAL.call_rcu(&HANDLE, f, 0);
 }
