@@ -234,12 +234,28 @@ impl Inner {
         let p = &self.gp.pressure;
         // Acquire: as in `start`.
         let started = self.started.load(Ordering::Acquire);
+        // The counts of grace periods by cause and by duration before
+        // `grace_periods`, which the leader counts first: a snapshot never
+        // counts more of them than grace periods.
+        let forced_by = ForcedCauses {
+            callbacks: s.forced_callbacks.get(),
+            polls: s.forced_polls.get(),
+            drain: s.forced_drain.get(),
+            expedite: s.forced_expedite.get(),
+            memory: s.forced_memory.get(),
+        };
+        let forced = s.forced.get();
+        let histogram = GpHistogram {
+            buckets: std::array::from_fn(|i| s.histogram[i].get()),
+        };
         // Run before queued: a callback is counted as queued before it can
         // be taken to run, so a snapshot never shows more run than queued.
         let run = c.run.get();
         // Acquire: pairs with the Release fence before a runner counts what
         // it ran (`run_ready`): the counts of queued below include every
-        // callback counted in `run`.
+        // callback counted in `run`; and with the one in the leader's
+        // `count`: `grace_periods` below includes every grace period counted
+        // above.
         std::sync::atomic::fence(Ordering::Acquire);
         // With every batch locked, so that no callback moving from a batch
         // to the queue is counted twice or missed. SeqCst (the two loads
@@ -256,15 +272,9 @@ impl Inner {
             });
         Stats {
             grace_periods: s.grace_periods.get(),
-            forced_grace_periods: s.forced.get(),
-            expedited_grace_periods: s.forced_expedite.get(),
-            forced_by: ForcedCauses {
-                callbacks: s.forced_callbacks.get(),
-                polls: s.forced_polls.get(),
-                drain: s.forced_drain.get(),
-                expedite: s.forced_expedite.get(),
-                memory: s.forced_memory.get(),
-            },
+            forced_grace_periods: forced,
+            expedited_grace_periods: forced_by.expedite,
+            forced_by,
             polls: s.polls.get(),
             notifier_calls: s.notifier_calls.get(),
             reader_wakeups: self.gp.readers.reader_wakeups.get(),
@@ -275,9 +285,7 @@ impl Inner {
             callback_panics: c.panics.get(),
             readers: lock(&self.gp.readers.registry).registered(),
             longest_grace_period: Duration::from_nanos(s.longest_gp_ns.get()),
-            histogram: GpHistogram {
-                buckets: std::array::from_fn(|i| s.histogram[i].get()),
-            },
+            histogram,
             stalls: s.stalls.get(),
             callbacks_pending_bytes: (pending_bytes as u64).saturating_add(batched_bytes as u64),
             max_pending_bytes: c.max_pending_bytes.get(),

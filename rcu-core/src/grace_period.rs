@@ -784,6 +784,10 @@ impl GracePeriods {
     fn count(&self, forced: Option<Cause>, elapsed: Duration) {
         let stats = &self.stats;
         stats.grace_periods.bump();
+        // Release: pairs with the Acquire fence in `stats()`, which reads the
+        // counts below before `grace_periods`: a snapshot that counts this
+        // grace period in them counts it in `grace_periods` too.
+        std::sync::atomic::fence(Ordering::Release);
         if let Some(cause) = forced {
             stats.forced.bump();
             match cause {
