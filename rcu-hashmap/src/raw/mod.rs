@@ -387,8 +387,9 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
         let hash = node.hash;
         // SAFETY: the caller's promise is `lock_home`'s.
         let (_, mut lock) = unsafe { self.lock_home(hash) };
-        // The user's `Eq` runs below: a write of it to this bucket panics.
-        let mark = HeldMark::new(&lock);
+        // Put in force before the user's `Eq` first runs below: a write of
+        // it to this bucket then panics.
+        let mut mark = None;
         let mut prev: *const Node<K, V> = ptr::null();
         let mut cur = lock.head().cast::<Node<K, V>>();
         let mut chain = 0usize;
@@ -396,7 +397,7 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
             // SAFETY: `cur` is in the locked chain; chain nodes are alive
             // while linked, and unlinking needs the lock we hold.
             let n = unsafe { &*cur };
-            if n.hash == hash && n.key == node.key {
+            if n.hash == hash && HeldMark::ensure(&mut mark, &lock) && n.key == node.key {
                 // The tick is drawn once the user's `Eq` is done: a write it
                 // unwinds draws none, so none of the one-in-16 checks is lost
                 // (`capacity`'s bound).
@@ -466,13 +467,13 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
         // SAFETY: the caller's promise is `lock_home`'s.
         let (_, mut lock) = unsafe { self.lock_home(hash) };
         // As in `insert`: `pick` runs the user's `Eq`.
-        let mark = HeldMark::new(&lock);
+        let mut mark = None;
         let mut prev: *const Node<K, V> = ptr::null();
         let mut cur = lock.head().cast::<Node<K, V>>();
         while !cur.is_null() {
             // SAFETY: as in `insert`.
             let n = unsafe { &*cur };
-            if n.hash == hash && pick(n) {
+            if n.hash == hash && HeldMark::ensure(&mut mark, &lock) && pick(n) {
                 // Drawn after the user's `Eq`, as in `insert`.
                 let (stripe, tick) = stripe_and_tick();
                 let next = n.next.load(Ordering::Relaxed);

@@ -141,37 +141,56 @@ impl Table {
 /// wait for the lock forever, so it panics instead ([`check_not_held`]);
 /// and such code neither starts nor helps a resize ([`in_user_eq`]), whose
 /// step could need that bucket. Marks nest (an `Eq` may write to another
-/// map, whose `Eq` runs in turn), hence a list, kept by value: marks that
-/// end out of order (a stackful coroutine switching stacks inside `Eq`)
-/// leave at worst a stale entry, never a dangling one.
+/// map, whose `Eq` runs in turn) up to [`HELD_DEPTH`] deep (deeper ones
+/// are not marked, so not checked), and are kept by value: marks that end
+/// out of order (a stackful coroutine switching stacks inside `Eq`) leave
+/// at worst a stale entry, never a dangling one.
 pub(super) struct HeldMark {
     #[cfg(not(rcu_loom))]
     slot: usize,
 }
 
+/// How deep marks nest (see [`HeldMark`]).
+#[cfg(not(rcu_loom))]
+const HELD_DEPTH: usize = 4;
+
 #[cfg(not(rcu_loom))]
 thread_local! {
     /// The addresses of the bucket words this thread holds while user code
-    /// runs under them, innermost last.
-    static HELD: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// runs under them; 0 for a free entry. Plain cells with a constant
+    /// initialiser: no destructor, and an access is an offset from the
+    /// thread pointer.
+    static HELD: [std::cell::Cell<usize>; HELD_DEPTH] =
+        const { [const { std::cell::Cell::new(0) }; HELD_DEPTH] };
 }
 
 impl HeldMark {
-    /// Marks the lock `lock` holds. (Loom models run no user `Eq` that
-    /// writes, and loom threads share the OS thread's thread-locals: nothing
-    /// is marked there.)
+    /// Marks the lock `lock` holds, once: `mark` is `None` until the first
+    /// call (the first key whose hash matches, so the first `Eq`: most
+    /// writes run none and mark nothing). Always true, to sit in a
+    /// condition before the `Eq` it guards. (Loom models run no user `Eq`
+    /// that writes, and loom threads share the OS thread's thread-locals:
+    /// nothing is marked there.)
     #[inline]
     #[cfg_attr(rcu_loom, allow(unused_variables))]
-    pub(super) fn new(lock: &BucketLock<'_>) -> Self {
-        #[cfg(not(rcu_loom))]
-        {
-            let slot = ptr::from_ref(lock.slot).addr();
-            // During thread-local teardown nothing is marked (nor checked).
-            let _ = HELD.try_with(|h| h.borrow_mut().push(slot));
-            HeldMark { slot }
+    pub(super) fn ensure(mark: &mut Option<HeldMark>, lock: &BucketLock<'_>) -> bool {
+        if mark.is_none() {
+            #[cfg(not(rcu_loom))]
+            {
+                let slot = ptr::from_ref(lock.slot).addr();
+                let _ = HELD.try_with(|h| {
+                    if let Some(free) = h.iter().find(|e| e.get() == 0) {
+                        free.set(slot);
+                    }
+                });
+                *mark = Some(HeldMark { slot });
+            }
+            #[cfg(rcu_loom)]
+            {
+                *mark = Some(HeldMark {});
+            }
         }
-        #[cfg(rcu_loom)]
-        HeldMark {}
+        true
     }
 }
 
@@ -180,9 +199,8 @@ impl Drop for HeldMark {
     fn drop(&mut self) {
         #[cfg(not(rcu_loom))]
         let _ = HELD.try_with(|h| {
-            let mut h = h.borrow_mut();
-            if let Some(i) = h.iter().rposition(|&s| s == self.slot) {
-                h.remove(i);
+            if let Some(e) = h.iter().rev().find(|e| e.get() == self.slot) {
+                e.set(0);
             }
         });
     }
@@ -195,7 +213,9 @@ impl Drop for HeldMark {
 #[inline]
 pub(super) fn in_user_eq() -> bool {
     #[cfg(not(rcu_loom))]
-    return HELD.try_with(|h| !h.borrow().is_empty()).unwrap_or(false);
+    return HELD
+        .try_with(|h| h.iter().any(|e| e.get() != 0))
+        .unwrap_or(false);
     #[cfg(rcu_loom)]
     false
 }
@@ -209,7 +229,7 @@ fn check_not_held(slot: &AtomicPtr<()>) {
     {
         let addr = ptr::from_ref(slot).addr();
         let held = HELD
-            .try_with(|h| h.borrow().contains(&addr))
+            .try_with(|h| h.iter().any(|e| e.get() == addr))
             .unwrap_or(false);
         assert!(
             !held,
