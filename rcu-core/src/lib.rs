@@ -91,8 +91,9 @@
 //!   first domain starts): the child can use RCU at once. Only the forking
 //!   thread exists there, so the records of every other thread are freed,
 //!   even inside a critical section, and so are those of the
-//!   [`LocalReadGuard`]s they held (only their taker can drop them): none
-//!   holds up a grace period (their notifiers are leaked, not dropped); the
+//!   [`LocalReadGuard`]s they held at the fork (only their taker can drop
+//!   them): none holds up a grace period (their notifiers are leaked, not
+//!   dropped); the
 //!   forking thread's critical sections, and [`OwnedReadGuard`]s (which exist
 //!   in the child's memory), stay open until they are dropped there (an
 //!   owned guard that only a vanished thread could drop holds up the child's

@@ -916,13 +916,20 @@ impl Registry {
             for (_, n) in cold.notifiers.iter().flat_map(|l| l.iter()) {
                 n.forget_other_threads_call();
             }
-            // A thread's own record, or a local guard's (which only its
-            // taker can drop): dead with a taker the child does not have.
-            // (A local guard's record held up every grace period of its
-            // domain in the child: a fork while another thread ran an
-            // `RcuCell::update` or a map's internal read hung the child.)
-            let dead = cold.taken_at.is_none_or(TakenAt::is_local)
-                && cold.owner.as_ref().is_some_and(|t| t.id() != me);
+            // A thread's own record, or the record of a local guard held
+            // now (which only its taker can drop): dead with a taker the
+            // child does not have. (A held local guard's record held up
+            // every grace period of its domain in the child: a fork while
+            // another thread ran a map's internal read on a private domain
+            // hung the child.) A pooled record is idle (unlocked before it
+            // is pooled) and stays in its pool, whoever took it last: freed
+            // here too, it would be handed to a thread and to a guard at
+            // once.
+            let thread_record = cold.taken_at.is_none();
+            let held_local =
+                cold.taken_at.is_some_and(TakenAt::is_local) && rec.in_critical_section();
+            let dead =
+                (thread_record || held_local) && cold.owner.as_ref().is_some_and(|t| t.id() != me);
             if !dead {
                 continue;
             }

@@ -275,6 +275,38 @@ mod cases {
         assert_eq!(cell.get(), 1);
     }
 
+    /// The records of local guards taken and dropped before fork wait in the
+    /// domain's pool, idle, whoever took them: the child keeps them there.
+    /// (Freed as dead threads' records, they went on the registry's free
+    /// list while still pooled, so the child could hand one record to a
+    /// registering thread and to a guard at once; `readers` showed 0.)
+    pub(super) fn pooled_local_guard_records_stay_pooled_in_the_child() {
+        let d = RcuDomain::new();
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| drop(d.read_lock_local()));
+            }
+        });
+        let pooled = d.stats().readers;
+        assert!(pooled >= 1, "no record pooled");
+        let verdict = fork_and_wait(|| {
+            check(d.stats().readers == pooled, 1)?;
+            let reader = d.register();
+            let guard = reader.read_lock();
+            check(d.stats().readers == pooled + 1, 2)?;
+            drop(guard);
+            std::thread::scope(|s| {
+                for _ in 0..8 {
+                    s.spawn(|| drop(d.read_lock_local()));
+                }
+            });
+            d.synchronize();
+            check(d.stats().readers == pooled + 1, 3)
+        });
+        verdict.unwrap();
+        d.synchronize();
+    }
+
     /// Callbacks pending at fork (in flight on the reclaim thread, waiting for a
     /// grace period a reader holds up; in another thread's batch; in the queue)
     /// run exactly once in the child, and exactly once in the parent.
@@ -705,6 +737,10 @@ mod cases {
         (
             "a_local_guard_held_by_another_thread_at_fork_does_not_hold_up_the_child",
             a_local_guard_held_by_another_thread_at_fork_does_not_hold_up_the_child,
+        ),
+        (
+            "pooled_local_guard_records_stay_pooled_in_the_child",
+            pooled_local_guard_records_stay_pooled_in_the_child,
         ),
         (
             "callbacks_pending_at_fork_run_once_in_the_child_and_in_the_parent",
