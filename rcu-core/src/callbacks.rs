@@ -428,12 +428,15 @@ impl Callbacks {
         let held_before = p.pending_bytes.add(bytes);
         let held = held_before.saturating_add(bytes);
         self.stats.max_pending_bytes.max(held as u64);
+        // Counted as queued before it is counted as pending (`stats` reads
+        // `pending` first: a snapshot counts no more pending than queued)
+        // and before it can run (`stats` reads `run` first).
+        self.stats.queued.add(n as u64);
         // SeqCst: the reclaim thread's `reset; load pending; wait` and our
         // `increment; set` form a Dekker pair; the count is also read by
-        // `force_cause`.
+        // `force_cause`; and `stats`'s load of it that sees this increment
+        // sees the `queued` one above (a release, as every SeqCst write).
         let before = p.pending.fetch_add(n, Ordering::SeqCst);
-        // Counted before it can run (`stats` reads `run` first).
-        self.stats.queued.add(n as u64);
         self.queue.push(chunk);
         let limit = gp.memory_limit();
         let threshold = gp.callback_threshold();

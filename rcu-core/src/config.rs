@@ -66,7 +66,9 @@ pub struct Config {
     /// **What happens at the limit**: once pending bytes reach it, grace
     /// periods are forced (notifiers run). While they exceed it, a producer
     /// that may wait (outside any critical section of any domain it reads
-    /// through its own guards, not in a callback, notifier or hook) *helps* inside its `call_rcu`: it runs
+    /// through its own guards, not in a callback, notifier or hook, nor in
+    /// a scope of [`RcuDomain::no_grace_period_waits`](crate::RcuDomain::no_grace_period_waits))
+    /// *helps* inside its `call_rcu`: it runs
     /// callbacks whose grace period has ended, on its own thread, and waits
     /// for more to become ready: for at most 1 ms per call in all, running
     /// and waiting (plus the end of the chunk of up to 256 callbacks it is

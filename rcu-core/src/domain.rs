@@ -244,10 +244,13 @@ impl Inner {
             expedite: s.forced_expedite.get(),
             memory: s.forced_memory.get(),
         };
-        let forced = s.forced.get();
         let histogram = GpHistogram {
             buckets: std::array::from_fn(|i| s.histogram[i].get()),
         };
+        // Acquire: pairs with the leader's second Release fence in `count`:
+        // `forced` includes every grace period counted by cause above.
+        std::sync::atomic::fence(Ordering::Acquire);
+        let forced = s.forced.get();
         // Run before queued: a callback is counted as queued before it can
         // be taken to run, so a snapshot never shows more run than queued.
         let run = c.run.get();
@@ -262,13 +265,9 @@ impl Inner {
         // of pending counts): a snapshot for users.
         let (batched, batched_bytes, queued, pending, pending_bytes) =
             p.batches.with_all_locked(|n, bytes| {
-                (
-                    n,
-                    bytes,
-                    c.queued.get(),
-                    p.pending.load(Ordering::SeqCst),
-                    p.pending_bytes.load(),
-                )
+                // Pending before queued: see `enqueue`.
+                let pending = p.pending.load(Ordering::SeqCst);
+                (n, bytes, c.queued.get(), pending, p.pending_bytes.load())
             });
         Stats {
             grace_periods: s.grace_periods.get(),
@@ -568,8 +567,10 @@ impl RcuDomain {
     /// domain that was running when it was called has ended.
     ///
     /// # Panics
-    /// Inside a read-side critical section of this domain on this thread, or
-    /// inside one of its callbacks, notifiers or stall hooks.
+    /// Inside a read-side critical section of this domain on this thread,
+    /// inside one of its callbacks, notifiers or stall hooks, or inside
+    /// [`no_grace_period_waits`](Self::no_grace_period_waits) of this domain
+    /// (as in an [`RcuCell::update`](crate::RcuCell::update) closure).
     #[track_caller]
     pub fn synchronize(&self) {
         self.inner.synchronize(false);
@@ -666,8 +667,9 @@ impl RcuDomain {
     /// over it, a caller outside any critical section helps run ready
     /// callbacks (of any thread of the domain) on its own thread and may
     /// wait up to about 1 ms (see there). Callable anywhere, including
-    /// inside a critical section, a callback or a notifier, where it never
-    /// waits. So, with a memory limit, do not call it (or drop a handle
+    /// inside a critical section, a callback, a notifier or
+    /// [`no_grace_period_waits`](Self::no_grace_period_waits), where it
+    /// neither helps nor waits. So, with a memory limit, do not call it (or drop a handle
     /// that retires, such as [`Unlinked`](crate::Unlinked)) while holding a
     /// lock that a callback of the domain takes.
     ///
@@ -675,7 +677,10 @@ impl RcuDomain {
     /// If the reclaim thread cannot be started (the spawn error is in the
     /// message); `f` is then leaked, neither queued nor dropped: what it
     /// captures may still be in readers' hands (a value a `defer_drop`
-    /// retires), so dropping it at once could free it under them.
+    /// retires), so dropping it at once could free it under them. (If the
+    /// domain's reclaim thread exited just as `f` was queued, after the last
+    /// [`RcuDomain`] handle went away, and a new one cannot start, `f` stays
+    /// queued and runs once a later call starts one.)
     pub fn call_rcu(&self, f: impl FnOnce() + Send + 'static) {
         self.inner.call_rcu(&self.inner, f, 0);
     }

@@ -186,8 +186,10 @@ static HANDLE: Handle = Handle::Static(&GLOBAL);
 /// period after `max_polls` polls.
 ///
 /// # Panics
-/// Inside a read-side critical section (it would wait for itself), or in
-/// a reclaim callback or force-quiescent notifier.
+/// Inside a read-side critical section (it would wait for itself), in
+/// a reclaim callback or force-quiescent notifier, or inside
+/// [`RcuDomain::no_grace_period_waits`](crate::RcuDomain::no_grace_period_waits)
+/// of the process-wide domain (as in an `RcuCell::update` closure).
 ///
 /// ```
 /// rcu_core::synchronize();
@@ -239,7 +241,9 @@ pub fn synchronize_async() -> crate::SynchronizeFuture {
 /// [`memory_limit`](crate::Config::memory_limit); over it, a caller
 /// outside any critical section helps run ready callbacks and may wait
 /// up to 1 ms (see there). Callable anywhere, including inside a critical
-/// section, a callback or a notifier, where it never waits. A panicking
+/// section, a callback, a notifier or a scope of
+/// [`RcuDomain::no_grace_period_waits`](crate::RcuDomain::no_grace_period_waits),
+/// where it neither helps nor waits. A panicking
 /// callback is reported through the event hook ([`set_event_hook`]) and
 /// counted in [`Stats::callback_panics`]; later callbacks still run.
 ///

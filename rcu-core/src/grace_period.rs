@@ -72,10 +72,10 @@ thread_local! {
 
 #[cfg(not(rcu_loom))]
 thread_local! {
-    /// The domains (their grace-period machines, by address) whose grace
-    /// periods this thread may not wait for now ([`refuse_waits`]), innermost
-    /// last.
-    static REFUSED: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The domains (by id: unique for the process's life, so a stale entry
+    /// never names a later domain) whose grace periods this thread may not
+    /// wait for now ([`refuse_waits`]), innermost last.
+    static REFUSED: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Runs `f` with waits for `domain`'s grace periods refused on this thread
@@ -87,7 +87,7 @@ pub(crate) fn refuse_waits<R>(domain: &GracePeriods, f: impl FnOnce() -> R) -> R
     #[cfg(not(rcu_loom))]
     {
         /// Ends the refusal when `f` returns or unwinds.
-        struct End(usize);
+        struct End(u64);
         impl Drop for End {
             fn drop(&mut self) {
                 let _ = REFUSED.try_with(|r| {
@@ -101,7 +101,7 @@ pub(crate) fn refuse_waits<R>(domain: &GracePeriods, f: impl FnOnce() -> R) -> R
                 });
             }
         }
-        let key = std::ptr::from_ref(domain).addr();
+        let key = domain.readers.id;
         // During thread-local teardown nothing is refused (nor checked).
         let _end = REFUSED
             .try_with(|r| r.borrow_mut().push(key))
@@ -125,7 +125,7 @@ pub(crate) fn refusing_waits(domain: Option<&GracePeriods>) -> bool {
             .try_with(|r| {
                 let r = r.borrow();
                 match domain {
-                    Some(d) => r.contains(&std::ptr::from_ref(d).addr()),
+                    Some(d) => r.contains(&d.readers.id),
                     None => !r.is_empty(),
                 }
             })
@@ -784,12 +784,15 @@ impl GracePeriods {
     fn count(&self, forced: Option<Cause>, elapsed: Duration) {
         let stats = &self.stats;
         stats.grace_periods.bump();
-        // Release: pairs with the Acquire fence in `stats()`, which reads the
+        // Release: pairs with the Acquire fences in `stats()`, which read the
         // counts below before `grace_periods`: a snapshot that counts this
         // grace period in them counts it in `grace_periods` too.
         std::sync::atomic::fence(Ordering::Release);
         if let Some(cause) = forced {
             stats.forced.bump();
+            // Release: pairs with the first Acquire fence in `stats()`, which
+            // reads the causes before `forced`.
+            std::sync::atomic::fence(Ordering::Release);
             match cause {
                 Cause::Expedite => stats.forced_expedite.bump(),
                 Cause::Drain => stats.forced_drain.bump(),

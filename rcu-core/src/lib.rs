@@ -259,7 +259,9 @@
 //!   calls `a.drain()` inside a critical section of `b` wait for each other
 //!   forever. The engine refuses the cycles it sees on the calling thread
 //!   (a wait inside a critical section of the same domain, a drain inside
-//!   any domain's callback) with a panic.
+//!   any domain's callback, a wait inside
+//!   [`RcuDomain::no_grace_period_waits`] of the same domain, where the
+//!   structures run closures under their writer locks) with a panic.
 //! * Tunables: [`configure`] before the process-wide domain starts.
 //!
 //! # Your own structure

@@ -300,8 +300,9 @@ impl<T: Send + Sync + 'static> Unlinked<T> {
     /// and returns it.
     ///
     /// # Panics
-    /// Inside a read-side critical section or a reclaim callback, as
-    /// [`synchronize`](crate::synchronize).
+    /// Inside a read-side critical section, a reclaim callback or a scope
+    /// that refuses waits (an `RcuCell::update` closure), as
+    /// [`RcuDomain::synchronize`].
     pub fn into_inner(self) -> T {
         self.domain.synchronize();
         *self.into_box_unsynchronized()

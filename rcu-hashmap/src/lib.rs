@@ -123,9 +123,10 @@
 //! - Write from any thread: [`insert`], [`remove`], [`update`] (copy-update,
 //!   atomic per key), [`get_or_insert_with`], [`retain`], [`clear`].
 //!   Closures passed to them run without any lock held, so they may read and
-//!   write the map. (A key's `Eq` runs under its bucket's lock: it should
-//!   not write to the map; a write to that bucket panics, and writes from it
-//!   start or help no resize.)
+//!   write the map. (A key's `Eq` runs under its bucket's lock: it must not
+//!   write to the map. A write from it to its own bucket panics; one to
+//!   another bucket may deadlock with a writer or a resize that holds that
+//!   bucket and waits for this one.)
 //! - Bind a map to another [`rcu_core::RcuDomain`] with
 //!   [`RcuHashMap::new_in`] / [`RcuHashMap::with_capacity_and_hasher_in`];
 //!   read it with that domain's guards (a guard of another domain panics).

@@ -485,10 +485,11 @@ where
     /// or (rarely) run a whole resize, which other writers help.
     ///
     /// The key's `Hash` runs before, and its `Eq` under, the bucket lock:
-    /// `Eq` should not write to this map. A write from it to that bucket
-    /// panics rather than wait for the lock forever; writes from it to other
-    /// buckets are made, but start or help no resize (its step could need
-    /// the bucket `Eq` runs under: the writes outside `Eq` resize).
+    /// `Eq` must not write to this map. A write from it to that bucket
+    /// panics rather than wait for the lock forever (the one case this
+    /// thread can see); a write to another bucket may deadlock with another
+    /// thread (a writer, or a shrink's migration) that holds that bucket and
+    /// waits for this one. Writes from `Eq` start or help no resize.
     ///
     /// # Panics
     /// From inside an [`update`](Self::update) closure for the same key

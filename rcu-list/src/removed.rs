@@ -19,8 +19,8 @@ use std::ops::Deref;
 ///
 /// **Under a memory limit** ([`Config::memory_limit`](rcu_core::Config::memory_limit)),
 /// dropping a `Removed` is a `call_rcu` like any other: while the domain is
-/// over its limit, a thread outside any critical section that drops one
-/// helps run ready callbacks (other elements' drops, of any list or thread
+/// over its limit, a thread outside any critical section (and outside a
+/// `retain` closure) that drops one helps run ready callbacks (other elements' drops, of any list or thread
 /// of the domain) on its own thread, for up to about a millisecond. So do
 /// not drop a `Removed` while holding a lock that an element's `Drop` (or
 /// another callback of the domain) takes. Without a limit (the default),
