@@ -106,7 +106,7 @@ pub(crate) fn refuse_waits<R>(domain: &GracePeriods, f: impl FnOnce() -> R) -> R
         let _end = REFUSED
             .try_with(|r| r.borrow_mut().push(key))
             .is_ok()
-            .then_some(End(key));
+            .then(|| End(key));
         f()
     }
     #[cfg(rcu_loom)]
