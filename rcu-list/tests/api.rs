@@ -192,7 +192,7 @@ fn without_a_memory_limit_elements_drop_on_the_reclaim_thread_only() {
     let domain = RcuDomain::new();
     let (on_writer, drops) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let list = RcuList::<ElemList>::new_in(&domain);
-    let n = if cfg!(miri) { 300 } else { 4000 };
+    let n = if cfg!(miri) { 32 } else { 4000 };
     for _ in 0..n {
         list.push_back(Box::new(Elem {
             link: ListLink::new(),
