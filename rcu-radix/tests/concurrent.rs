@@ -142,8 +142,28 @@ fn stable_keys_always_found_during_churn() {
     );
 }
 
+/// Where [`range_scans_in_order_under_churn`] puts the version of a replaced
+/// stable value (stable keys are below `1 << 42`).
+const VERSION_SHIFT: u32 = 44;
+
+/// The key a value read at `k` was stored under: the value itself, or, for
+/// a key below `1 << VERSION_SHIFT`, its bits below the version.
+fn key_of(v: u64, k: u64) -> u64 {
+    if k < 1 << VERSION_SHIFT {
+        v & ((1 << VERSION_SHIFT) - 1)
+    } else {
+        v
+    }
+}
+
 /// A range scan under one guard yields strictly ascending keys, no
-/// duplicates, and every stable key in the range, while writers churn.
+/// duplicates, and every stable key in the range, with its own value, while
+/// a writer churns other keys, changes the height, and replaces stable keys'
+/// values (holding the old ones a while, so the replacements move between a
+/// slot's two cells and into entries of their own). One reader scans with
+/// `next`, the other with a few `next` calls and then `fold` (the internal
+/// iteration behind `for_each`, `sum` and `count`), which walks the nodes by
+/// a path of its own.
 #[test]
 fn range_scans_in_order_under_churn() {
     let (n, ops, rounds) = sizes();
@@ -158,12 +178,22 @@ fn range_scans_in_order_under_churn() {
         let (tree_ref, done_ref) = (&tree, &done);
         s.spawn(move || {
             let mut rng = Rng(5);
+            let mut held = Vec::new();
             for i in 0..ops {
                 let k = churn_key(&mut rng, n);
-                if i % 3 == 2 {
-                    drop(tree_ref.remove(k));
-                } else {
-                    drop(tree_ref.insert(k, k));
+                match i % 4 {
+                    2 => drop(tree_ref.remove(k)),
+                    3 => {
+                        // A stable key's value replaced (a new version, in
+                        // the bits above the key's): the key stays present
+                        // throughout.
+                        let k = rng.next() % n * 3;
+                        held.extend(tree_ref.insert(k, k | (i as u64) << VERSION_SHIFT));
+                        if held.len() > 16 {
+                            held.clear();
+                        }
+                    }
+                    _ => drop(tree_ref.insert(k, k)),
                 }
                 if i % SHRINK_EVERY == SHRINK_EVERY - 1 {
                     shrink(tree_ref);
@@ -177,14 +207,27 @@ fn range_scans_in_order_under_churn() {
                 let reader = domain.register();
                 let mut rng = Rng(1000 + r);
                 let mut round = 0;
+                // The newest version of each stable key this reader has
+                // seen: the writer makes versions in increasing order, so a
+                // later critical section never sees an older one.
+                let mut newest = std::collections::HashMap::new();
                 while round < rounds || !done.load(Ordering::Acquire) {
                     let guard = reader.read_lock();
                     let a = rng.next() % (n * 3);
                     let b = a + rng.next() % (n * 3);
                     let mut prev: Option<u64> = None;
                     let mut seen_stable = Vec::new();
-                    for (k, v) in tree.range(a..=b, &guard) {
-                        assert_eq!(k, *v);
+                    let mut visit = |(k, v): (u64, &u64)| {
+                        assert_eq!(key_of(*v, k), k, "the value of {k:#x}: {v:#x}");
+                        if k % 3 == 0 && k < 1 << VERSION_SHIFT {
+                            let seen = newest.entry(k).or_insert(0);
+                            assert!(
+                                *v >> VERSION_SHIFT >= *seen,
+                                "{k:#x}: version {:#x} after {seen:#x}",
+                                *v >> VERSION_SHIFT
+                            );
+                            *seen = *v >> VERSION_SHIFT;
+                        }
                         assert!(
                             prev.is_none_or(|p| p < k),
                             "out of order: {prev:?} then {k}"
@@ -194,7 +237,20 @@ fn range_scans_in_order_under_churn() {
                         if k % 3 == 0 {
                             seen_stable.push(k);
                         }
+                    };
+                    let mut scan = tree.range(a..=b, &guard);
+                    // `next` alone, or a few `next` calls and then `fold`
+                    // (`for_each` would be `fold` too).
+                    let by_next = if r == 0 {
+                        usize::MAX
+                    } else {
+                        rng.below(4) as usize
+                    };
+                    for _ in 0..by_next {
+                        let Some(e) = scan.next() else { break };
+                        visit(e);
                     }
+                    scan.fold((), |(), e| visit(e));
                     let want: Vec<u64> = stable
                         .iter()
                         .copied()
