@@ -80,7 +80,8 @@
 //! * **Callbacks**: the in-flight batch (a dead reclaim thread's) and the
 //!   queue are rebuilt into one queue node in order; batches of threads that
 //!   are gone are harvested normally (by the next harvest: the batches are
-//!   marked dirty). `pending` and `pending_bytes` are recounted from what is really queued, in flight and ready (a producer
+//!   marked dirty), and stay allocated (a 10 KiB ring each: the
+//!   thread-locals that own them are never destroyed in the child). `pending` and `pending_bytes` are recounted from what is really queued, in flight and ready (a producer
 //!   that was between its count and its push is gone, with its callbacks).
 //!   Chunks that other threads were running are forgotten, so `drain` waits
 //!   only for the forking thread's own chunk: in the child, the callback
