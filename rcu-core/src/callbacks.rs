@@ -493,11 +493,20 @@ impl Callbacks {
     /// called by a reclaim thread that is busy, or whose last grace period
     /// found a reader running, before it starts the next grace period. It
     /// waits until `pacing` has passed since the last one ended, gathering
-    /// callbacks, unless something needs the grace period sooner:
-    /// `callback_threshold` callbacks pending (queued or batched), half the
+    /// callbacks, unless something needs the grace period sooner: half the
     /// memory limit held, a drain, a `start_poll`, a task waiting for a
     /// callback ([`hurry`](Self::hurry)), the domain's shutdown. Each of
     /// those sets `call_ready` when it arises, ending the wait.
+    ///
+    /// The forcing threshold does not end it: it decides how the grace
+    /// period that follows waits (forced, when that many are pending), not
+    /// when it starts. It ended the gathering once, as QEMU's `call_rcu`
+    /// thread ends its wait at `RCU_CALL_MIN_SIZE`; a writer retiring a
+    /// node every 100 ns then reached it every few microseconds, and the
+    /// grace periods back to back (tens of thousands a second, each a
+    /// membarrier IPI to the writer's CPU) made a replacing
+    /// `RcuHashMap::insert` cost 258–263 ns against 187–203 ns without them
+    /// (4 K keys, foldhash; README).
     #[cfg_attr(rcu_loom, allow(unused_variables))]
     fn pace(&self, gp: &GracePeriods, last_end: std::time::Instant, seen_hurries: usize) {
         // Under loom time does not pass: no pacing.
@@ -510,10 +519,8 @@ impl Callbacks {
                 self.call_ready.reset();
                 // SeqCst (all): each pairs with the store its producer makes
                 // before it sets `call_ready` (the event's Dekker pair).
-                let (batched, batched_bytes) = p.batches.pending();
+                let (_, batched_bytes) = p.batches.pending();
                 let urgent = p.drains.load(Ordering::SeqCst) > 0
-                    || p.pending.load(Ordering::SeqCst).saturating_add(batched)
-                        >= gp.callback_threshold()
                     || p.pending_bytes.load().saturating_add(batched_bytes)
                         >= gp.memory_limit() / 2
                     || !gp.poll(gp.requested.load(Ordering::SeqCst))

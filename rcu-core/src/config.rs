@@ -139,12 +139,19 @@ pub struct Config {
     /// tens of thousands a second, and each one costs
     /// every running reader an interrupt (membarrier's IPI: about 15 µs of
     /// a reader's time on a cloud VM). Pacing caps that at one grace period
-    /// per `callback_pacing`, plus one per [`callback_threshold`]
-    /// callbacks: the gathering ends early once that many are queued, once
-    /// pending bytes reach half the [`memory_limit`], and for a
-    /// [`drain`](crate::drain), a [`start_poll`](crate::start_poll) or the
-    /// domain's shutdown. (liburcu's `call_rcu` thread sleeps 10 ms between
-    /// batches unconditionally; Linux's lazy callbacks wait up to 10 s.)
+    /// per `callback_pacing`: the gathering ends early only once pending
+    /// bytes reach half the [`memory_limit`], and for a
+    /// [`drain`](crate::drain), a [`start_poll`](crate::start_poll), a task
+    /// awaiting a callback, or the domain's shutdown. However many callbacks
+    /// it gathers, the grace period that follows counts them all for
+    /// [`callback_threshold`] (it is forced when they reach it); the
+    /// threshold does not end the gathering, since a writer retiring a node
+    /// every 100 ns reaches 30 every few microseconds (it did end it once:
+    /// tens of thousands of grace periods a second under a replacing
+    /// `RcuHashMap::insert` loop, which then cost 258–263 ns an insert
+    /// against 187–203 ns; the workspace README has the command).
+    /// (liburcu's `call_rcu` thread sleeps 10 ms between batches
+    /// unconditionally; Linux's lazy callbacks wait up to 10 s.)
     ///
     /// The default, 1 ms, bounds the added latency of a callback under
     /// load (a stream of callbacks, or readers running) to 1 ms.

@@ -182,10 +182,13 @@
 //!   period), or while readers run (the domain's latest grace period found
 //!   one inside a critical section), it *paces*: it gathers for up to
 //!   [`Config::callback_pacing`] (1 ms) after the last grace period ended,
-//!   or until 30 callbacks, half the memory limit, a [`drain`], a
-//!   [`start_poll`] or a task awaiting [`synchronize_async`] want one now.
-//!   Back-to-back grace periods would otherwise cost every running reader
-//!   a membarrier IPI each, tens of thousands a second. Over the memory limit, producers help
+//!   or until half the memory limit, a [`drain`], a [`start_poll`] or a
+//!   task awaiting [`synchronize_async`] want one now. Back-to-back grace
+//!   periods would otherwise cost every running thread a membarrier IPI
+//!   each, tens of thousands a second. The forcing threshold does not end
+//!   the gathering (a writer retiring a node every 100 ns reaches it every
+//!   few microseconds); the grace period that follows counts everything
+//!   gathered for it. Over the memory limit, producers help
 //!   run callbacks whose grace period has ended ([`Config::memory_limit`]),
 //!   never two chunks of one thread's callbacks at once: each thread's
 //!   callbacks run in the order it queued them.
