@@ -108,11 +108,16 @@
 //! target against `std` is met for cache-resident tables and not met
 //! there.
 //!
-//! Writes cost more than papaya's: a replacing `insert` took 226 ns against
-//! papaya's 96 ns (foldhash, 4 K keys, same example), and about 100 ns of it
-//! is retiring the replaced node (one `call_rcu` per node; papaya's `seize`
-//! retires in per-thread batches). Write-heavy mixes (Exchange) pay for it. The head-to-head workloads against papaya, dashmap, scc and
-//! `RwLock<HashMap>` are the `map` group of `rcu-bench`.
+//! Writes cost more than papaya's: a replacing `insert` took 187–203 ns
+//! against papaya's 104–110 ns (foldhash, 4 K keys, fastest of 20 samples,
+//! three runs: `MAP_GET_KEYS=4096 cargo run --release -p rcu-bench --example
+//! map_get`), and 97–102 ns without retiring the replaced node. The rest is
+//! the retirement: the callback append is cheap (a per-thread batch), but
+//! the node is freed on the reclaim thread, so the writer's allocator cache
+//! never gets it back, where papaya's `seize` frees on the writer's thread.
+//! Write-heavy mixes (Exchange) pay for it. The head-to-head workloads
+//! against papaya, dashmap, scc and `RwLock<HashMap>` are the `map` group of
+//! `rcu-bench`.
 //!
 //! # How to use
 //! - Read with a guard: [`RcuHashMap::get`], [`get_key_value`],
@@ -124,7 +129,8 @@
 //!   atomic per key), [`get_or_insert_with`], [`retain`], [`clear`].
 //!   Closures passed to them run without any lock held, so they may read and
 //!   write the map. (A key's `Eq` runs under its bucket's lock: it must not
-//!   write to the map. A write from it to its own bucket panics; one to
+//!   write to the map. A write from it to its own bucket panics (checked
+//!   up to four nested writes deep); one to
 //!   another bucket may deadlock with a writer or a resize that holds that
 //!   bucket and waits for this one.)
 //! - Bind a map to another [`rcu_core::RcuDomain`] with

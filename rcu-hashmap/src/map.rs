@@ -487,9 +487,11 @@ where
     /// The key's `Hash` runs before, and its `Eq` under, the bucket lock:
     /// `Eq` must not write to this map. A write from it to that bucket
     /// panics rather than wait for the lock forever (the one case this
-    /// thread can see); a write to another bucket may deadlock with another
-    /// thread (a writer, or a shrink's migration) that holds that bucket and
-    /// waits for this one. Writes from `Eq` start or help no resize.
+    /// thread can see; up to four such writes deep, as when one map's `Eq`
+    /// writes to another map whose `Eq` writes again); a write to another
+    /// bucket may deadlock with another thread (a writer, or a shrink's
+    /// migration) that holds that bucket and waits for this one. Writes from
+    /// `Eq` start or help no resize.
     ///
     /// # Panics
     /// From inside an [`update`](Self::update) closure for the same key
