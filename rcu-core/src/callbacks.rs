@@ -325,9 +325,10 @@ impl Callbacks {
     }
 
     /// A batch reached the forcing threshold: flags it for the next
-    /// harvest, ends the reclaim thread's pacing, and kicks the forcing
-    /// checks (as `enqueue` does when the queued count crosses it). Out of
-    /// line: once per threshold's worth of appends.
+    /// harvest, wakes the reclaim thread (a pacing looks again and goes on:
+    /// the threshold does not end it), and kicks the forcing checks of a
+    /// grace period in progress (as `enqueue` does when the queued count
+    /// crosses it). Out of line: once per threshold's worth of appends.
     #[cfg(not(rcu_loom))]
     #[cold]
     #[inline(never)]
@@ -441,9 +442,9 @@ impl Callbacks {
         let limit = gp.memory_limit();
         let threshold = gp.callback_threshold();
         let crossed_threshold = before < threshold && before + n >= threshold;
-        // Wake the reclaim thread for the first callback, and end its
-        // pacing (`pace`) when the count or half the memory limit is
-        // crossed.
+        // Wake the reclaim thread for the first callback and when the
+        // count or half the memory limit is crossed (the latter ends its
+        // pacing: `pace`).
         if before == 0 || crossed_threshold || (held >= limit / 2 && held_before < limit / 2) {
             self.call_ready.set();
         }
