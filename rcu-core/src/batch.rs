@@ -11,8 +11,8 @@
 //! A batch moves to the domain's queue as one node:
 //!
 //! - when it is full or holds a sixteenth of the memory limit, by its owner
-//!   (one that reaches the forcing threshold only wakes the reclaim thread,
-//!   which counts batched callbacks);
+//!   (one that reaches the forcing threshold only kicks the forcing checks,
+//!   which count batched callbacks);
 //! - before every grace period the reclaim thread starts for callbacks, by
 //!   the reclaim thread (a *harvest*);
 //! - when a `drain` starts, by the drainer, before it queues its marker.

@@ -6,7 +6,7 @@
 //! which moves to the domain's queue as one node when it fills or holds a
 //! sixteenth of the memory limit, or when the reclaim thread or a `drain`
 //! harvests every thread's batch. A batch that reaches the forcing
-//! threshold wakes the reclaim thread (which counts batched callbacks) and
+//! threshold kicks the forcing checks (which count batched callbacks) and
 //! stays where it is until the harvest.
 //!
 //! The reclaim thread waits for the first callback, harvests the batches,
@@ -78,7 +78,9 @@ pub(crate) type Spawn<'a> = &'a dyn Fn() -> std::io::Result<thread::JoinHandle<(
 /// One domain's callback queue and reclaim thread.
 pub(crate) struct Callbacks {
     pub(crate) queue: Queue,
-    /// Set when the first callback of a batch arrives (and at shutdown).
+    /// Set when the reclaim thread may have something to do: the first
+    /// callback of a batch, a count crossing the forcing threshold or half
+    /// the memory limit, a drain, a `start_poll`, a task's hurry, shutdown.
     pub(crate) call_ready: Event,
     /// A reclaim thread runs (or is being started): see the module docs.
     pub(crate) running: AtomicBool,
@@ -375,11 +377,12 @@ impl Callbacks {
     /// What a batch that has just grown to `len` callbacks holding `bytes`
     /// needs: to go to the queue now when it alone holds a sixteenth of the
     /// memory limit or takes the queued bytes across the limit (so that
-    /// helping starts at once: helpers look at queued bytes); a wake-up of
-    /// the reclaim thread and the forcing checks when it reaches the forcing
-    /// threshold, alone or with the queued callbacks (as if nothing were
-    /// batched: they count batched callbacks; batches of other threads are
-    /// counted at the grace period's next check).
+    /// helping starts at once: helpers look at queued bytes); a kick of the
+    /// forcing checks (and a wake-up of the reclaim thread) when it reaches
+    /// the forcing threshold, alone or with the queued callbacks (as if
+    /// nothing were batched: the forcing checks count batched callbacks;
+    /// batches of other threads are counted at the grace period's next
+    /// check).
     #[cfg(not(rcu_loom))]
     #[inline]
     fn batch_is_due(&self, gp: &GracePeriods, len: usize, bytes: usize) -> Due {
