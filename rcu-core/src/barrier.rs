@@ -480,6 +480,13 @@ impl AtomicCounter {
         // Relaxed: a statistic; nothing is ordered by it.
         self.0.load(std::sync::atomic::Ordering::Relaxed)
     }
+    /// Sets the counter (a recount, by a thread that is the only one: a
+    /// `fork()` child's repair).
+    #[cfg_attr(rcu_loom, allow(dead_code))]
+    pub(crate) fn set(&self, v: u64) {
+        // Relaxed: a statistic.
+        self.0.store(v, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 #[cfg(all(test, not(rcu_loom)))]

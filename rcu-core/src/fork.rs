@@ -441,6 +441,16 @@ impl DomainLocks {
         }
         p.pending.store(pending, Ordering::Relaxed);
         p.pending_bytes.set(pending_bytes);
+        // `queued` too, from what the child holds: run, pending, and ready
+        // but not taken. A thread that counted callbacks as queued but had
+        // not pushed them yet (a `drain` allocating its marker's node,
+        // unlocked) lost them at the fork, and so did a runner that had
+        // taken a chunk but not counted it run yet; either way the count
+        // kept them, and `queued == run` never held again in the child.
+        let ready: usize = self.ready.list.iter().map(Chunk::len).sum();
+        cb.stats
+            .queued
+            .set(cb.stats.run.get().saturating_add((pending + ready) as u64));
         // Batches of threads that are gone may hold callbacks that no one
         // will flag: the next reclaim thread harvests them at once.
         let _ = p.batches.mark_dirty();
