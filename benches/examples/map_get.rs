@@ -1,7 +1,11 @@
 //! Single-thread `get` on 64 K `u64` keys (or `MAP_GET_KEYS`): `rcu-hashmap` (one `read_lock`
-//! per get) against an unsynchronised `std::collections::HashMap` with the
-//! same hasher. Interleaves short samples of each and reports the fastest
+//! per get, and one `pin` for a whole sample) against an unsynchronised
+//! `std::collections::HashMap` and papaya (a `pin` per get) with the same
+//! hasher, then replacing inserts (ours, ours without retiring the replaced
+//! node, papaya). Interleaves short samples of each and reports the fastest
 //! sample of each, which is what a loaded shared machine can still measure.
+//! Its `ratio` is our time over `std`'s (above 1: slower than `std`), the
+//! inverse of the runner's peer-over-ours ratios.
 //!
 //! ```text
 //! cargo run --release -p rcu-bench --example map_get

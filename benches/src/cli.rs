@@ -10,13 +10,14 @@ pub const DEFAULT_SECS: f64 = 2.5;
 pub const QUICK_SECS: f64 = 0.35;
 
 /// Head-to-head benchmarks of rcu-rs against crossbeam-epoch, seize,
-/// arc-swap and std's RwLock.
+/// arc-swap, papaya, dashmap, scc, congee, crossbeam-skiplist and std's
+/// locks and collections.
 ///
 /// Every measurement runs for a fixed time; a run takes about (number of
 /// measurements) × (seconds per measurement), which the runner prints before
 /// it starts (`--list` prints it without measuring). On a 2-CPU machine a
 /// full run is 185 measurements: about 8 minutes with the structures'
-/// set-up, or about 2 minutes with `--quick`.
+/// set-up, or 1 to 2 minutes with `--quick`.
 /// The read-side scaling group has one row per thread count, so more CPUs
 /// mean more measurements.
 #[derive(Parser, Debug, Clone)]
@@ -69,7 +70,8 @@ const AFTER_HELP: &str = "\
 Output: each run writes results.json, results.csv, results.md and one SVG
 chart per group to a folder of its own, DIR/<run-id>/ (run-id: UTC date and
 time, with -partial for a filtered run); DIR/latest.txt and
-DIR/latest-full.txt name the newest run and the newest full run. Baselines
+DIR/latest-full.txt name the newest run and the newest unfiltered run (at
+any --duration or --quick). Baselines
 live in DIR/baselines/NAME.json.
 
 Ratio = peer time / rcu-rs time (above 1: rcu-rs is faster).";
