@@ -24,8 +24,10 @@ fn main() {
 #[cfg(all(target_os = "linux", not(miri), not(rcu_loom)))]
 mod cases {
 
-    use rcu_core::{Config, RcuDomain};
+    use rcu_core::{Config, RcuCell, RcuDomain};
+    use std::os::unix::process::CommandExt;
     use std::panic::{AssertUnwindSafe, catch_unwind};
+    use std::process::{Command, Stdio};
     use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering::SeqCst};
     use std::sync::{Arc, Barrier, mpsc};
     use std::task::{Context, Waker};
@@ -724,6 +726,122 @@ mod cases {
         d.drain();
     }
 
+    /// A value that poisons itself when dropped, counting its drops.
+    struct Canary {
+        magic: AtomicU64,
+        drops: Arc<AtomicU64>,
+    }
+
+    const LIVE: u64 = 0x11fe;
+
+    impl Canary {
+        fn new(drops: &Arc<AtomicU64>) -> Self {
+            Canary {
+                magic: AtomicU64::new(LIVE),
+                drops: Arc::clone(drops),
+            }
+        }
+    }
+
+    impl Drop for Canary {
+        fn drop(&mut self) {
+            self.magic.store(0xdead, SeqCst);
+            self.drops.fetch_add(1, SeqCst);
+        }
+    }
+
+    /// Starts `/bin/true` (or `/bin/echo`) the four ways a program does:
+    /// `Command::status` and `output` (the C library's `posix_spawn`, a
+    /// `vfork`-like clone that runs no fork handlers), `Command` with a
+    /// `pre_exec` closure (a real `fork()`), and `fork()` + `execv`. Returns
+    /// what went wrong, if anything.
+    fn spawn_every_way() -> Result<(), String> {
+        let status = Command::new("/bin/true")
+            .stdin(Stdio::null())
+            .status()
+            .map_err(|e| format!("spawn: {e}"))?;
+        let out = Command::new("/bin/echo")
+            .arg("spawned")
+            .output()
+            .map_err(|e| format!("output: {e}"))?;
+        let mut pre_exec = Command::new("/bin/true");
+        // SAFETY: the closure does nothing.
+        unsafe { pre_exec.pre_exec(|| Ok(())) };
+        let forked = pre_exec.status().map_err(|e| format!("pre_exec: {e}"))?;
+        // SAFETY: the child only calls `execv` and `_exit`.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let path = c"/bin/true";
+            let argv = [path.as_ptr(), std::ptr::null()];
+            // SAFETY: a valid path and a null-terminated argument list.
+            unsafe {
+                libc::execv(path.as_ptr(), argv.as_ptr());
+                libc::_exit(127);
+            }
+        }
+        child_verdict(pid).map_err(|e| format!("fork + execv: {e}"))?;
+        if !status.success() || !forked.success() || out.stdout != b"spawned\n" {
+            return Err(format!("{status:?}, {forked:?}, {out:?}"));
+        }
+        Ok(())
+    }
+
+    /// Children started every way (`posix_spawn`, `pre_exec`, `fork` +
+    /// `execv`) while readers read a cell a writer keeps replacing and a
+    /// producer floods `call_rcu` over a small memory limit (so producers
+    /// help run callbacks): afterwards the parent's grace periods and drains
+    /// complete, every callback ran once, no reader saw a dropped value, and
+    /// the counts agree.
+    pub(super) fn children_spawned_every_way_leave_the_parent_working() {
+        let d = RcuDomain::with_config(Config::default().memory_limit(64 << 10));
+        let drops = Arc::new(AtomicU64::new(0));
+        let cell = RcuCell::new_in(Canary::new(&drops), &d);
+        let (queued, ran) = (AtomicU64::new(0), Arc::new(AtomicU64::new(0)));
+        let (stop, bad_reads, replaced) =
+            (AtomicBool::new(false), AtomicU64::new(0), AtomicU64::new(0));
+        let verdicts = std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    let reader = d.register();
+                    while !stop.load(SeqCst) {
+                        let g = reader.read_lock();
+                        if cell.read(&g).magic.load(SeqCst) != LIVE {
+                            bad_reads.fetch_add(1, SeqCst);
+                        }
+                    }
+                });
+            }
+            s.spawn(|| {
+                while !stop.load(SeqCst) {
+                    drop(cell.replace(Canary::new(&drops)));
+                    replaced.fetch_add(1, SeqCst);
+                }
+            });
+            s.spawn(|| {
+                while !stop.load(SeqCst) {
+                    let ran = Arc::clone(&ran);
+                    d.call_rcu(move || {
+                        ran.fetch_add(1, SeqCst);
+                    });
+                    queued.fetch_add(1, SeqCst);
+                }
+            });
+            let verdicts: Vec<_> = (0..6).map(|_| spawn_every_way()).collect();
+            stop.store(true, SeqCst);
+            verdicts
+        });
+        verdicts.into_iter().collect::<Result<(), _>>().unwrap();
+        d.synchronize();
+        d.synchronize_expedited();
+        d.drain();
+        assert_eq!(bad_reads.load(SeqCst), 0, "a reader saw a dropped value");
+        assert_eq!(ran.load(SeqCst), queued.load(SeqCst));
+        assert_eq!(drops.load(SeqCst), replaced.load(SeqCst));
+        let s = d.stats();
+        assert_eq!(s.callbacks_queued, s.callbacks_run);
+        assert_eq!((s.callbacks_pending, s.callbacks_pending_bytes), (0, 0));
+    }
+
     /// The thread whose allocations [`SlowAlloc`] slows (its
     /// `pthread_self`), or 0.
     static SLOW_THREAD: AtomicUsize = AtomicUsize::new(0);
@@ -857,6 +975,10 @@ mod cases {
         (
             "counts_agree_in_a_child_forked_during_a_drain",
             counts_agree_in_a_child_forked_during_a_drain,
+        ),
+        (
+            "children_spawned_every_way_leave_the_parent_working",
+            children_spawned_every_way_leave_the_parent_working,
         ),
     ];
 
