@@ -115,7 +115,8 @@
 //!   callbacks). Limits: in the child, callbacks that another thread was
 //!   running at the instant of fork (the rest of its chunk, at most 256) are
 //!   leaked, not run, and so are those of a push another thread had half
-//!   done at that instant, with every push behind it; a domain whose
+//!   done at that instant, with every push behind it (the statistics
+//!   leave them out: `callbacks_queued` is recounted); a domain whose
 //!   last handle was dropped before the fork runs its pending callbacks in
 //!   the parent only; the membarrier registration is inherited (the kernel
 //!   clears it only at `exec`) and renewed in the child. Locks outside the
@@ -123,7 +124,9 @@
 //!   lock while any thread starts or exits, and a fork at that instant
 //!   leaves the child unable to start threads (the reclaim thread too). As
 //!   with any multi-threaded `fork`, prefer `exec` in the child when you
-//!   can.
+//!   can. `std::process::Command` starts children with the C library's
+//!   `posix_spawn` (no fork handlers run) unless a `pre_exec` closure asks
+//!   for a `fork()`, whose handlers then run as above.
 //! * **Exit**: callbacks still pending in the process-wide domain at exit
 //!   do not run; [`drain`] first if they matter.
 //!
