@@ -124,9 +124,9 @@
 //!   lock while any thread starts or exits, and a fork at that instant
 //!   leaves the child unable to start threads (the reclaim thread too). As
 //!   with any multi-threaded `fork`, prefer `exec` in the child when you
-//!   can. `std::process::Command` starts children with the C library's
-//!   `posix_spawn` (no fork handlers run) unless a `pre_exec` closure asks
-//!   for a `fork()`, whose handlers then run as above.
+//!   can. `std::process::Command` usually starts children with the C
+//!   library's `posix_spawn` (no fork handlers run); with a `pre_exec`
+//!   closure (among other settings) it forks, and they run as above.
 //! * **Exit**: callbacks still pending in the process-wide domain at exit
 //!   do not run; [`drain`] first if they matter.
 //!
