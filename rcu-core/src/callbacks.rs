@@ -49,7 +49,8 @@
 //! In the child of a `fork()` the reclaim thread does not exist (unless it is
 //! the forking thread: a fork from a callback): the fork handlers clear
 //! `running`, put the batch it had in flight back in the queue and recount
-//! `pending` (`fork.rs`), so the next caller starts one.
+//! `pending`, `pending_bytes` and the queued statistic (`fork.rs`), so the
+//! next caller starts one.
 
 use crate::barrier::AtomicCounter;
 #[cfg(not(rcu_loom))]

@@ -81,8 +81,11 @@
 //!   queue are rebuilt into one queue node in order; batches of threads that
 //!   are gone are harvested normally (by the next harvest: the batches are
 //!   marked dirty), and stay allocated (a 10 KiB ring each: the
-//!   thread-locals that own them are never destroyed in the child). `pending` and `pending_bytes` are recounted from what is really queued, in flight and ready (a producer
-//!   that was between its count and its push is gone, with its callbacks).
+//!   thread-locals that own them are never destroyed in the child).
+//!   `pending` and `pending_bytes` are recounted from what is really
+//!   queued, in flight and ready, and `callbacks_queued` as what has run
+//!   plus those (a producer or drainer that was between its count and its
+//!   push is gone, with its callbacks).
 //!   Chunks that other threads were running are forgotten, so `drain` waits
 //!   only for the forking thread's own chunk: in the child, the callback
 //!   that was running and those after it in its chunk (at most 256) are
@@ -91,6 +94,10 @@
 //!   statistics count them as run too, and its pending counts are exact.
 //! * **Forcing counts**: drains and expedited grace periods in progress are
 //!   only the forking thread's own (none can be a drain).
+//! * **Grace-period statistics**: a leader cut off by the fork may have
+//!   counted its grace period only partly (the counters are bumped one after
+//!   the other); `grace_periods` is recounted from the histogram and
+//!   `forced` from its causes.
 //!
 //! And once per process: the membarrier registration is made again (the
 //! kernel copies it with the `mm`, and clears it only at `exec`;
@@ -107,6 +114,7 @@
 //! parent, and in the child a walk of each domain's registry and pending
 //! callbacks.
 
+use crate::barrier::AtomicCounter;
 use crate::batch::Locked;
 use crate::callbacks::{Callbacks, Ready};
 use crate::config::Config;
@@ -401,6 +409,25 @@ impl DomainLocks {
             if seq & 1 != 0 {
                 gp.seq.store(seq - 1, Ordering::Relaxed);
             }
+            // It may have been cut off while counting its grace period, one
+            // counter after the other (`GracePeriods::count`: the total, the
+            // histogram, `forced`, the cause): make the total agree with the
+            // histogram and `forced` with its causes.
+            let s = &gp.stats;
+            s.grace_periods
+                .set(s.histogram.iter().map(AtomicCounter::get).sum());
+            s.forced.set(
+                [
+                    &s.forced_expedite,
+                    &s.forced_drain,
+                    &s.forced_memory,
+                    &s.forced_callbacks,
+                    &s.forced_polls,
+                ]
+                .iter()
+                .map(|c| c.get())
+                .sum(),
+            );
         }
         // The forking thread, running one of its callbacks (or a notifier
         // or hook as its leader), goes on being the reclaim thread.

@@ -788,6 +788,11 @@ impl GracePeriods {
         // counts below before `grace_periods`: a snapshot that counts this
         // grace period in them counts it in `grace_periods` too.
         std::sync::atomic::fence(Ordering::Release);
+        // The histogram next, then the forcing: a `fork()` that cuts this
+        // sequence short leaves the child counts it can make agree again
+        // (`grace_periods` from the histogram, `forced` from its causes).
+        stats.histogram[GpHistogram::bucket_of(elapsed)].bump();
+        stats.longest_gp_ns.max(nanos(elapsed));
         if let Some(cause) = forced {
             stats.forced.bump();
             // Release: pairs with the first Acquire fence in `stats()`, which
@@ -801,8 +806,6 @@ impl GracePeriods {
                 Cause::Polls => stats.forced_polls.bump(),
             }
         }
-        stats.histogram[GpHistogram::bucket_of(elapsed)].bump();
-        stats.longest_gp_ns.max(nanos(elapsed));
     }
 
     /// The condition that forces the current grace period, if any.

@@ -115,8 +115,9 @@
 //!   callbacks). Limits: in the child, callbacks that another thread was
 //!   running at the instant of fork (the rest of its chunk, at most 256) are
 //!   leaked, not run, and so are those of a push another thread had half
-//!   done at that instant, with every push behind it (the statistics
-//!   leave them out: `callbacks_queued` is recounted); a domain whose
+//!   done at that instant, with every push behind it (those are left out
+//!   of `callbacks_queued`, which is recounted; the rest of a running chunk
+//!   counts as run); a domain whose
 //!   last handle was dropped before the fork runs its pending callbacks in
 //!   the parent only; the membarrier registration is inherited (the kernel
 //!   clears it only at `exec`) and renewed in the child. Locks outside the

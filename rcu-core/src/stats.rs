@@ -45,6 +45,10 @@ pub struct Stats {
     /// Heavy barriers issued (each one a `membarrier` call in that mode).
     pub heavy_barriers: u64,
     /// Callbacks queued with `call_rcu` / `defer_drop` (and one per `drain`).
+    /// In the child of a `fork()`, recounted from what the child holds:
+    /// callbacks another thread was queueing at the instant of the fork are
+    /// lost there and left out, so it may be lower than the parent's count
+    /// at the fork.
     pub callbacks_queued: u64,
     /// Callbacks taken to run (including ones that panicked): a runner
     /// counts a chunk of up to 256 callbacks when it takes it, so this runs
