@@ -346,6 +346,16 @@
 //! grace period in a task that holds an owned guard of the same domain (it
 //! would wait for itself).
 //!
+//! Dropping the last handle of an independent [`RcuDomain`] is such a wait
+//! too: it runs every queued callback, each after its grace period, and
+//! joins the domain's reclaim thread, blocking the executor thread for
+//! that long. A data structure bound to the domain (the structures'
+//! `new_in`, [`RcuCell::new_in`]) holds a handle, so dropping the last such
+//! structure in a task does the same. Keep a handle outside the tasks (in
+//! the service's state), or drop the last one with the runtime's blocking
+//! facility (`tokio::task::spawn_blocking`). The process-wide domain never
+//! shuts down, so dropping its handles costs nothing.
+//!
 //! clippy can enforce the first rule: list the guard in `clippy.toml`,
 //!
 //! ```toml

@@ -19,6 +19,43 @@ assert_not_impl_any!(RcuHashMap<u64, Rc<u8>>: Send, Sync);
 assert_not_impl_any!(RcuHashMap<u64, Cell<u8>>: Sync);
 assert_impl_all!(MapRef<'static, u64, u64, std::hash::RandomState, rcu_core::OwnedReadGuard>: Send);
 assert_not_impl_any!(MapRef<'static, u64, u64, std::hash::RandomState, rcu_hashmap::LocalGuard>: Send, Sync);
+// Iterators hold `&'g` nodes: they may cross an `.await` of a spawned task
+// (on an owned guard) when `K` and `V` are `Send + Sync`. They were not
+// `Send` at all (raw node pointers in their buffer).
+assert_impl_all!(rcu_hashmap::Iter<'static, u64, String>: Send, Sync);
+assert_impl_all!(rcu_hashmap::Keys<'static, u64, String>: Send, Sync);
+assert_impl_all!(rcu_hashmap::Values<'static, u64, String>: Send, Sync);
+assert_not_impl_any!(rcu_hashmap::Iter<'static, u64, Cell<u8>>: Send, Sync);
+assert_not_impl_any!(rcu_hashmap::Iter<'static, u64, Rc<u8>>: Send, Sync);
+
+/// An iteration started on one thread goes on on another, with the owned
+/// guard it runs under (a task moved by its executor after an `.await`),
+/// while a writer removes keys: every key never removed is yielded once.
+#[test]
+fn an_iterator_moves_to_another_thread_with_its_owned_guard() {
+    let n: u32 = if cfg!(miri) { 200 } else { 3_000 };
+    let map: RcuHashMap<u32, String> = (0..n).map(|i| (i, i.to_string())).collect();
+    let guard = map.domain().read_lock_owned();
+    let mut it = map.iter(&guard);
+    let mut seen: Vec<u32> = it.by_ref().take(n as usize / 30).map(|(k, _)| *k).collect();
+    for k in (0..n).filter(|k| k % 3 == 0) {
+        drop(map.remove(&k));
+    }
+    let rest: Vec<(u32, String)> = std::thread::scope(|s| {
+        s.spawn(move || it.map(|(k, v)| (*k, v.clone())).collect())
+            .join()
+            .unwrap()
+    });
+    drop(guard);
+    assert!(rest.iter().all(|(k, v)| *v == k.to_string()));
+    seen.extend(rest.iter().map(|&(k, _)| k));
+    let mut sorted = seen.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), seen.len(), "a key yielded twice");
+    let kept: Vec<u32> = sorted.into_iter().filter(|k| k % 3 != 0).collect();
+    assert_eq!(kept, (0..n).filter(|k| k % 3 != 0).collect::<Vec<_>>());
+}
 
 #[test]
 #[should_panic(expected = "guard of another")]

@@ -9,8 +9,58 @@ mod common;
 use common::{Counted, Rng};
 use rcu_core::RcuDomain;
 use rcu_radix::{Mark, RcuRadixTree};
+use static_assertions::{assert_impl_all, assert_not_impl_any};
+use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+// An iterator yields `&V` and reads nodes with atomics only: it may cross
+// threads (an `.await` in a spawned task, on an owned guard) when `V` is
+// `Sync`. It was not `Send` at all (raw node pointers in its cursor).
+assert_impl_all!(rcu_radix::Iter<'static, String>: Send, Sync);
+assert_not_impl_any!(rcu_radix::Iter<'static, Cell<u8>>: Send, Sync);
+
+/// A scan started on one thread goes on on another (as a task's does after
+/// an `.await` on a multi-threaded executor), under an owned guard that
+/// moves with it, while a writer removes keys ahead of it: it yields the
+/// untouched keys, in order, once each.
+#[test]
+fn a_scan_moves_to_another_thread_with_its_owned_guard() {
+    let n: u64 = if cfg!(miri) { 300 } else { 2_000 };
+    let tree: RcuRadixTree<String> = (0..n).map(|k| (k * 7, k.to_string())).collect();
+    let guard = tree.domain().read_lock_owned();
+    let mut it = tree.range(..n / 2 * 7, &guard);
+    let first: Vec<u64> = it.by_ref().take(10).map(|(k, _)| k).collect();
+    assert_eq!(first, (0..10u64).map(|k| k * 7).collect::<Vec<_>>());
+    // Odd keys above the scan's position go while it is suspended.
+    for k in (20..n).filter(|k| k % 2 == 1) {
+        drop(tree.remove(k * 7));
+    }
+    let rest: Vec<(u64, String)> = std::thread::scope(|s| {
+        s.spawn(move || it.map(|(k, v)| (k, v.clone())).collect())
+            .join()
+            .unwrap()
+    });
+    drop(guard);
+    let even_rest: Vec<u64> = rest
+        .iter()
+        .map(|&(k, _)| k)
+        .filter(|k| (k / 7) % 2 == 0)
+        .collect();
+    assert_eq!(
+        even_rest,
+        (10..n / 2)
+            .map(|k| k * 7)
+            .filter(|k| (k / 7) % 2 == 0)
+            .collect::<Vec<_>>(),
+        "every key present for the whole scan, in order, once"
+    );
+    assert!(
+        rest.windows(2).all(|w| w[0].0 < w[1].0),
+        "strictly ascending"
+    );
+    assert!(rest.iter().all(|(k, v)| *v == (k / 7).to_string()));
+}
 
 /// Stable keys: multiples of 3 in `0..n*3`, plus two near `3 << 40`, all
 /// below `1 << 42`, so that churned keys above them grow the root and their

@@ -890,7 +890,10 @@ pub(crate) struct RawIter<'g, K, V> {
     map: &'g RawMap<K, V>,
     next_lo: u64,
     finished: bool,
-    buf: Vec<*const Node<K, V>>,
+    /// The current range's nodes. References, not raw pointers: the
+    /// iterator is `Send` and `Sync` exactly when `&Node` is (an iterator
+    /// on an owned guard may cross an `.await` in a spawned task).
+    buf: Vec<&'g Node<K, V>>,
     pos: usize,
 }
 
@@ -898,11 +901,9 @@ impl<'g, K: Eq, V> RawIter<'g, K, V> {
     /// The next node.
     pub(crate) fn next_node(&mut self) -> Option<&'g Node<K, V>> {
         loop {
-            if let Some(&p) = self.buf.get(self.pos) {
+            if let Some(&n) = self.buf.get(self.pos) {
                 self.pos += 1;
-                // SAFETY: collected under the critical section that
-                // `RawMap::iter`'s caller holds for `'g`; alive until then.
-                return Some(unsafe { &*p });
+                return Some(n);
             }
             if self.finished {
                 return None;
@@ -930,10 +931,12 @@ impl<'g, K: Eq, V> RawIter<'g, K, V> {
                 // Acquire: as in `find`.
                 let mut p = untag(t.slot_at(b).load(Ordering::Acquire)).cast::<Node<K, V>>();
                 while !p.is_null() {
-                    // SAFETY: as in `find`.
-                    let n = unsafe { &*p };
+                    // SAFETY: as in `find`; and the caller holds the
+                    // critical section for `'g` (`RawMap::iter`), so the
+                    // node stays alive that long.
+                    let n: &'g Node<K, V> = unsafe { &*p };
                     if (lo..=hi).contains(&n.hash) {
-                        self.buf.push(p);
+                        self.buf.push(n);
                     }
                     // Acquire: as in `find`.
                     p = n.next.load(Ordering::Acquire);
@@ -953,13 +956,10 @@ impl<'g, K: Eq, V> RawIter<'g, K, V> {
             // chains (before and after its move). Keep its first node.
             let mut keep = 0;
             for i in 0..self.buf.len() {
-                // SAFETY: collected above, alive as in `find`.
-                let n = unsafe { &*self.buf[i] };
-                let dup = self.buf[..keep].iter().any(|&m| {
-                    // SAFETY: as above.
-                    let m = unsafe { &*m };
-                    m.hash == n.hash && m.key == n.key
-                });
+                let n = self.buf[i];
+                let dup = self.buf[..keep]
+                    .iter()
+                    .any(|m| m.hash == n.hash && m.key == n.key);
                 if !dup {
                     self.buf[keep] = self.buf[i];
                     keep += 1;

@@ -105,6 +105,19 @@ pub(crate) struct Cursor<'g, V> {
     _values: PhantomData<&'g Leaf<V>>,
 }
 
+// SAFETY: the cursor is a set of shared references that live for `'g`,
+// stored as raw pointers: to nodes (their fields are atomics or never
+// change after publication, so `Node` is `Sync`), to bottom nodes and
+// leaves, whose values it hands out as `&'g V`, and to the root slot (an
+// atomic). Moving it to another thread, or sharing it (its methods take
+// `&mut self`), gives that thread no more than `&'g V` and atomic loads, which
+// is sound when `V: Sync`. The guard that keeps them alive is borrowed for
+// `'g` by whoever made the cursor; the borrow checker ties every use to it,
+// on whichever thread.
+unsafe impl<V: Sync> Send for Cursor<'_, V> {}
+// SAFETY: as for `Send`.
+unsafe impl<V: Sync> Sync for Cursor<'_, V> {}
+
 /// A step's result: an entry to yield, or nothing (keep walking).
 type Step<'g, V> = Option<(u64, &'g V)>;
 
