@@ -38,13 +38,15 @@
 //! - or a taker was between its load of `tail` and its store of `head`
 //!   (or that store was not yet visible to the owner): a common race while
 //!   the reclaim thread harvests a busy producer. Every take is followed by
-//!   a grace period (the reclaim thread's own; a drainer's marker; the
+//!   a grace period of the queue's consumer (the reclaim thread's own
+//!   batch; a drainer's marker, in the batch of whoever collects it; the
 //!   owner's own takes are never stale to it), and a grace period runs a
 //!   *heavy* barrier. The owner's load that missed the store came before
 //!   its side of that barrier, so its earlier `tail` store is visible after
-//!   it: the reclaim thread's scan after each grace period
-//!   ([`Batches::any_waiting`]) finds the callback and harvests again (in a
-//!   stream the next harvest was coming anyway).
+//!   it: the consumer's scan after each of its grace periods
+//!   ([`Batches::any_waiting`]) finds the callback and flags it, and the
+//!   reclaim thread harvests again (in a stream the next harvest was
+//!   coming anyway).
 //!
 //! The forcing threshold and the memory limit count batched callbacks too:
 //! [`Batches::pending`] sums `tail - head` and the bytes of every ring.

@@ -83,10 +83,13 @@ pub struct Config {
     ///
     /// **Callback order**: each thread's callbacks run in the order it
     /// queued them, one after another, whoever runs them. Without helpers
-    /// (below the limit) every callback runs in queue order on the reclaim
-    /// thread. While producers help, runners take chunks in queue order but
-    /// never two of one thread at once, so the callbacks of different
-    /// threads run side by side, on the reclaim thread and on producers'.
+    /// (below the limit) callbacks run in queue order, on the reclaim thread
+    /// or on a thread in [`drain`](crate::drain) (which runs those queued
+    /// before it when the reclaim thread is not collecting them already),
+    /// one runner at a time for each thread's callbacks. While producers
+    /// help, runners take chunks in queue order but never two of one
+    /// thread at once, so the callbacks of different threads run side by
+    /// side, on the reclaim thread and on producers'.
     /// Two things always hold as well: a callback runs after a grace period
     /// that started after its `call_rcu`, and [`drain`](crate::drain) returns only
     /// after every callback queued before it has finished. A helper runs

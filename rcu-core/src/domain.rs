@@ -662,7 +662,10 @@ impl RcuDomain {
         self.inner.synchronize_since(cookie);
     }
 
-    /// Runs `f` on the reclaim thread after a grace period. Wait-free for
+    /// Runs `f` after a grace period: on the reclaim thread, or on a
+    /// thread in [`drain`](Self::drain) (which runs what was queued before
+    /// it itself when the reclaim thread is not collecting it already).
+    /// Wait-free for
     /// the caller while the domain is under its [`Config::memory_limit`];
     /// over it, a caller outside any critical section helps run ready
     /// callbacks (of any thread of the domain) on its own thread and may
@@ -685,7 +688,7 @@ impl RcuDomain {
         self.inner.call_rcu(&self.inner, f, 0);
     }
 
-    /// Drops `value` on the reclaim thread after a grace period (a
+    /// Drops `value` after a grace period, where `call_rcu` runs it (a
     /// [`call_rcu`](Self::call_rcu): over a memory limit, the caller may
     /// help run callbacks).
     pub fn defer_drop<T: Send + 'static>(&self, value: T) {
@@ -700,7 +703,7 @@ impl RcuDomain {
     }
 
     /// Retires a node: drops the `Box` that `ptr` came from after a grace
-    /// period, on the reclaim thread (crossbeam's `defer_destroy`, Linux's
+    /// period, where `call_rcu` runs it (crossbeam's `defer_destroy`, Linux's
     /// `kfree_rcu`; a [`call_rcu`](Self::call_rcu), so over a memory limit
     /// the caller may help run callbacks). Nothing that asserts unique access to the node (no
     /// `Box`, no `&mut`) is made before the grace period has passed, so
@@ -764,7 +767,8 @@ impl RcuDomain {
     }
 
     /// Waits until every callback queued before this call has run; not
-    /// those they queue in turn (see [`crate::drain`]).
+    /// those they queue in turn (see [`crate::drain`], also for which
+    /// callbacks it runs on the calling thread).
     ///
     /// Inside a critical section of another domain it waits as anywhere,
     /// so none of this domain's callbacks may wait for a grace period of

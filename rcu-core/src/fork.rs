@@ -77,8 +77,9 @@
 //!   thread (a fork from a callback), it does not exist: `running` is
 //!   cleared and its join handle forgotten, and the next `call_rcu`,
 //!   `drain`, `start_poll` or `synchronize_async` starts one.
-//! * **Callbacks**: the in-flight batch (a dead reclaim thread's) and the
-//!   queue are rebuilt into one queue node in order; batches of threads that
+//! * **Callbacks**: the in-flight batch (of a consumer that is gone: the
+//!   reclaim thread, or a thread in `drain`; the consumer token is given
+//!   back) and the queue are rebuilt into one queue node in order; batches of threads that
 //!   are gone are harvested normally (by the next harvest: the batches are
 //!   marked dirty), and stay allocated (a 10 KiB ring each: the
 //!   thread-locals that own them are never destroyed in the child).
@@ -231,7 +232,7 @@ struct DomainLocks {
     _event_hook: std::sync::MutexGuard<'static, Option<EventHook>>,
     _unavailable: std::sync::MutexGuard<'static, Option<&'static str>>,
     reclaim: MutexGuard<'static, Option<thread::JoinHandle<()>>>,
-    in_flight: std::sync::MutexGuard<'static, Vec<Chunk>>,
+    in_flight: std::sync::MutexGuard<'static, crate::callbacks::InFlight>,
     ready: MutexGuard<'static, Ready>,
     _batch_list: MutexGuard<'static, Vec<Arc<crate::batch::Batch>>>,
     _batches: Vec<Locked<'static>>,
@@ -438,10 +439,15 @@ impl DomainLocks {
             std::mem::forget(self.reclaim.take());
             cb.running.store(false, Ordering::Relaxed);
         }
-        let mut queued: Vec<Callback> = if alive {
+        // The batch in flight goes back to the queue unless the forking
+        // thread is its consumer (a notifier or hook it runs as the leader
+        // of that batch's grace period, on the reclaim thread or in a
+        // `drain`): a consumer that is gone would never finish it.
+        let mut queued: Vec<Callback> = if me.is_some() && self.in_flight.consumer == me {
             Vec::new()
         } else {
-            std::mem::take(&mut *self.in_flight)
+            self.in_flight.consumer = None;
+            std::mem::take(&mut self.in_flight.chunks)
                 .into_iter()
                 .flat_map(|c| c.callbacks)
                 .collect()
@@ -452,9 +458,11 @@ impl DomainLocks {
         let bytes = |cbs: &mut dyn Iterator<Item = &Callback>| {
             cbs.map(Callback::bytes).fold(0usize, usize::saturating_add)
         };
-        let pending = queued.len() + self.in_flight.iter().map(Chunk::len).sum::<usize>();
+        let pending = queued.len() + self.in_flight.chunks.iter().map(Chunk::len).sum::<usize>();
         let pending_bytes = bytes(&mut queued.iter())
-            .saturating_add(bytes(&mut self.in_flight.iter().flat_map(|c| &c.callbacks)))
+            .saturating_add(bytes(
+                &mut self.in_flight.chunks.iter().flat_map(|c| &c.callbacks),
+            ))
             .saturating_add(bytes(
                 &mut self.ready.list.iter().flat_map(|c| &c.callbacks),
             ));

@@ -236,7 +236,9 @@ pub fn synchronize_async() -> crate::SynchronizeFuture {
     crate::SynchronizeFuture::new(HANDLE.clone())
 }
 
-/// Runs `f` on the reclaim thread after a grace period. Wait-free for
+/// Runs `f` after a grace period: on the reclaim thread, or on a thread
+/// in [`drain`] (which runs what was queued before it itself when the
+/// reclaim thread is not collecting it already). Wait-free for
 /// the caller while the domain is under its
 /// [`memory_limit`](crate::Config::memory_limit); over it, a caller
 /// outside any critical section helps run ready callbacks and may wait
@@ -263,7 +265,7 @@ pub fn call_rcu(f: impl FnOnce() + Send + 'static) {
     GLOBAL.call_rcu(&HANDLE, f, 0);
 }
 
-/// Drops `value` on the reclaim thread after a grace period (QEMU's
+/// Drops `value` after a grace period, where [`call_rcu`] runs it (QEMU's
 /// `g_free_rcu`; a [`call_rcu`]: over a memory limit, the caller may help
 /// run callbacks). It counts `size_of::<T>()` bytes toward
 /// [`Config::memory_limit`](crate::Config::memory_limit).
@@ -325,6 +327,18 @@ pub fn set_stall_hook(hook: impl Fn(&StallWarning) + Send + Sync + 'static) {
 /// Like Linux's `rcu_barrier`, it does not wait for callbacks that those
 /// callbacks queue in turn: they are queued after the call. Drain again
 /// (or loop until [`Stats::callbacks_pending`] is 0) to chase chains.
+///
+/// When the reclaim thread is not collecting callbacks at the moment (it
+/// is idle, gathering a batch, or running one), the drain collects them
+/// itself: it takes what is queued off the queue, waits for its grace
+/// period and runs the callbacks queued before the call (of every thread)
+/// on the calling thread, then leaves the rest to the reclaim thread. So
+/// a drain costs about a grace period plus the callbacks' own work, with
+/// no hand-off to the reclaim thread and back, and callbacks may run on
+/// the thread that drains: do not drain while holding a lock that a
+/// callback takes (it would deadlock on the reclaim thread too), nor
+/// while a callback's thread-local state (a `RefCell` borrowed across the
+/// call, say) is in use.
 ///
 /// Callbacks still pending in the process-wide domain when the process
 /// exits do not run (no destructor runs for a `static`, and the reclaim

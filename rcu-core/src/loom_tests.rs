@@ -447,6 +447,61 @@ fn callback_queue_model(defect: Defect) {
     });
 }
 
+/// Model 3b: a drain racing the reclaim thread for the queue (the consumer
+/// token of `callbacks.rs`'s `InFlight`): whichever collects, the drain
+/// returns only after every callback queued before it has run, each after
+/// its grace period, each thread's in order; nothing runs twice, and the
+/// domain's drop runs the rest. A drain that collected and left callbacks
+/// after its marker, or a reclaim thread that missed the token's return,
+/// would lose one (the final count) or hang (a deadlock the model reports).
+///
+/// Bounded to 2 preemptions, as the queue model above.
+#[test]
+fn engine_drain_races_the_reclaim_thread_for_the_queue() {
+    bounded_model(Some(2), || {
+        let domain = Arc::new(RcuDomain::with_config(config()));
+        let ran: Arc<Mutex<Vec<(usize, usize)>>> = Arc::new(Mutex::new(Vec::new()));
+        #[allow(clippy::items_after_statements)]
+        type Ran = Arc<Mutex<Vec<(usize, usize)>>>;
+        fn queue(ran: &Ran, p: usize, i: usize, domain: &RcuDomain) {
+            let ran = Arc::clone(ran);
+            let inner = domain.inner.clone();
+            let cookie = inner.cookie();
+            domain.call_rcu(move || {
+                assert!(inner.poll(cookie), "callback ran before its grace period");
+                ran.lock().unwrap().push((p, i));
+            });
+        }
+        let drainer = {
+            let (domain, ran) = (Arc::clone(&domain), Arc::clone(&ran));
+            thread::spawn(move || {
+                queue(&ran, 1, 0, &domain);
+                queue(&ran, 1, 1, &domain);
+                domain.drain();
+                let ran = ran.lock().unwrap();
+                assert!(
+                    ran.contains(&(1, 0)) && ran.contains(&(1, 1)),
+                    "drain returned before a callback queued before it ran: {ran:?}"
+                );
+            })
+        };
+        queue(&ran, 0, 0, &domain);
+        drainer.join().unwrap();
+        let Ok(domain) = Arc::try_unwrap(domain) else {
+            panic!("the drainer is done")
+        };
+        drop(domain);
+        let ran = ran.lock().unwrap();
+        assert_eq!(ran.len(), 3, "{ran:?}");
+        let mine: Vec<usize> = ran
+            .iter()
+            .filter(|(p, _)| *p == 1)
+            .map(|&(_, i)| i)
+            .collect();
+        assert_eq!(mine, [0, 1], "{ran:?}");
+    });
+}
+
 /// Model 4: grace-period sharing: with a second caller running grace
 /// periods concurrently, the writer never returns before a full grace
 /// period that started after it was called.

@@ -13,7 +13,7 @@ use std::sync::{Mutex, MutexGuard};
 ///
 /// Readers [`load`](Self::load) under a [`Guard`] of the pointer's domain
 /// and get a plain `&T` that lives as long as the guard. Writers [`store`](Self::store) (the old
-/// value is dropped after a grace period, on the reclaim thread) or
+/// value is dropped after a grace period, where `call_rcu` runs it) or
 /// [`swap`](Self::swap) (the old value comes back as an [`Unlinked`], for the
 /// caller to retire).
 ///
@@ -502,7 +502,7 @@ impl<T: Send + Sync + 'static> RcuCell<T> {
     ///
     /// Cost: the cell's writer lock, `f`, one allocation for the new value,
     /// and (when the returned [`Unlinked`] is dropped) a `call_rcu` that
-    /// frees the old value after a grace period on the reclaim thread. No
+    /// frees the old value after a grace period, where `call_rcu` runs it. No
     /// grace period is waited for here.
     ///
     /// `f` runs where waits for the cell's domain's grace periods are refused

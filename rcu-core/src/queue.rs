@@ -1,5 +1,5 @@
 //! Callbacks and the domain's callback queue (wait-free for producers,
-//! single consumer).
+//! one consumer at a time).
 //!
 //! A [`Callback`] keeps its closure inline when it fits in three words, as
 //! crossbeam's `Deferred` does (a `defer_free` pointer, a `defer_drop` of a
@@ -156,9 +156,12 @@ pub(crate) struct Queue {
     stub: Node,
 }
 
-// SAFETY: `head` is accessed only by the single consumer (the domain's
-// reclaim thread, or the domain's `Drop` after that thread is joined); the
-// other fields are atomics. Queued closures are `Send`.
+// SAFETY: `head` is accessed only by the consumer, one thread at a time:
+// the holder of the domain's consumer token, under the lock the token is
+// taken and given back under (`InFlight` in `callbacks.rs`), which orders
+// one holder's accesses before the next's; or the child of a `fork()`,
+// alone, with that lock held. The other fields are atomics. Queued
+// closures are `Send`.
 unsafe impl Sync for Queue {}
 // SAFETY: as above.
 unsafe impl Send for Queue {}
@@ -252,7 +255,7 @@ impl Queue {
     /// Dequeues one batch, waiting for a producer that is between its
     /// count and its push, or between its swap and its link. The caller must
     /// know that a batch is queued or coming (the pending count says so);
-    /// single consumer only.
+    /// the consumer only (the token's holder, under its lock).
     pub(crate) fn pop(&self) -> Chunk {
         let stub = ptr::from_ref(&self.stub).cast_mut();
         let mut backoff = Backoff::new();

@@ -242,9 +242,9 @@ pub enum RcuEvent {
         /// The barrier used instead.
         fallback: &'static str,
     },
-    /// A `call_rcu` callback panicked (on the reclaim thread, or on a
-    /// producer helping over the memory limit); the other callbacks still
-    /// run.
+    /// A `call_rcu` callback panicked (on the reclaim thread, on a thread
+    /// in `drain`, or on a producer helping over the memory limit); the
+    /// other callbacks still run.
     CallbackPanic {
         /// The panic message, when it was a string.
         message: Option<String>,

@@ -24,7 +24,9 @@ use std::ops::Deref;
 /// of the domain) on its own thread, for up to about a millisecond. So do
 /// not drop a `Removed` while holding a lock that an element's `Drop` (or
 /// another callback of the domain) takes. Without a limit (the default),
-/// drops run only on the reclaim thread.
+/// drops run on the reclaim thread, or on a thread in `drain` (which runs
+/// the callbacks queued before it itself when the reclaim thread is not
+/// collecting them already).
 ///
 /// Until then the element's link stays *claimed*: inserting the element
 /// (another `Arc` to it, say) into any list panics, because a reader may

@@ -100,8 +100,8 @@ pub(crate) struct RawMap<K, V> {
 
 // SAFETY: the map owns its `K`s and `V`s (moving it moves them: `Send`);
 // through `&RawMap` other threads read `&K`/`&V` (`Sync`) and insert,
-// remove and retire entries, which then drop on the reclaim thread
-// (`Send`). The tables are plain atomics.
+// remove and retire entries, which then drop on another thread (the
+// reclaim thread, or one in `drain`: `Send`). The tables are plain atomics.
 unsafe impl<K: Send, V: Send> Send for RawMap<K, V> {}
 // SAFETY: as above.
 unsafe impl<K: Send + Sync, V: Send + Sync> Sync for RawMap<K, V> {}
@@ -757,7 +757,7 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
 
 /// A node unlinked from the map that readers may still see. Dropping it
 /// retires the node through the map's domain (dropped after a grace
-/// period, on the reclaim thread).
+/// period, where `call_rcu` runs it).
 pub(crate) struct Retired<K: Send + 'static, V: Send + 'static> {
     node: NonNull<Node<K, V>>,
     /// `None` for the process-wide domain (cloning its handle would touch

@@ -115,7 +115,8 @@ unsafe fn retire_node<V: Send + 'static>(n: NonNull<Node>, domain: &RcuDomain) {
     match Bottom::<V>::of(n.as_ptr(), shift) {
         Some(b) => {
             struct Pin<V>(*const Bottom<V>);
-            // SAFETY: the pin is given up on the reclaim thread, with atomics
+            // SAFETY: the pin is given up on whichever thread runs the
+            // callback (the reclaim thread, or one in `drain`), with atomics
             // only (and a free of a node whose cells hold nothing).
             unsafe impl<V> Send for Pin<V> {}
             let pin = Pin(b);
