@@ -108,6 +108,11 @@ pub(crate) struct Callbacks {
     /// would wait at most `callback_pacing`), so a `std` atomic even under
     /// loom, whose models do not pace.
     hurries: std::sync::atomic::AtomicUsize,
+    /// The reclaim thread is gathering (in [`pace`](Self::pace)): a drain
+    /// that took the batch it gathers wakes it, so that the next callback
+    /// is paced or not by what the grace periods find then. Pacing only
+    /// (loom models do not pace), so a `std` atomic.
+    pacing: std::sync::atomic::AtomicBool,
     /// The queue's consumer, and the batch it has taken off the queue and
     /// waits a grace period for (see [`InFlight`]). Shared state (not a
     /// thread's local) so that the child of a `fork()` finds it
@@ -242,6 +247,18 @@ enum Due {
     Queue,
 }
 
+/// Clears a flag when dropped (on every return path of a loop).
+#[cfg(not(rcu_loom))]
+struct ClearOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+
+#[cfg(not(rcu_loom))]
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        // Relaxed: a stale `true` costs a drain one needless wake-up.
+        self.0.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// What the reclaim thread's look before exiting found ([`Callbacks::try_exit`]).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Exit {
@@ -277,6 +294,7 @@ impl Callbacks {
                 reclaim: Mutex::new(None),
                 shutdown: AtomicBool::new(false),
                 hurries: std::sync::atomic::AtomicUsize::new(0),
+                pacing: std::sync::atomic::AtomicBool::new(false),
                 in_flight: Mutex::new(InFlight {
                     chunks: Vec::new(),
                     consumer: None,
@@ -581,6 +599,11 @@ impl Callbacks {
         {
             let deadline = last_end + gp.callback_pacing();
             let p = &gp.pressure;
+            // SeqCst: before the loads of `pending` below, against a
+            // drain's decrement of it before its load of this flag: either
+            // the check sees the batch gone, or the drain wakes this thread.
+            self.pacing.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _done = ClearOnDrop(&self.pacing);
             loop {
                 // Reset, check, wait: a `set` after the reset ends the wait.
                 self.call_ready.reset();
@@ -859,8 +882,13 @@ impl Callbacks {
         // the next callback is paced or not by what the grace periods find
         // now. Woken only now, not when the batch was collected: it would
         // run chunks side by side with this thread, one waiting for the
-        // other.
-        if collected {
+        // other. And only then: a wake-up is a system call (SeqCst: see
+        // `pace`, and the loads of `pending` elsewhere).
+        if collected
+            && (self.pacing.load(Ordering::SeqCst)
+                || gp.pressure.pending.load(Ordering::SeqCst) > 0
+                || !lock(&self.ready).list.is_empty())
+        {
             self.call_ready.set();
         }
         // Nothing more to wait for: every callback queued before the marker
