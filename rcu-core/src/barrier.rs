@@ -482,7 +482,7 @@ impl AtomicCounter {
     }
     /// Sets the counter (a recount, by a thread that is the only one: a
     /// `fork()` child's repair).
-    #[cfg_attr(rcu_loom, allow(dead_code))]
+    #[cfg(all(unix, not(rcu_loom), not(miri)))]
     pub(crate) fn set(&self, v: u64) {
         // Relaxed: a statistic.
         self.0.store(v, std::sync::atomic::Ordering::Relaxed);

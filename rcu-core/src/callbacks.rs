@@ -710,6 +710,18 @@ impl Callbacks {
                     if r.list.is_empty() {
                         return ran;
                     }
+                    // A drain whose marker has run (on any runner) takes
+                    // nothing more: what follows was queued after it began,
+                    // and may wait for it to return (a reviewer's test ran
+                    // such a callback on the drain's thread, which then
+                    // waited for itself). Checked under the lock the
+                    // marker's runner returns its chunk under. Acquire: see
+                    // the marker.
+                    if let Runner::Drainer { done } = runner
+                        && done.load(Ordering::Acquire)
+                    {
+                        return ran;
+                    }
                     if let Some(at) = r.takeable() {
                         break at;
                     }
@@ -834,7 +846,15 @@ impl Callbacks {
         // maybe a little after it, and wait for its grace period on this
         // thread ([`InFlight`]). Otherwise the reclaim thread's next batch
         // takes the marker.
-        let collected = self.try_consume(false) && {
+        // Not where a helper may not run callbacks either (`help`): inside
+        // a critical section of any domain (a callback waiting for that
+        // domain's grace period would wait for this thread), or in a scope
+        // that refuses waits (a structure's writer lock). There the drain
+        // waits for the reclaim thread as before.
+        let may_run = !(crate::grace_period::refusing_waits(None)
+            || crate::registry::reading_in_any_domain()
+            || lock(&gp.readers.registry).current_thread_may_be_reading());
+        let collected = may_run && self.try_consume(false) && {
             // Nothing below unwinds (a grace period aborts rather than
             // unwind); were it to, the token would be lost and with it
             // every later callback.
@@ -865,13 +885,20 @@ impl Callbacks {
         // notification under `ready`'s lock when a drain waits: a check
         // here that misses the flag is followed by that wake-up).
         loop {
-            self.run_ready(gp, Runner::Drainer { done: &done });
+            if may_run {
+                self.run_ready(gp, Runner::Drainer { done: &done });
+                // In the child of a `fork()` from a callback run above
+                // there is no reclaim thread, and the marker may still be
+                // in the queue: start one (before `ready`'s lock, which is
+                // taken after `reclaim`'s elsewhere).
+                self.ensure_reclaim_thread(spawn);
+            }
             let mut r = lock(&self.ready);
             // Acquire: see the marker.
             if done.load(Ordering::Acquire) {
                 break;
             }
-            if r.takeable().is_none() {
+            if !may_run || r.takeable().is_none() {
                 r = self.wait_chunk(r);
             }
             drop(r);
@@ -949,8 +976,12 @@ impl Callbacks {
         // Appends that found their batch not empty did not flag it; if a
         // taker had emptied it meanwhile, this look (after the grace
         // period's heavy barrier) sees them (module docs of `batch.rs`).
-        if gp.pressure.batches.any_waiting() {
-            let _ = gp.pressure.batches.mark_dirty();
+        // Flagged, and the reclaim thread woken: a drain collecting here
+        // is not the thread that harvests, and an append that finds the
+        // flag set wakes no one (a reviewer injected the interleaving: a
+        // callback waited with no bound).
+        if gp.pressure.batches.any_waiting() && gp.pressure.batches.mark_dirty() {
+            self.call_ready.set();
         }
         taken
     }

@@ -134,6 +134,114 @@ mod cases {
         Ok(())
     }
 
+    /// A drain runs callbacks on its own thread; one of them forks while the
+    /// drain's marker is still in another consumer's batch. In the child
+    /// there is no reclaim thread: the drain must start one for its marker
+    /// (it hung there, waiting for a chunk no one would run: found by a
+    /// reviewer). Timeline: a reader holds the reclaim thread's first grace
+    /// period; blocker B, then L and F (another thread's batch) are queued;
+    /// the reader lets go, and the reclaim thread collects [B, L, F] and
+    /// runs B, which waits; the reader holds again, and drain D1 collects
+    /// its marker, its grace period held; drain T finds the token taken and
+    /// runs [L, F] itself; F forks.
+    pub(super) fn a_drain_returns_in_the_child_of_a_fork_from_a_callback_it_runs() {
+        static CHILD: AtomicBool = AtomicBool::new(false);
+        static CHILD_PID: AtomicI32 = AtomicI32::new(0);
+        let domain = Arc::new(RcuDomain::new());
+        // A reader thread that holds a guard while told to.
+        let (hold_tx, hold_rx) = mpsc::channel::<mpsc::Receiver<()>>();
+        let (held_tx, held_rx) = mpsc::channel::<()>();
+        let reader = {
+            let domain = Arc::clone(&domain);
+            std::thread::spawn(move || {
+                let reader = domain.register();
+                for release in hold_rx {
+                    let guard = reader.read_lock();
+                    held_tx.send(()).unwrap();
+                    let _ = release.recv();
+                    drop(guard);
+                }
+            })
+        };
+        let hold = || {
+            let (tx, rx) = mpsc::channel::<()>();
+            hold_tx.send(rx).unwrap();
+            held_rx.recv().unwrap();
+            tx
+        };
+        let first_hold = hold();
+        domain.call_rcu(|| {});
+        wait_for_a_held_grace_period(&domain);
+        let release_b = Arc::new(AtomicBool::new(false));
+        let b_started = Arc::new(AtomicBool::new(false));
+        {
+            let (release, started) = (Arc::clone(&release_b), Arc::clone(&b_started));
+            domain.call_rcu(move || {
+                started.store(true, SeqCst);
+                while !release.load(SeqCst) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            });
+        }
+        {
+            let domain = Arc::clone(&domain);
+            std::thread::spawn(move || {
+                domain.call_rcu(|| {}); // L
+                domain.call_rcu(|| {
+                    // F.
+                    // SAFETY: the child runs engine calls and `_exit`s.
+                    let pid = unsafe { libc::fork() };
+                    if pid == 0 {
+                        // SAFETY: arms a timer (see `child_exit`).
+                        unsafe { libc::alarm(CHILD_WATCHDOG_S) };
+                        CHILD.store(true, SeqCst);
+                    } else {
+                        CHILD_PID.store(pid, SeqCst);
+                    }
+                });
+            })
+            .join()
+            .unwrap();
+        }
+        drop(first_hold);
+        let start = Instant::now();
+        while !b_started.load(SeqCst) {
+            assert!(start.elapsed() < Duration::from_secs(60), "B did not start");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let second_hold = hold();
+        let d1 = {
+            let domain = Arc::clone(&domain);
+            std::thread::spawn(move || domain.drain())
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        let t = {
+            let domain = Arc::clone(&domain);
+            std::thread::spawn(move || {
+                domain.drain();
+                if CHILD.load(SeqCst) {
+                    // The child's drain returned.
+                    // SAFETY: ends the child (see `child_exit`).
+                    unsafe { libc::_exit(0) };
+                }
+            })
+        };
+        let start = Instant::now();
+        while CHILD_PID.load(SeqCst) == 0 {
+            assert!(start.elapsed() < Duration::from_secs(60), "F did not run");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        drop(second_hold);
+        release_b.store(true, SeqCst);
+        t.join().unwrap();
+        d1.join().unwrap();
+        drop(hold_tx);
+        reader.join().unwrap();
+        if let Err(why) = child_verdict(CHILD_PID.load(SeqCst)) {
+            panic!("{why}");
+        }
+    }
+
     /// A reclaim thread started in the parent is not believed alive in the
     /// child: callbacks queued there run, and `drain` returns.
     pub(super) fn the_reclaim_thread_restarts_in_the_child() {
@@ -949,6 +1057,10 @@ mod cases {
         (
             "the_reclaim_thread_restarts_in_the_child",
             the_reclaim_thread_restarts_in_the_child,
+        ),
+        (
+            "a_drain_returns_in_the_child_of_a_fork_from_a_callback_it_runs",
+            a_drain_returns_in_the_child_of_a_fork_from_a_callback_it_runs,
         ),
         (
             "a_parent_reader_inside_a_critical_section_does_not_hold_up_the_child",

@@ -171,3 +171,157 @@ fn drain_does_not_wait_for_callbacks_queued_after_it() {
         "the drain waited for a callback queued after it, which waited for the drain"
     );
 }
+
+/// A drain runs the callbacks before its marker on its own thread, never
+/// one queued after it began: such a callback may wait for the drain to
+/// return. Found by a reviewer: a drain whose marker another runner had run
+/// took one more chunk, ran a callback queued after it that waited for it,
+/// and hung (20 rounds of 20). Timeline per round: blocker B holds the
+/// reclaim thread; D1 drains and collects its marker itself; p queues a
+/// long X, q queues C (which waits for D1 to return); D2 drains, so `ready`
+/// holds [M1, X, C, M2]; B ends, the reclaim thread runs M1 and takes X.
+#[test]
+fn a_drain_never_runs_a_callback_queued_after_it() {
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::mpsc;
+    use std::thread;
+    use std::time::Duration;
+    // A thread that queues what it is sent, from its own batch.
+    fn producer(domain: &Arc<RcuDomain>) -> mpsc::Sender<Box<dyn FnOnce() + Send>> {
+        let (tx, rx) = mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        let domain = Arc::clone(domain);
+        thread::spawn(move || {
+            domain.call_rcu(|| {});
+            for f in rx {
+                domain.call_rcu(f);
+            }
+        });
+        tx
+    }
+    // About 60% of rounds hit the interleaving against the faulty drain.
+    for _ in 0..scaled(6, 1) {
+        let domain = Arc::new(RcuDomain::new());
+        // p's batch is listed (and harvested) before q's.
+        let p = producer(&domain);
+        thread::sleep(Duration::from_millis(5));
+        let q = producer(&domain);
+        thread::sleep(Duration::from_millis(5));
+        domain.drain();
+        let release = Arc::new(AtomicBool::new(false));
+        let started = Arc::new(AtomicBool::new(false));
+        {
+            let (release, started) = (Arc::clone(&release), Arc::clone(&started));
+            domain.call_rcu(move || {
+                started.store(true, Ordering::SeqCst);
+                while !release.load(Ordering::SeqCst) {
+                    thread::sleep(Duration::from_millis(1));
+                }
+            });
+        }
+        assert!(eventually(|| started.load(Ordering::SeqCst)));
+        let queued = domain.stats().callbacks_queued;
+        let d1_returned = Arc::new(AtomicBool::new(false));
+        let d1_id = Arc::new(Mutex::new(None));
+        let d1 = {
+            let (domain, returned, id) = (
+                Arc::clone(&domain),
+                Arc::clone(&d1_returned),
+                Arc::clone(&d1_id),
+            );
+            thread::spawn(move || {
+                *id.lock().unwrap() = Some(thread::current().id());
+                domain.drain();
+                returned.store(true, Ordering::SeqCst);
+            })
+        };
+        // D1's marker is queued and collected.
+        assert!(eventually(|| {
+            let s = domain.stats();
+            s.callbacks_queued > queued && s.callbacks_pending == 0
+        }));
+        p.send(Box::new(|| thread::sleep(Duration::from_millis(300))))
+            .unwrap();
+        let c_ran_on = Arc::new(Mutex::new(None));
+        {
+            let (ran_on, returned) = (Arc::clone(&c_ran_on), Arc::clone(&d1_returned));
+            q.send(Box::new(move || {
+                *ran_on.lock().unwrap() = Some(thread::current().id());
+                // Waits for D1 (bounded: a deadlock shows as a wrong thread
+                // below, not as a hang).
+                let deadline = std::time::Instant::now() + Duration::from_secs(2);
+                while !returned.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+                    thread::sleep(Duration::from_millis(1));
+                }
+            }))
+            .unwrap();
+        }
+        assert!(eventually(|| domain.stats().callbacks_queued >= queued + 3));
+        let d2 = {
+            let domain = Arc::clone(&domain);
+            thread::spawn(move || domain.drain())
+        };
+        // D2 has collected X, C and its marker into `ready`, behind M1.
+        assert!(eventually(|| {
+            let s = domain.stats();
+            s.callbacks_queued >= queued + 4 && s.callbacks_pending == 0
+        }));
+        thread::sleep(Duration::from_millis(5));
+        release.store(true, Ordering::SeqCst);
+        d1.join().unwrap();
+        d2.join().unwrap();
+        domain.drain();
+        let c_thread = c_ran_on.lock().unwrap().expect("C ran");
+        assert_ne!(
+            Some(c_thread),
+            *d1_id.lock().unwrap(),
+            "D1 ran a callback queued after its marker"
+        );
+    }
+}
+
+/// A drain inside another domain's scope that refuses grace-period waits
+/// (a structure's writer lock, an `RcuCell::update` closure) runs no
+/// callback itself: it waits for the reclaim thread, where a callback may
+/// wait for that domain's grace periods (on the drain's thread, the wait
+/// was refused and the callback panicked: found by a reviewer). The same
+/// holds inside another domain's critical section, where a callback that
+/// waits for that domain would wait for the drain's thread.
+#[test]
+fn a_drain_in_another_domains_no_wait_scope_leaves_callbacks_to_the_reclaim_thread() {
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
+    let a = Arc::new(RcuDomain::new());
+    let b = Arc::new(RcuDomain::new());
+    {
+        // Another thread's callback keeps the reclaim thread running
+        // callbacks (the queue's token is free).
+        let started = Arc::new(AtomicBool::new(false));
+        {
+            let (a, started) = (Arc::clone(&a), Arc::clone(&started));
+            std::thread::spawn(move || {
+                a.call_rcu(move || {
+                    started.store(true, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(100));
+                });
+            })
+            .join()
+            .unwrap();
+        }
+        assert!(eventually(|| started.load(Ordering::SeqCst)));
+        let done = Arc::new(AtomicBool::new(false));
+        {
+            let (b, done) = (Arc::clone(&b), Arc::clone(&done));
+            a.call_rcu(move || {
+                b.synchronize();
+                done.store(true, Ordering::SeqCst);
+            });
+        }
+        b.no_grace_period_waits(|| a.drain());
+        assert!(
+            done.load(Ordering::SeqCst),
+            "the callback did not finish (callback panics: {})",
+            a.stats().callback_panics
+        );
+    }
+}
