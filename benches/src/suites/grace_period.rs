@@ -91,6 +91,39 @@ fn tasks(_: &Settings) -> Vec<Task> {
         },
     ));
 
+    // One callback, then wait until it has run: a drain (which collects and
+    // runs it on this thread when the reclaim thread is not collecting)
+    // against crossbeam's caller-side flush.
+    let op = "one callback, then drain (median latency)";
+    t.push(Task::ours(G, op, "rcu-rs call_rcu + drain", |s| {
+        let ran = counter();
+        median_latency(s.duration, || {
+            timed(|| {
+                rcu_core::call_rcu(move || {
+                    ran.fetch_add(1, Ordering::Relaxed);
+                });
+                rcu_core::drain();
+            })
+        })
+    }));
+    t.push(Task::peer(G, op, "crossbeam Guard::defer + flush", |s| {
+        let ran = counter();
+        let mut expected = 0;
+        median_latency(s.duration, || {
+            timed(|| {
+                let guard = crossbeam_epoch::pin();
+                guard.defer(move || {
+                    ran.fetch_add(1, Ordering::Relaxed);
+                });
+                drop(guard);
+                expected += 1;
+                while ran.load(Ordering::Relaxed) < expected {
+                    crossbeam_epoch::pin().flush();
+                }
+            })
+        })
+    }));
+
     for threads in [1usize, 2] {
         let producers = if threads == 1 {
             "1 producer".to_string()
