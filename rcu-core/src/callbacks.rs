@@ -1144,15 +1144,17 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
             if p.batches.take_dirty() {
                 cb.harvest(gp);
             }
+            // What a drain collected and left after its marker (the marker
+            // of a drain that runs no callback itself among them): run
+            // first, before a batch of its own adds a grace period.
+            if !lock(&cb.ready).list.is_empty() {
+                cb.run_ready(gp, Runner::ReclaimThread);
+                continue;
+            }
             // SeqCst: see `enqueue`.
             let n = p.pending.load(Ordering::SeqCst);
             if n > 0 {
                 break;
-            }
-            // What a drain collected and left after its marker.
-            if !lock(&cb.ready).list.is_empty() {
-                cb.run_ready(gp, Runner::ReclaimThread);
-                continue;
             }
             // SeqCst: see `start_poll`.
             let asked = gp.requested.load(Ordering::SeqCst);

@@ -338,7 +338,13 @@ pub fn set_stall_hook(hook: impl Fn(&StallWarning) + Send + Sync + 'static) {
 /// the thread that drains: do not drain while holding a lock that a
 /// callback takes (it would deadlock on the reclaim thread too), nor
 /// while a callback's thread-local state (a `RefCell` borrowed across the
-/// call, say) is in use.
+/// call, say) is in use. A drain inside a critical section of another
+/// domain (through a [`Reader`](crate::Reader), the process-wide guard or
+/// a [`LocalReadGuard`](crate::LocalReadGuard); owned guards, which may
+/// move between threads, are not seen), or inside another domain's
+/// [`no_grace_period_waits`](crate::RcuDomain::no_grace_period_waits),
+/// runs none: it waits for the reclaim thread, as a callback that waits
+/// for that domain's grace periods could not finish on this thread.
 ///
 /// Callbacks still pending in the process-wide domain when the process
 /// exits do not run (no destructor runs for a `static`, and the reclaim

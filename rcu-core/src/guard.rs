@@ -277,10 +277,19 @@ pub struct LocalReadGuard {
 
 impl LocalReadGuard {
     pub(crate) fn new(inner: OwnedReadGuard) -> Self {
+        crate::registry::note_local_guard(true);
         LocalReadGuard {
             inner,
             _not_send: std::marker::PhantomData,
         }
+    }
+}
+
+impl Drop for LocalReadGuard {
+    fn drop(&mut self) {
+        // Counted off just before `inner` ends the critical section, on the
+        // thread that took it (the guard is not `Send`).
+        crate::registry::note_local_guard(false);
     }
 }
 

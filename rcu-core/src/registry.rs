@@ -725,6 +725,24 @@ thread_local! {
     /// records are not (they are not tied to a thread).
     static MINE: std::cell::RefCell<Vec<std::sync::Weak<Record>>> =
         const { std::cell::RefCell::new(Vec::new()) };
+    /// [`LocalReadGuard`](crate::LocalReadGuard)s this thread holds, in
+    /// every domain, for [`reading_in_any_domain`]: their records are
+    /// pooled, not this thread's, but the guards never leave it.
+    static LOCAL_GUARDS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts a local guard taken (`+1`) or dropped (`-1`) on this thread.
+pub(crate) fn note_local_guard(taken: bool) {
+    #[cfg(not(rcu_loom))]
+    let _ = LOCAL_GUARDS.try_with(|n| {
+        n.set(if taken {
+            n.get() + 1
+        } else {
+            n.get().saturating_sub(1)
+        });
+    });
+    #[cfg(rcu_loom)]
+    let _ = taken;
 }
 
 /// Adds `rec` to this thread's records (once), forgetting those of
@@ -742,20 +760,26 @@ fn note_mine(rec: &Arc<Record>) {
     });
 }
 
-/// Whether the calling thread is inside a critical section of any domain
-/// (through a record it registered). A record since released and taken by
-/// another thread may answer for that thread: a false "yes", which only
-/// makes a producer skip helping (`callbacks.rs`), never a false "no" for a
-/// record this thread still holds.
+/// Whether the calling thread is inside a critical section of any domain,
+/// through a record it registered or a local guard it holds (owned guards,
+/// which may move between threads, are not seen). A record since released
+/// and taken by another thread may answer for that thread: a false "yes",
+/// which only makes a producer skip helping and a drain leave callbacks to
+/// the reclaim thread (`callbacks.rs`), never a false "no" for a record
+/// this thread still holds. (Local guards were not counted once: a drain
+/// inside another domain's local guard, which the map takes on its
+/// caller's domain, ran callbacks there: an attack round's test.)
 pub(crate) fn reading_in_any_domain() -> bool {
     #[cfg(not(rcu_loom))]
     {
-        MINE.try_with(|m| {
-            m.borrow()
-                .iter()
-                .any(|w| w.upgrade().is_some_and(|r| r.in_critical_section()))
-        })
-        .unwrap_or(false)
+        LOCAL_GUARDS.try_with(std::cell::Cell::get).unwrap_or(0) > 0
+            || MINE
+                .try_with(|m| {
+                    m.borrow()
+                        .iter()
+                        .any(|w| w.upgrade().is_some_and(|r| r.in_critical_section()))
+                })
+                .unwrap_or(false)
     }
     #[cfg(rcu_loom)]
     {

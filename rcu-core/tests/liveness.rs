@@ -325,3 +325,52 @@ fn a_drain_in_another_domains_no_wait_scope_leaves_callbacks_to_the_reclaim_thre
         );
     }
 }
+
+/// The same inside a local guard of another domain (the guard `RcuHashMap`
+/// takes on its caller's domain): neither a drain nor a producer helping
+/// over the memory limit runs callbacks there. Local guards' records are
+/// pooled, not the thread's, and were not seen: the drain ran the callback
+/// in every round (an attack round's test), and so did a helping producer.
+#[test]
+fn no_callback_runs_inside_another_domains_local_guard() {
+    use rcu_core::Config;
+    let me = std::thread::current().id();
+    let a = RcuDomain::with_config(Config::default().memory_limit(4096));
+    let b = RcuDomain::new();
+    let ran_here = Arc::new(AtomicUsize::new(0));
+    // Slow callbacks: the reclaim thread falls behind, so the flood below
+    // stays over the limit and its producer would help.
+    let record = |ran_here: &Arc<AtomicUsize>| {
+        let ran_here = Arc::clone(ran_here);
+        move || {
+            if std::thread::current().id() == me {
+                ran_here.fetch_add(1, Ordering::SeqCst);
+            }
+            std::thread::sleep(std::time::Duration::from_micros(20));
+        }
+    };
+    for _ in 0..scaled(20, 2) {
+        a.call_rcu(record(&ran_here));
+        let _guard = b.read_lock_local();
+        a.drain();
+    }
+    assert_eq!(
+        ran_here.load(Ordering::SeqCst),
+        0,
+        "a drain ran a callback inside b's guard"
+    );
+    // Over the memory limit a producer helps, unless it is reading.
+    let helped = {
+        let _guard = b.read_lock_local();
+        for _ in 0..scaled(2000, 200) {
+            a.call_rcu(record(&ran_here));
+        }
+        ran_here.load(Ordering::SeqCst)
+    };
+    assert!(
+        a.stats().max_pending_bytes > 4096,
+        "the flood never went over the limit"
+    );
+    assert_eq!(helped, 0, "a producer helped inside b's guard");
+    a.drain();
+}
