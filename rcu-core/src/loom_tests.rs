@@ -405,22 +405,31 @@ fn engine_callback_queue_catches_an_early_exit() {
     });
 }
 
+/// Callbacks that ran, as (producer, index), in the order they ran.
+type Ran = Arc<Mutex<Vec<(usize, usize)>>>;
+
+/// Queues callback `i` of producer `p`, which checks that a grace period
+/// that started after the call has ended, then records itself in `ran`.
+fn queue_checked(ran: &Ran, p: usize, i: usize, domain: &RcuDomain) {
+    let ran = Arc::clone(ran);
+    let inner = domain.inner.clone();
+    let cookie = inner.cookie();
+    domain.call_rcu(move || {
+        assert!(inner.poll(cookie), "callback ran before its grace period");
+        ran.lock().unwrap().push((p, i));
+    });
+}
+
 fn callback_queue_model(defect: Defect) {
     // Callbacks per producer: the main thread queues two (its order is
     // checked), the other thread one (it races with both).
     const COUNT: [usize; 2] = [2, 1];
     bounded_model(Some(2), move || {
         let domain = domain(defect);
-        let ran: Arc<Mutex<Vec<(usize, usize)>>> = Arc::new(Mutex::new(Vec::new()));
-        let produce = |p: usize, domain: &RcuDomain, ran: &Arc<Mutex<Vec<(usize, usize)>>>| {
+        let ran: Ran = Arc::new(Mutex::new(Vec::new()));
+        let produce = |p: usize, domain: &RcuDomain, ran: &Ran| {
             for i in 0..COUNT[p] {
-                let ran = Arc::clone(ran);
-                let inner = domain.inner.clone();
-                let cookie = inner.cookie();
-                domain.call_rcu(move || {
-                    assert!(inner.poll(cookie), "callback ran before its grace period");
-                    ran.lock().unwrap().push((p, i));
-                });
+                queue_checked(ran, p, i, domain);
             }
         };
         let other = {
@@ -460,23 +469,12 @@ fn callback_queue_model(defect: Defect) {
 fn engine_drain_races_the_reclaim_thread_for_the_queue() {
     bounded_model(Some(2), || {
         let domain = Arc::new(RcuDomain::with_config(config()));
-        let ran: Arc<Mutex<Vec<(usize, usize)>>> = Arc::new(Mutex::new(Vec::new()));
-        #[allow(clippy::items_after_statements)]
-        type Ran = Arc<Mutex<Vec<(usize, usize)>>>;
-        fn queue(ran: &Ran, p: usize, i: usize, domain: &RcuDomain) {
-            let ran = Arc::clone(ran);
-            let inner = domain.inner.clone();
-            let cookie = inner.cookie();
-            domain.call_rcu(move || {
-                assert!(inner.poll(cookie), "callback ran before its grace period");
-                ran.lock().unwrap().push((p, i));
-            });
-        }
+        let ran: Ran = Arc::new(Mutex::new(Vec::new()));
         let drainer = {
             let (domain, ran) = (Arc::clone(&domain), Arc::clone(&ran));
             thread::spawn(move || {
-                queue(&ran, 1, 0, &domain);
-                queue(&ran, 1, 1, &domain);
+                queue_checked(&ran, 1, 0, &domain);
+                queue_checked(&ran, 1, 1, &domain);
                 domain.drain();
                 let ran = ran.lock().unwrap();
                 assert!(
@@ -485,7 +483,7 @@ fn engine_drain_races_the_reclaim_thread_for_the_queue() {
                 );
             })
         };
-        queue(&ran, 0, 0, &domain);
+        queue_checked(&ran, 0, 0, &domain);
         drainer.join().unwrap();
         let Ok(domain) = Arc::try_unwrap(domain) else {
             panic!("the drainer is done")

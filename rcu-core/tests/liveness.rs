@@ -12,7 +12,7 @@ mod common;
 use common::{block_on, eventually, finishes, scaled};
 use rcu_core::RcuDomain;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Nothing else runs a grace period here: `start_poll` itself must see to
 /// one. (With a plain `cookie()` in its place the poll stays `false`.)
@@ -117,19 +117,9 @@ fn concurrent_drains_all_return() {
     }
 }
 
-/// `drain` waits for the callbacks queued before it, not for those queued
-/// after it: one queued after the drain began that waits for the drain to
-/// return must not hold it up. The drain used to wait for every chunk
-/// taken by the time its marker ran, which took that callback too (its
-/// runner takes it right after the marker's chunk): the two waited for
-/// each other (a helper's attack: 13 of 15 runs; here the callback gives up
-/// after `STALL_BOUND` and says so).
-#[test]
-fn drain_does_not_wait_for_callbacks_queued_after_it() {
-    use std::sync::atomic::AtomicBool;
-    let domain = Arc::new(RcuDomain::new());
-    // A callback holds the reclaim thread, so the drain's marker and the
-    // later callback are ready together, the marker first.
+/// Queues a callback that holds the reclaim thread (running it) until the
+/// returned flag is set; returns once it runs.
+fn hold_the_reclaim_thread(domain: &RcuDomain) -> Arc<AtomicBool> {
     let release = Arc::new(AtomicBool::new(false));
     let started = Arc::new(AtomicBool::new(false));
     {
@@ -142,6 +132,22 @@ fn drain_does_not_wait_for_callbacks_queued_after_it() {
         });
     }
     assert!(eventually(|| started.load(Ordering::SeqCst)));
+    release
+}
+
+/// `drain` waits for the callbacks queued before it, not for those queued
+/// after it: one queued after the drain began that waits for the drain to
+/// return must not hold it up. The drain used to wait for every chunk
+/// taken by the time its marker ran, which took that callback too (its
+/// runner takes it right after the marker's chunk): the two waited for
+/// each other (a helper's attack: 13 of 15 runs; here the callback gives up
+/// after `STALL_BOUND` and says so).
+#[test]
+fn drain_does_not_wait_for_callbacks_queued_after_it() {
+    let domain = Arc::new(RcuDomain::new());
+    // A callback holds the reclaim thread, so the drain's marker and the
+    // later callback are ready together, the marker first.
+    let release = hold_the_reclaim_thread(&domain);
     let queued = domain.stats().callbacks_queued;
     let drained = Arc::new(AtomicBool::new(false));
     let drainer = {
@@ -183,7 +189,6 @@ fn drain_does_not_wait_for_callbacks_queued_after_it() {
 #[test]
 fn a_drain_never_runs_a_callback_queued_after_it() {
     use std::sync::Mutex;
-    use std::sync::atomic::AtomicBool;
     use std::sync::mpsc;
     use std::thread;
     use std::time::Duration;
@@ -208,18 +213,7 @@ fn a_drain_never_runs_a_callback_queued_after_it() {
         let q = producer(&domain);
         thread::sleep(Duration::from_millis(5));
         domain.drain();
-        let release = Arc::new(AtomicBool::new(false));
-        let started = Arc::new(AtomicBool::new(false));
-        {
-            let (release, started) = (Arc::clone(&release), Arc::clone(&started));
-            domain.call_rcu(move || {
-                started.store(true, Ordering::SeqCst);
-                while !release.load(Ordering::SeqCst) {
-                    thread::sleep(Duration::from_millis(1));
-                }
-            });
-        }
-        assert!(eventually(|| started.load(Ordering::SeqCst)));
+        let release = hold_the_reclaim_thread(&domain);
         let queued = domain.stats().callbacks_queued;
         let d1_returned = Arc::new(AtomicBool::new(false));
         let d1_id = Arc::new(Mutex::new(None));
@@ -289,7 +283,6 @@ fn a_drain_never_runs_a_callback_queued_after_it() {
 /// waits for that domain would wait for the drain's thread.
 #[test]
 fn a_drain_in_another_domains_no_wait_scope_leaves_callbacks_to_the_reclaim_thread() {
-    use std::sync::atomic::AtomicBool;
     use std::time::Duration;
     let a = Arc::new(RcuDomain::new());
     let b = Arc::new(RcuDomain::new());
