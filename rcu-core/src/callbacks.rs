@@ -27,7 +27,7 @@
 //! running callbacks), which then collects the batch, waits for its grace
 //! period and runs it up to its marker on its own thread, instead of
 //! waking the reclaim thread and sleeping until it is done: on the
-//! development VM a drain went from 40–60 µs (two thread wake-ups) to 2 µs
+//! development VM a drain went from 55–70 µs (two thread wake-ups) to 2 µs
 //! (a grace period), and one that follows 4 096 callbacks from 35 µs to
 //! 18 µs. The reclaim thread runs what the drain left after its marker.
 //!
@@ -139,7 +139,7 @@ pub(crate) struct Callbacks {
 /// free (the reclaim thread idle, gathering, or running callbacks), which
 /// then collects the batch, waits for its grace period and runs it on its
 /// own thread instead of waking the reclaim thread and sleeping until it
-/// is done (two thread wake-ups, 40–60 µs on the development VM, against
+/// is done (two thread wake-ups, 55–70 µs on the development VM, against
 /// a grace period of about 3 µs). The holder pops only under the lock and
 /// gives the token back with the batch moved to `ready`, so the pending
 /// count it reads while holding the token counts exactly what is still in

@@ -197,7 +197,7 @@
 //!   pending callbacks itself, waits for their grace period and runs them
 //!   up to its marker on its own thread, as crossbeam's `flush` runs
 //!   deferred functions on the caller's: no hand-off to the reclaim thread
-//!   and back, two thread wake-ups that cost 40–60 µs on a VM, against a
+//!   and back, two thread wake-ups that cost 55–70 µs on a VM, against a
 //!   grace period of a few microseconds. Over the memory limit, producers help
 //!   run callbacks whose grace period has ended ([`Config::memory_limit`]),
 //!   never two chunks of one thread's callbacks at once: each thread's
