@@ -331,11 +331,14 @@ fn no_callback_runs_inside_another_domains_local_guard() {
     let a = RcuDomain::with_config(Config::default().memory_limit(4096));
     let b = RcuDomain::new();
     let ran_here = Arc::new(AtomicUsize::new(0));
-    // Slow callbacks: the reclaim thread falls behind, so the flood below
-    // stays over the limit and its producer would help.
+    // Slow callbacks of 256 bytes and more: the reclaim thread falls
+    // behind, so the flood below goes and stays over the limit, and its
+    // producer would help.
     let record = |ran_here: &Arc<AtomicUsize>| {
         let ran_here = Arc::clone(ran_here);
+        let bulk = [0u8; 256];
         move || {
+            std::hint::black_box(&bulk);
             if std::thread::current().id() == me {
                 ran_here.fetch_add(1, Ordering::SeqCst);
             }
