@@ -201,6 +201,13 @@ impl Batch {
 
 #[cfg_attr(rcu_loom, allow(dead_code))]
 impl Owned<'_> {
+    /// The origin of this batch's callbacks in the queue and in `ready`
+    /// (see [`Origin`]).
+    #[inline]
+    pub(crate) fn origin(&self) -> Origin {
+        Origin::of(self.0)
+    }
+
     /// Whether the ring is full (the caller then takes it under its lock
     /// before appending).
     #[inline]

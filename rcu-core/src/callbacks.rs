@@ -33,8 +33,19 @@
 //!
 //! A batch whose grace period has ended moves from the queue to `ready`,
 //! from which it is run a chunk at a time: by the reclaim thread, by a
-//! drain (up to its marker), and by producers while the domain is over its
-//! memory limit (`help`). Chunks are
+//! drain (up to its marker), by each producer for its own callbacks, up to
+//! two chunks each time its batch fills ([`run_own`](Callbacks::run_own), unless
+//! the domain offloads callbacks), and by producers of any callbacks while
+//! the domain is over its memory limit (`help`). While callbacks keep
+//! arriving, the reclaim thread leaves its latest batch in `ready` to their
+//! producers for the first part of its pacing ([`PRODUCERS_WINDOW`]) and
+//! then runs what they left (at once when the stream stops, a drain runs,
+//! or pending bytes reach half the limit): a producer then frees on its own thread what it
+//! allocated there (crossbeam-epoch's `defer` and Linux's per-CPU callback
+//! lists do the same), instead of the allocator passing every free across
+//! threads (a replacing `RcuHashMap::insert` loop spent a third of its time
+//! on glibc's arena lock, taken by the writer's mallocs and the reclaim
+//! thread's frees in turn). Chunks are
 //! taken in queue order, except that a chunk whose thread has one running
 //! waits for it (each thread's callbacks run in order, one at a time), and
 //! carry tickets in the order taken. `drain`'s marker is a barrier: it runs
@@ -206,6 +217,28 @@ impl Ready {
         None
     }
 
+    /// The first chunk of `origin` a runner may take now, if any: none
+    /// while a chunk of `origin` or of unknown origin runs, or when a chunk
+    /// of unknown origin (a barrier) comes before it.
+    fn takeable_of(&self, origin: Origin) -> Option<usize> {
+        if self
+            .running
+            .iter()
+            .any(|&(_, _, o)| o == Origin::UNKNOWN || o == origin)
+        {
+            return None;
+        }
+        for (i, chunk) in self.list.iter().enumerate() {
+            if chunk.origin == Origin::UNKNOWN {
+                return None;
+            }
+            if chunk.origin == origin {
+                return Some(i);
+            }
+        }
+        None
+    }
+
     /// Appends the queue nodes whose grace period has ended, in order, each
     /// as a chunk (a per-thread batch is at most
     /// [`CAPACITY`](crate::batch::CAPACITY) callbacks: no copy); a larger
@@ -236,6 +269,18 @@ impl Ready {
 /// to end), in all, plus the end of the chunk it is running then.
 #[cfg(not(rcu_loom))]
 const HELP_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
+/// How long the reclaim thread leaves a batch whose grace period has ended
+/// to its producers (`run_own`) while callbacks keep arriving, at most: the
+/// first part of its pacing (all of the default's), after which it runs
+/// what they left. So under load a callback runs at most
+/// `callback_pacing` plus this (plus grace periods) after its `call_rcu`.
+const PRODUCERS_WINDOW: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Chunks a producer runs of its own, at most, each time its batch fills:
+/// two, so that one that keeps its pace clears a backlog of chunks in
+/// half the time it took to queue them.
+const OWN_CHUNKS: usize = 2;
+
 #[cfg(rcu_loom)]
 const HELP_WAIT: std::time::Duration = std::time::Duration::ZERO;
 
@@ -271,6 +316,16 @@ enum Exit {
     AfterTheToken,
 }
 
+/// Whether this thread may run callbacks and wait here: in no user code
+/// of any domain, in no scope that refuses waits, inside no critical
+/// section of any domain (see [`Callbacks::help`]).
+fn may_run_callbacks(gp: &GracePeriods) -> bool {
+    current_user_code().is_none()
+        && !crate::grace_period::refusing_waits(None)
+        && !crate::registry::reading_in_any_domain()
+        && !lock(&gp.readers.registry).current_thread_may_be_reading()
+}
+
 /// Who runs ready callbacks.
 #[derive(Clone, Copy)]
 enum Runner<'a> {
@@ -282,6 +337,11 @@ enum Runner<'a> {
     /// A `drain`: until its marker has run (`done`), or no chunk may be
     /// taken now.
     Drainer { done: &'a AtomicBool },
+    /// A producer at a batch boundary: up to [`OWN_CHUNKS`] chunks of its
+    /// own callbacks ([`Callbacks::run_own`]), while one may be taken.
+    /// (Loom models have no per-thread batches.)
+    #[cfg_attr(rcu_loom, allow(dead_code))]
+    Owner { origin: Origin },
 }
 
 impl Callbacks {
@@ -381,7 +441,12 @@ impl Callbacks {
     ) {
         let mode = gp.readers.mode();
         if mine.is_full() {
-            // To the queue, to make room.
+            // Run a chunk of this thread's callbacks whose grace period has
+            // ended, if one is ready; then to the queue, to make room. In
+            // that order: a callback that calls `call_rcu` appends to this
+            // batch (and moves it to the queue itself when it fills), and
+            // the move after it leaves the ring empty for the push below.
+            self.run_own(gp, mine);
             self.move_to_queue(gp, mine);
         }
         let pushed = mine.push(Callback::new(f, bytes), mode);
@@ -450,6 +515,25 @@ impl Callbacks {
                 bytes,
             );
         }
+    }
+
+    /// Runs ready chunks of this thread's own callbacks ([`OWN_CHUNKS`] at
+    /// most), if there is one,
+    /// the domain does not offload callbacks ([`Config::offload_callbacks`]),
+    /// and this thread may run callbacks here (as for [`help`](Self::help)).
+    ///
+    /// [`Config::offload_callbacks`]: crate::Config::offload_callbacks
+    #[cfg(not(rcu_loom))]
+    #[inline(never)]
+    fn run_own(&self, gp: &GracePeriods, mine: &Owned<'_>) {
+        let origin = mine.origin();
+        if gp.offload_callbacks()
+            || lock(&self.ready).takeable_of(origin).is_none()
+            || !may_run_callbacks(gp)
+        {
+            return;
+        }
+        self.run_ready(gp, Runner::Owner { origin });
     }
 
     /// What a batch that has just grown to `len` callbacks holding `bytes`
@@ -574,7 +658,7 @@ impl Callbacks {
     /// Pacing (see [`Config::callback_pacing`](crate::Config::callback_pacing)):
     /// called by a reclaim thread that is busy, or whose last grace period
     /// found a reader running, before it starts the next grace period. It
-    /// waits until `pacing` has passed since the last one ended, gathering
+    /// waits until `deadline` (the pacing after the last one ended), gathering
     /// callbacks, unless something needs the grace period sooner: half the
     /// memory limit held, a drain, a `start_poll`, a task waiting for a
     /// callback ([`hurry`](Self::hurry)), the domain's shutdown. Each of
@@ -593,11 +677,10 @@ impl Callbacks {
     /// `RcuHashMap::insert` cost 258–263 ns against 187–203 ns without them
     /// (4 K keys, foldhash; README).
     #[cfg_attr(rcu_loom, allow(unused_variables))]
-    fn pace(&self, gp: &GracePeriods, last_end: std::time::Instant, seen_hurries: usize) {
+    fn pace(&self, gp: &GracePeriods, deadline: std::time::Instant, seen_hurries: usize) {
         // Under loom time does not pass: no pacing.
         #[cfg(not(rcu_loom))]
         {
-            let deadline = last_end + gp.callback_pacing();
             let p = &gp.pressure;
             // SeqCst: before the loads of `pending` below, against a
             // drain's decrement of it before its load of this flag: either
@@ -653,11 +736,7 @@ impl Callbacks {
     /// for waits for that guard (before, each such call waited the full
     /// `HELP_WAIT`).
     fn help(&self, gp: &GracePeriods) {
-        if current_user_code().is_some()
-            || crate::grace_period::refusing_waits(None)
-            || crate::registry::reading_in_any_domain()
-            || lock(&gp.readers.registry).current_thread_may_be_reading()
-        {
+        if !may_run_callbacks(gp) {
             return;
         }
         let limit = gp.memory_limit();
@@ -701,6 +780,7 @@ impl Callbacks {
     /// side by side and finished out of order.)
     fn run_ready(&self, gp: &GracePeriods, runner: Runner<'_>) -> usize {
         let mut ran = 0;
+        let mut chunks = 0;
         // Once per call, not per chunk: `thread::current` clones an `Arc`.
         let me = std::thread::current().id();
         loop {
@@ -722,11 +802,17 @@ impl Callbacks {
                     {
                         return ran;
                     }
-                    if let Some(at) = r.takeable() {
+                    let at = match runner {
+                        Runner::Owner { origin } => r.takeable_of(origin),
+                        _ => r.takeable(),
+                    };
+                    if let Some(at) = at {
                         break at;
                     }
                     match runner {
-                        Runner::Helper { .. } | Runner::Drainer { .. } => return ran,
+                        Runner::Helper { .. } | Runner::Drainer { .. } | Runner::Owner { .. } => {
+                            return ran;
+                        }
                         Runner::ReclaimThread => r = self.wait_chunk(r),
                     }
                 };
@@ -748,6 +834,7 @@ impl Callbacks {
             // Every node's bytes were added before it was pushed.
             gp.pressure.pending_bytes.sub(bytes);
             ran += chunk.len();
+            chunks += 1;
             // One user-code context (and one catch) for the whole chunk; a
             // panic ends it, is reported, and the rest of the chunk runs in
             // a new one. The callback that panicked was taken out of the
@@ -787,6 +874,7 @@ impl Callbacks {
                 // the drain (a flood would keep it here).
                 // Acquire: see the marker in `drain`.
                 Runner::Drainer { done } if done.load(Ordering::Acquire) => break,
+                Runner::Owner { .. } if chunks >= OWN_CHUNKS => break,
                 _ => {}
             }
         }
@@ -1136,6 +1224,9 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
     // from before this thread, a reclaim thread that exited after a
     // shutdown or one of a fork's parent, spares one pacing).
     let mut seen_hurries = 0;
+    // The last batch is in `ready`, left to its producers (`run_own`) for
+    // the first `PRODUCERS_WINDOW` of the pacing, or until the stream stops.
+    let mut left = false;
     loop {
         loop {
             cb.call_ready.reset();
@@ -1147,7 +1238,7 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
             // What a drain collected and left after its marker (the marker
             // of a drain that runs no callback itself among them): run
             // first, before a batch of its own adds a grace period.
-            if !lock(&cb.ready).list.is_empty() {
+            if !left && !lock(&cb.ready).list.is_empty() {
                 cb.run_ready(gp, Runner::ReclaimThread);
                 continue;
             }
@@ -1155,6 +1246,11 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
             let n = p.pending.load(Ordering::SeqCst);
             if n > 0 {
                 break;
+            }
+            if left {
+                // The stream stopped: no producer comes back for them.
+                left = false;
+                continue;
             }
             // SeqCst: see `start_poll`.
             let asked = gp.requested.load(Ordering::SeqCst);
@@ -1184,7 +1280,15 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
         }
         match last_end {
             Some(end) if busy || gp.readers_seen() => {
-                cb.pace(gp, end, seen_hurries);
+                let pacing = gp.callback_pacing();
+                if left {
+                    // The producers' window (it ends early as the pacing
+                    // does), then what they left, in order.
+                    cb.pace(gp, end + pacing.min(PRODUCERS_WINDOW), seen_hurries);
+                    left = false;
+                    cb.run_ready(gp, Runner::ReclaimThread);
+                }
+                cb.pace(gp, end + pacing, seen_hurries);
                 // Read after the pacing's last look, before the harvest:
                 // every hurry counted here is for a callback this harvest
                 // sees (`hurry`).
@@ -1224,10 +1328,18 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
         // SeqCst: as the loads above; a stale value only changes whether
         // the next grace period is paced.
         busy = p.pending.load(Ordering::SeqCst) > taken || p.batches.is_dirty();
-        // Into `ready`, where producers over the memory limit (and drains)
-        // can help run it, then run it a chunk at a time.
+        // (`left` implies `busy`, so the pacing above ran what was left.)
+        debug_assert!(!left, "a batch left to the producers was not run");
+        // Into `ready`, where producers (their own chunks; anyone's over
+        // the memory limit) and drains can run it.
         cb.hand_over(gp, taken);
-        cb.run_ready(gp, Runner::ReclaimThread);
+        left = busy
+            && !gp.offload_callbacks()
+            && p.drains.load(Ordering::SeqCst) == 0
+            && p.pending_bytes.load() < gp.memory_limit() / 2;
+        if !left {
+            cb.run_ready(gp, Runner::ReclaimThread);
+        }
         // A callback that left a critical section of this domain open on
         // this thread (a leaked guard) would make every later grace period
         // wait for this thread, which is the one that must run them.

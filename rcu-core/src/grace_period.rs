@@ -254,6 +254,7 @@ struct Tunables {
     memory_limit: AtomicUsize,
     stall_timeout_ns: AtomicU64,
     callback_pacing_ns: AtomicU64,
+    offload_callbacks: std::sync::atomic::AtomicBool,
 }
 
 /// What forces a grace period from outside it: callbacks and their bytes
@@ -498,6 +499,7 @@ impl GracePeriods {
                     memory_limit: AtomicUsize::new(d.memory_limit),
                     stall_timeout_ns: AtomicU64::new(d.stall_timeout.as_nanos() as u64),
                     callback_pacing_ns: AtomicU64::new(d.callback_pacing.as_nanos() as u64),
+                    offload_callbacks: std::sync::atomic::AtomicBool::new(d.offload_callbacks),
                 },
                 event_hook: std::sync::Mutex::new(None),
                 unavailable: std::sync::Mutex::new(None),
@@ -520,7 +522,7 @@ impl GracePeriods {
     pub(crate) fn set_tunables(&self, config: &Config) -> Result<(), ConfigError> {
         config.validate()?;
         let t = &self.tunables;
-        // Relaxed (all six): see above.
+        // Relaxed (all seven): see above.
         t.callback_threshold
             .store(config.callback_threshold, Ordering::Relaxed);
         t.poll_interval_ns
@@ -531,6 +533,8 @@ impl GracePeriods {
             .store(nanos(config.stall_timeout), Ordering::Relaxed);
         t.callback_pacing_ns
             .store(nanos(config.callback_pacing), Ordering::Relaxed);
+        t.offload_callbacks
+            .store(config.offload_callbacks, Ordering::Relaxed);
         Ok(())
     }
 
@@ -544,6 +548,13 @@ impl GracePeriods {
     pub(crate) fn callback_pacing(&self) -> Duration {
         // Relaxed: configuration, fixed at start.
         Duration::from_nanos(self.tunables.callback_pacing_ns.load(Ordering::Relaxed))
+    }
+
+    #[cfg_attr(rcu_loom, allow(dead_code))]
+    #[inline]
+    pub(crate) fn offload_callbacks(&self) -> bool {
+        // Relaxed: configuration, fixed at start.
+        self.tunables.offload_callbacks.load(Ordering::Relaxed)
     }
 
     #[inline]

@@ -273,3 +273,105 @@ fn a_huge_callback_queued_after_the_threads_batches_are_gone_leaves_no_bytes_beh
     assert!(dropped.load(Ordering::SeqCst));
     assert_quiescent(&domain, "after a huge callback queued alone");
 }
+
+/// What a stream of `call_rcu` from one thread saw: the order its callbacks
+/// ran in (each logs its number), and how many of them ran on the producer.
+struct Stream {
+    log: Arc<std::sync::Mutex<Vec<usize>>>,
+    on_producer: Arc<AtomicUsize>,
+    /// Callbacks the stream's callbacks queued that have run.
+    nested: Arc<AtomicUsize>,
+    queued: usize,
+}
+
+/// Queues callbacks from this thread, each of which logs its number, counts
+/// itself if it runs on this thread, and queues a callback of its own (so
+/// that a chunk this thread runs inside its `call_rcu` appends to the batch
+/// that call is filling: a full ring's worth, under Miri too, as a chunk is
+/// a batch), until `enough` holds, or `STALL_BOUND` has passed or a million
+/// callbacks have been queued (what fails a test: the stream never saw it).
+fn stream_until(domain: &Arc<RcuDomain>, mut enough: impl FnMut(&Stream) -> bool) -> Stream {
+    let me = std::thread::current().id();
+    let mut s = Stream {
+        log: Arc::new(std::sync::Mutex::new(Vec::new())),
+        on_producer: Arc::new(AtomicUsize::new(0)),
+        nested: Arc::new(AtomicUsize::new(0)),
+        queued: 0,
+    };
+    let deadline = std::time::Instant::now() + common::STALL_BOUND;
+    while !enough(&s) && std::time::Instant::now() < deadline && s.queued < scaled(1 << 20, 1 << 13)
+    {
+        // A batch's worth between looks (the check takes the log's lock).
+        for _ in 0..64 {
+            let (log, on_producer, nested, d) = (
+                Arc::clone(&s.log),
+                Arc::clone(&s.on_producer),
+                Arc::clone(&s.nested),
+                Arc::clone(domain),
+            );
+            let i = s.queued;
+            domain.call_rcu(move || {
+                if std::thread::current().id() == me {
+                    on_producer.fetch_add(1, Ordering::SeqCst);
+                }
+                log.lock().unwrap().push(i);
+                d.call_rcu(move || {
+                    nested.fetch_add(1, Ordering::SeqCst);
+                });
+            });
+            s.queued += 1;
+        }
+    }
+    s
+}
+
+/// By default a thread that keeps calling `call_rcu` runs its own callbacks
+/// whose grace period has ended, inside its `call_rcu` (so it frees on its
+/// own thread what it allocated there), in the order it queued them; a
+/// callback that queues another from there lands in the batch being filled
+/// (before the fix that moved the batch to the queue after running them, a
+/// full chunk of such callbacks overfilled the ring). Before producers ran
+/// their own, every callback ran on the reclaim thread and this stream
+/// never ended.
+#[test]
+fn a_streaming_producer_runs_its_own_callbacks_in_order() {
+    // No memory limit: a producer over it helps run callbacks (any
+    // thread's) whatever `offload_callbacks` says.
+    let domain = Arc::new(RcuDomain::with_config(
+        rcu_core::Config::default().memory_limit(usize::MAX),
+    ));
+    let s = stream_until(&domain, |s| s.on_producer.load(Ordering::SeqCst) > 0);
+    assert!(
+        s.on_producer.load(Ordering::SeqCst) > 0,
+        "none of {} callbacks ran on their producer",
+        s.queued
+    );
+    domain.drain();
+    domain.drain(); // the callbacks the last ones queued
+    assert_eq!(*s.log.lock().unwrap(), (0..s.queued).collect::<Vec<_>>());
+    assert_eq!(s.nested.load(Ordering::SeqCst), s.queued);
+    assert_eq!(domain.stats().callbacks_pending, 0);
+}
+
+/// With `Config::offload_callbacks` (and no memory limit, over which
+/// producers help), no callback of a stream runs on its producer, however long the stream (counted up to the drain, which may
+/// run the last ones on this thread); the same stream runs some there by
+/// default (the test above).
+#[test]
+fn offloaded_callbacks_never_run_on_their_producer() {
+    let domain = Arc::new(RcuDomain::with_config(
+        rcu_core::Config::default()
+            .offload_callbacks(true)
+            .memory_limit(usize::MAX),
+    ));
+    // Long enough that several of its batches have run meanwhile.
+    let enough = scaled(16, 4) * 256;
+    let s = stream_until(&domain, |s| s.log.lock().unwrap().len() >= enough);
+    let on_producer = s.on_producer.load(Ordering::SeqCst);
+    assert!(s.log.lock().unwrap().len() >= enough, "the stream stalled");
+    domain.drain();
+    domain.drain();
+    assert_eq!(on_producer, 0, "callbacks ran on their producer");
+    assert_eq!(*s.log.lock().unwrap(), (0..s.queued).collect::<Vec<_>>());
+    assert_eq!(s.nested.load(Ordering::SeqCst), s.queued);
+}

@@ -34,10 +34,12 @@
 //!   1 M entries, against 52 for papaya and 34 for dashmap and `std`.
 //! - Replacing a value allocates a new node (copy-update): the old one stays
 //!   readable for readers that hold it. `update` needs `K: Clone`.
-//! - `K` and `V` are dropped on the domain's reclaim thread, hence
-//!   `Send + 'static` for writes. (Under a domain's memory limit, a writer
-//!   retiring an entry while the domain is over it may help run ready
-//!   callbacks on its own thread: rcu-core's `Config::memory_limit`.)
+//! - `K` and `V` are dropped after a grace period on the domain's reclaim
+//!   thread, or on the writer that retired them, at a later write (rcu-core's
+//!   `Config::offload_callbacks`), hence `Send + 'static` for writes. (Under
+//!   a domain's memory limit, a writer retiring an entry while the domain is
+//!   over it may help run other writers' callbacks too:
+//!   `Config::memory_limit`.)
 //! - References from reads live as long as the guard *and* the borrow of
 //!   the map, so dropping a map frees it at once (no reader can hold a
 //!   reference into it).

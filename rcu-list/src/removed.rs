@@ -12,8 +12,10 @@ use std::ops::Deref;
 ///
 /// It dereferences to the element. Dropping it hands the element to the
 /// list's domain ([`RcuDomain::call_rcu`]), which drops the owning pointer
-/// after a grace period, on its reclaim thread; the drop never waits for
-/// that grace period. [`into_inner`](Self::into_inner) waits for the grace
+/// after a grace period, on its reclaim thread or, for a thread that keeps
+/// dropping them, on that thread at a later drop (see
+/// [`Config::offload_callbacks`](rcu_core::Config::offload_callbacks)); the
+/// drop never waits for that grace period. [`into_inner`](Self::into_inner) waits for the grace
 /// period instead and gives the pointer back, its link free again, so the
 /// element can be inserted anew.
 ///
@@ -23,10 +25,11 @@ use std::ops::Deref;
 /// `retain` closure) that drops one helps run ready callbacks (other elements' drops, of any list or thread
 /// of the domain) on its own thread, for up to about a millisecond. So do
 /// not drop a `Removed` while holding a lock that an element's `Drop` (or
-/// another callback of the domain) takes. Without a limit (the default),
-/// drops run on the reclaim thread, or on a thread in `drain` (which runs
-/// the callbacks queued before it itself when the reclaim thread is not
-/// collecting them already).
+/// another callback of the domain) takes. Below the limit, drops run on
+/// the reclaim thread, on a thread in `drain` (which runs the callbacks
+/// queued before it itself when the reclaim thread is not collecting them
+/// already), or on the thread that dropped them, at a later drop (its own
+/// only); a domain with `offload_callbacks` set keeps them off it.
 ///
 /// Until then the element's link stays *claimed*: inserting the element
 /// (another `Arc` to it, say) into any list panics, because a reader may

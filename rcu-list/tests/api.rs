@@ -168,12 +168,12 @@ fn dropped_removed_elements_are_freed_after_a_grace_period() {
     list.push_back(n);
 }
 
-/// Without a memory limit (the default), a dropped `Removed` never runs an
-/// element's drop on the writer's thread: the drops are the reclaim
-/// thread's, or a drain's (`Removed`'s docs; with a limit a writer may
-/// help, see there).
+/// In a domain that offloads callbacks, below its memory limit, a dropped
+/// `Removed` never runs an element's drop on the writer's thread: the drops
+/// are the reclaim thread's, or a drain's (`Removed`'s docs; by default the
+/// writer runs its own at later drops, and over a limit it may help).
 #[test]
-fn without_a_memory_limit_dropping_a_removed_runs_no_drop_on_the_writer() {
+fn with_offloaded_callbacks_dropping_a_removed_runs_no_drop_on_the_writer() {
     struct Elem {
         link: ListLink,
         writer: std::thread::ThreadId,
@@ -190,7 +190,7 @@ fn without_a_memory_limit_dropping_a_removed_runs_no_drop_on_the_writer() {
     }
     intrusive_adapter!(ElemList = Box<Elem>: Elem { link => ListLink });
 
-    let domain = RcuDomain::new();
+    let domain = RcuDomain::with_config(rcu_core::Config::default().offload_callbacks(true));
     let (on_writer, drops) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let list = RcuList::<ElemList>::new_in(&domain);
     let n = if cfg!(miri) { 32 } else { 4000 };
