@@ -194,12 +194,16 @@ pub struct Config {
     /// and then runs what they left; at once when the stream stops, a drain
     /// starts, or pending bytes reach half the [`memory_limit`]. A producer
     /// runs up to two chunks each time, so one that keeps its pace clears
-    /// what it was left well within that. What it bought, replacing 64 K keys of
-    /// an `RcuHashMap` in a loop on one thread: 290 ns an insert before,
-    /// 116–119 ns with it (papaya: 70–75 ns in the same runs), as glibc's
-    /// arena lock had been taken by the writer's allocations and the
-    /// reclaim thread's frees in turn (the workspace README has the
-    /// command).
+    /// what it was left well within that. What it bought, replacing 64 K
+    /// keys of an `RcuHashMap` in a loop on one thread (`cargo run
+    /// --release -p rcu-bench --example map_get`, fastest samples, two runs
+    /// of each build on a 2-CPU VM): 272–318 ns an insert before, 0.46–0.48x
+    /// papaya's time; 140–161 ns with it, 0.82–0.89x. glibc's arena lock had
+    /// been taken by the writer's allocations and the reclaim thread's frees
+    /// in turn. The cost: callbacks that free nothing (a counter bump) no
+    /// longer run beside their producer on another CPU, and a stream of
+    /// them takes about 10% longer (the runner's one-producer closures
+    /// row).
     ///
     /// A callback that takes a lock its own producer may hold while it
     /// calls `call_rcu` would deadlock there: with `false`, callbacks must

@@ -110,15 +110,18 @@
 //! target against `std` is met for cache-resident tables and not met
 //! there.
 //!
-//! Writes cost more than papaya's: a replacing `insert` took 187–203 ns
-//! against papaya's 104–110 ns (foldhash, 4 K keys, fastest of 20 samples,
-//! three runs: `MAP_GET_KEYS=4096 cargo run --release -p rcu-bench --example
-//! map_get`), and 97–102 ns without retiring the replaced node. The rest is
-//! the retirement: the callback append is cheap (a per-thread batch), but
-//! the node is freed on the reclaim thread, so the writer's allocator cache
-//! never gets it back, where papaya's `seize` frees on the writer's thread.
-//! Write-heavy mixes (Exchange) pay for it. The head-to-head workloads
-//! against papaya, dashmap, scc and `RwLock<HashMap>` are the `map` group of
+//! Writes cost more than papaya's: a replacing `insert` took 80–82 ns
+//! against papaya's 58 ns (foldhash, 4 K keys, fastest of 20 samples, two
+//! runs: `MAP_GET_KEYS=4096 cargo run --release -p rcu-bench --example
+//! map_get`), and 64–68 ns without retiring the replaced node; at 64 K
+//! keys 140–161 ns against 118–144 ns. Most of the gap is the node
+//! allocation of copy-update and the retirement. Retired nodes are freed
+//! on the writer's own thread as it goes on writing (rcu-core's
+//! `Config::offload_callbacks`): freed on the reclaim thread, as they were
+//! before, a replacing insert at 64 K keys cost 272–318 ns, glibc's arena
+//! lock passing between the writer's allocations and the reclaim thread's
+//! frees (187–203 ns at 4 K keys). The head-to-head workloads against
+//! papaya, dashmap, scc and `RwLock<HashMap>` are the `map` group of
 //! `rcu-bench`.
 //!
 //! # How to use
