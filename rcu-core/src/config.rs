@@ -102,10 +102,11 @@ pub struct Config {
     /// thread-locals must allow for them being gone
     /// ([`LocalKey::try_with`](std::thread::LocalKey::try_with)), as
     /// crossbeam-epoch's deferred functions must. A callback run by a helper runs on the producer's thread,
-    /// which is then inside no critical section of its own; an
-    /// [`OwnedReadGuard`](crate::OwnedReadGuard) the producer holds is not
-    /// seen, so a callback that waits for a grace period of that guard's
-    /// domain would wait for the producer. A callback that blocks blocks
+    /// which is then inside no critical section of its own, nor holds an
+    /// [`OwnedReadGuard`](crate::OwnedReadGuard) it took; one taken on
+    /// another thread and moved to the producer is not seen, so a callback
+    /// that waits for a grace period of that guard's domain would wait for
+    /// the producer. A callback that blocks blocks
     /// its runner, and while its thread's later chunks wait for it the
     /// reclaim thread may wait too, whichever thread runs it (on the
     /// reclaim thread itself it would block it all the same).
@@ -208,7 +209,11 @@ pub struct Config {
     /// A callback that takes a lock its own producer may hold while it
     /// calls `call_rcu` would deadlock there: with `false`, callbacks must
     /// keep to the rule the [`memory_limit`] states for helpers (the
-    /// crate's own structures retire only after releasing their locks).
+    /// crate's own structures retire only after releasing their locks), and
+    /// allow for running in the producer's thread-local destructors, as
+    /// helped ones must. A callback run there that calls `call_rcu` queues
+    /// its callback ahead of the one whose `call_rcu` ran it (both the
+    /// producer's, so they run in that order).
     /// Set `true` for callbacks that may not run on their producer at
     /// all (they block, or need the reclaim thread's thread-locals) or to
     /// keep a producer's `call_rcu` latency flat.

@@ -340,8 +340,9 @@ pub fn set_stall_hook(hook: impl Fn(&StallWarning) + Send + Sync + 'static) {
 /// while a callback's thread-local state (a `RefCell` borrowed across the
 /// call, say) is in use. A drain inside a critical section of another
 /// domain (through a [`Reader`](crate::Reader), the process-wide guard or
-/// a [`LocalReadGuard`](crate::LocalReadGuard); owned guards, which may
-/// move between threads, are not seen), or inside another domain's
+/// a [`LocalReadGuard`](crate::LocalReadGuard), or an owned guard this
+/// thread took and still holds; one taken on another thread and moved
+/// here is not seen), or inside another domain's
 /// [`no_grace_period_waits`](crate::RcuDomain::no_grace_period_waits),
 /// runs none: it waits for the reclaim thread, as a callback that waits
 /// for that domain's grace periods could not finish on this thread.

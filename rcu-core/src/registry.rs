@@ -236,6 +236,10 @@ impl ReadSide {
             cold.taken_at = Some(TakenAt::new(taken_at, local));
         }
         rec.lock(&self.gp_ctr.0);
+        if !local {
+            #[cfg(not(rcu_loom))]
+            note_owned_taken(&rec);
+        }
         rec
     }
 
@@ -729,6 +733,60 @@ thread_local! {
     /// every domain, for [`reading_in_any_domain`]: their records are
     /// pooled, not this thread's, but the guards never leave it.
     static LOCAL_GUARDS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Records of [`OwnedReadGuard`](crate::OwnedReadGuard)s this thread
+    /// took, in every domain, for [`reading_in_any_domain`]: one counts
+    /// while it is in a critical section with this thread as its owner
+    /// (taken here and not yet dropped, wherever the guard is now).
+    static OWNED_TAKEN: std::cell::RefCell<Vec<std::sync::Weak<Record>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Adds the record of an owned guard this thread has just taken to
+/// [`OWNED_TAKEN`], unless it is there already (a thread takes the same
+/// pooled records again and again: then a scan of a few pointers, no
+/// atomic). Past eight entries, those that no longer count are dropped
+/// first (their guard dropped; a record another thread took since counts
+/// for that thread, not this one). During thread-local teardown it is not
+/// added, as in [`note_mine`].
+#[cfg(not(rcu_loom))]
+fn note_owned_taken(rec: &Arc<Record>) {
+    let _ = OWNED_TAKEN.try_with(|m| {
+        let Ok(mut m) = m.try_borrow_mut() else {
+            return;
+        };
+        // A `Weak` keeps its allocation, so an address seen here is this
+        // record's, never a later one's.
+        if m.iter().any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(rec))) {
+            return;
+        }
+        if m.len() >= 8 {
+            m.retain(|w| w.upgrade().is_some_and(|r| r.in_critical_section()));
+        }
+        m.push(Arc::downgrade(rec));
+    });
+}
+
+/// Whether an owned guard this thread took, of any domain, is still held
+/// (see [`OWNED_TAKEN`]).
+#[cfg(not(rcu_loom))]
+fn holds_owned_guard_it_took() -> bool {
+    OWNED_TAKEN
+        .try_with(|m| {
+            let Ok(m) = m.try_borrow() else {
+                return false;
+            };
+            if m.is_empty() {
+                return false;
+            }
+            let me = thread::current().id();
+            m.iter().any(|w| {
+                w.upgrade().is_some_and(|r| {
+                    r.in_critical_section()
+                        && lock(&r.cold).owner.as_ref().map(thread::Thread::id) == Some(me)
+                })
+            })
+        })
+        .unwrap_or(false)
 }
 
 /// Counts a local guard taken (`+1`) or dropped (`-1`) on this thread.
@@ -761,8 +819,9 @@ fn note_mine(rec: &Arc<Record>) {
 }
 
 /// Whether the calling thread is inside a critical section of any domain,
-/// through a record it registered or a local guard it holds (owned guards,
-/// which may move between threads, are not seen). A record since released
+/// through a record it registered, a local guard it holds, or an owned
+/// guard it took and has not dropped, wherever that guard is now (an owned
+/// guard taken on another thread and moved here is not seen). A record since released
 /// and taken by another thread may answer for that thread: a false "yes",
 /// which only makes a producer skip helping and a drain leave callbacks to
 /// the reclaim thread (`callbacks.rs`), never a false "no" for a record
@@ -773,6 +832,7 @@ pub(crate) fn reading_in_any_domain() -> bool {
     #[cfg(not(rcu_loom))]
     {
         LOCAL_GUARDS.try_with(std::cell::Cell::get).unwrap_or(0) > 0
+            || holds_owned_guard_it_took()
             || MINE
                 .try_with(|m| {
                     m.borrow()

@@ -375,3 +375,41 @@ fn offloaded_callbacks_never_run_on_their_producer() {
     assert_eq!(*s.log.lock().unwrap(), (0..s.queued).collect::<Vec<_>>());
     assert_eq!(s.nested.load(Ordering::SeqCst), s.queued);
 }
+
+/// A producer that holds an owned guard of another domain, which it took,
+/// runs none of its callbacks while it holds it: one of them may wait for a
+/// grace period of that domain (`synchronize`, allowed in a callback of
+/// another domain), which would wait for the producer's own guard. Before
+/// the engine saw such guards, the producer ran its own ready callbacks at
+/// a batch boundary and deadlocked in the first that did (a reviewer's
+/// test, after 868 `call_rcu`s).
+#[test]
+fn a_producer_holding_another_domains_owned_guard_runs_no_callback() {
+    let a = Arc::new(RcuDomain::with_config(
+        rcu_core::Config::default().memory_limit(usize::MAX),
+    ));
+    let b = Arc::new(RcuDomain::new());
+    let on_producer = Arc::new(AtomicUsize::new(0));
+    let (a2, b2, on2) = (Arc::clone(&a), Arc::clone(&b), Arc::clone(&on_producer));
+    assert!(
+        common::finishes(move || {
+            let me = std::thread::current().id();
+            let guard = b2.read_lock_owned();
+            // Long enough that batches come back ready (a few milliseconds).
+            for _ in 0..scaled(200_000, 2_000) {
+                let (b3, on3) = (Arc::clone(&b2), Arc::clone(&on2));
+                a2.call_rcu(move || {
+                    if std::thread::current().id() == me {
+                        on3.fetch_add(1, Ordering::SeqCst);
+                        b3.synchronize();
+                    }
+                });
+            }
+            drop(guard);
+        }),
+        "the producer deadlocked in a callback of its own"
+    );
+    a.drain();
+    assert_eq!(on_producer.load(Ordering::SeqCst), 0);
+    assert_eq!(a.stats().callbacks_pending, 0);
+}
