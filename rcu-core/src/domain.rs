@@ -662,19 +662,23 @@ impl RcuDomain {
         self.inner.synchronize_since(cookie);
     }
 
-    /// Runs `f` after a grace period: on the reclaim thread, or on a
-    /// thread in [`drain`](Self::drain) (which runs what was queued before
-    /// it itself when the reclaim thread is not collecting it already).
-    /// Wait-free for
-    /// the caller while the domain is under its [`Config::memory_limit`];
-    /// over it, a caller outside any critical section helps run ready
-    /// callbacks (of any thread of the domain) on its own thread and may
-    /// wait up to about 1 ms (see there). Callable anywhere, including
-    /// inside a critical section, a callback, a notifier or
+    /// Runs `f` after a grace period: on the reclaim thread, on a thread
+    /// in [`drain`](Self::drain) (which runs what was queued before it
+    /// itself when the reclaim thread is not collecting it already), or on
+    /// the caller, at a later `call_rcu`. Never waits for a grace period
+    /// while the domain is under its [`Config::memory_limit`]; over it, a
+    /// caller outside any critical section helps run ready callbacks (of
+    /// any thread of the domain) on its own thread and may wait up to about
+    /// 1 ms (see there). Each time the caller's batch fills (every 256
+    /// calls) it also runs up to two chunks of its *own* earlier callbacks
+    /// whose grace period has ended, unless the domain offloads them
+    /// ([`Config::offload_callbacks`]). Callable anywhere, including inside
+    /// a critical section, a callback, a notifier or
     /// [`no_grace_period_waits`](Self::no_grace_period_waits), where it
-    /// neither helps nor waits. So, with a memory limit, do not call it (or drop a handle
-    /// that retires, such as [`Unlinked`](crate::Unlinked)) while holding a
-    /// lock that a callback of the domain takes.
+    /// neither helps, runs callbacks nor waits. So do not call it (or drop
+    /// a handle that retires, such as [`Unlinked`](crate::Unlinked)) while
+    /// holding a lock that its callbacks take, or, with a memory limit,
+    /// that any callback of the domain takes.
     ///
     /// # Panics
     /// If the reclaim thread cannot be started (the spawn error is in the

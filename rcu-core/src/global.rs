@@ -236,16 +236,21 @@ pub fn synchronize_async() -> crate::SynchronizeFuture {
     crate::SynchronizeFuture::new(HANDLE.clone())
 }
 
-/// Runs `f` after a grace period: on the reclaim thread, or on a thread
-/// in [`drain`] (which runs what was queued before it itself when the
-/// reclaim thread is not collecting it already). Wait-free for
-/// the caller while the domain is under its
-/// [`memory_limit`](crate::Config::memory_limit); over it, a caller
-/// outside any critical section helps run ready callbacks and may wait
-/// up to 1 ms (see there). Callable anywhere, including inside a critical
-/// section, a callback, a notifier or a scope of
+/// Runs `f` after a grace period: on the reclaim thread, on a thread in
+/// [`drain`] (which runs what was queued before it itself when the
+/// reclaim thread is not collecting it already), or on the caller, at a
+/// later `call_rcu` (see below). Never waits for a grace period while the
+/// domain is under its [`memory_limit`](crate::Config::memory_limit);
+/// over it, a caller outside any critical section helps run ready
+/// callbacks and may wait up to 1 ms (see there). Each time the caller's
+/// batch fills (every 256 calls) it also runs up to two chunks of its
+/// *own* earlier callbacks whose grace period has ended, unless the domain
+/// offloads them ([`Config::offload_callbacks`](crate::Config::offload_callbacks)):
+/// do not call it while holding a lock that its callbacks take. Callable
+/// anywhere, including inside a critical section, a callback, a notifier
+/// or a scope of
 /// [`RcuDomain::no_grace_period_waits`](crate::RcuDomain::no_grace_period_waits),
-/// where it neither helps nor waits. A panicking
+/// where it neither helps, runs callbacks nor waits. A panicking
 /// callback is reported through the event hook ([`set_event_hook`]) and
 /// counted in [`Stats::callback_panics`]; later callbacks still run.
 ///

@@ -56,8 +56,9 @@
 //!   99th percentile up to 245 ms). Prefer [`call_rcu`], [`start_poll`] or
 //!   [`synchronize_async`] to blocking in [`synchronize`] there.
 //! * What a writer pays: [`RcuCell::update`] takes the cell's writer lock,
-//!   runs the closure, allocates the new value, and queues the old one for
-//!   the reclaim thread (one `call_rcu`); it waits for no grace period.
+//!   runs the closure, allocates the new value, and queues the old one to
+//!   be dropped after a grace period (one `call_rcu`); it waits for no
+//!   grace period.
 //!   [`synchronize`] waits for one. [`call_rcu`] appends to the calling
 //!   thread's batch with plain stores (no lock, no fence with membarrier,
 //!   one swap of a domain-wide flag at the first append after each harvest;
@@ -198,10 +199,17 @@
 //!   up to its marker on its own thread, as crossbeam's `flush` runs
 //!   deferred functions on the caller's: no hand-off to the reclaim thread
 //!   and back, two thread wake-ups that cost 55–70 µs on a VM, against a
-//!   grace period of a few microseconds. Over the memory limit, producers help
-//!   run callbacks whose grace period has ended ([`Config::memory_limit`]),
-//!   never two chunks of one thread's callbacks at once: each thread's
-//!   callbacks run in the order it queued them.
+//!   grace period of a few microseconds. A thread that keeps calling
+//!   [`call_rcu`] runs its own callbacks whose grace period has ended, a
+//!   chunk or two each time its batch fills, and under a stream the
+//!   reclaim thread leaves each batch to its producers for the first 1 ms
+//!   of its pacing: memory is freed on the thread that allocated it, as
+//!   crossbeam's `defer` and Linux's per-CPU callback lists do
+//!   ([`Config::offload_callbacks`] turns that off). Over the memory limit,
+//!   producers help run anyone's callbacks whose grace period has ended
+//!   ([`Config::memory_limit`]). Never are two chunks of one thread's
+//!   callbacks run at once: each thread's callbacks run in the order it
+//!   queued them.
 //!
 //! Two orderings make a grace period sound, and both are argued where they
 //! happen:

@@ -234,9 +234,10 @@ unsafe fn from_raw<T>(p: *mut T) -> Option<Box<T>> {
 /// be reading.
 ///
 /// It derefs to the value (shared access, as readers have). Dropping it
-/// defers the value's drop to the reclaim thread after a grace period (a
-/// [`RcuDomain::call_rcu`]: over a memory limit, the dropping thread may
-/// help run callbacks);
+/// defers the value's drop until after a grace period (a
+/// [`RcuDomain::call_rcu`]: the drop runs on the reclaim thread, or on the
+/// dropping thread at a later retire, and over a memory limit the dropping
+/// thread may help run other callbacks);
 /// [`into_inner`](Self::into_inner) waits for a grace period here and returns
 /// the value.
 pub struct Unlinked<T: Send + Sync + 'static> {

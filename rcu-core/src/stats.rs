@@ -243,8 +243,9 @@ pub enum RcuEvent {
         fallback: &'static str,
     },
     /// A `call_rcu` callback panicked (on the reclaim thread, on a thread
-    /// in `drain`, or on a producer helping over the memory limit); the
-    /// other callbacks still run.
+    /// in `drain`, on its own producer at a batch boundary, or on a
+    /// producer helping over the memory limit); the other callbacks still
+    /// run.
     CallbackPanic {
         /// The panic message, when it was a string.
         message: Option<String>,
