@@ -182,8 +182,10 @@ pub struct Config {
     ///
     /// With `false`, the default, a thread that keeps calling
     /// [`call_rcu`](crate::call_rcu) runs its *own* earlier callbacks whose
-    /// grace period has ended: each time its batch fills (every 256
-    /// callbacks), up to two chunks of at most 256 of them, in its queue order,
+    /// grace period has ended: each time its batch fills (256 callbacks
+    /// appended between two of the reclaim thread's harvests; 64 on 32-bit
+    /// targets and under Miri), up to two chunks of at most that many, in
+    /// its queue order,
     /// inside that `call_rcu`, and only where a helper may run callbacks
     /// (outside every critical section, callback, notifier, hook and
     /// [`no_grace_period_waits`](crate::RcuDomain::no_grace_period_waits)
@@ -193,7 +195,9 @@ pub struct Config {
     /// reclaim thread leaves its latest batch to them while the stream goes
     /// on, for up to 1 ms (at most the [`callback_pacing`](Self::callback_pacing)),
     /// and then runs what they left; at once when the stream stops, a drain
-    /// starts, or pending bytes reach half the [`memory_limit`]. A producer
+    /// starts, or pending bytes reach half the [`memory_limit`]; and it
+    /// leaves none of a batch that holds a callback a task awaits
+    /// ([`synchronize_async`](crate::synchronize_async)). A producer
     /// runs up to two chunks each time, so one that keeps its pace clears
     /// what it was left well within that. What it bought, replacing 64 K
     /// keys of an `RcuHashMap` in a loop on one thread (`cargo run
@@ -214,9 +218,12 @@ pub struct Config {
     /// helped ones must. A callback run there that calls `call_rcu` queues
     /// its callback ahead of the one whose `call_rcu` ran it (both the
     /// producer's, so they run in that order).
-    /// Set `true` for callbacks that may not run on their producer at
-    /// all (they block, or need the reclaim thread's thread-locals) or to
-    /// keep a producer's `call_rcu` latency flat.
+    /// Set `true` to keep a producer's `call_rcu` latency flat below the
+    /// memory limit, or for callbacks that take a lock their own producer
+    /// holds around `call_rcu` (only below the limit: over it, `true` or
+    /// `false`, a producer helps run any thread's callbacks, and the
+    /// [`memory_limit`]'s rule stands; use `usize::MAX` as the limit, the
+    /// default is 64 MiB, for such callbacks).
     ///
     /// [`memory_limit`]: Self::memory_limit
     pub offload_callbacks: bool,
@@ -311,9 +318,12 @@ impl Config {
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};
-    /// // Callbacks that take a lock their producers hold around `call_rcu`.
+    /// // Callbacks that take a lock their producers hold around `call_rcu`:
+    /// // none runs on a producer, with no memory limit to help under.
     /// let domain = rcu_core::RcuDomain::with_config(
-    ///     rcu_core::Config::default().offload_callbacks(true),
+    ///     rcu_core::Config::default()
+    ///         .offload_callbacks(true)
+    ///         .memory_limit(usize::MAX),
     /// );
     /// let log = Arc::new(Mutex::new(Vec::new()));
     /// for i in 0..1000 {
