@@ -1227,6 +1227,13 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
     // The last batch is in `ready`, left to its producers (`run_own`) for
     // the first `PRODUCERS_WINDOW` of the pacing, or until the stream stops.
     let mut left = false;
+    // A task awaits a callback of the batch to come (`hurry`): that batch
+    // is not left to the producers, whose window would hold it up to 1 ms
+    // (a reviewer measured `synchronize_async` at 1.1-1.3 ms beside a
+    // stream, 8-33 µs without the window). Kept from a pacing that saw the
+    // hurry to the batch it is for, even when a drain holding the token
+    // sends this thread round again before it collects (a second reviewer).
+    let mut hurried = false;
     loop {
         loop {
             cb.call_ready.reset();
@@ -1278,11 +1285,6 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
             }
             cb.call_ready.wait();
         }
-        // A task awaits a callback of this batch (`hurry`): the batch is not
-        // left to the producers, whose window would hold it up to 1 ms (a
-        // reviewer measured `synchronize_async` at 1.1-1.3 ms beside a
-        // stream, 8-33 µs without the window).
-        let mut hurried = false;
         match last_end {
             Some(end) if busy || gp.readers_seen() => {
                 let pacing = gp.callback_pacing();
@@ -1299,7 +1301,7 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
                 // every hurry counted here is for a callback this harvest
                 // sees (`hurry`).
                 seen_hurries = cb.hurries();
-                hurried = seen_hurries != hurries_before;
+                hurried |= seen_hurries != hurries_before;
                 // What arrived while it gathered goes into this batch too:
                 // every batch, flagged or not. An append that raced the
                 // last harvest is not flagged (`batch.rs`), and what ended
@@ -1340,8 +1342,9 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
         // Into `ready`, where producers (their own chunks; anyone's over
         // the memory limit) and drains can run it.
         cb.hand_over(gp, taken);
+        let awaited = std::mem::take(&mut hurried);
         left = busy
-            && !hurried
+            && !awaited
             && !gp.offload_callbacks()
             && p.drains.load(Ordering::SeqCst) == 0
             && p.pending_bytes.load() < gp.memory_limit() / 2;

@@ -214,7 +214,7 @@ impl Inner {
             .gp
             .readers
             .lock_owned(std::panic::Location::caller(), false);
-        OwnedReadGuard::new(rec, keep_alive)
+        OwnedReadGuard::new(rec, keep_alive, crate::registry::owned_guard_taker())
     }
 
     /// Takes a local guard's record and enters its critical section.
@@ -225,7 +225,7 @@ impl Inner {
             .gp
             .readers
             .lock_owned(std::panic::Location::caller(), true);
-        LocalReadGuard::new(OwnedReadGuard::new(rec, keep_alive))
+        LocalReadGuard::new(OwnedReadGuard::new(rec, keep_alive, None))
     }
 
     pub(crate) fn stats(&self) -> Stats {

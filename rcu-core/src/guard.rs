@@ -228,14 +228,23 @@ pub struct OwnedReadGuard {
     rec: Option<Arc<Record>>,
     /// Declared after `rec`: the domain outlives the record's return.
     _domain: KeepAlive,
+    /// The token of the thread that took the guard, which counts it as
+    /// held until it is dropped (`registry::owned_guard_taker`; `None` for
+    /// a local guard's, counted on its thread instead).
+    _taker: Option<std::sync::Arc<()>>,
 }
 
 impl OwnedReadGuard {
     /// Enters a critical section on a pooled record of `rec`'s domain.
-    pub(crate) fn new(rec: Arc<Record>, domain: KeepAlive) -> Self {
+    pub(crate) fn new(
+        rec: Arc<Record>,
+        domain: KeepAlive,
+        taker: Option<std::sync::Arc<()>>,
+    ) -> Self {
         OwnedReadGuard {
             rec: Some(rec),
             _domain: domain,
+            _taker: taker,
         }
     }
 }

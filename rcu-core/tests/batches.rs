@@ -413,3 +413,76 @@ fn a_producer_holding_another_domains_owned_guard_runs_no_callback() {
     assert_eq!(on_producer.load(Ordering::SeqCst), 0);
     assert_eq!(a.stats().callbacks_pending, 0);
 }
+
+/// A job run by a thread-local's destructor.
+type Job = OnDrop<Box<dyn FnOnce()>>;
+
+thread_local! {
+    /// An owned guard this thread took, held until its teardown.
+    static HELD: std::cell::RefCell<Option<rcu_core::OwnedReadGuard>> =
+        const { std::cell::RefCell::new(None) };
+    /// A destructor that streams `call_rcu`.
+    static PRODUCE: std::cell::RefCell<Option<Job>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// How many callbacks of a stream that a thread queues from a thread-local
+/// destructor ran on that thread (it stops at the first). With `guard`,
+/// the thread still holds an owned guard of another domain that it took,
+/// in a thread-local destroyed after that destructor (thread-locals are
+/// destroyed in the reverse order of their first use), while what the
+/// engine keeps to see that guard (its first use came later) is destroyed
+/// before it: a reviewer's layout.
+fn own_callbacks_run_in_teardown(guard: bool) -> usize {
+    let a = Arc::new(RcuDomain::with_config(
+        rcu_core::Config::default().memory_limit(usize::MAX),
+    ));
+    let b = Arc::new(RcuDomain::new());
+    let on_producer = Arc::new(AtomicUsize::new(0));
+    let (a2, b2, on2) = (Arc::clone(&a), Arc::clone(&b), Arc::clone(&on_producer));
+    std::thread::spawn(move || {
+        HELD.with(|_| {}); // first used: destroyed last
+        a2.call_rcu(|| {}); // the thread's batch, destroyed after PRODUCE
+        let me = std::thread::current().id();
+        let job: Box<dyn FnOnce()> = Box::new(move || {
+            let deadline = std::time::Instant::now() + common::STALL_BOUND;
+            for _ in 0..scaled(400_000, 4_000) {
+                let on3 = Arc::clone(&on2);
+                a2.call_rcu(move || {
+                    if std::thread::current().id() == me {
+                        on3.fetch_add(1, Ordering::SeqCst);
+                    }
+                });
+                if on2.load(Ordering::SeqCst) > 0 || std::time::Instant::now() > deadline {
+                    break;
+                }
+            }
+        });
+        PRODUCE.with(|p| *p.borrow_mut() = Some(OnDrop(Some(job))));
+        if guard {
+            HELD.with(|h| *h.borrow_mut() = Some(b2.read_lock_owned()));
+        }
+    })
+    .join()
+    .unwrap();
+    a.drain();
+    b.synchronize(); // the guard is gone with its thread
+    on_producer.load(Ordering::SeqCst)
+}
+
+/// A producer runs its own callbacks from its thread-local destructors too
+/// (what makes the next test mean something).
+#[test]
+#[cfg_attr(miri, ignore = "a stream long enough for a batch to come back")]
+fn a_producer_runs_its_own_callbacks_in_its_thread_local_destructors() {
+    assert!(own_callbacks_run_in_teardown(false) > 0);
+}
+
+/// ... but not while it holds an owned guard it took, even once the
+/// engine's record of its guards is gone: it cannot tell then, and does not
+/// run them. It ran them before (255 in a reviewer's run; with a callback
+/// waiting for the guard's domain, a deadlock).
+#[test]
+fn a_producer_holding_an_owned_guard_runs_none_in_its_teardown() {
+    assert_eq!(own_callbacks_run_in_teardown(true), 0);
+}
