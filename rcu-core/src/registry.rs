@@ -225,7 +225,16 @@ impl ReadSide {
         taken_at: &'static Location<'static>,
         local: bool,
     ) -> Arc<Record> {
-        let pooled = lock(&self.owned_free[owned_shard()]).pop();
+        let shard = owned_shard();
+        let pooled = lock(&self.owned_free[shard]).pop().or_else(|| {
+            // A guard dropped on another thread pooled its record in that
+            // thread's shard: take one of those before making a new record,
+            // so that the registry (which every grace period scans) stays
+            // at about the guards held at once. A thread that took guards
+            // and handed each to another to drop made a record per guard
+            // (10 000 for 10 000, a reviewer's test).
+            (1..OWNED_SHARDS).find_map(|i| lock(&self.owned_free[(shard + i) % OWNED_SHARDS]).pop())
+        });
         let rec = match pooled {
             Some(rec) => rec,
             None => lock(&self.registry).acquire_owned(self),
