@@ -220,6 +220,8 @@ impl ReadSide {
 
     /// Takes a record for an owned guard from the calling thread's shard of
     /// the pool (or makes one) and enters a critical section on it.
+    // Loom models have one shard.
+    #[cfg_attr(rcu_loom, allow(clippy::modulo_one))]
     pub(crate) fn lock_owned(
         &self,
         taken_at: &'static Location<'static>,
