@@ -392,11 +392,14 @@ mod cases {
     /// registering thread and to a guard at once; `readers` showed 0.)
     pub(super) fn pooled_local_guard_records_stay_pooled_in_the_child() {
         let d = RcuDomain::new();
-        std::thread::scope(|s| {
-            for _ in 0..8 {
+        // One thread at a time: a take finds a pooled record in any thread's
+        // share of the pool, so how many records exist is how many guards
+        // were held at once (one here), not how many threads took them.
+        for _ in 0..8 {
+            std::thread::scope(|s| {
                 s.spawn(|| drop(d.read_lock_local()));
-            }
-        });
+            });
+        }
         let pooled = d.stats().readers;
         assert!(pooled >= 1, "no record pooled");
         let verdict = fork_and_wait(|| {
@@ -405,11 +408,11 @@ mod cases {
             let guard = reader.read_lock();
             check(d.stats().readers == pooled + 1, 2)?;
             drop(guard);
-            std::thread::scope(|s| {
-                for _ in 0..8 {
+            for _ in 0..8 {
+                std::thread::scope(|s| {
                     s.spawn(|| drop(d.read_lock_local()));
-                }
-            });
+                });
+            }
             d.synchronize();
             check(d.stats().readers == pooled + 1, 3)
         });
