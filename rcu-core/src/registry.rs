@@ -228,7 +228,12 @@ impl ReadSide {
         local: bool,
     ) -> Arc<Record> {
         let shard = owned_shard();
-        let pooled = lock(&self.owned_free[shard]).pop().or_else(|| {
+        // A statement of its own: its lock is released before the search
+        // below, which takes the other shards' locks one at a time (taken
+        // inside one expression, it was held across the search, and two
+        // threads each holding theirs deadlocked: Miri found it).
+        let mine = lock(&self.owned_free[shard]).pop();
+        let pooled = mine.or_else(|| {
             // A guard dropped on another thread pooled its record in that
             // thread's shard: take one of those before making a new record,
             // so that the registry (which every grace period scans) stays

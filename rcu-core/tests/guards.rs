@@ -388,3 +388,32 @@ fn owned_guards_handed_to_another_thread_reuse_their_records() {
         "{records} records for {n} guards handed over one at a time"
     );
 }
+
+/// Threads taking their first owned guards of a domain at once, each with
+/// its share of the pool empty, look in the others' shares: one at a time.
+/// The first version looked while it still held its own share's lock, and
+/// two threads each holding theirs and waiting for the other's deadlocked
+/// (Miri found it in a map test).
+#[test]
+fn first_owned_guards_taken_at_once_never_deadlock() {
+    assert!(
+        finishes(|| {
+            let threads = 8;
+            for _ in 0..if cfg!(miri) { 2 } else { 300 } {
+                let domain = RcuDomain::new();
+                let start = std::sync::Barrier::new(threads);
+                std::thread::scope(|s| {
+                    for _ in 0..threads {
+                        s.spawn(|| {
+                            start.wait();
+                            for _ in 0..4 {
+                                drop(domain.read_lock_owned());
+                            }
+                        });
+                    }
+                });
+            }
+        }),
+        "threads taking owned guards at once deadlocked"
+    );
+}
