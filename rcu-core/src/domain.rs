@@ -669,8 +669,8 @@ impl RcuDomain {
     /// while the domain is under its [`Config::memory_limit`]; over it, a
     /// caller outside any critical section helps run ready callbacks (of
     /// any thread of the domain) on its own thread and may wait up to about
-    /// 1 ms (see there). Each time the caller's batch fills (every 256
-    /// calls) it also runs up to two chunks of its *own* earlier callbacks
+    /// 1 ms (see there). Each time the caller's batch fills (256 calls between
+    /// two of the reclaim thread's harvests) it also runs up to two chunks of its *own* earlier callbacks
     /// whose grace period has ended, unless the domain offloads them
     /// ([`Config::offload_callbacks`]). Callable anywhere, including inside
     /// a critical section, a callback, a notifier or

@@ -243,7 +243,7 @@ pub fn synchronize_async() -> crate::SynchronizeFuture {
 /// domain is under its [`memory_limit`](crate::Config::memory_limit);
 /// over it, a caller outside any critical section helps run ready
 /// callbacks and may wait up to 1 ms (see there). Each time the caller's
-/// batch fills (every 256 calls) it also runs up to two chunks of its
+/// batch fills (256 calls between two harvests) it also runs up to two chunks of its
 /// *own* earlier callbacks whose grace period has ended, unless the domain
 /// offloads them ([`Config::offload_callbacks`](crate::Config::offload_callbacks)):
 /// do not call it while holding a lock that its callbacks take. Callable
