@@ -40,7 +40,7 @@
 //! arriving, the reclaim thread leaves its latest batch in `ready` to their
 //! producers for the first part of its pacing ([`PRODUCERS_WINDOW`]) and
 //! then runs what they left (at once when the stream stops, a drain runs,
-//! or pending bytes reach half the limit): a producer then frees on its own thread what it
+//! pending bytes reach half the limit, or a task awaits one of them): a producer then frees on its own thread what it
 //! allocated there (crossbeam-epoch's `defer` and Linux's per-CPU callback
 //! lists do the same), instead of the allocator passing every free across
 //! threads (a replacing `RcuHashMap::insert` loop spent a third of its time
@@ -269,6 +269,9 @@ impl Ready {
 /// to end), in all, plus the end of the chunk it is running then.
 #[cfg(not(rcu_loom))]
 const HELP_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
+#[cfg(rcu_loom)]
+const HELP_WAIT: std::time::Duration = std::time::Duration::ZERO;
+
 /// How long the reclaim thread leaves a batch whose grace period has ended
 /// to its producers (`run_own`) while callbacks keep arriving, at most: the
 /// first part of its pacing (all of the default's), after which it runs
@@ -280,9 +283,6 @@ const PRODUCERS_WINDOW: std::time::Duration = std::time::Duration::from_millis(1
 /// two, so that one that keeps its pace clears a backlog of chunks in
 /// half the time it took to queue them.
 const OWN_CHUNKS: usize = 2;
-
-#[cfg(rcu_loom)]
-const HELP_WAIT: std::time::Duration = std::time::Duration::ZERO;
 
 /// What a batch needs after an append (see `Callbacks::batch_is_due`).
 #[cfg(not(rcu_loom))]
@@ -441,8 +441,8 @@ impl Callbacks {
     ) {
         let mode = gp.readers.mode();
         if mine.is_full() {
-            // Run a chunk of this thread's callbacks whose grace period has
-            // ended, if one is ready; then to the queue, to make room. In
+            // Run up to two chunks of this thread's callbacks whose grace
+            // period has ended, if one is ready; then to the queue, to make room. In
             // that order: a callback that calls `call_rcu` appends to this
             // batch (and moves it to the queue itself when it fills), and
             // the move after it leaves the ring empty for the push below.
@@ -517,10 +517,10 @@ impl Callbacks {
         }
     }
 
-    /// Runs ready chunks of this thread's own callbacks ([`OWN_CHUNKS`] at
-    /// most), if there is one,
-    /// the domain does not offload callbacks ([`Config::offload_callbacks`]),
-    /// and this thread may run callbacks here (as for [`help`](Self::help)).
+    /// Runs ready chunks of this thread's own callbacks, [`OWN_CHUNKS`] at
+    /// most, if one is ready, the domain does not offload callbacks
+    /// ([`Config::offload_callbacks`]), and this thread may run callbacks
+    /// here (as for [`help`](Self::help)).
     ///
     /// [`Config::offload_callbacks`]: crate::Config::offload_callbacks
     #[cfg(not(rcu_loom))]
