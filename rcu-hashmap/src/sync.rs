@@ -1,14 +1,14 @@
 //! The sync facade: `std` normally, `loom` under `--cfg rcu_loom`.
 //!
-//! Everything the raw core shares between threads (bucket heads, chain
-//! links, the table pointer, the resize counters) goes through this module,
+//! Everything the raw core shares between threads (bucket heads, their
+//! tag filters, chain links, the table pointer, the resize counters) goes through this module,
 //! so a loom build sees every access and can explore their interleavings.
 
 #[cfg(not(rcu_loom))]
-pub(crate) use std::sync::atomic::{AtomicIsize, AtomicPtr, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 
 #[cfg(rcu_loom)]
-pub(crate) use loom::sync::atomic::{AtomicIsize, AtomicPtr, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 
 /// Waits a little longer each call: spins, then yields (a bucket lock is
 /// held for a few instructions, but its holder may be preempted).

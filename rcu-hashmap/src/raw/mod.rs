@@ -32,7 +32,13 @@
 //! new chain (again, everything after that node was moved before). Either
 //! way its Acquire load synchronised with that Release store, so it sees
 //! the `future` pointer (published before any move) and `x` at the head of
-//! its new bucket (pushed before the cut). Writers need no such care: the
+//! its new bucket (pushed before the cut). The bucket's filter byte (see
+//! [`table`]) changes none of this: a lookup skips a chain only when its
+//! filter lacks the hash's bit, and a node's bit is set in a filter before
+//! the node is linked there and cleared only after it is unlinked for good
+//! (a move to the future table leaves the old filter as it was, so a lookup
+//! that could miss a moved node still walks the old chain and meets the
+//! cut). Writers need no such care: the
 //! home of a key is its old bucket until that bucket is `MOVED`, and the
 //! new bucket afterwards, and both are reached through locks.
 
@@ -42,7 +48,7 @@ use crate::sync::{AtomicIsize, AtomicPtr, Ordering};
 use rcu_core::RcuDomain;
 use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
-use table::{BucketLock, HeldMark, MOVED, Padded, Table, in_user_eq, untag};
+use table::{BucketLock, HeldMark, MOVED, Padded, Table, filter_bit, in_user_eq, untag};
 
 pub(crate) use table::MIN_BUCKETS;
 
@@ -226,8 +232,13 @@ impl<K, V> RawMap<K, V> {
         let mut t = unsafe { self.current() };
         loop {
             // Acquire: pairs with the Release stores that publish a chain
-            // head (`BucketLock`): we see the node's contents.
-            let mut p = untag(t.slot(hash).load(Ordering::Acquire)).cast::<Node<K, V>>();
+            // head (`BucketLock`): we see the node's contents. Not loaded
+            // when the filter says no node with `hash` is linked.
+            let mut p = if t.may_hold(hash) {
+                untag(t.slot(hash).load(Ordering::Acquire)).cast::<Node<K, V>>()
+            } else {
+                ptr::null_mut()
+            };
             while !p.is_null() {
                 // SAFETY: `p` was reachable from the table under our
                 // critical section: nodes are freed only a grace period
@@ -297,6 +308,7 @@ impl<K, V> RawMap<K, V> {
                     out.push(node);
                 }
             }
+            t.clear_filters();
             let next = t.future.load(Ordering::Relaxed);
             if !first {
                 // SAFETY: a future table of the current one, owned by the
@@ -363,7 +375,7 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
         // SAFETY: the caller's promise is `current`'s.
         let mut t = unsafe { self.current() };
         loop {
-            if let Some(lock) = BucketLock::lock(t.slot(hash)) {
+            if let Some(lock) = t.lock(hash) {
                 return (t, lock);
             }
             // Acquire: pairs with the Release CAS that published the future
@@ -450,6 +462,7 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
         node.next
             .store(lock.head().cast::<Node<K, V>>(), Ordering::Relaxed);
         let new = Box::into_raw(node);
+        lock.add_to_filter(hash);
         lock.set_head(new.cast());
         drop(mark);
         drop(lock);
@@ -490,6 +503,8 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
                     // Release: pairs with the Acquire link loads in `find`.
                     unsafe { &*prev }.next.store(next, Ordering::Release);
                 }
+                // SAFETY: the chain is locked by `lock`.
+                lock.set_filter(unsafe { chain_filter(lock.head().cast::<Node<K, V>>()) });
                 drop(mark);
                 drop(lock);
                 self.add_count(stripe, -1);
@@ -706,7 +721,7 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
     /// # Safety
     /// As [`help`](Self::help), and this thread claimed bucket `b`.
     unsafe fn migrate_bucket(&self, t: &Table, b: usize, f: &Table) {
-        let Some(mut lock) = BucketLock::lock(t.slot_at(b)) else {
+        let Some(mut lock) = t.lock_at(b) else {
             unreachable!("rcu-hashmap: a bucket migrated twice");
         };
         let mut small = [ptr::null_mut::<Node<K, V>>(); 16];
@@ -737,9 +752,10 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
             let x = unsafe { &*chain[i] };
             // `f` is not being resized: its own resize can start only once
             // it is current, after this one has finished.
-            let Some(mut to) = BucketLock::lock(f.slot(x.hash)) else {
+            let Some(mut to) = f.lock(x.hash) else {
                 unreachable!("rcu-hashmap: the future table is moving");
             };
+            to.add_to_filter(x.hash);
             // Release: pairs with the Acquire link loads in `find`: a reader
             // that follows `x` into `f` sees `t.future` (which we loaded
             // with Acquire before) and `f`'s chain.
@@ -759,6 +775,23 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
         }
         lock.mark_moved();
     }
+}
+
+/// The filter bits of the chain that starts at `p`.
+///
+/// # Safety
+/// The chain is locked by the caller (its nodes are alive and its links
+/// written only under that lock).
+unsafe fn chain_filter<K, V>(mut p: *const Node<K, V>) -> u8 {
+    let mut bits = 0;
+    while !p.is_null() {
+        // SAFETY: a node of the locked chain, alive while linked.
+        let n = unsafe { &*p };
+        bits |= filter_bit(n.hash);
+        // Relaxed: written under the lock the caller holds.
+        p = n.next.load(Ordering::Relaxed);
+    }
+    bits
 }
 
 /// A node unlinked from the map that readers may still see. Dropping it

@@ -9,11 +9,23 @@
 //!   [`future`](Table::future) table. Final: the bucket is never written
 //!   again. Its chain is empty.
 //!
+//! Each bucket also has a filter byte, a one-byte Bloom filter of its
+//! chain: bit `hash & 7` of every node in the chain is set. A lookup loads it
+//! first and stops there when its own bit is clear, so most misses cost
+//! one load from a small array (a byte per bucket, which stays in cache)
+//! and never touch a node. Filters are written only under the bucket's lock:
+//! a bit is set before a node joins the chain, and all bits are recomputed
+//! from the chain after a node leaves it, so a bit is never clear while a
+//! node that needs it is linked. (Without the filter a ReadHeavy mix, a
+//! quarter of its lookups misses, ran 1.5x slower than its hits and misses
+//! taken apart: the branch on a miss was mispredicted and resolved only
+//! when a node arrived from memory.)
+//!
 //! The table is not generic over the entry type, so its code (allocation,
 //! locking) is not duplicated for every `K, V` (hashbrown's `RawTableInner`
 //! idea).
 
-use crate::sync::{AtomicPtr, AtomicUsize, Backoff, Ordering};
+use crate::sync::{AtomicPtr, AtomicU8, AtomicUsize, Backoff, Ordering};
 use std::ptr;
 
 /// Tag bit: a writer holds the bucket.
@@ -40,6 +52,8 @@ pub(super) struct Table {
     /// `64 - k`: the bucket of `hash` is `hash >> shift`.
     shift: u32,
     buckets: Box<[AtomicPtr<()>]>,
+    /// One filter byte per bucket (see the module docs).
+    filters: Box<[AtomicU8]>,
     /// The table a resize is moving this one's entries to, or null. Set
     /// once (null to non-null), never cleared.
     pub(super) future: AtomicPtr<Table>,
@@ -88,9 +102,13 @@ impl Table {
         let mut buckets = Vec::new();
         buckets.try_reserve_exact(n).ok()?;
         buckets.extend((0..n).map(|_| AtomicPtr::new(ptr::null_mut())));
+        let mut filters = Vec::new();
+        filters.try_reserve_exact(n).ok()?;
+        filters.extend((0..n).map(|_| AtomicU8::new(0)));
         Some(Box::new(Table {
             shift: 64 - n.trailing_zeros(),
             buckets: buckets.into_boxed_slice(),
+            filters: filters.into_boxed_slice(),
             future: AtomicPtr::new(std::ptr::null_mut()),
             resize: Padded(ResizeState {
                 claimed: AtomicUsize::new(0),
@@ -128,11 +146,58 @@ impl Table {
         &self.buckets[index]
     }
 
+    /// Whether the chain of `hash`'s bucket may hold a node with `hash`:
+    /// false only if none was linked there when the filter was read (see
+    /// the module docs).
+    #[inline]
+    pub(super) fn may_hold(&self, hash: u64) -> bool {
+        let i = self.index(hash);
+        debug_assert!(i < self.filters.len());
+        // SAFETY: as in `slot`: `filters` has as many entries as `buckets`.
+        let filter = unsafe { self.filters.get_unchecked(i) };
+        // Relaxed: no data is read through the filter. A node's bit is
+        // stored before the Release store that links the node (in program
+        // order), so whoever could have seen the node linked (synchronised
+        // with that store or a later one) reads the bit or a later value of
+        // the filter; and a later value lacks it only after the node was
+        // unlinked.
+        filter.load(Ordering::Relaxed) & filter_bit(hash) != 0
+    }
+
+    /// Locks the bucket of `hash` (see [`BucketLock::lock`]).
+    #[inline]
+    #[track_caller]
+    pub(super) fn lock(&self, hash: u64) -> Option<BucketLock<'_>> {
+        self.lock_at(self.index(hash))
+    }
+
+    /// Locks bucket `index` (see [`BucketLock::lock`]).
+    #[inline]
+    #[track_caller]
+    pub(super) fn lock_at(&self, index: usize) -> Option<BucketLock<'_>> {
+        BucketLock::lock(&self.buckets[index], &self.filters[index])
+    }
+
+    /// Clears every filter (the caller has emptied every chain and has the
+    /// map to itself).
+    pub(super) fn clear_filters(&self) {
+        for t in self.filters.iter() {
+            // Relaxed: no other thread uses the map.
+            t.store(0, Ordering::Relaxed);
+        }
+    }
+
     /// The last hash of bucket `index`'s range (inclusive).
     #[inline]
     pub(super) fn range_end(&self, index: usize) -> u64 {
         ((index as u64) << self.shift) | ((1u64 << self.shift) - 1)
     }
+}
+
+/// The filter bit of `hash` (the bucket index uses the top bits).
+#[inline]
+pub(super) fn filter_bit(hash: u64) -> u8 {
+    1 << (hash & 7)
 }
 
 /// Marks a bucket lock this thread holds while user code (a key's `Eq`)
@@ -246,6 +311,7 @@ fn check_not_held(slot: &AtomicPtr<()>) {
 /// head it holds (also when unwinding from a panic in a user's `Eq`).
 pub(super) struct BucketLock<'a> {
     slot: &'a AtomicPtr<()>,
+    filter: &'a AtomicU8,
     /// The untagged chain head, or a null pointer tagged `MOVED` once the
     /// bucket is emptied by a resize.
     head: *mut (),
@@ -256,7 +322,7 @@ impl<'a> BucketLock<'a> {
     /// table (then there is nothing to lock: look there).
     #[inline]
     #[track_caller]
-    pub(super) fn lock(slot: &'a AtomicPtr<()>) -> Option<Self> {
+    fn lock(slot: &'a AtomicPtr<()>, filter: &'a AtomicU8) -> Option<Self> {
         let mut backoff = Backoff::new();
         let mut checked = false;
         loop {
@@ -287,7 +353,11 @@ impl<'a> BucketLock<'a> {
                 )
                 .is_ok()
             {
-                return Some(BucketLock { slot, head: v });
+                return Some(BucketLock {
+                    slot,
+                    filter,
+                    head: v,
+                });
             }
         }
     }
@@ -309,7 +379,33 @@ impl<'a> BucketLock<'a> {
             .store(p.map_addr(|a| a | LOCKED), Ordering::Release);
     }
 
-    /// Marks the (emptied) bucket as moved and releases it.
+    /// Sets the filter bit of `hash`: call it before linking a node with
+    /// `hash` into the chain.
+    #[inline]
+    pub(super) fn add_to_filter(&mut self, hash: u64) {
+        // Relaxed, both: the filter is written only under the lock we hold
+        // (whose Acquire showed us its last value); readers: see
+        // `Table::may_hold`. The link that follows is a Release store.
+        let f = self.filter.load(Ordering::Relaxed);
+        let bit = filter_bit(hash);
+        if f & bit == 0 {
+            self.filter.store(f | bit, Ordering::Relaxed);
+        }
+    }
+
+    /// Sets the filter to `bits` (those of the chain's hashes) after a node
+    /// left the chain.
+    #[inline]
+    pub(super) fn set_filter(&mut self, bits: u8) {
+        // Relaxed: as in `add_to_filter`. The unlink came first: a reader
+        // that reads the new filter and so skips the chain reports a key
+        // that has been removed as absent.
+        self.filter.store(bits, Ordering::Relaxed);
+    }
+
+    /// Marks the (emptied) bucket as moved and releases it. Its filter keeps
+    /// its bits: readers skip to the future table only through the chain
+    /// (see `RawMap::find`), whose Acquire loads order what moved.
     pub(super) fn mark_moved(mut self) {
         debug_assert!(self.head.is_null());
         self.head = ptr::null_mut::<()>().map_addr(|_| MOVED);
