@@ -322,8 +322,25 @@ enum Exit {
 fn may_run_callbacks(gp: &GracePeriods) -> bool {
     current_user_code().is_none()
         && !crate::grace_period::refusing_waits(None)
-        && !crate::registry::reading_in_any_domain()
-        && !lock(&gp.readers.registry).current_thread_may_be_reading()
+        && !thread_may_be_reading(gp)
+}
+
+/// Whether this thread may be inside a critical section of any domain
+/// (`gp`'s among them). Natively the thread's own counts answer (local
+/// guards, owned guards it took, records it registered: no lock); loom
+/// models, which keep no thread-locals, scan `gp`'s registry for records
+/// this thread owns (a lock and a pass over every record, once paid here
+/// natively too, on every batch a producer filled).
+fn thread_may_be_reading(gp: &GracePeriods) -> bool {
+    #[cfg(not(rcu_loom))]
+    {
+        let _ = gp;
+        crate::registry::reading_in_any_domain()
+    }
+    #[cfg(rcu_loom)]
+    {
+        lock(&gp.readers.registry).current_thread_may_be_reading()
+    }
 }
 
 /// Who runs ready callbacks.
@@ -939,9 +956,7 @@ impl Callbacks {
         // domain's grace period would wait for this thread), or in a scope
         // that refuses waits (a structure's writer lock). There the drain
         // waits for the reclaim thread as before.
-        let may_run = !(crate::grace_period::refusing_waits(None)
-            || crate::registry::reading_in_any_domain()
-            || lock(&gp.readers.registry).current_thread_may_be_reading());
+        let may_run = !(crate::grace_period::refusing_waits(None) || thread_may_be_reading(gp));
         let collected = may_run && self.try_consume(false) && {
             // Nothing below unwinds (a grace period aborts rather than
             // unwind); were it to, the token would be lost and with it

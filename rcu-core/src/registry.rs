@@ -825,6 +825,7 @@ fn note_mine(rec: &Arc<Record>) {
 /// guards were not counted once: a drain inside another domain's local
 /// guard, which the map takes on its caller's domain, ran callbacks there:
 /// an attack round's test.)
+#[cfg_attr(rcu_loom, allow(dead_code))]
 pub(crate) fn reading_in_any_domain() -> bool {
     #[cfg(not(rcu_loom))]
     {
@@ -1036,7 +1037,10 @@ impl Registry {
     /// thread's: one of its own, or an owned guard it took that is still
     /// held (most likely here: owned guards can move to other threads, but
     /// rarely do while their taker keeps working). For helping, which
-    /// must not wait for a grace period the caller may be holding up.
+    /// must not wait for a grace period the caller may be holding up (loom
+    /// models only: natively, [`reading_in_any_domain`] answers without a
+    /// lock).
+    #[cfg(rcu_loom)]
     pub(crate) fn current_thread_may_be_reading(&self) -> bool {
         let me = thread::current().id();
         self.records.iter().any(|r| {
