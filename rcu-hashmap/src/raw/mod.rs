@@ -488,6 +488,8 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
         // As in `insert`: `pick` runs the user's `Eq`.
         let mut mark = None;
         let mut prev: *const Node<K, V> = ptr::null();
+        // The filter bits of the nodes before `cur`.
+        let mut before = 0u8;
         let mut cur = lock.head().cast::<Node<K, V>>();
         while !cur.is_null() {
             // SAFETY: as in `insert`.
@@ -503,8 +505,15 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
                     // Release: pairs with the Acquire link loads in `find`.
                     unsafe { &*prev }.next.store(next, Ordering::Release);
                 }
-                // SAFETY: the chain is locked by `lock`.
-                lock.set_filter(unsafe { chain_filter(lock.head().cast::<Node<K, V>>()) });
+                // The chain's last node: the nodes left are those before
+                // it, whose bits we have. Otherwise `n`'s bit stays, maybe
+                // stale (a lookup then walks the chain for nothing), rather
+                // than read the rest of the chain from memory here (each
+                // node a cache miss: Exchange's removals paid it); a tail
+                // removal or a resize clears it.
+                if next.is_null() {
+                    lock.set_filter(before);
+                }
                 drop(mark);
                 drop(lock);
                 self.add_count(stripe, -1);
@@ -516,6 +525,7 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
                 return Some(old);
             }
             prev = n;
+            before |= filter_bit(n.hash);
             // Relaxed: as in `insert`.
             cur = n.next.load(Ordering::Relaxed);
         }
@@ -775,23 +785,6 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
         }
         lock.mark_moved();
     }
-}
-
-/// The filter bits of the chain that starts at `p`.
-///
-/// # Safety
-/// The chain is locked by the caller (its nodes are alive and its links
-/// written only under that lock).
-unsafe fn chain_filter<K, V>(mut p: *const Node<K, V>) -> u8 {
-    let mut bits = 0;
-    while !p.is_null() {
-        // SAFETY: a node of the locked chain, alive while linked.
-        let n = unsafe { &*p };
-        bits |= filter_bit(n.hash);
-        // Relaxed: written under the lock the caller holds.
-        p = n.next.load(Ordering::Relaxed);
-    }
-    bits
 }
 
 /// A node unlinked from the map that readers may still see. Dropping it
