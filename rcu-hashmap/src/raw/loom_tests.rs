@@ -8,6 +8,8 @@
 //! new buckets) into the future table, tail first, while
 //! another thread looks keys up, or writes to the same bucket. The lookups
 //! must find every key present throughout; writes must land exactly once.
+//! A third model writes a bucket's filter (a tail removal, an insertion)
+//! while another thread looks up keys its chain still holds.
 //! Unbounded (no preemption bound) unless a model says otherwise.
 
 use super::{Node, RawMap, Table};
@@ -122,5 +124,52 @@ fn writes_during_a_bucket_move_land_once() {
         drop(unsafe { Box::from_raw(old) });
         assert_eq!(find(&map, 1), Some(10));
         assert_eq!(map.len(), 2);
+    });
+}
+
+/// A bucket's filter under writes: keys 0 and 1 share old bucket 0 with
+/// different filter bits (hashes 0 and 1), key 0 the chain's tail. One
+/// thread removes the tail (which rewrites the filter from the nodes
+/// before it) and then inserts key 2 (hash 2, a third bit), while another
+/// looks key 1 up, then key 2: key 1 is found throughout, and key 2 once
+/// its insertion is joined.
+#[test]
+fn filters_never_hide_a_linked_key() {
+    const H: [u64; 3] = [0, 1, 2];
+    model(None, || {
+        let domain = RcuDomain::new();
+        let map = Arc::new(RawMap::<u64, u64>::new_in(0, 0, &domain));
+        for key in 0..2u64 {
+            // SAFETY: (test) distinct keys: nothing is retired.
+            let r = unsafe { map.insert(Node::new(H[key as usize], key, key), true) };
+            assert!(matches!(r, super::Insert::Inserted(_)));
+        }
+        let find = |map: &RawMap<u64, u64>, key: u64| {
+            // SAFETY: (test) nothing is freed while the model runs.
+            unsafe { map.find(H[key as usize], |k| *k == key) }.map(|n| n.value)
+        };
+        let m2 = map.clone();
+        let writer = thread::spawn(move || {
+            // SAFETY: (test) the removed node is freed by hand below, once
+            // the reader is joined.
+            let old = unsafe { m2.remove(H[0], |n| n.key == 0) }.expect("key 0 was present");
+            // SAFETY: (test) key 2 is new: nothing is retired.
+            let r = unsafe { m2.insert(Node::new(H[2], 2, 2), true) };
+            assert!(matches!(r, super::Insert::Inserted(_)));
+            old.into_raw() as usize
+        });
+        let m3 = map.clone();
+        let reader = thread::spawn(move || {
+            assert_eq!(find(&m3, 1), Some(1), "key 1 hidden by its filter");
+            find(&m3, 2)
+        });
+        let old = writer.join().unwrap();
+        let seen = reader.join().unwrap();
+        assert!(matches!(seen, None | Some(2)));
+        // SAFETY: (test) unlinked, and no other thread runs any more.
+        drop(unsafe { Box::from_raw(old as *mut Node<u64, u64>) });
+        assert_eq!(find(&map, 0), None);
+        assert_eq!(find(&map, 1), Some(1));
+        assert_eq!(find(&map, 2), Some(2));
     });
 }
