@@ -1,7 +1,7 @@
 //! The sync facade: `std` normally, `loom` under `--cfg rcu_loom`.
 //!
 //! Everything the raw core shares between threads (bucket heads, their
-//! tag filters, chain links, the table pointer, the resize counters) goes through this module,
+//! filter bytes, chain links, the table pointer, the resize counters) goes through this module,
 //! so a loom build sees every access and can explore their interleavings.
 
 #[cfg(not(rcu_loom))]

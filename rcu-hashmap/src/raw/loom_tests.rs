@@ -9,7 +9,9 @@
 //! another thread looks keys up, or writes to the same bucket. The lookups
 //! must find every key present throughout; writes must land exactly once.
 //! A third model writes a bucket's filter (a tail removal, an insertion)
-//! while another thread looks up keys its chain still holds.
+//! while another thread looks up keys its chain still holds; a fourth
+//! removes, during a move, a key that may have gone straight into the
+//! future table (which a removal that trusted the old filter would miss).
 //! Unbounded (no preemption bound) unless a model says otherwise.
 
 use super::{Node, RawMap, Table};
@@ -171,5 +173,34 @@ fn filters_never_hide_a_linked_key() {
         assert_eq!(find(&map, 0), None);
         assert_eq!(find(&map, 1), Some(1));
         assert_eq!(find(&map, 2), Some(2));
+    });
+}
+
+/// A removal's shortcut (no lock when the filter says no node is linked)
+/// holds only with no resize in flight: a key inserted straight into the
+/// future table, once its old bucket has moved, has no bit in the old
+/// filter. One thread moves old bucket 0 while another inserts key 2
+/// (hash 2: old bucket 0, a filter bit of its own) and removes it again:
+/// the removal must find it, wherever the insertion put it.
+#[test]
+fn a_removal_during_a_move_finds_a_key_of_the_future_table() {
+    model(None, || {
+        let domain = RcuDomain::new();
+        let map = setup(&domain);
+        let m2 = map.clone();
+        let mover = thread::spawn(move || migrate(&m2));
+        // SAFETY: (test) key 2 is new: nothing is retired.
+        let r = unsafe { map.insert(Node::new(2, 2, 2), true) };
+        assert!(matches!(r, super::Insert::Inserted(_)));
+        // SAFETY: (test) the removed node is freed by hand below, once the
+        // mover is joined.
+        let old = unsafe { map.remove(2, |n| n.key == 2) }.expect("key 2 missed by its removal");
+        let old = old.into_raw();
+        mover.join().unwrap();
+        // SAFETY: (test) unlinked, and no other thread runs any more.
+        drop(unsafe { Box::from_raw(old) });
+        assert_eq!(find(&map, 0), Some(0));
+        assert_eq!(find(&map, 1), Some(1));
+        assert_eq!(map.len(), 2);
     });
 }

@@ -13,7 +13,8 @@
 //! chain: bit `hash & 7` of every node in the chain is set. A lookup loads it
 //! first and stops there when its own bit is clear, so most misses cost
 //! one load from a small array (a byte per bucket, which stays in cache)
-//! and never touch a node. Filters are written only under the bucket's lock:
+//! and never touch a node. Filters are written only under the bucket's lock
+//! (or with the map to oneself: [`Table::clear_filters`]):
 //! a bit is set before a node joins the chain, and when the chain's last
 //! node leaves it the filter becomes the bits of the nodes before it (which
 //! the removal has just walked); other removals leave their bit, stale but
@@ -152,8 +153,9 @@ impl Table {
     }
 
     /// Whether the chain of `hash`'s bucket may hold a node with `hash`:
-    /// false only if none was linked there when the filter was read (see
-    /// the module docs).
+    /// false only if no node with `hash`'s filter bit, linked there by a
+    /// write that happens before this load, is still linked there (see the
+    /// module docs).
     #[inline]
     pub(super) fn may_hold(&self, hash: u64) -> bool {
         let i = self.index(hash);
@@ -409,8 +411,10 @@ impl<'a> BucketLock<'a> {
     }
 
     /// Marks the (emptied) bucket as moved and releases it. Its filter keeps
-    /// its bits: readers skip to the future table only through the chain
-    /// (see `RawMap::find`), whose Acquire loads order what moved.
+    /// its bits: a lookup that could miss a moved node then still walks the
+    /// old chain and meets the cut, whose Acquire loads order what moved
+    /// (see the `raw` module docs), and a removal's lock-free miss
+    /// (`RawMap::remove`) relies on moved nodes keeping their bits.
     pub(super) fn mark_moved(mut self) {
         debug_assert!(self.head.is_null());
         self.head = ptr::null_mut::<()>().map_addr(|_| MOVED);
