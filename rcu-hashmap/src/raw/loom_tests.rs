@@ -11,7 +11,7 @@
 //! A third model writes a bucket's filter (a tail removal, an insertion)
 //! while another thread looks up keys its chain still holds; a fourth
 //! removes, during a move, a key that may have gone straight into the
-//! future table (which a removal that trusted the old filter would miss).
+//! future table (whose bit the old filter lacks).
 //! Unbounded (no preemption bound) unless a model says otherwise.
 
 use super::{Node, RawMap, Table};
@@ -176,12 +176,13 @@ fn filters_never_hide_a_linked_key() {
     });
 }
 
-/// A removal's shortcut (no lock when the filter says no node is linked)
-/// holds only with no resize in flight: a key inserted straight into the
-/// future table, once its old bucket has moved, has no bit in the old
-/// filter. One thread moves old bucket 0 while another inserts key 2
-/// (hash 2: old bucket 0, a filter bit of its own) and removes it again:
-/// the removal must find it, wherever the insertion put it.
+/// A key inserted straight into the future table, once its old bucket has
+/// moved, has no bit in the old filter: whatever trusts that filter alone
+/// misses it (a removal that skipped its lock on a clear bit, tried once,
+/// did while a resize was in flight). One thread moves old bucket 0 while
+/// another inserts key 2 (hash 2: old bucket 0, a filter bit of its own)
+/// and removes it again: the removal must find it, wherever the insertion
+/// put it.
 #[test]
 fn a_removal_during_a_move_finds_a_key_of_the_future_table() {
     model(None, || {

@@ -487,25 +487,6 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
         hash: u64,
         mut pick: impl FnMut(&Node<K, V>) -> bool,
     ) -> Option<Retired<K, V>> {
-        // SAFETY: the caller's promise is `current`'s.
-        let t = unsafe { self.current() };
-        // No resize in flight and a filter without `hash`'s bit: no node
-        // with `hash` is linked, so nothing to lock. Linearisable at the
-        // filter's load: with no future table when `future` was read, every
-        // node was in `t` then; one of them that stayed linked throughout
-        // kept its bit in `t`'s filter (a move leaves it there, and only a
-        // removal from its own chain recomputes it), so a clear bit means
-        // that at some moment between the two loads no such node was
-        // linked anywhere. Exchange's removals of absent keys took a lock
-        // and walked a chain for this.
-        // Acquire: as in `find`.
-        if t.future.load(Ordering::Acquire).is_null() && !t.may_hold(hash) {
-            let (_, tick) = stripe_and_tick();
-            // A miss checks too, as in `insert`.
-            // SAFETY: the caller's promise.
-            unsafe { self.after_write(tick) };
-            return None;
-        }
         // SAFETY: the caller's promise is `lock_home`'s.
         let (_, mut lock) = unsafe { self.lock_home(hash) };
         // As in `insert`: `pick` runs the user's `Eq`.

@@ -413,8 +413,7 @@ impl<'a> BucketLock<'a> {
     /// Marks the (emptied) bucket as moved and releases it. Its filter keeps
     /// its bits: a lookup that could miss a moved node then still walks the
     /// old chain and meets the cut, whose Acquire loads order what moved
-    /// (see the `raw` module docs), and a removal's lock-free miss
-    /// (`RawMap::remove`) relies on moved nodes keeping their bits.
+    /// (see the `raw` module docs).
     pub(super) fn mark_moved(mut self) {
         debug_assert!(self.head.is_null());
         self.head = ptr::null_mut::<()>().map_addr(|_| MOVED);
