@@ -15,7 +15,8 @@
 //! cargo run --release -p rcu-bench --example reclaim_rounds -- 4096 100000 1000000
 //! ```
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use rcu_bench::suites::grace_period::{call_rcu_round, defer_round};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 /// Runs `round(n)` until a second has passed; the mean ns per callback.
@@ -42,29 +43,10 @@ fn main() {
     for &n in &sizes {
         for _ in 0..3 {
             let ran: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(0)));
-            let ours = per_callback(n, |n| {
-                for _ in 0..n {
-                    rcu_core::call_rcu(move || {
-                        ran.fetch_add(1, Ordering::Relaxed);
-                    });
-                }
-                rcu_core::drain();
-            });
+            let ours = per_callback(n, |n| call_rcu_round(ran, n));
             let ran: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(0)));
             let mut expected = 0;
-            let peer = per_callback(n, |n| {
-                let guard = crossbeam_epoch::pin();
-                for _ in 0..n {
-                    guard.defer(move || {
-                        ran.fetch_add(1, Ordering::Relaxed);
-                    });
-                }
-                drop(guard);
-                expected += n;
-                while ran.load(Ordering::Relaxed) < expected {
-                    crossbeam_epoch::pin().flush();
-                }
-            });
+            let peer = per_callback(n, |n| defer_round(ran, &mut expected, n));
             println!(
                 "rounds of {n:>8}: call_rcu + drain {ours:6.2} ns, crossbeam defer + flush {peer:6.2} ns, ratio {:.2}x",
                 peer / ours

@@ -97,31 +97,12 @@ fn tasks(_: &Settings) -> Vec<Task> {
     let op = "one callback, then drain (median latency)";
     t.push(Task::ours(G, op, "rcu-rs call_rcu + drain", |s| {
         let ran = counter();
-        median_latency(s.duration, || {
-            timed(|| {
-                rcu_core::call_rcu(move || {
-                    ran.fetch_add(1, Ordering::Relaxed);
-                });
-                rcu_core::drain();
-            })
-        })
+        median_latency(s.duration, || timed(|| call_rcu_round(ran, 1)))
     }));
     t.push(Task::peer(G, op, "crossbeam Guard::defer + flush", |s| {
         let ran = counter();
         let mut expected = 0;
-        median_latency(s.duration, || {
-            timed(|| {
-                let guard = crossbeam_epoch::pin();
-                guard.defer(move || {
-                    ran.fetch_add(1, Ordering::Relaxed);
-                });
-                drop(guard);
-                expected += 1;
-                while ran.load(Ordering::Relaxed) < expected {
-                    crossbeam_epoch::pin().flush();
-                }
-            })
-        })
+        median_latency(s.duration, || timed(|| defer_round(ran, &mut expected, 1)))
     }));
 
     for threads in [1usize, 2] {
@@ -140,14 +121,7 @@ fn tasks(_: &Settings) -> Vec<Task> {
             move |s| {
                 ns_per_op_threads(threads, s.duration, || {
                     let ran = counter();
-                    move |n| {
-                        for _ in 0..n {
-                            rcu_core::call_rcu(move || {
-                                ran.fetch_add(1, Ordering::Relaxed);
-                            });
-                        }
-                        rcu_core::drain();
-                    }
+                    move |n| call_rcu_round(ran, n)
                 })
             },
         ));
@@ -159,19 +133,7 @@ fn tasks(_: &Settings) -> Vec<Task> {
                 ns_per_op_threads(threads, s.duration, || {
                     let ran = counter();
                     let mut expected = 0;
-                    move |n| {
-                        let guard = crossbeam_epoch::pin();
-                        for _ in 0..n {
-                            guard.defer(move || {
-                                ran.fetch_add(1, Ordering::Relaxed);
-                            });
-                        }
-                        drop(guard);
-                        expected += n;
-                        while ran.load(Ordering::Relaxed) < expected {
-                            crossbeam_epoch::pin().flush();
-                        }
-                    }
+                    move |n| defer_round(ran, &mut expected, n)
                 })
             },
         ));
@@ -272,6 +234,34 @@ struct Counted(&'static AtomicU64, #[allow(dead_code)] [u64; 3]);
 /// bytes per measurement).
 fn counter() -> &'static AtomicU64 {
     Box::leak(Box::new(AtomicU64::new(0)))
+}
+
+/// One round of the closures rows, ours: `n` callbacks that bump `ran`
+/// (`call_rcu`), then a `drain`, after which all of them have run.
+pub fn call_rcu_round(ran: &'static AtomicU64, n: u64) {
+    for _ in 0..n {
+        rcu_core::call_rcu(move || {
+            ran.fetch_add(1, Ordering::Relaxed);
+        });
+    }
+    rcu_core::drain();
+}
+
+/// One round of the closures rows, crossbeam-epoch's: `n` deferred bumps
+/// of `ran` under one pin, then flushes until `ran` reaches `expected`
+/// (which the round raises by `n`: the bumps of every earlier round).
+pub fn defer_round(ran: &'static AtomicU64, expected: &mut u64, n: u64) {
+    let guard = crossbeam_epoch::pin();
+    for _ in 0..n {
+        guard.defer(move || {
+            ran.fetch_add(1, Ordering::Relaxed);
+        });
+    }
+    drop(guard);
+    *expected += n;
+    while ran.load(Ordering::Relaxed) < *expected {
+        crossbeam_epoch::pin().flush();
+    }
 }
 
 impl Drop for Counted {
