@@ -41,10 +41,11 @@
 //! cut). A key inserted straight into the future table (its old bucket
 //! already `MOVED`) has no bit in the old filter; a lookup that the
 //! insertion happens before goes on to `future` after any miss, a skipped
-//! chain included, and sees the future table's bit and chain. Writers need
-//! no such care: the
-//! home of a key is its old bucket until that bucket is `MOVED`, and the
-//! new bucket afterwards, and both are reached through locks.
+//! chain included, and sees the future table's bit and chain.
+//!
+//! Writers need no such care: the home of a key is its old bucket until
+//! that bucket is `MOVED`, and the new bucket afterwards, and both are
+//! reached through locks.
 
 mod table;
 
