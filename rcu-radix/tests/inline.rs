@@ -206,26 +206,36 @@ fn marks_of_inline_entries() {
 }
 
 /// `fold` (the fast path of `sum`, `for_each`...) and `next` yield the
-/// same entries, over ranges that start and end inside nodes, with leaves
-/// mixed into bottom nodes.
+/// same entries, with their latest values, over ranges that start and end
+/// inside nodes, with values in both cells of a slot and leaves mixed into
+/// bottom nodes.
 #[test]
 fn fold_agrees_with_next() {
     let domain = RcuDomain::new();
     let tree = RcuRadixTree::new_in(&domain);
     // Fewer keys under Miri (it interprets every step).
     let n: u64 = if cfg!(miri) { 700 } else { 3000 };
-    for k in 0..n {
-        if k % 5 != 3 {
-            tree.insert(k, k);
-        }
+    let mut model = std::collections::BTreeMap::new();
+    for k in (0..n).filter(|k| k % 5 != 3) {
+        tree.insert(k, 10 * k);
+        model.insert(k, 10 * k);
     }
-    // Leaves inside bottom nodes: replace some twice under a guard.
+    // Under a guard, so that no replaced cell is free again: values in cell
+    // 1 (keys replaced once, every third; runs of both cells side by side)
+    // and leaves inside bottom nodes (keys replaced twice, every eleventh).
     let reader = domain.register();
     let g = reader.read_lock();
     let mut held = Vec::new();
-    for k in (0..n).step_by(11).filter(|k| k % 5 != 3) {
-        held.push(tree.insert(k, k));
-        held.push(tree.insert(k, k));
+    for k in (0..n).filter(|k| k % 5 != 3) {
+        let times = if k % 11 == 0 {
+            2
+        } else {
+            u64::from(k % 3 == 0)
+        };
+        for t in 1..=times {
+            held.push(tree.insert(k, 10 * k + t));
+            model.insert(k, 10 * k + t);
+        }
     }
     drop(g);
     let g = reader.read_lock();
@@ -249,21 +259,21 @@ fn fold_agrees_with_next() {
             v.push((k, *x));
             v
         });
-        let expect: Vec<(u64, u64)> = (lo..=hi.min(n - 1))
-            .filter(|k| k % 5 != 3)
-            .map(|k| (k, k))
-            .collect();
+        let expect: Vec<(u64, u64)> = model.range(lo..=hi).map(|(&k, &v)| (k, v)).collect();
         assert!(by_next == expect, "next over {lo}..={hi}");
         assert!(by_fold == expect, "fold over {lo}..={hi}");
         // A partly consumed iterator folds the rest.
         let mut it = tree.range(lo..=hi, &g);
         let first = it.next();
-        let rest: Vec<u64> = it.map(|(k, _)| k).collect();
-        assert_eq!(first.map(|(k, _)| k), expect.first().map(|e| e.0));
-        assert_eq!(rest.len(), expect.len().saturating_sub(1));
+        let rest: Vec<(u64, u64)> = it.fold(Vec::new(), |mut v, (k, x)| {
+            v.push((k, *x));
+            v
+        });
+        assert_eq!(first.map(|(k, x)| (k, *x)), expect.first().copied());
+        assert_eq!(rest, expect.get(1..).unwrap_or_default());
     }
     let sum: u64 = tree.iter(&g).map(|(_, v)| *v).sum();
-    assert_eq!(sum, (0..n).filter(|k| k % 5 != 3).sum());
+    assert_eq!(sum, model.values().sum());
 }
 
 /// Values larger than 32 bytes never go inline: bottom nodes are plain

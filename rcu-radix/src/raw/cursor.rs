@@ -381,28 +381,34 @@ impl<'g, V> Iterator for Cursor<'g, V> {
                     debug_assert!(self.low <= base | u64::from(taken.trailing_zeros()));
                     debug_assert!(end <= self.high);
                     last = Some(end);
-                    let mut rest = taken;
-                    while rest != 0 {
-                        let i = rest.trailing_zeros();
-                        // The slots from `i` on, side by side, whose values
-                        // are in cell 0 (all of a node filled once): one
-                        // slice. A value in cell 1 is read alone.
-                        let side = (!((rest & !cell1) >> i)).trailing_zeros();
-                        if side == 0 {
-                            rest &= rest - 1;
-                            // SAFETY: as in `next`: the summary names the
-                            // slot's cell as holding a value for the whole
-                            // critical section.
-                            let v = unsafe { Bottom::<V>::value(n.cast(), i as usize, 1) };
-                            acc = f(acc, (base | u64::from(i), v));
-                            continue;
-                        }
-                        let (first, end) = (i as usize, (i + side - 1) as usize);
-                        rest &= !(u64::MAX >> (64 - side) << i);
-                        // SAFETY: as above, for cell 0 of each of these slots.
+                    let first = taken.trailing_zeros() as usize;
+                    let from_first = taken >> first;
+                    if taken & cell1 == 0 && from_first & from_first.wrapping_add(1) == 0 {
+                        // The run's slots side by side (no gap) and every
+                        // value in cell 0 (all of a node filled once): one
+                        // slice.
+                        let end = (63 - taken.leading_zeros()) as usize;
+                        // SAFETY: as in `next`: the summary names cell 0 of
+                        // each of these slots as holding a value for the
+                        // whole critical section.
                         let values = unsafe { Bottom::<V>::values0(n.cast(), first, end) };
                         for (j, v) in values.iter().enumerate() {
                             acc = f(acc, (base | (first + j) as u64, v));
+                        }
+                    } else {
+                        // Gaps, or values in both cells (keys written again
+                        // within a grace period): slot by slot, each slot's
+                        // cell chosen by arithmetic, not by a branch, which
+                        // would miss about as often as the cells alternate.
+                        let mut rest = taken;
+                        while rest != 0 {
+                            let i = rest.trailing_zeros() as usize;
+                            rest &= rest - 1;
+                            let cell = ((cell1 >> i) & 1) as usize;
+                            // SAFETY: as above, for the cell the summary
+                            // names.
+                            let v = unsafe { Bottom::<V>::value(n.cast(), i, cell) };
+                            acc = f(acc, (base | i as u64, v));
                         }
                     }
                 }
