@@ -545,9 +545,12 @@ impl<V: Send + Sync + fmt::Debug + 'static> fmt::Debug for RcuRadixTree<V> {
 
 #[cfg(not(rcu_loom))]
 impl<V: Send + Sync + 'static> FromIterator<(u64, V)> for RcuRadixTree<V> {
+    /// Inserts every pair in turn (a later pair of the same key replaces
+    /// the earlier), then, as [`extend`](Extend::extend), moves small values
+    /// that splits left in entries of their own into their bottom nodes.
     fn from_iter<I: IntoIterator<Item = (u64, V)>>(iter: I) -> Self {
-        let tree = Self::new();
-        iter.into_iter().for_each(|(k, v)| drop(tree.insert(k, v)));
+        let mut tree = Self::new();
+        tree.extend(iter);
         tree
     }
 }
@@ -556,18 +559,33 @@ impl<V: Send + Sync + 'static> Extend<(u64, V)> for RcuRadixTree<V> {
     /// Inserts every pair under one hold of the writer lock. If the
     /// iterator panics, what it yielded before stays inserted, and the
     /// values it replaced are retired as usual.
+    ///
+    /// When the pairs were at least half of the tree's entries (a tree
+    /// built by `collect`, say), it then moves small values (up to 32
+    /// bytes) that insertion left in entries of their own into their
+    /// bottom nodes, which `&mut self` allows (no reader can hold a
+    /// reference): keys inserted in ascending order leave one at the front
+    /// of every block of 64 keys, and a range scan would wait for each.
+    /// That pass visits every node, so it is skipped after smaller batches,
+    /// and it costs less than the inserts that called for it.
     fn extend<I: IntoIterator<Item = (u64, V)>>(&mut self, iter: I) {
         let mut ext = Extending {
             writer: Some(self.raw.write()),
             replaced: Vec::new(),
             domain: &self.domain,
         };
+        let mut pairs = 0usize;
         for (k, v) in iter {
             if let Some(w) = &mut ext.writer {
                 ext.replaced.extend(w.insert(k, v));
+                pairs += 1;
             }
         }
         // Dropping `ext` unlocks, then retires (also when `iter` panics).
+        drop(ext);
+        if pairs.saturating_mul(2) >= self.len() {
+            self.raw.inline_leaves();
+        }
     }
 }
 

@@ -44,6 +44,86 @@ fn dense_keys_go_inline() {
     assert_eq!(tree.get(64, &g), None);
 }
 
+/// `collect`, and an `extend` of at least half the tree's entries, move
+/// the values that splits left in leaves (the first key of each block of
+/// 64, inserted in ascending order) into their bottom nodes, keeping their
+/// marks; a leaf whose slot has both cells held by unreleased values stays
+/// a leaf until a later pass. Every value is dropped once.
+#[test]
+fn bulk_inserts_move_leaves_inline() {
+    // Fewer keys under Miri (it interprets every step).
+    let n: u64 = if cfg!(miri) { 300 } else { 5000 };
+    let collected: RcuRadixTree<u64> = (0..n).map(|k| (k, k * 3)).collect();
+    let s = collected.stats();
+    assert_eq!((s.entries, s.leaf_bytes), (n as usize, 0));
+    let g = rcu_core::read_lock();
+    assert!(
+        collected
+            .iter(&g)
+            .map(|(k, v)| (k, *v))
+            .eq((0..n).map(|k| (k, k * 3)))
+    );
+    drop(g);
+
+    let domain = RcuDomain::new();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let mut tree = RcuRadixTree::new_in(&domain);
+    for k in 0..200 {
+        tree.insert(k, counted(k, &drops));
+    }
+    let leaf = {
+        let t = RcuRadixTree::new_in(&domain);
+        t.insert(0, counted(0, &drops));
+        t.stats().leaf_bytes
+    };
+    // Keys 0, 64, 128 and 192 lead their blocks: leaves.
+    assert_eq!(tree.stats().leaf_bytes, 4 * leaf);
+    tree.set_mark(0, Mark::M1);
+    tree.set_mark(64, Mark::M0);
+    // Key 128 replaced three times, the old values held: the first went into
+    // cell 0, the second into cell 1, the third (both held) into a leaf.
+    let held: Vec<_> = (1..=3)
+        .map(|i| tree.insert(128, counted(1000 + i, &drops)))
+        .collect();
+    // A small extend (fewer than half the entries) leaves the leaves.
+    tree.extend((300..310).map(|k| (k, counted(k, &drops))));
+    assert_eq!(tree.stats().leaf_bytes, 5 * leaf, "0, 64, 128, 192, 300");
+    tree.extend((400..700).map(|k| (k, counted(k, &drops))));
+    // All moved but key 128's, whose cells are both held.
+    assert_eq!(tree.stats().leaf_bytes, leaf);
+    let check = |tree: &RcuRadixTree<Counted>| {
+        let g = domain.read_lock_owned();
+        let keys: Vec<u64> = tree
+            .iter(&g)
+            .map(|(k, v)| {
+                assert_eq!(v.key, if k == 128 { 1003 } else { k });
+                k
+            })
+            .collect();
+        let want: Vec<u64> = (0..200).chain(300..310).chain(400..700).collect();
+        assert_eq!(keys, want);
+        assert!(tree.is_marked(0, Mark::M1, &g));
+        let m0: Vec<u64> = tree.iter_marked(Mark::M0, &g).map(|(k, _)| k).collect();
+        assert_eq!(m0, [64]);
+        assert!(!tree.is_marked(128, Mark::M0, &g));
+    };
+    check(&tree);
+    // Once the held values are gone, the next large extend moves 128 too.
+    drop(held);
+    domain.drain();
+    tree.extend((1000..1600).map(|k| (k, counted(k, &drops))));
+    assert_eq!(tree.stats().leaf_bytes, 0);
+    {
+        let g = domain.read_lock_owned();
+        assert_eq!(tree.get(128, &g).map(|v| v.key), Some(1003));
+        assert_eq!(tree.len(), 200 + 10 + 300 + 600);
+    }
+    drop(tree);
+    domain.drain();
+    // 1 + 1110 entries and the three replaced values of key 128.
+    assert_eq!(drops.load(Ordering::SeqCst), 1 + 1110 + 3);
+}
+
 /// Replacing a value twice while a reader holds both old ones: the first
 /// goes into the other cell, the second (both cells held) into a leaf; the
 /// reader's references keep their values, and every value is dropped once.

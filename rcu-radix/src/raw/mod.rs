@@ -56,7 +56,7 @@ pub(crate) const fn bottom_size<V>() -> usize {
     size_of::<Bottom<V>>()
 }
 
-use bottom::{Bottom, Summary};
+use bottom::{Bottom, Summary, inline_values};
 use node::{Kind, MAX_DEPTH, Node, Word, index};
 use std::marker::PhantomData;
 use std::ptr::NonNull;
@@ -441,6 +441,72 @@ impl<V> Drop for Writer<'_, V> {
 struct Path {
     steps: [(*const Node, usize); MAX_DEPTH],
     len: usize,
+}
+
+impl<V> RawTree<V> {
+    /// Moves the value of every leaf that sits in a bottom node into a free
+    /// cell of its slot (making it an inline entry) and frees the leaf.
+    /// Where a shared tree must keep such leaves (a split keeps the entry
+    /// it splits off as a leaf: its value cannot move while readers may see
+    /// it), `&mut` proves that no reader can: every reference into the tree
+    /// borrows it. Keys inserted in ascending order leave one such leaf at
+    /// the front of every bottom node, which a scan would wait for.
+    ///
+    /// Visits every node: O(nodes).
+    pub(crate) fn inline_leaves(&mut self) {
+        if !inline_values::<V>() {
+            return;
+        }
+        // SAFETY: `&mut self`: the tree's nodes and entries are ours alone.
+        unsafe { inline_leaves_below::<V>(Word(*self.root.get_mut())) };
+    }
+}
+
+/// [`RawTree::inline_leaves`] for the subtree `w` points to.
+///
+/// # Safety
+/// The caller owns the subtree for the call: no reader or writer uses it
+/// meanwhile, and no reference into it is held.
+unsafe fn inline_leaves_below<V>(w: Word) {
+    let Kind::Node(n) = w.kind() else { return };
+    // SAFETY: owned by the caller, so alive.
+    let node = unsafe { &*n };
+    let Some(b) = Bottom::<V>::of(n, w.shift()) else {
+        for slot in &node.slots {
+            // Relaxed: owned (the caller's `&mut`), so every store to the
+            // slot happened before this.
+            // SAFETY: the children of an owned node are owned too.
+            unsafe { inline_leaves_below::<V>(Word::load(slot, Ordering::Relaxed)) };
+        }
+        return;
+    };
+    // SAFETY: as the node.
+    let b = unsafe { &*b };
+    for (i, slot) in node.slots.iter().enumerate() {
+        // Relaxed: as above.
+        let Kind::Leaf(l) = Word::load(slot, Ordering::Relaxed).kind() else {
+            continue;
+        };
+        // A retired value still in a cell (its handle not yet dropped)
+        // keeps that cell; with both held the leaf stays.
+        let Some(c) = b.free_cell(i) else { continue };
+        // SAFETY: every leaf of the tree is a `Leaf<V>` from
+        // `Box::into_raw`, owned here with the node; no reference to its
+        // value is held (the caller's contract), so the value may move.
+        let leaf = unsafe { Box::from_raw(l.cast_mut().cast::<Leaf<V>>()) };
+        let Leaf { head, value } = *leaf;
+        // In a bottom node the node's bits for a slot are the marks of its
+        // entry (the summary of a leaf, exactly), which is where an inline
+        // entry keeps them.
+        debug_assert_eq!(
+            head.marks.into_inner(),
+            node.slot_marks(i, Ordering::Relaxed)
+        );
+        // SAFETY: the cell is free, and we are the only writer.
+        unsafe { b.fill(i, c, value) };
+        slot.store(Word::inline(head.key & !63, c).0, Ordering::Relaxed);
+        b.set_inline(i, c);
+    }
 }
 
 impl<V> Drop for RawTree<V> {
