@@ -70,9 +70,11 @@
 //!   value). The first key of a bottom node is the one already there when
 //!   a second key of its block split the slot; its value cannot move while
 //!   readers may see it, so a scan of keys inserted in ascending order
-//!   would wait for one such leaf per 64 keys. A tree built by `collect`,
-//!   or after an `extend` of at least half its entries, has them moved
-//!   into their cells: `&mut self` proves that no reader holds a reference.
+//!   would wait for one such leaf per 64 keys. `collect`, and an `extend`
+//!   of at least half the tree's entries, then move them into their cells
+//!   (`&mut self` proves that no reader holds a reference), except where
+//!   both cells of the slot still hold values replaced within a grace
+//!   period.
 //! * Inner nodes have a fixed 64 slots (576 bytes with the header). Dense
 //!   key sets fill them; sparse ones leave slots empty but, thanks to path
 //!   compression, never build chains of one-child nodes.

@@ -565,9 +565,12 @@ impl<V: Send + Sync + 'static> Extend<(u64, V)> for RcuRadixTree<V> {
     /// bytes) that insertion left in entries of their own into their
     /// bottom nodes, which `&mut self` allows (no reader can hold a
     /// reference): keys inserted in ascending order leave one at the front
-    /// of every block of 64 keys, and a range scan would wait for each.
-    /// That pass visits every node, so it is skipped after smaller batches,
-    /// and it costs less than the inserts that called for it.
+    /// of every block of 64 keys, and a range scan would wait for each. (A
+    /// key replaced twice within a grace period, whose slot's two cells
+    /// still hold the replaced values, keeps its entry.) That pass visits
+    /// every node (fewer than twice the entries), so it is skipped after
+    /// smaller batches: its cost stays within a constant factor of the
+    /// pairs'.
     fn extend<I: IntoIterator<Item = (u64, V)>>(&mut self, iter: I) {
         let mut ext = Extending {
             writer: Some(self.raw.write()),

@@ -78,7 +78,7 @@ fn marked(model: &BTreeMap<u64, (u64, u8)>, m: Mark) -> impl Iterator<Item = (&u
 
 fn run(seed: u64, keys: Keys, ops: usize) {
     let domain = RcuDomain::new();
-    let tree = RcuRadixTree::new_in(&domain);
+    let mut tree = RcuRadixTree::new_in(&domain);
     let reader = domain.register();
     let mut model: BTreeMap<u64, (u64, u8)> = BTreeMap::new();
     let mut rng = Rng(seed);
@@ -223,6 +223,30 @@ fn run(seed: u64, keys: Keys, ops: usize) {
                 let m = rng.below(7) + 2;
                 tree.retain(|k, v| (k ^ v) % m != 0);
                 model.retain(|k, e| (k ^ e.0) % m != 0);
+            }
+            95 | 96 => {
+                // `extend`: a few new pairs, and in one case out of two new
+                // values for about three quarters of the present keys, so
+                // that the pairs are at least half the entries: the tree
+                // then moves values that splits left in leaves (among the
+                // other quarter) into their bottom nodes, marks kept.
+                let mut pairs: Vec<(u64, u64)> = (0..rng.below(4))
+                    .map(|_| (key(&mut rng, keys), rng.next()))
+                    .collect();
+                if rng.below(2) == 0 {
+                    let present: Vec<u64> = model.keys().copied().collect();
+                    for k in present {
+                        if rng.below(4) != 0 {
+                            pairs.push((k, rng.next()));
+                        }
+                    }
+                }
+                tree.extend(pairs.iter().copied());
+                for (k, v) in pairs {
+                    let marks = model.get(&k).map_or(0, |e| e.1);
+                    model.insert(k, (v, marks));
+                }
+                assert_eq!(tree.len(), model.len(), "extend at {step}");
             }
             94 if rng.below(20) == 0 => {
                 tree.clear();

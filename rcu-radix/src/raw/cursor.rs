@@ -381,25 +381,29 @@ impl<'g, V> Iterator for Cursor<'g, V> {
                     debug_assert!(self.low <= base | u64::from(taken.trailing_zeros()));
                     debug_assert!(end <= self.high);
                     last = Some(end);
-                    let first = taken.trailing_zeros() as usize;
-                    let from_first = taken >> first;
-                    if taken & cell1 == 0 && from_first & from_first.wrapping_add(1) == 0 {
-                        // The run's slots side by side (no gap) and every
-                        // value in cell 0 (all of a node filled once): one
-                        // slice.
-                        let end = (63 - taken.leading_zeros()) as usize;
-                        // SAFETY: as in `next`: the summary names cell 0 of
-                        // each of these slots as holding a value for the
-                        // whole critical section.
-                        let values = unsafe { Bottom::<V>::values0(n.cast(), first, end) };
-                        for (j, v) in values.iter().enumerate() {
-                            acc = f(acc, (base | (first + j) as u64, v));
+                    if taken & cell1 == 0 {
+                        // Every value in cell 0 (all of a node filled once):
+                        // a slice per run of adjacent slots (one, unless
+                        // keys are missing).
+                        let mut rest = taken;
+                        while rest != 0 {
+                            let i = rest.trailing_zeros();
+                            let side = (!(rest >> i)).trailing_zeros();
+                            rest &= !(u64::MAX >> (64 - side) << i);
+                            let (first, end) = (i as usize, (i + side - 1) as usize);
+                            // SAFETY: as in `next`: the summary names cell 0
+                            // of each of these slots as holding a value for
+                            // the whole critical section.
+                            let values = unsafe { Bottom::<V>::values0(n.cast(), first, end) };
+                            for (j, v) in values.iter().enumerate() {
+                                acc = f(acc, (base | (first + j) as u64, v));
+                            }
                         }
                     } else {
-                        // Gaps, or values in both cells (keys written again
-                        // within a grace period): slot by slot, each slot's
-                        // cell chosen by arithmetic, not by a branch, which
-                        // would miss about as often as the cells alternate.
+                        // Values in both cells (keys written again within a
+                        // grace period): slot by slot, each slot's cell
+                        // chosen by arithmetic, not by a branch, which would
+                        // miss about as often as the cells alternate.
                         let mut rest = taken;
                         while rest != 0 {
                             let i = rest.trailing_zeros() as usize;
