@@ -496,7 +496,8 @@ unsafe fn inline_leaves_below<V>(w: Word) {
         // entry (the summary of a leaf, exactly), which is where an inline
         // entry keeps them.
         debug_assert_eq!(
-            // SAFETY: a reachable leaf of an owned node: alive.
+            // SAFETY: a reachable leaf of an owned node: alive. Relaxed (here
+            // and in `slot_marks`): owned, as the slot loads above.
             unsafe { (*l).marks.load(Ordering::Relaxed) },
             node.slot_marks(i, Ordering::Relaxed)
         );
@@ -507,6 +508,10 @@ unsafe fn inline_leaves_below<V>(w: Word) {
         let Leaf { head, value } = *leaf;
         // SAFETY: the cell is free, and we are the only writer.
         unsafe { b.fill(i, c, value) };
+        // Relaxed: no other thread sees the tree until the caller's `&mut`
+        // ends, and whatever hands the tree to another thread then (a
+        // spawn, a channel, a lock) orders this store before that thread's
+        // loads.
         slot.store(Word::inline(head.key & !63, c).0, Ordering::Relaxed);
         b.set_inline(i, c);
     }
