@@ -1,7 +1,7 @@
 //! RCU-protected pointers: [`RcuPtr`] and [`RcuCell`], bound to the
 //! process-wide domain or to an [`RcuDomain`].
 
-use crate::{Guard, RcuDomain};
+use crate::{DomainId, Guard, RcuDomain};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
@@ -31,10 +31,20 @@ use std::sync::{Mutex, MutexGuard};
 /// assert_eq!(old.into_inner(), "v2"); // waits for a grace period
 /// ```
 pub struct RcuPtr<T: Send + Sync + 'static> {
+    /// Null, or a pointer from `Box::into_raw` with the [`TAG`] bit set
+    /// where [`RcuPtr::tagged`] says so.
     ptr: AtomicPtr<T>,
     domain: RcuDomain,
     _owns: PhantomData<Box<T>>,
 }
+
+/// Bit 0 of a published pointer: set on every non-null pointer of an
+/// [`RcuPtr`] (or [`RcuCell`]) bound to the process-wide domain, when `T`'s
+/// alignment leaves the bit free. A read under the process-wide
+/// [`ReadGuard`](crate::ReadGuard) then checks its guard against the bit of
+/// the word it loads anyway, not against the domain's id, a second load
+/// (arc-swap's `Cache` reads with two loads; the id made three).
+const TAG: usize = 1;
 
 impl<T: Send + Sync + 'static> RcuPtr<T> {
     /// A pointer to `value`, in the process-wide domain.
@@ -52,11 +62,61 @@ impl<T: Send + Sync + 'static> RcuPtr<T> {
     /// assert_eq!(p.load(&reader.read_lock()), Some(&5));
     /// ```
     pub fn new_in(value: T, domain: &RcuDomain) -> Self {
+        let p = Box::into_raw(Box::new(value));
         RcuPtr {
-            ptr: AtomicPtr::new(Box::into_raw(Box::new(value))),
+            ptr: AtomicPtr::new(Self::with_tag(p, domain)),
             domain: domain.clone(),
             _owns: PhantomData,
         }
+    }
+
+    /// Whether this type's published pointers carry [`TAG`] when bound to
+    /// the process-wide domain: a `Box<T>` of alignment 2 or more has bit 0
+    /// clear.
+    const TAGGED: bool = align_of::<T>() >= 2;
+
+    /// `p` (null, or from `Box::into_raw`) as published in a pointer bound
+    /// to `domain`: with [`TAG`] where the domain is the process-wide one
+    /// and the type has room for it. Null stays null.
+    #[inline(always)]
+    fn with_tag(p: *mut T, domain: &RcuDomain) -> *mut T {
+        if Self::TAGGED && domain.is_global() && !p.is_null() {
+            p.map_addr(|a| a | TAG)
+        } else {
+            p
+        }
+    }
+
+    /// A published pointer without its tag: null or from `Box::into_raw`.
+    #[inline(always)]
+    fn untag(p: *mut T) -> *mut T {
+        if Self::TAGGED {
+            p.map_addr(|a| a & !TAG)
+        } else {
+            p
+        }
+    }
+
+    /// The published pointer, untagged, for a reader holding `guard`,
+    /// after checking that `guard` protects this pointer's domain.
+    ///
+    /// # Panics
+    /// If `guard` belongs to another domain than the pointer.
+    #[inline(always)]
+    #[track_caller]
+    fn load_checked(&self, guard: &impl Guard, order: Ordering) -> *mut T {
+        let p = self.ptr.load(order);
+        // A tagged pointer is bound to the process-wide domain, which a
+        // process-wide guard protects (for a `ReadGuard` the compare is with
+        // a constant). Anything else (null, another domain, another guard)
+        // takes the full check. Nothing is dereferenced before it.
+        if Self::TAGGED && guard.domain_id() == DomainId::GLOBAL && p.addr() & TAG != 0 {
+            // The tag is set: clearing it is a subtraction, which the
+            // dereference that follows folds into its address.
+            return p.wrapping_byte_sub(TAG);
+        }
+        self.domain.assert_guard(guard);
+        Self::untag(p)
     }
 
     /// A null pointer, in the process-wide domain.
@@ -89,11 +149,10 @@ impl<T: Send + Sync + 'static> RcuPtr<T> {
     #[inline]
     #[track_caller]
     pub fn load<'g>(&'g self, guard: &'g impl Guard) -> Option<&'g T> {
-        self.domain.assert_guard(guard);
         // Acquire: pairs with the Release (AcqRel) publication in
         // `swap`/`compare_exchange`: the pointee's initialisation is visible.
-        let p = self.ptr.load(Ordering::Acquire);
-        // SAFETY: a non-null pointer here came from `Box::into_raw` and is
+        let p = self.load_checked(guard, Ordering::Acquire);
+        // SAFETY: a non-null pointer here (untagged) came from `Box::into_raw` and is
         // freed only after a grace period that starts after it was unlinked
         // (`Unlinked`'s drop or `into_inner`), or when `self` is dropped,
         // which the borrow `'g` of `self` rules out. The grace period waits
@@ -105,7 +164,8 @@ impl<T: Send + Sync + 'static> RcuPtr<T> {
 
     /// Whether the pointer is null now.
     pub fn is_null(&self) -> bool {
-        // Relaxed: a snapshot; nothing is dereferenced.
+        // Relaxed: a snapshot; nothing is dereferenced. (Null is never
+        // tagged.)
         self.ptr.load(Ordering::Relaxed).is_null()
     }
 
@@ -117,10 +177,10 @@ impl<T: Send + Sync + 'static> RcuPtr<T> {
     /// Publishes `value` and returns the old one, which readers may still
     /// see until a grace period has passed.
     pub fn swap(&self, value: Option<T>) -> Option<Unlinked<T>> {
-        let new = into_raw(value.map(Box::new));
+        let new = Self::with_tag(into_raw(value.map(Box::new)), &self.domain);
         // AcqRel: Release publishes `new` to readers' Acquire loads; Acquire
         // pairs with the previous publisher so we own what we unlinked.
-        let old = self.ptr.swap(new, Ordering::AcqRel);
+        let old = Self::untag(self.ptr.swap(new, Ordering::AcqRel));
         NonNull::new(old).map(|p| Unlinked::new(p, &self.domain))
     }
 
@@ -144,15 +204,18 @@ impl<T: Send + Sync + 'static> RcuPtr<T> {
     ) -> Result<Option<Unlinked<T>>, CompareExchangeError<'g, T>> {
         self.domain.assert_guard(guard);
         let current = current.map_or(ptr::null_mut(), |r| ptr::from_ref(r).cast_mut());
+        let current = Self::with_tag(current, &self.domain);
         let new_raw = into_raw(new.map(Box::new));
+        let new_published = Self::with_tag(new_raw, &self.domain);
         // AcqRel on success: as in `swap`. Acquire on failure: we return a
         // reference to the value found, as `load` does.
         match self
             .ptr
-            .compare_exchange(current, new_raw, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(current, new_published, Ordering::AcqRel, Ordering::Acquire)
         {
-            Ok(old) => Ok(NonNull::new(old).map(|p| Unlinked::new(p, &self.domain))),
+            Ok(old) => Ok(NonNull::new(Self::untag(old)).map(|p| Unlinked::new(p, &self.domain))),
             Err(found) => {
+                let found = Self::untag(found);
                 // SAFETY: `new_raw` came from `into_raw` just above and was
                 // never published.
                 let new = unsafe { from_raw(new_raw) }.map(|b| *b);
@@ -168,12 +231,12 @@ impl<T: Send + Sync + 'static> RcuPtr<T> {
     pub fn get_mut(&mut self) -> Option<&mut T> {
         // SAFETY: `&mut self` excludes readers (they borrow `self`) and
         // writers; the pointer is null or owned by `self`.
-        unsafe { self.ptr.get_mut().as_mut() }
+        unsafe { Self::untag(*self.ptr.get_mut()).as_mut() }
     }
 
     /// The value, by value.
     pub fn into_inner(mut self) -> Option<T> {
-        let p = std::mem::replace(self.ptr.get_mut(), ptr::null_mut());
+        let p = Self::untag(std::mem::replace(self.ptr.get_mut(), ptr::null_mut()));
         // SAFETY: we own the pointee: `self` is consumed, so no reader or
         // writer can reach it.
         unsafe { from_raw(p) }.map(|b| *b)
@@ -184,7 +247,7 @@ impl<T: Send + Sync + 'static> Drop for RcuPtr<T> {
     fn drop(&mut self) {
         // SAFETY: as in `into_inner`: `&mut self` in `drop` means no borrow
         // (hence no reader's reference) remains.
-        drop(unsafe { from_raw(*self.ptr.get_mut()) });
+        drop(unsafe { from_raw(Self::untag(*self.ptr.get_mut())) });
     }
 }
 
@@ -466,10 +529,9 @@ impl<T: Send + Sync + 'static> RcuCell<T> {
     #[inline]
     #[track_caller]
     pub fn read<'g>(&'g self, guard: &'g impl Guard) -> &'g T {
-        self.ptr.domain.assert_guard(guard);
         // Acquire: as in `RcuPtr::load`.
-        let p = self.ptr.ptr.load(Ordering::Acquire);
-        // SAFETY: as in `RcuPtr::load` (the guard was checked above); an
+        let p = self.ptr.load_checked(guard, Ordering::Acquire);
+        // SAFETY: as in `RcuPtr::load` (`load_checked` checked the guard); an
         // `RcuCell` is never null: every writer publishes a value.
         unsafe { &*p }
     }
@@ -541,7 +603,7 @@ impl<T: Send + Sync + 'static> RcuCell<T> {
         let _w = self.writer.lock("update");
         // Relaxed: we are the only writer (the lock above); the value was
         // published by a writer whose unlock we acquired.
-        let current = self.ptr.ptr.load(Ordering::Relaxed);
+        let current = RcuPtr::untag(self.ptr.ptr.load(Ordering::Relaxed));
         // SAFETY: only writers replace the pointer and they are serialised by
         // `writer`, which we hold; a value is freed only after it is
         // replaced, so `current` stays valid while we hold the lock.
