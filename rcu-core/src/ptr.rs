@@ -32,7 +32,7 @@ use std::sync::{Mutex, MutexGuard};
 /// ```
 pub struct RcuPtr<T: Send + Sync + 'static> {
     /// Null, or a pointer from `Box::into_raw` with the [`TAG`] bit set
-    /// where [`RcuPtr::tagged`] says so.
+    /// where `RcuPtr::with_tag` puts it.
     ptr: AtomicPtr<T>,
     domain: RcuDomain,
     _owns: PhantomData<Box<T>>,
