@@ -512,7 +512,9 @@ impl RcuDomain {
     /// Panics unless `guard` protects this domain. Every read of data bound
     /// to a domain checks its guard this way; for the process-wide
     /// [`ReadGuard`](crate::ReadGuard) it is a compare of this handle's id
-    /// with a constant.
+    /// with a constant. (`RcuPtr` and `RcuCell` of the process-wide domain
+    /// check a guard of that domain against a tag bit of the pointer they
+    /// load instead, and call this otherwise.)
     ///
     /// # Panics
     /// If `guard` is a guard of another domain.

@@ -32,7 +32,9 @@ use std::sync::{Mutex, MutexGuard};
 /// ```
 pub struct RcuPtr<T: Send + Sync + 'static> {
     /// Null, or a pointer from `Box::into_raw` with the [`TAG`] bit set
-    /// where `RcuPtr::with_tag` puts it.
+    /// exactly when `TAGGED` holds and `domain` is the process-wide domain
+    /// (`RcuPtr::with_tag`; `domain` never changes): `load_checked` relies
+    /// on it.
     ptr: AtomicPtr<T>,
     domain: RcuDomain,
     _owns: PhantomData<Box<T>>,
@@ -40,9 +42,10 @@ pub struct RcuPtr<T: Send + Sync + 'static> {
 
 /// Bit 0 of a published pointer: set on every non-null pointer of an
 /// [`RcuPtr`] (or [`RcuCell`]) bound to the process-wide domain, when `T`'s
-/// alignment leaves the bit free. A read under the process-wide
-/// [`ReadGuard`](crate::ReadGuard) then checks its guard against the bit of
-/// the word it loads anyway, not against the domain's id, a second load
+/// alignment leaves the bit free. A read under a guard of the process-wide
+/// domain ([`ReadGuard`](crate::ReadGuard), whose domain is known by type,
+/// or any other guard of it) then checks its guard against the bit of the
+/// word it loads anyway, not against the domain's id, a second load
 /// (arc-swap's `Cache` reads with two loads; the id made three).
 const TAG: usize = 1;
 
@@ -152,13 +155,15 @@ impl<T: Send + Sync + 'static> RcuPtr<T> {
         // Acquire: pairs with the Release (AcqRel) publication in
         // `swap`/`compare_exchange`: the pointee's initialisation is visible.
         let p = self.load_checked(guard, Ordering::Acquire);
-        // SAFETY: a non-null pointer here (untagged) came from `Box::into_raw` and is
-        // freed only after a grace period that starts after it was unlinked
-        // (`Unlinked`'s drop or `into_inner`), or when `self` is dropped,
-        // which the borrow `'g` of `self` rules out. The grace period waits
-        // for `guard`'s critical section, which covers this load: `guard`
-        // protects `self.domain` (checked above), the domain `Unlinked`
-        // retires through.
+        // SAFETY: a non-null pointer here (untagged) came from
+        // `Box::into_raw` and is freed only after a grace period that starts
+        // after it was unlinked (`Unlinked`'s drop or `into_inner`), or when
+        // `self` is dropped, which the borrow `'g` of `self` rules out. The
+        // grace period waits for `guard`'s critical section, which covers
+        // this load: `guard` protects `self.domain`, the domain `Unlinked`
+        // retires through (`load_checked` checked it, with `assert_guard`
+        // or through the tag, which only words of a process-wide pointer
+        // carry).
         unsafe { p.as_ref() }
     }
 

@@ -105,6 +105,67 @@ fn panic_message<R>(r: std::thread::Result<R>) -> String {
         .unwrap_or_default()
 }
 
+/// Pointers of the process-wide domain carry a tag bit in the published
+/// word where the type's alignment leaves it free: every API hands values
+/// back untagged (zero-sized, alignment 1 and larger types), a stale
+/// `compare_exchange` still fails, and every kind of guard of the
+/// process-wide domain reads them.
+#[test]
+fn process_wide_pointers_of_every_alignment_read_and_write_back_untagged() {
+    #[derive(Debug, PartialEq)]
+    #[repr(align(8))]
+    struct Zst8;
+    let p = RcuPtr::new(Zst8);
+    {
+        let g = read_lock();
+        assert_eq!(p.load(&g), Some(&Zst8));
+        let old = p
+            .compare_exchange(p.load(&g), Some(Zst8), &g)
+            .expect("current");
+        assert_eq!(old.as_deref(), Some(&Zst8));
+    }
+    assert_eq!(p.swap(None).map(|u| u.into_inner()), Some(Zst8));
+    assert!(p.is_null());
+    assert_eq!(p.load(&read_lock()), None);
+
+    let unit = RcuPtr::new(());
+    assert_eq!(unit.load(&read_lock()), Some(&()));
+    assert_eq!(unit.into_inner(), Some(()));
+
+    let byte = RcuCell::new(7u8);
+    let word = RcuPtr::new(70u64);
+    let global = RcuDomain::global();
+    let reader = global.register();
+    for round in 0..2u8 {
+        let (b, w) = (7 + round, 70 + u64::from(round));
+        assert_eq!(*byte.read(&read_lock()), b);
+        assert_eq!(*byte.read(&reader.read_lock()), b);
+        assert_eq!(*byte.read(&read_lock_owned()), b);
+        assert_eq!(word.load(&read_lock()), Some(&w));
+        assert_eq!(word.load(&reader.read_lock()), Some(&w));
+        assert_eq!(word.load(&read_lock_owned()), Some(&w));
+        let g = read_lock();
+        // A stale expected value: refused, the value found given back.
+        let stale = w + 100;
+        let err = word
+            .compare_exchange(Some(&stale), Some(0), &g)
+            .expect_err("stale");
+        assert_eq!((err.current, err.new), (Some(&w), Some(0)));
+        let old = word
+            .compare_exchange(word.load(&g), Some(w + 1), &g)
+            .expect("current");
+        assert_eq!(old.map(|u| *u), Some(w));
+        drop(g);
+        assert_eq!(*byte.update(|v| v + 1), b);
+    }
+    let mut byte = byte;
+    *byte.get_mut() += 1;
+    assert_eq!(byte.into_inner(), 10);
+    let mut word = word;
+    assert_eq!(word.get_mut(), Some(&mut 72));
+    assert_eq!(word.into_inner(), Some(72));
+}
+
 #[test]
 fn a_guard_of_another_domain_is_refused() {
     let domain = RcuDomain::new();
