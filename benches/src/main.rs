@@ -245,9 +245,10 @@ fn print_engine_stats() {
     );
     println!("  grace period times: {}", s.histogram);
     println!(
-        "  polls {}, reader wake-ups {}, stalls {}, callbacks {} run of {} queued, most bytes pending {}",
+        "  polls {}, reader wake-ups {}, reclaim-thread wake-ups {}, stalls {}, callbacks {} run of {} queued, most bytes pending {}",
         s.polls,
         s.reader_wakeups,
+        s.reclaim_wakeups,
         s.stalls,
         s.callbacks_run,
         s.callbacks_queued,

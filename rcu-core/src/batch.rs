@@ -30,7 +30,9 @@
 //! *dirty*. An owner whose append finds its ring otherwise empty (`head`,
 //! loaded after its light barrier, equals the slot it wrote) sets the
 //! domain's dirty flag ([`Batches::mark_dirty`]) and wakes the thread if the
-//! flag was clear. An owner that finds older callbacks still in its ring
+//! flag was clear, unless the thread is gathering callbacks (its pacing,
+//! which ends in a harvest of every batch: `Callbacks::wake_for_callbacks`
+//! in `callbacks.rs`). An owner that finds older callbacks still in its ring
 //! relies on whoever leaves them there to come back:
 //!
 //! - they were there when the ring's last taker stored `head`, or were

@@ -119,11 +119,17 @@ pub(crate) struct Callbacks {
     /// would wait at most `callback_pacing`), so a `std` atomic even under
     /// loom, whose models do not pace.
     hurries: std::sync::atomic::AtomicUsize,
-    /// The reclaim thread is gathering (in [`pace`](Self::pace)): a drain
-    /// that took the batch it gathers wakes it, so that the next callback
-    /// is paced or not by what the grace periods find then. Pacing only
-    /// (loom models do not pace), so a `std` atomic.
+    /// The reclaim thread is gathering (in [`pace`](Self::pace)), and
+    /// harvests every batch and looks at `pending` when the pacing ends:
+    /// a producer's first callback, in its batch or in the queue, wakes
+    /// no one then ([`wake_for_callbacks`](Self::wake_for_callbacks)).
+    /// Pacing only (loom models do not pace), so a `std` atomic.
     pacing: std::sync::atomic::AtomicBool,
+    /// Drains that collected a batch (`InFlight`), counted as they return:
+    /// a gathering that sees it change ends at its next look
+    /// ([`pace`](Self::pace)), with no wake-up. Pacing only, so a `std`
+    /// atomic.
+    drain_collections: std::sync::atomic::AtomicUsize,
     /// The queue's consumer, and the batch it has taken off the queue and
     /// waits a grace period for (see [`InFlight`]). Shared state (not a
     /// thread's local) so that the child of a `fork()` finds it
@@ -279,6 +285,13 @@ const HELP_WAIT: std::time::Duration = std::time::Duration::ZERO;
 /// `callback_pacing` plus this (plus grace periods) after its `call_rcu`.
 const PRODUCERS_WINDOW: std::time::Duration = std::time::Duration::from_millis(1);
 
+/// How long a gathering reclaim thread sleeps at most between two looks
+/// ([`Callbacks::pace`]) for a drain that took its batch (which wakes no
+/// one): so a pacing longer than this ends within it after such a drain.
+/// The default pacing is no longer, so it adds no wake-up there.
+#[cfg(not(rcu_loom))]
+const PACING_LOOK: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// Chunks a producer runs of its own, at most, each time its batch fills:
 /// two, so that one that keeps its pace clears a backlog of chunks in
 /// half the time it took to queue them.
@@ -299,8 +312,12 @@ struct ClearOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
 #[cfg(not(rcu_loom))]
 impl Drop for ClearOnDrop<'_> {
     fn drop(&mut self) {
-        // Relaxed: a stale `true` costs a drain one needless wake-up.
-        self.0.store(false, std::sync::atomic::Ordering::Relaxed);
+        // SeqCst: the reclaim thread's side of the Dekker pair with a
+        // producer's flag or count then load of `pacing`
+        // (`wake_for_callbacks`): a producer that read `true` made its
+        // change before this store, and the harvest and the load of
+        // `pending` after it see the change.
+        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -372,6 +389,7 @@ impl Callbacks {
                 shutdown: AtomicBool::new(false),
                 hurries: std::sync::atomic::AtomicUsize::new(0),
                 pacing: std::sync::atomic::AtomicBool::new(false),
+                drain_collections: std::sync::atomic::AtomicUsize::new(0),
                 in_flight: Mutex::new(InFlight {
                     chunks: Vec::new(),
                     consumer: None,
@@ -474,7 +492,7 @@ impl Callbacks {
                 if pushed.first && gp.pressure.batches.mark_dirty() {
                     // The first callback since the batch was last taken:
                     // wake the reclaim thread.
-                    self.call_ready.set();
+                    self.wake_for_callbacks();
                 }
             }
         }
@@ -495,9 +513,34 @@ impl Callbacks {
     #[inline(never)]
     fn wake_for_threshold(&self, gp: &GracePeriods) {
         if gp.pressure.batches.mark_dirty() {
-            self.call_ready.set();
+            self.wake_for_callbacks();
         }
         gp.kick.set();
+    }
+
+    /// Wakes the reclaim thread for callbacks a producer has just flagged
+    /// (its batch's dirty flag) or counted (`pending`), unless the thread
+    /// is gathering ([`pace`](Self::pace)): a pacing ends at its deadline,
+    /// not for a callback (the forcing threshold does not end it either),
+    /// and is followed by a harvest of every batch and a look at `pending`.
+    /// Woken, it would only look and sleep again, and each wake-up of a
+    /// thread asleep on another CPU cost its waker 10 µs on the 2-CPU
+    /// development VM (an IPI from a guest): per round of a producer that
+    /// queues 4 096 callbacks and drains (the runner's "reclaim
+    /// throughput" rows), a pacing the drain ended and the next round's
+    /// first callback woke again.
+    ///
+    /// The caller's flag or count comes first, then this SeqCst load (a
+    /// Dekker pair with the store that ends a pacing, `ClearOnDrop`): a
+    /// producer that reads `true` made its change before the pacing ended,
+    /// so the harvest after it takes the callback (the flag's swaps carry
+    /// the append) and its load of `pending` counts the chunk; one that
+    /// reads `false` wakes the thread. (Loom models do not pace: it always
+    /// wakes there.)
+    fn wake_for_callbacks(&self) {
+        if !self.pacing.load(std::sync::atomic::Ordering::SeqCst) {
+            self.call_ready.set();
+        }
     }
 
     /// `call_rcu` during thread teardown, when the thread's batch is gone:
@@ -626,9 +669,11 @@ impl Callbacks {
         let crossed_threshold = before < threshold && before + n >= threshold;
         // Wake the reclaim thread for the first callback and when the
         // count or half the memory limit is crossed (the latter ends its
-        // pacing: `pace`).
-        if before == 0 || crossed_threshold || (held >= limit / 2 && held_before < limit / 2) {
+        // pacing: `pace`; the others do not, and wake no pacing thread).
+        if held >= limit / 2 && held_before < limit / 2 {
             self.call_ready.set();
+        } else if before == 0 || crossed_threshold {
+            self.wake_for_callbacks();
         }
         // Kick the normal-state sleep when a count crosses its mark; the
         // forced state, once entered, does not need more kicks.
@@ -679,10 +724,17 @@ impl Callbacks {
     /// callbacks, unless something needs the grace period sooner: half the
     /// memory limit held, a drain, a `start_poll`, a task waiting for a
     /// callback ([`hurry`](Self::hurry)), the domain's shutdown. Each of
-    /// those sets `call_ready` when it arises, ending the wait. It also
-    /// ends once nothing is pending: a drain collected the batch
-    /// ([`InFlight`]; it sets `call_ready` when done), so the next callback
-    /// is paced or not by what the grace periods find then.
+    /// those sets `call_ready` when it arises, ending the wait.
+    ///
+    /// A drain that collected the batch ([`InFlight`]) ends it too, so that
+    /// the next callback is paced or not by what the grace periods find
+    /// then, but without a wake-up: the pacing sees the drain at its next
+    /// look, at most [`PACING_LOOK`] later (the default pacing is no
+    /// longer), and gathers what arrives meanwhile. The drain used to wake
+    /// this thread; a producer that queues callbacks and drains in rounds
+    /// (the runner's "reclaim throughput" rows) then paid that wake-up,
+    /// or the one of its next first callback, once per round: 10 µs each
+    /// on the 2-CPU VM (see [`wake_for_callbacks`](Self::wake_for_callbacks)).
     ///
     /// The forcing threshold does not end it: it decides how the grace
     /// period that follows waits (forced, when that many are pending), not
@@ -699,30 +751,47 @@ impl Callbacks {
         #[cfg(not(rcu_loom))]
         {
             let p = &gp.pressure;
-            // SeqCst: before the loads of `pending` below, against a
-            // drain's decrement of it before its load of this flag: either
-            // the check sees the batch gone, or the drain wakes this thread.
+            // SeqCst: a producer that reads it (`wake_for_callbacks`) wakes
+            // no one, which is right from here to the store that clears it
+            // (`ClearOnDrop`), after which the harvest looks.
             self.pacing.store(true, std::sync::atomic::Ordering::SeqCst);
             let _done = ClearOnDrop(&self.pacing);
+            // Relaxed (both): a drain's count read late ends the pacing one
+            // look later; what the drain left is found by the harvest and
+            // the loads of `pending` after the pacing.
+            let drains = self
+                .drain_collections
+                .load(std::sync::atomic::Ordering::Relaxed);
+            // Whether to check the conditions that set `call_ready`: first,
+            // and after each wake-up, not at the looks for a drain's count
+            // (a drain that is running its batch must not be taken for one
+            // that needs this thread: that one sets `call_ready`).
+            let mut woken = true;
             loop {
                 // Reset, check, wait: a `set` after the reset ends the wait.
                 self.call_ready.reset();
                 // SeqCst (all): each pairs with the store its producer makes
                 // before it sets `call_ready` (the event's Dekker pair).
-                let (_, batched_bytes) = p.batches.pending();
-                let urgent = p.drains.load(Ordering::SeqCst) > 0
-                    // A drain collected what it gathered (`InFlight`).
-                    || p.pending.load(Ordering::SeqCst) == 0
-                    || p.pending_bytes.load().saturating_add(batched_bytes)
-                        >= gp.memory_limit() / 2
-                    || !gp.poll(gp.requested.load(Ordering::SeqCst))
-                    || self.hurries() != seen_hurries
-                    || self.shutdown.load(Ordering::SeqCst);
+                let urgent = woken && {
+                    let (_, batched_bytes) = p.batches.pending();
+                    p.drains.load(Ordering::SeqCst) > 0
+                        || p.pending_bytes.load().saturating_add(batched_bytes)
+                            >= gp.memory_limit() / 2
+                        || !gp.poll(gp.requested.load(Ordering::SeqCst))
+                        || self.hurries() != seen_hurries
+                        || self.shutdown.load(Ordering::SeqCst)
+                };
+                let drained = self
+                    .drain_collections
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    != drains;
                 let now = std::time::Instant::now();
-                if urgent || now >= deadline {
+                if urgent || drained || now >= deadline {
                     return;
                 }
-                self.call_ready.wait_timeout(deadline - now);
+                woken = self
+                    .call_ready
+                    .wait_timeout((deadline - now).min(PACING_LOOK));
             }
         }
     }
@@ -1007,19 +1076,23 @@ impl Callbacks {
             drop(r);
         }
         // What this drain collected after its marker, and what was queued
-        // after the marker, is the reclaim thread's; and a gathering it was
-        // in has lost its batch to this drain, and ends (`pace`), so that
-        // the next callback is paced or not by what the grace periods find
-        // now. Woken only now, not when the batch was collected: it would
-        // run chunks side by side with this thread, one waiting for the
-        // other. And only then: a wake-up is a system call (SeqCst: see
-        // `pace`, and the loads of `pending` elsewhere).
-        if collected
-            && (self.pacing.load(Ordering::SeqCst)
-                || gp.pressure.pending.load(Ordering::SeqCst) > 0
-                || !lock(&self.ready).list.is_empty())
-        {
-            self.call_ready.set();
+        // after the marker, is the reclaim thread's. Woken only now, not
+        // when the batch was collected: it would run chunks side by side
+        // with this thread, one waiting for the other. And only then: a
+        // wake-up is a system call (SeqCst: see the loads of `pending`
+        // elsewhere). Not for a pacing thread that only has callbacks to
+        // harvest, which it does when the pacing ends (`wake_for_callbacks`);
+        // a gathering this drain took the batch of sees this count at its
+        // next look and ends then (`pace`).
+        if collected {
+            // Relaxed: see `pace`.
+            self.drain_collections
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if !lock(&self.ready).list.is_empty() {
+                self.call_ready.set();
+            } else if gp.pressure.pending.load(Ordering::SeqCst) > 0 {
+                self.wake_for_callbacks();
+            }
         }
         // Nothing more to wait for: every callback queued before the marker
         // has finished (it is a barrier). Chunks taken since were queued

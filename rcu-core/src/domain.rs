@@ -277,6 +277,7 @@ impl Inner {
             polls: s.polls.get(),
             notifier_calls: s.notifier_calls.get(),
             reader_wakeups: self.gp.readers.reader_wakeups.get(),
+            reclaim_wakeups: self.cb.call_ready.wakeups(),
             heavy_barriers: s.heavy_barriers.get(),
             callbacks_queued: queued + batched as u64,
             callbacks_run: run,

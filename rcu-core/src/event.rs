@@ -6,6 +6,7 @@
 //! forced state, the reclaim thread one for "callbacks arrived", and the
 //! normal state one for "stop sleeping and force now".
 
+use crate::barrier::AtomicCounter;
 use crate::sync::{AtomicU32, Condvar, Mutex, Ordering, fence, lock};
 use std::time::Duration;
 
@@ -18,12 +19,19 @@ pub(crate) struct Event {
     state: AtomicU32,
     lock: Mutex<()>,
     cond: Condvar,
+    /// `set`s that found a waiter and notified it (a statistic).
+    wakeups: AtomicCounter,
 }
 
 impl Event {
     loom_const_fn! {
         pub(crate) fn new() -> Self {
-            Self { state: AtomicU32::new(FREE), lock: Mutex::new(()), cond: Condvar::new() }
+            Self {
+                state: AtomicU32::new(FREE),
+                lock: Mutex::new(()),
+                cond: Condvar::new(),
+                wakeups: AtomicCounter::new(),
+            }
         }
     }
 
@@ -48,7 +56,14 @@ impl Event {
             // of `state` and its sleep (it checks with the lock held).
             let _g = lock(&self.lock);
             self.cond.notify_all();
+            self.wakeups.bump();
         }
+    }
+
+    /// How many `set`s found a waiter (or one about to block) and notified:
+    /// each a system call for the setter.
+    pub(crate) fn wakeups(&self) -> u64 {
+        self.wakeups.get()
     }
 
     /// Clears the event if it is set. A `set` after this call is seen by the

@@ -414,6 +414,10 @@ pub(crate) struct Leader {
     /// Scratch list of the readers the current grace period waits for, kept
     /// to save an allocation per grace period.
     holders: Vec<Arc<Record>>,
+    /// Callers asleep on `gp_done` (or about to be: counted under this lock
+    /// before their wait releases it), so that the end of a grace period
+    /// nobody waits for costs no `notify_all` (a futex system call each).
+    followers: usize,
 }
 
 /// One domain's grace-period machine.
@@ -464,8 +468,15 @@ impl Drop for Finish<'_> {
         {
             leader.thread = None;
         }
+        let wake = leader.followers > 0;
         drop(leader);
-        self.0.gp_done.notify_all();
+        // A follower counts itself under `leader` before its wait releases
+        // the lock, so one we do not count here was not yet waiting: it
+        // checks the sequence under the lock before it waits, and sees the
+        // grace period this leader completed.
+        if wake {
+            self.0.gp_done.notify_all();
+        }
     }
 }
 
@@ -481,6 +492,7 @@ impl GracePeriods {
                     #[cfg(not(rcu_loom))]
                     thread: None,
                     holders: Vec::new(),
+                    followers: 0,
                 }),
                 gp_done: Condvar::new(),
                 kick: Event::new(),
@@ -684,10 +696,12 @@ impl GracePeriods {
         let mut state = lock(&self.leader);
         while !self.poll(target) {
             if state.leading {
+                state.followers += 1;
                 state = match self.gp_done.wait(state) {
                     Ok(g) => g,
                     Err(p) => p.into_inner(),
                 };
+                state.followers -= 1;
                 continue;
             }
             state.leading = true;

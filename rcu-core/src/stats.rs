@@ -42,6 +42,12 @@ pub struct Stats {
     /// Times a reader leaving a critical section found `waiting` set and
     /// signalled the grace period. Zero while nothing is forced.
     pub reader_wakeups: u64,
+    /// Times a thread woke the reclaim thread from its wait for work
+    /// (callbacks, a drain, a `start_poll`): each a system call for that
+    /// thread, and an interrupt to the CPU where the reclaim thread sleeps.
+    /// A producer's first callback wakes it when it is idle, not while it
+    /// gathers callbacks ([`Config::callback_pacing`](crate::Config::callback_pacing)).
+    pub reclaim_wakeups: u64,
     /// Heavy barriers issued (each one a `membarrier` call in that mode).
     pub heavy_barriers: u64,
     /// Callbacks queued with `call_rcu` / `defer_drop` (and one per `drain`).

@@ -361,6 +361,45 @@ fn drain_ends_the_gathering() {
     assert!(took < PROMPT, "drain waited for the pacing: {took:?}");
 }
 
+/// A gathering thread is asleep until its deadline: a callback, which does
+/// not end the gathering, and a drain that takes its batch, which ends it at
+/// the thread's next look (`a_callback_after_a_grace_period_that_found_a_reader_is_paced`
+/// waits for that end), wake no one. Each wake-up of a thread asleep on
+/// another CPU cost the waker 10 µs on the development VM, once per round
+/// of a producer that queues callbacks and drains. Both woke it before.
+#[test]
+fn a_gathering_thread_is_woken_by_neither_callbacks_nor_a_drain() {
+    let domain = paced(Config::default().callback_threshold(1000));
+    let ran = Arc::new(AtomicUsize::new(0));
+    make_busy(&domain, &ran);
+    let gps = domain.stats().grace_periods;
+    assert_gathering(&domain, &ran, 1, gps);
+    let wakeups = domain.stats().reclaim_wakeups;
+    // The first of these is the first in this thread's batch since the
+    // gathering thread harvested it, which wakes an idle thread.
+    for _ in 0..3 {
+        let r = Arc::clone(&ran);
+        domain.call_rcu(move || {
+            r.fetch_add(1, Ordering::SeqCst);
+        });
+    }
+    assert_gathering(&domain, &ran, 1, gps);
+    assert_eq!(
+        domain.stats().reclaim_wakeups,
+        wakeups,
+        "a callback woke the gathering thread"
+    );
+    let start = Instant::now();
+    domain.drain();
+    assert_eq!(ran.load(Ordering::SeqCst), 5);
+    assert!(start.elapsed() < PROMPT, "the drain waited for the pacing");
+    assert_eq!(
+        domain.stats().reclaim_wakeups,
+        wakeups,
+        "the drain woke the gathering thread"
+    );
+}
+
 /// The forcing threshold decides how a grace period waits, not when a
 /// paced one starts: callbacks past it keep gathering (a writer retiring a
 /// node every 100 ns reached 30 every few microseconds, and the grace
