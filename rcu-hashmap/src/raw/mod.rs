@@ -414,7 +414,13 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
         // it to this bucket then panics.
         let mut mark = None;
         let mut prev: *const Node<K, V> = ptr::null();
-        let mut cur = lock.head().cast::<Node<K, V>>();
+        // No node with the key's filter bit: no walk (each node a likely
+        // cache miss), the key is not there.
+        let mut cur = if lock.may_hold(hash) {
+            lock.head().cast::<Node<K, V>>()
+        } else {
+            ptr::null_mut()
+        };
         let mut chain = 0usize;
         while !cur.is_null() {
             // SAFETY: `cur` is in the locked chain; chain nodes are alive
@@ -495,7 +501,12 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
         let mut prev: *const Node<K, V> = ptr::null();
         // The filter bits of the nodes before `cur`.
         let mut before = 0u8;
-        let mut cur = lock.head().cast::<Node<K, V>>();
+        // As in `insert`: no node with the key's filter bit, no walk.
+        let mut cur = if lock.may_hold(hash) {
+            lock.head().cast::<Node<K, V>>()
+        } else {
+            ptr::null_mut()
+        };
         while !cur.is_null() {
             // SAFETY: as in `insert`.
             let n = unsafe { &*cur };

@@ -387,6 +387,16 @@ impl<'a> BucketLock<'a> {
             .store(p.map_addr(|a| a | LOCKED), Ordering::Release);
     }
 
+    /// Whether the chain may hold a node with `hash`: false only if none of
+    /// its nodes has `hash`'s filter bit (under the lock the filter has
+    /// every linked node's bit), so a write can skip the walk.
+    #[inline]
+    pub(super) fn may_hold(&self, hash: u64) -> bool {
+        // Relaxed: written only under the lock we hold (see
+        // `add_to_filter`).
+        self.filter.load(Ordering::Relaxed) & filter_bit(hash) != 0
+    }
+
     /// Sets the filter bit of `hash`: call it before linking a node with
     /// `hash` into the chain.
     #[inline]
