@@ -147,7 +147,10 @@ pub struct Config {
     /// per `callback_pacing`: the gathering ends early only once pending
     /// bytes reach half the [`memory_limit`], and for a
     /// [`drain`](crate::drain), a [`start_poll`](crate::start_poll), a task
-    /// awaiting a callback, or the domain's shutdown. However many callbacks
+    /// awaiting a callback, or the domain's shutdown (a drain that runs the
+    /// gathered callbacks itself ends it within 1 ms, without waking the
+    /// reclaim thread; callbacks that arrive while it gathers wake no one
+    /// either). However many callbacks
     /// it gathers, the grace period that follows counts them all for
     /// [`callback_threshold`] (it is forced when they reach it); the
     /// threshold does not end the gathering, since a writer retiring a node
