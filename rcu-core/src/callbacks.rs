@@ -746,7 +746,17 @@ impl Callbacks {
     /// `RcuHashMap::insert` cost 258–263 ns against 187–203 ns without them
     /// (4 K keys, foldhash; README).
     #[cfg_attr(rcu_loom, allow(unused_variables))]
-    fn pace(&self, gp: &GracePeriods, deadline: std::time::Instant, seen_hurries: usize) {
+    ///
+    /// `drains` is `drain_collections` as the thread read it when it
+    /// collected its last batch: a drain that has taken a batch since ends
+    /// the pacing (also one that ended the producers' window before it).
+    fn pace(
+        &self,
+        gp: &GracePeriods,
+        deadline: std::time::Instant,
+        seen_hurries: usize,
+        drains: usize,
+    ) {
         // Under loom time does not pass: no pacing.
         #[cfg(not(rcu_loom))]
         {
@@ -756,23 +766,20 @@ impl Callbacks {
             // (`ClearOnDrop`), after which the harvest looks.
             self.pacing.store(true, std::sync::atomic::Ordering::SeqCst);
             let _done = ClearOnDrop(&self.pacing);
-            // Relaxed (both): a drain's count read late ends the pacing one
-            // look later; what the drain left is found by the harvest and
-            // the loads of `pending` after the pacing.
-            let drains = self
-                .drain_collections
-                .load(std::sync::atomic::Ordering::Relaxed);
             // Whether to check the conditions that set `call_ready`: first,
             // and after each wake-up, not at the looks for a drain's count
             // (a drain that is running its batch must not be taken for one
-            // that needs this thread: that one sets `call_ready`).
+            // that needs this thread: that one sets `call_ready`). The event
+            // is reset only before such a check, so a `set` that comes
+            // after a timed-out wait stays set and ends the next wait at
+            // once, and is checked then.
             let mut woken = true;
             loop {
                 // Reset, check, wait: a `set` after the reset ends the wait.
-                self.call_ready.reset();
                 // SeqCst (all): each pairs with the store its producer makes
                 // before it sets `call_ready` (the event's Dekker pair).
                 let urgent = woken && {
+                    self.call_ready.reset();
                     let (_, batched_bytes) = p.batches.pending();
                     p.drains.load(Ordering::SeqCst) > 0
                         || p.pending_bytes.load().saturating_add(batched_bytes)
@@ -781,6 +788,9 @@ impl Callbacks {
                         || self.hurries() != seen_hurries
                         || self.shutdown.load(Ordering::SeqCst)
                 };
+                // Relaxed: a drain's count read late ends the pacing one
+                // look later; what the drain left is found by the harvest
+                // and the loads of `pending` after the pacing.
                 let drained = self
                     .drain_collections
                     .load(std::sync::atomic::Ordering::Relaxed)
@@ -794,6 +804,15 @@ impl Callbacks {
                     .wait_timeout((deadline - now).min(PACING_LOOK));
             }
         }
+    }
+
+    /// In the child of a `fork()` whose reclaim thread is gone: it was
+    /// perhaps gathering, and no thread is now (`fork.rs`).
+    #[cfg(all(unix, not(rcu_loom), not(miri)))]
+    pub(crate) fn end_pacing_after_fork(&self) {
+        // Relaxed: the child's only thread, before it returns from `fork`.
+        self.pacing
+            .store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Moves every thread's batch to the queue.
@@ -1298,6 +1317,9 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
     let p = &gp.pressure;
     // When the last callback grace period ended (`None`: none yet).
     let mut last_end: Option<std::time::Instant> = None;
+    // `drain_collections` when this thread collected its last batch: a
+    // drain that took a batch since ends the pacing (`pace`).
+    let mut drains_seen = 0;
     // Whether callbacks arrived while the last batch waited for its grace
     // period: a stream, which this thread paces. A callback queued after
     // the last one ran is paced too if the domain's latest grace period
@@ -1380,11 +1402,16 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
                 if left {
                     // The producers' window (it ends early as the pacing
                     // does), then what they left, in order.
-                    cb.pace(gp, end + pacing.min(PRODUCERS_WINDOW), seen_hurries);
+                    cb.pace(
+                        gp,
+                        end + pacing.min(PRODUCERS_WINDOW),
+                        seen_hurries,
+                        drains_seen,
+                    );
                     left = false;
                     cb.run_ready(gp, Runner::ReclaimThread);
                 }
-                cb.pace(gp, end + pacing, seen_hurries);
+                cb.pace(gp, end + pacing, seen_hurries, drains_seen);
                 // Read after the pacing's last look, before the harvest:
                 // every hurry counted here is for a callback this harvest
                 // sees (`hurry`).
@@ -1422,6 +1449,10 @@ pub(crate) fn reclaim_loop(cb: &Callbacks, gp: &GracePeriods) {
         }
         let taken = cb.collect(gp, n);
         last_end = Some(std::time::Instant::now());
+        // Relaxed: see `pace`.
+        drains_seen = cb
+            .drain_collections
+            .load(std::sync::atomic::Ordering::Relaxed);
         // SeqCst: as the loads above; a stale value only changes whether
         // the next grace period is paced.
         busy = p.pending.load(Ordering::SeqCst) > taken || p.batches.is_dirty();

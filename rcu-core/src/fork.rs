@@ -438,7 +438,15 @@ impl DomainLocks {
             // of the parent's state still lists: forget it.
             std::mem::forget(self.reclaim.take());
             cb.running.store(false, Ordering::Relaxed);
+            // It may have been gathering (`pace` holds no lock while it
+            // waits): left set, the flag would keep producers from waking
+            // the new thread, which might never gather to clear it.
+            cb.end_pacing_after_fork();
         }
+        // Followers asleep in the parent are threads the child lacks (the
+        // forking thread waits for no grace period while it forks):
+        // counted, each grace period would notify no one.
+        self.leader.followers = 0;
         // The batch in flight goes back to the queue unless the forking
         // thread is its consumer (a notifier or hook it runs as the leader
         // of that batch's grace period, on the reclaim thread or in a

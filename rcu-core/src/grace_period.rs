@@ -417,7 +417,7 @@ pub(crate) struct Leader {
     /// Callers asleep on `gp_done` (or about to be: counted under this lock
     /// before their wait releases it), so that the end of a grace period
     /// nobody waits for costs no `notify_all` (a futex system call each).
-    followers: usize,
+    pub(crate) followers: usize,
 }
 
 /// One domain's grace-period machine.

@@ -1055,6 +1055,57 @@ mod cases {
         assert_eq!(s.callbacks_queued, s.callbacks_run);
     }
 
+    /// A fork while the reclaim thread gathers callbacks (its pacing, which
+    /// holds no lock while it waits): producers do not wake a gathering
+    /// thread, so a flag left saying so in the child, where that thread is
+    /// gone, would keep every producer from waking the new one, which only
+    /// gathers when busy. A callback queued there once the new thread is
+    /// idle waited for a drain (a reviewer found it).
+    pub(super) fn callbacks_in_a_child_forked_during_a_gathering_run() {
+        let d =
+            RcuDomain::with_config(Config::default().callback_pacing(Config::MAX_CALLBACK_PACING));
+        let ran = Arc::new(AtomicUsize::new(0));
+        let bump = |ran: &Arc<AtomicUsize>| {
+            let r = Arc::clone(ran);
+            move || {
+                r.fetch_add(1, SeqCst);
+            }
+        };
+        {
+            // A stream, as the reclaim thread sees it: a second callback
+            // arrives while the first one's grace period waits for a reader.
+            let reader = d.register();
+            let guard = reader.read_lock();
+            d.call_rcu(bump(&ran));
+            wait_for_a_held_grace_period(&d);
+            d.call_rcu(bump(&ran));
+            drop(guard);
+        }
+        let start = Instant::now();
+        while ran.load(SeqCst) < 1 {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the first callback did not run"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Past the producers' window: gathering for the second, for 10 s.
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(ran.load(SeqCst), 1, "the reclaim thread is not gathering");
+        fork_and_check(|| {
+            // The second callback, and one queued here, run (on a new
+            // reclaim thread, started by this call).
+            d.call_rcu(bump(&ran));
+            eventually(1, || ran.load(SeqCst) == 3)?;
+            // The new thread is idle now: the next callback wakes it.
+            std::thread::sleep(Duration::from_millis(20));
+            d.call_rcu(bump(&ran));
+            eventually(2, || ran.load(SeqCst) == 4)
+        });
+        d.drain();
+        assert_eq!(ran.load(SeqCst), 2);
+    }
+
     /// Every case, by name.
     const CASES: &[(&str, fn())] = &[
         (
@@ -1113,6 +1164,10 @@ mod cases {
         (
             "children_spawned_every_way_leave_the_parent_working",
             children_spawned_every_way_leave_the_parent_working,
+        ),
+        (
+            "callbacks_in_a_child_forked_during_a_gathering_run",
+            callbacks_in_a_child_forked_during_a_gathering_run,
         ),
     ];
 
