@@ -209,8 +209,9 @@ impl<K, V, S> RcuHashMap<K, V, S> {
     /// than this. Unlike [`HashMap::capacity`](std::collections::HashMap::capacity)
     /// it is not a bound on [`len`](Self::len): to keep writes cheap, a write
     /// (insert, remove or update, hit or miss) checks only if it is its
-    /// thread's 16th since that thread's last check, or an insertion into a
-    /// chain of two or more entries. So `len` may pass `capacity` by the
+    /// thread's 16th since that thread's last check, or an insertion that
+    /// walked a chain of two or more entries (an insertion whose filter bit
+    /// is clear in its bucket skips the walk). So `len` may pass `capacity` by the
     /// writes made between checks: with one thread writing only to this map,
     /// `len <= capacity + 15` after every write. Cost: a guard and one load.
     ///

@@ -132,7 +132,7 @@ thread_local! {
 }
 
 /// This thread's stripe and whether this write should check the load
-/// factor (one write in 16 per thread, plus every insertion that found a
+/// factor (one write in 16 per thread, plus every insertion that walked a
 /// chain of two or more).
 ///
 /// Under loom: stripe 0 and no tick, so that every execution of a model
