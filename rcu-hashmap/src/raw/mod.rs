@@ -370,6 +370,27 @@ pub(crate) fn drop_all<T>(items: impl IntoIterator<Item = T>) {
     }
 }
 
+/// Whether no node of the chain from `head` has `hash` (debug builds
+/// check the filter's promise with it before a write skips the walk).
+///
+/// # Safety
+/// `head` is the first node of a chain whose bucket lock the caller holds
+/// (its nodes are alive and their links are not written meanwhile), or
+/// null.
+unsafe fn chain_lacks<K, V>(head: *mut (), hash: u64) -> bool {
+    let mut p = head.cast::<Node<K, V>>();
+    while !p.is_null() {
+        // SAFETY: the caller's promise: a node of the locked chain.
+        let n = unsafe { &*p };
+        if n.hash == hash {
+            return false;
+        }
+        // Relaxed: links of a locked chain are written under its lock.
+        p = n.next.load(Ordering::Relaxed);
+    }
+    true
+}
+
 impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
     /// Locks the bucket that is the home of `hash`: in the first table,
     /// from the current one, whose bucket is not `MOVED`.
@@ -419,6 +440,8 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
         let mut cur = if lock.may_hold(hash) {
             lock.head().cast::<Node<K, V>>()
         } else {
+            // SAFETY: the chain is locked.
+            debug_assert!(unsafe { chain_lacks::<K, V>(lock.head(), hash) });
             ptr::null_mut()
         };
         let mut chain = 0usize;
@@ -505,6 +528,8 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
         let mut cur = if lock.may_hold(hash) {
             lock.head().cast::<Node<K, V>>()
         } else {
+            // SAFETY: the chain is locked.
+            debug_assert!(unsafe { chain_lacks::<K, V>(lock.head(), hash) });
             ptr::null_mut()
         };
         while !cur.is_null() {
