@@ -514,8 +514,9 @@ impl RcuDomain {
     /// to a domain checks its guard this way; for the process-wide
     /// [`ReadGuard`](crate::ReadGuard) it is a compare of this handle's id
     /// with a constant. (`RcuPtr` and `RcuCell` of the process-wide domain
-    /// check a guard of that domain against a tag bit of the pointer they
-    /// load instead, and call this otherwise.)
+    /// check a guard of that domain against bit 0 of the pointer word they
+    /// load instead, a bit that only other domains' words carry, and call
+    /// this otherwise.)
     ///
     /// # Panics
     /// If `guard` is a guard of another domain.

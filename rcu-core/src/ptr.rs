@@ -31,22 +31,24 @@ use std::sync::{Mutex, MutexGuard};
 /// assert_eq!(old.into_inner(), "v2"); // waits for a grace period
 /// ```
 pub struct RcuPtr<T: Send + Sync + 'static> {
-    /// Null, or a pointer from `Box::into_raw` with the [`TAG`] bit set
-    /// exactly when `TAGGED` holds and `domain` is the process-wide domain
-    /// (`RcuPtr::with_tag`; `domain` never changes): `load_checked` relies
-    /// on it.
+    /// Null or a pointer from `Box::into_raw`, with the [`TAG`] bit set
+    /// exactly when `TAGGED` holds and `domain` is *not* the process-wide
+    /// domain, null included (`RcuPtr::with_tag`; `domain` never changes):
+    /// `load_checked` relies on it.
     ptr: AtomicPtr<T>,
     domain: RcuDomain,
     _owns: PhantomData<Box<T>>,
 }
 
-/// Bit 0 of a published pointer: set on every non-null pointer of an
-/// [`RcuPtr`] (or [`RcuCell`]) bound to the process-wide domain, when `T`'s
-/// alignment leaves the bit free. A read under a guard of the process-wide
-/// domain ([`ReadGuard`](crate::ReadGuard), whose domain is known by type,
-/// or any other guard of it) then checks its guard against the bit of the
-/// word it loads anyway, not against the domain's id, a second load
-/// (arc-swap's `Cache` reads with two loads; the id made three).
+/// Bit 0 of a published word: set on every word of an [`RcuPtr`] (or
+/// [`RcuCell`]) bound to a domain other than the process-wide one, null
+/// included, when `T`'s alignment leaves the bit free. A read under a guard
+/// of the process-wide domain ([`ReadGuard`](crate::ReadGuard), whose domain
+/// is known by type, or any other guard of it) then checks its guard against
+/// the bit of the word it loads anyway, not against the domain's id, a
+/// second load (arc-swap's `Cache` reads with two loads; the id made three).
+/// The process-wide domain's words are the bare pointers, so its readers'
+/// fast path dereferences the word as loaded, with no untagging.
 const TAG: usize = 1;
 
 impl<T: Send + Sync + 'static> RcuPtr<T> {
@@ -73,17 +75,18 @@ impl<T: Send + Sync + 'static> RcuPtr<T> {
         }
     }
 
-    /// Whether this type's published pointers carry [`TAG`] when bound to
-    /// the process-wide domain: a `Box<T>` of alignment 2 or more has bit 0
-    /// clear.
+    /// Whether this type's published words carry [`TAG`] when bound to
+    /// another domain than the process-wide one: a `Box<T>` of alignment 2
+    /// or more has bit 0 clear.
     const TAGGED: bool = align_of::<T>() >= 2;
 
     /// `p` (null, or from `Box::into_raw`) as published in a pointer bound
-    /// to `domain`: with [`TAG`] where the domain is the process-wide one
-    /// and the type has room for it. Null stays null.
+    /// to `domain`: with [`TAG`] where the domain is not the process-wide
+    /// one and the type has room for it (null too: such a word is never a
+    /// bare null, so a process-wide guard's fast path rejects it).
     #[inline(always)]
     fn with_tag(p: *mut T, domain: &RcuDomain) -> *mut T {
-        if Self::TAGGED && domain.is_global() && !p.is_null() {
+        if Self::TAGGED && !domain.is_global() {
             p.map_addr(|a| a | TAG)
         } else {
             p
@@ -109,14 +112,13 @@ impl<T: Send + Sync + 'static> RcuPtr<T> {
     #[track_caller]
     fn load_checked(&self, guard: &impl Guard, order: Ordering) -> *mut T {
         let p = self.ptr.load(order);
-        // A tagged pointer is bound to the process-wide domain, which a
-        // process-wide guard protects (for a `ReadGuard` the compare is with
-        // a constant). Anything else (null, another domain, another guard)
-        // takes the full check. Nothing is dereferenced before it.
-        if Self::TAGGED && guard.domain_id() == DomainId::GLOBAL && p.addr() & TAG != 0 {
-            // The tag is set: clearing it is a subtraction, which the
-            // dereference that follows folds into its address.
-            return p.wrapping_byte_sub(TAG);
+        // An untagged word (null or not) is bound to the process-wide
+        // domain, which a process-wide guard protects (for a `ReadGuard` the
+        // compare is with a constant), and is the pointer itself. Anything
+        // else (another domain, another guard) takes the full check. Nothing
+        // is dereferenced before it.
+        if Self::TAGGED && guard.domain_id() == DomainId::GLOBAL && p.addr() & TAG == 0 {
+            return p;
         }
         self.domain.assert_guard(guard);
         Self::untag(p)
@@ -134,7 +136,7 @@ impl<T: Send + Sync + 'static> RcuPtr<T> {
     /// A null pointer bound to `domain`.
     pub fn null_in(domain: &RcuDomain) -> Self {
         RcuPtr {
-            ptr: AtomicPtr::new(ptr::null_mut()),
+            ptr: AtomicPtr::new(Self::with_tag(ptr::null_mut(), domain)),
             domain: domain.clone(),
             _owns: PhantomData,
         }
@@ -162,16 +164,15 @@ impl<T: Send + Sync + 'static> RcuPtr<T> {
         // grace period waits for `guard`'s critical section, which covers
         // this load: `guard` protects `self.domain`, the domain `Unlinked`
         // retires through (`load_checked` checked it, with `assert_guard`
-        // or through the tag, which only words of a process-wide pointer
-        // carry).
+        // or through the tag, which every word of a pointer of another
+        // domain carries).
         unsafe { p.as_ref() }
     }
 
     /// Whether the pointer is null now.
     pub fn is_null(&self) -> bool {
-        // Relaxed: a snapshot; nothing is dereferenced. (Null is never
-        // tagged.)
-        self.ptr.load(Ordering::Relaxed).is_null()
+        // Relaxed: a snapshot; nothing is dereferenced.
+        Self::untag(self.ptr.load(Ordering::Relaxed)).is_null()
     }
 
     /// Publishes `value`; the old value is dropped after a grace period.

@@ -105,10 +105,10 @@ fn panic_message<R>(r: std::thread::Result<R>) -> String {
         .unwrap_or_default()
 }
 
-/// Pointers of the process-wide domain carry a tag bit in the published
-/// word where the type's alignment leaves it free: every API hands values
-/// back untagged (zero-sized, alignment 1 and larger types), a stale
-/// `compare_exchange` still fails, and every kind of guard of the
+/// Pointers of the process-wide domain publish bare words, those of other
+/// domains a tag bit where the type's alignment leaves it free: every API
+/// hands values back untagged (zero-sized, alignment 1 and larger types), a
+/// stale `compare_exchange` still fails, and every kind of guard of the
 /// process-wide domain reads them.
 #[test]
 fn process_wide_pointers_of_every_alignment_read_and_write_back_untagged() {
@@ -164,6 +164,44 @@ fn process_wide_pointers_of_every_alignment_read_and_write_back_untagged() {
     let mut word = word;
     assert_eq!(word.get_mut(), Some(&mut 72));
     assert_eq!(word.into_inner(), Some(72));
+}
+
+/// A pointer of another domain tags its word even when null, so a
+/// process-wide guard's fast path (which takes a bare word as its own)
+/// refuses it: a null pointer made by `null_in`, or emptied by `swap`, is
+/// refused as a full one is; its own domain's guard reads it as `None`, and
+/// every writer API sees null as null.
+#[test]
+fn a_null_pointer_of_another_domain_is_refused_by_a_process_wide_guard() {
+    let domain = RcuDomain::new();
+    let reader = domain.register();
+    let p = RcuPtr::<u64>::null_in(&domain);
+    let refused = |p: &RcuPtr<u64>| {
+        panic_message(catch_unwind(AssertUnwindSafe(|| {
+            let _ = p.load(&read_lock());
+        })))
+    };
+    assert!(refused(&p).contains("guard of another domain"));
+    assert!(p.is_null());
+    assert_eq!(p.load(&reader.read_lock()), None);
+    {
+        let g = reader.read_lock();
+        let old = p
+            .compare_exchange(None, Some(5), &g)
+            .expect("null is current");
+        assert!(old.is_none());
+        assert_eq!(p.load(&g), Some(&5));
+    }
+    assert!(!p.is_null());
+    assert!(refused(&p).contains("guard of another domain"));
+    assert_eq!(p.swap(None).map(|u| u.into_inner()), Some(5));
+    assert!(p.is_null());
+    assert!(refused(&p).contains("guard of another domain"));
+    let g = reader.read_lock();
+    let err = p.compare_exchange(Some(&1), Some(6), &g).expect_err("null");
+    assert_eq!((err.current, err.new), (None, Some(6)));
+    drop(g);
+    assert_eq!(p.into_inner(), None);
 }
 
 #[test]
