@@ -78,6 +78,13 @@
 //! * Inner nodes have a fixed 64 slots (576 bytes with the header). Dense
 //!   key sets fill them; sparse ones leave slots empty but, thanks to path
 //!   compression, never build chains of one-child nodes.
+//! * A large tree spreads its nodes over many pages, so its lookups pay
+//!   for address translation more than a B-tree's: on the development VM,
+//!   glibc's malloc on transparent huge pages
+//!   (`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`) made `get` on 1M keys
+//!   25–36% faster (dense 50 → 32 ns, random 213 → 160 ns), against 16–21%
+//!   for congee and `RwLock<BTreeMap>`. The tree allocates through the
+//!   global allocator, so an allocator on huge pages is the way to it.
 //!
 //! # How it works
 //!
