@@ -1,7 +1,7 @@
 //! The read-mostly configuration value: many reader threads read one field
 //! of a shared value while a writer replaces the whole value every
-//! millisecond. `RcuCell::read` (a `read_lock` per read, and one per 64
-//! reads, as RCU readers usually hold a critical section) against the ways
+//! millisecond. `RcuCell::read` (a `read_lock` per read, and one per 64 or
+//! 1024 reads, as RCU readers usually hold a critical section) against the ways
 //! Rust programs usually share such a value: `ArcSwap::load`, arc-swap's
 //! thread-local `Cache` (each reader thread owns one), and crossbeam-epoch's
 //! `Atomic::load` (a `pin` per read). Drawn as one line per subject over
@@ -82,6 +82,15 @@ fn tasks(_: &Settings) -> Vec<Task> {
             Task::peer(
                 G,
                 op.clone(),
+                "rcu-rs RcuCell::read (read_lock per 1024 reads)",
+                move |s: &Settings| rcu_cell::<READS_PER_LONG_GUARD>(s.duration, readers),
+            )
+            .at_threads(readers),
+        );
+        t.push(
+            Task::peer(
+                G,
+                op.clone(),
                 "arc_swap Cache::load (per thread)",
                 move |s| arc_swap_cache(s.duration, readers),
             )
@@ -135,6 +144,12 @@ fn with_writer<F: FnMut(u64)>(
 
 /// Reads per critical section in the batched row.
 pub const READS_PER_GUARD: u64 = 64;
+
+/// Reads per critical section in the long-batch row: about 0.3 µs of
+/// reading, so the batch's end (12-20 ns on the 2-CPU VM, most likely a
+/// mispredicted loop exit: `benches/examples/config_batches.rs`) is paid
+/// once per 1024 reads instead of once per 64.
+pub const READS_PER_LONG_GUARD: u64 = 1024;
 
 /// `RcuCell::read` with one `read_lock` per `PER_GUARD` reads: 1, a
 /// critical section per read; [`READS_PER_GUARD`], as RCU code usually
