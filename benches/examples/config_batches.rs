@@ -8,19 +8,20 @@
 //! Each row is the fastest of five passes of 200 M reads of one field
 //! through `RcuCell::read`, in the runner's batched loop
 //! ([`rcu_bench::suites::config::rcu_cell_reads`]: a `read_lock`, then an
-//! inner loop over the batch), then two references: the same read under one
-//! guard for the whole pass (no batch ends at all) and arc-swap's `Cache`.
+//! inner loop over the batch), then three references: a flat loop that
+//! re-locks every 64 reads with an `if`, the same read under one guard for
+//! the whole pass (no batch ends at all), and arc-swap's `Cache`.
 //!
 //! It shows where the batched row's time goes. A `read_lock`/unlock pair
-//! costs about a nanosecond, yet each batch end costs 12-20 ns on the 2-CPU
-//! VM, from 32 reads per batch up (against 0.3 ns per read under one guard
-//! for the whole pass), and a flat loop that re-locks every 64 reads with an
-//! `if` pays the same. That is a mispredicted branch at the end of a loop
-//! too long for the predictor's history (batches of 8 to 24 reads, whose
-//! ends are predicted, cost 0.39-0.45 ns per read); the VM has no hardware
-//! counters to confirm it. So a batch of `b` reads costs about 0.3 ns per
-//! read plus 12-20 ns spread over `b`, and any loop of that shape pays it,
-//! whatever it reads.
+//! costs about a nanosecond, yet on the 2-CPU VM each batch's end costs
+//! 15-20 ns from 64 reads per batch up (against about 0.3 ns per read under
+//! one guard for the whole pass), and the flat loop pays as much. That fits
+//! a mispredicted exit of a loop too long for the predictor's history; the
+//! VM has no hardware counters to confirm it. Below 64 reads per batch the
+//! figures move with the code's placement from build to build (0.36-0.88 ns
+//! per read for 8 to 32 reads, in three builds). So a batch of `b` reads
+//! costs about 0.3 ns per read plus its end's cost spread over `b`, and any
+//! loop of that shape pays it, whatever it reads.
 
 use rcu_bench::suites::config::{Limits, rcu_cell_reads};
 use std::hint::black_box;

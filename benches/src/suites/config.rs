@@ -1,11 +1,11 @@
 //! The read-mostly configuration value: many reader threads read one field
 //! of a shared value while a writer replaces the whole value every
 //! millisecond. `RcuCell::read` (a `read_lock` per read, and one per 64 or
-//! 1024 reads, as RCU readers usually hold a critical section) against the ways
-//! Rust programs usually share such a value: `ArcSwap::load`, arc-swap's
-//! thread-local `Cache` (each reader thread owns one), and crossbeam-epoch's
-//! `Atomic::load` (a `pin` per read). Drawn as one line per subject over
-//! 1, 2 and 4 reader threads.
+//! 1024 reads, as RCU readers usually hold a critical section) against the
+//! ways Rust programs usually share such a value: `ArcSwap::load`,
+//! arc-swap's thread-local `Cache` (each reader thread owns one), and
+//! crossbeam-epoch's `Atomic::load` (a `pin` per read, and one per 1024).
+//! Drawn as one line per subject over 1, 2 and 4 reader threads.
 
 use super::{Chart, GroupDef, Settings, Task};
 use crate::harness::ns_per_op_threads;
@@ -105,9 +105,19 @@ fn tasks(_: &Settings) -> Vec<Task> {
         t.push(
             Task::peer(
                 G,
-                op,
+                op.clone(),
                 "crossbeam_epoch Atomic::load (pin per read)",
-                move |s| epoch_load(s.duration, readers),
+                move |s| epoch_load::<1>(s.duration, readers),
+            )
+            .at_threads(readers),
+        );
+        t.push(
+            // The same batch as our 1024-read row, for a like comparison.
+            Task::peer(
+                G,
+                op,
+                "crossbeam_epoch Atomic::load (pin per 1024 loads)",
+                move |s| epoch_load::<READS_PER_LONG_GUARD>(s.duration, readers),
             )
             .at_threads(readers),
         );
@@ -145,20 +155,20 @@ fn with_writer<F: FnMut(u64)>(
 /// Reads per critical section in the batched row.
 pub const READS_PER_GUARD: u64 = 64;
 
-/// Reads per critical section in the long-batch row: about 0.3 µs of
-/// reading, so the batch's end (12-20 ns on the 2-CPU VM, most likely a
+/// Reads per critical section in the long-batch rows: about 0.3 µs of
+/// reading, so the batch's end (15-20 ns on the 2-CPU VM, likely a
 /// mispredicted loop exit: `benches/examples/config_batches.rs`) is paid
 /// once per 1024 reads instead of once per 64.
 pub const READS_PER_LONG_GUARD: u64 = 1024;
 
 /// `RcuCell::read` with one `read_lock` per `PER_GUARD` reads: 1, a
-/// critical section per read; [`READS_PER_GUARD`], as RCU code usually
-/// reads (a critical section around a request or a loop's iteration: QEMU
-/// holds `rcu_read_lock` across a whole request, liburcu's QSBR flavour
-/// across whole loops), so the lock and unlock are paid once per batch and
-/// the writer's grace periods wait for at most one batch. The writer
-/// `replace`s (the old value is freed after a grace period by the reclaim
-/// thread).
+/// critical section per read; [`READS_PER_GUARD`] or
+/// [`READS_PER_LONG_GUARD`], as RCU code usually reads (a critical section
+/// around a request or a loop's iteration: QEMU holds `rcu_read_lock`
+/// across a whole request, liburcu's QSBR flavour across whole loops), so
+/// the lock and unlock are paid once per batch and the writer's grace
+/// periods wait for at most one batch. The writer `replace`s (the old
+/// value is freed after a grace period by the reclaim thread).
 pub fn rcu_cell<const PER_GUARD: u64>(duration: Duration, readers: usize) -> f64 {
     let cell = rcu_core::RcuCell::new(Limits::version(0));
     let ns = with_writer(
@@ -224,9 +234,10 @@ pub fn arc_swap_load(duration: Duration, readers: usize) -> f64 {
     )
 }
 
-/// crossbeam-epoch's `Atomic::load` under a `pin` per read; the writer
-/// swaps and defers the old value's destruction.
-pub fn epoch_load(duration: Duration, readers: usize) -> f64 {
+/// crossbeam-epoch's `Atomic::load` under a `pin` per `PER_PIN` reads (in
+/// the same loop shape as [`rcu_cell_reads`]); the writer swaps and defers
+/// the old value's destruction.
+pub fn epoch_load<const PER_PIN: u64>(duration: Duration, readers: usize) -> f64 {
     use crossbeam_epoch::{Atomic, Owned};
     let atomic = Atomic::new(Limits::version(0));
     let ns = with_writer(
@@ -234,14 +245,18 @@ pub fn epoch_load(duration: Duration, readers: usize) -> f64 {
         readers,
         || {
             let atomic = &atomic;
-            move |n| {
-                for _ in 0..n {
+            move |mut n| {
+                while n > 0 {
+                    let batch = n.min(PER_PIN);
+                    n -= batch;
                     let g = crossbeam_epoch::pin();
-                    let p = atomic.load(Ordering::Acquire, &g);
-                    // SAFETY: the value is never null and is destroyed only
-                    // through `defer_destroy` after it was swapped out, so
-                    // it outlives this pin.
-                    black_box(unsafe { p.deref() }.limit);
+                    for _ in 0..batch {
+                        let p = atomic.load(Ordering::Acquire, &g);
+                        // SAFETY: the value is never null and is destroyed
+                        // only through `defer_destroy` after it was swapped
+                        // out, so it outlives this pin.
+                        black_box(unsafe { p.deref() }.limit);
+                    }
                 }
             }
         },

@@ -26,6 +26,7 @@
 use super::bottom::{Bottom, Summary};
 use super::node::{Kind, Leaf, MAX_DEPTH, Node, Word, index};
 use std::marker::PhantomData;
+use std::mem::offset_of;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
 /// How many present slots ahead of the one yielded the cursor prefetches
@@ -38,9 +39,9 @@ const NEXT_BOTTOMS: usize = 3;
 /// Asks the cache for what slot `i` of `node` leads to: the leaf its word
 /// points to, or the first lines a scan of slots `first..=last` (from
 /// `low` on) reads in the node it points to: its header, and a bottom
-/// node's summary and the cells of those slots, or another node's first
-/// slot (`low`'s digit in the child that holds `low`, else slot 0), which
-/// the scan reads right after the header, and which lies in another line.
+/// node's summary and the cells of those slots, or in another node the
+/// line of the slot the scan starts from (`low`'s digit in the child whose
+/// slot covers `low`, else slot 0), which it reads right after the header.
 /// Reads nothing but the slot.
 #[inline(always)]
 fn prefetch_slot<V>(node: &Node, i: usize, first: usize, last: usize, low: u64) {
@@ -58,10 +59,17 @@ fn prefetch_slot<V>(node: &Node, i: usize, first: usize, last: usize, low: u64) 
                     } else {
                         0
                     };
-                    // SAFETY: only an address is computed, in bounds of the
-                    // node, which is alive (the slot led to it in the
-                    // caller's critical section).
-                    super::prefetch(unsafe { &raw const (*n).slots[entry] });
+                    // Slots 0 and 1 share the header's line, asked for above.
+                    if entry >= 2 {
+                        // Address arithmetic only (no place is formed, so
+                        // nothing is assumed of `n`'s liveness); a guess
+                        // for a path-compressed child, whose scan may start
+                        // elsewhere.
+                        let slot = n.cast::<u8>().wrapping_add(
+                            offset_of!(Node, slots) + entry * size_of::<AtomicPtr<()>>(),
+                        );
+                        super::prefetch(slot);
+                    }
                 }
             }
         }
@@ -351,10 +359,12 @@ impl<'g, V> Iterator for Cursor<'g, V> {
             // leaf `AHEAD` steps ahead; the ones before it were asked for at
             // earlier steps, or when the cursor entered the node), or
             // `NEXT_BOTTOMS` on above bottom nodes (see `prefetch_first`).
-            // Above bottom nodes, only slots the scan reaches: a bottom node
-            // costs up to a dozen prefetches, which past the scan's end take
-            // line-fill buffers from the misses it waits for (100-key scans
-            // ran 15-20% faster without them: the README's radix notes).
+            // Above bottom nodes, only slots the scan reaches, and in them
+            // only the cells it reads: a bottom node costs up to a dozen
+            // prefetches, which past the scan's end take line-fill buffers
+            // from the misses it waits for (100-key scans ran 15-20% faster
+            // with this and the first-slot prefetch above: the README's
+            // radix notes).
             let ahead = if node.shift == 6 { NEXT_BOTTOMS } else { AHEAD };
             let far = match u32::try_from(i + ahead) {
                 Ok(shift) if shift < 64 => {
