@@ -489,3 +489,41 @@ impl<'g, V> Iterator for Cursor<'g, V> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn up_to_masks_the_slots_at_or_below_high() {
+        // A node at shift 6 covering keys 0x1000..=0x1fff (slot i: keys
+        // 0x1000 + 64 * i ..).
+        let n = Node::empty(6, 0x1000);
+        assert_eq!(up_to(&n, u64::MAX), u64::MAX);
+        assert_eq!(up_to(&n, 0x1fff), u64::MAX);
+        assert_eq!(up_to(&n, 0x0fff), 0, "the whole node lies past high");
+        assert_eq!(up_to(&n, 0x1000), 1, "only slot 0's first key");
+        assert_eq!(up_to(&n, 0x1000 + 64 * 5 + 3), 0b11_1111);
+        // The root's shift: the top digit has 4 bits, and the node covers
+        // every key.
+        let root = Node::empty(60, 0);
+        assert_eq!(up_to(&root, u64::MAX), u64::MAX);
+        assert_eq!(up_to(&root, (3 << 60) | 5), 0b1111);
+        assert_eq!(up_to(&root, 0), 1);
+    }
+
+    #[test]
+    fn child_span_is_the_scanned_part_of_a_bottom_child() {
+        let n = Node::empty(6, 0x1000);
+        // Slot 2's bottom node holds keys 0x1080..=0x10bf.
+        assert_eq!(child_span(&n, 2, 0x1085, 0x1090), (5, 16));
+        assert_eq!(child_span(&n, 2, 0, u64::MAX), (0, 63));
+        assert_eq!(child_span(&n, 2, 0x1085, u64::MAX), (5, 63));
+        // A range wholly past or before the child: one slot at its edge, a
+        // single line's hint.
+        assert_eq!(child_span(&n, 2, 0x2000, 0x2010), (63, 63));
+        assert_eq!(child_span(&n, 2, 0, 0x10), (0, 0));
+        // Above shift 6 the child is not a bottom node: all of it.
+        assert_eq!(child_span(&Node::empty(12, 0), 1, 70, 80), (0, 63));
+    }
+}
