@@ -662,9 +662,13 @@ where
     /// Keeps only the entries for which `f` returns `true`. `f` runs without
     /// any lock held (it may read and write the map), inside a read-side
     /// critical section (as [`with`](Self::with)'s closure); the walk is
-    /// that of [`iter`](Self::iter). The removed entries are retired once
-    /// the walk is over (it keeps a handle of two words for each meanwhile). An entry replaced between `f`'s call and its
-    /// removal is kept.
+    /// that of [`iter`](Self::iter). `f` sees each entry as it is when `f`
+    /// is called: an entry replaced after the walk reached it (by an earlier
+    /// call of `f`, or by another thread) is judged by its new value, and
+    /// one removed meanwhile is skipped (one lookup per entry). An entry
+    /// replaced between `f`'s call and its removal is kept. The removed
+    /// entries are retired once the walk is over (it keeps a handle of two
+    /// words for each meanwhile).
     ///
     /// ```
     /// let map: rcu_hashmap::RcuHashMap<u32, u32> = (0..10).map(|i| (i, i)).collect();
@@ -686,6 +690,13 @@ where
         // for the whole walk.
         let mut it = unsafe { self.raw.iter() };
         while let Some(n) = it.next_node() {
+            // The walk collects a range's entries before `f` sees them: one
+            // replaced or removed since (by an earlier call of `f`, or by
+            // another thread) is judged by its current value, or skipped.
+            // SAFETY: as above.
+            let Some(n) = (unsafe { self.raw.find(n.hash, |k| *k == n.key) }) else {
+                continue;
+            };
             if !f(&n.key, &n.value) {
                 // SAFETY: as above.
                 removed.extend(unsafe { self.raw.remove(n.hash, |m| ptr::eq(m, n)) });

@@ -1,5 +1,5 @@
 //! Adversarial tests for `RcuHashMap` (written by a reviewer to break it):
-//! each asserts a documented guarantee with concrete values. Nine of them
+//! each asserts a documented guarantee with concrete values. Twelve of them
 //! failed before their fixes: `retain`/`clear` on a private domain over its
 //! memory limit stalled 1 ms per removed entry (a30), and still did while a
 //! reader elsewhere held grace periods up (a35); an `update` closure that
@@ -10,7 +10,10 @@
 //! iterator dropped over two panicking value drops aborted (a39); a write
 //! from `Eq` that started a resize stranded it, half done (a40); a35's fix
 //! first retired a whole `clear` in one callback, which a helper then ran
-//! at once (a41).
+//! at once (a41); `retain` judged an entry its own predicate had replaced
+//! by the old value and kept the new one (a42); writes from `Eq` lost their
+//! load-factor checks and the table never grew (a43); an iterator went on
+//! after a caught panic in `Eq` yielded a range twice (a44).
 
 // Loom builds (`--cfg rcu_loom`) have no process-wide domain; the sizes and
 // watchdogs here are for native runs, not Miri's.
@@ -2198,4 +2201,268 @@ fn a41_clear_retires_in_bounded_batches() {
     domain.drain();
     assert_eq!(queued, 12, "callbacks queued by a clear of 3000 entries");
     assert_eq!(drops.load(Ordering::SeqCst), 3000);
+}
+
+/// A hasher whose hash of a `u64` key is the key: the test picks buckets
+/// (the top bits) and ranges itself.
+#[derive(Clone, Copy, Default)]
+struct Ident;
+#[derive(Default)]
+struct IdentH(u64);
+impl Hasher for IdentH {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("keys hash one u64")
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+impl BuildHasher for Ident {
+    type Hasher = IdentH;
+    fn build_hasher(&self) -> IdentH {
+        IdentH(0)
+    }
+}
+
+/// `retain` collects a range's entries before its predicate sees them. A
+/// predicate that replaced a key of the same range not yet judged was then
+/// called on that key's old value, and the new value, which it was never
+/// called on, stayed: one thread, nothing else writing, and `retain` left
+/// an entry its predicate rejects (a42, from a third review round).
+#[test]
+fn a42_retain_judges_an_entry_its_own_predicate_replaced() {
+    // Keys 1 and 2 hash to themselves: both in bucket 0 of every table,
+    // so in one range of the walk.
+    let map: RcuHashMap<u64, u64, Ident> = RcuHashMap::with_hasher(Ident);
+    map.insert(1, 1);
+    map.insert(2, 1);
+    map.insert(3, 1);
+    let mut calls = Vec::new();
+    map.retain(|&k, &v| {
+        calls.push((k, v));
+        // The first call replaces the other two keys' values (rejected
+        // ones) and removes nothing.
+        if calls.len() == 1 {
+            for other in [1, 2, 3].into_iter().filter(|&o| o != k) {
+                if other == 3 {
+                    map.remove(&other);
+                } else {
+                    map.insert(other, 100);
+                }
+            }
+        }
+        v < 50
+    });
+    let g = rcu_core::read_lock();
+    let left: HashMap<u64, u64> = map.iter(&g).map(|(k, v)| (*k, *v)).collect();
+    let first = calls[0].0;
+    // The order within a bucket is the chain's: sort the calls after the
+    // first.
+    calls[1..].sort_unstable();
+    // Every entry left passes the predicate, every call saw the entry's
+    // value of the moment, and the removed key was not judged.
+    assert!(
+        left.values().all(|&v| v < 50),
+        "kept {left:?} (calls {calls:?})"
+    );
+    let mut expected: Vec<(u64, u64)> = vec![(first, 1)];
+    expected.extend([1, 2].into_iter().filter(|&o| o != first).map(|o| (o, 100)));
+    if first == 3 {
+        // 3 judged first: 1 and 2 were replaced, nothing removed by it.
+        assert_eq!(calls, expected, "calls");
+        assert_eq!(left, HashMap::from([(3, 1)]));
+    } else {
+        assert_eq!(calls, expected, "calls (3 was removed: not judged)");
+        assert_eq!(left, HashMap::from([(first, 1)]));
+    }
+}
+
+/// A write from a key's `Eq` (to another bucket of the same map) may not
+/// start a resize, so when its thread's one-in-16 check fell on it, the
+/// check was lost. With writes from `Eq` and outside alternating, every
+/// check fell there and the table never grew: `len` passed `capacity` by
+/// 1998 (a43, from a third review round). The check now passes to the
+/// thread's next write.
+#[test]
+fn a43_capacity_bound_survives_writes_from_eq() {
+    #[derive(Clone)]
+    struct WritingEq(u64);
+    static MAP: std::sync::OnceLock<RcuHashMap<WritingEq, u64, Ident>> = std::sync::OnceLock::new();
+    thread_local! {
+        /// The key that key 0's `Eq` inserts next (0: none).
+        static ARM: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+    impl PartialEq for WritingEq {
+        fn eq(&self, o: &Self) -> bool {
+            if self.0 == 0 && o.0 == 0 {
+                let fresh = ARM.with(|a| a.replace(0));
+                if fresh != 0 {
+                    // Bucket 3 of a 4-bucket table, not bucket 0.
+                    MAP.get().unwrap().insert(WritingEq(3 << 62 | fresh), 0);
+                }
+            }
+            self.0 == o.0
+        }
+    }
+    impl Eq for WritingEq {}
+    impl Hash for WritingEq {
+        fn hash<H: Hasher>(&self, h: &mut H) {
+            h.write_u64(self.0);
+        }
+    }
+    // A fresh thread: its tick starts at 0.
+    thread::spawn(|| {
+        let map = MAP.get_or_init(|| RcuHashMap::with_hasher(Ident));
+        map.insert(WritingEq(0), 0);
+        let mut worst = 0isize;
+        for i in 1..=2000u64 {
+            ARM.with(|a| a.set(i));
+            // Replaces key 0; its `Eq` inserts key `3 << 62 | i` first.
+            map.insert(WritingEq(0), i);
+            worst = worst.max(map.len() as isize - map.capacity() as isize);
+        }
+        assert_eq!(map.len(), 2001);
+        assert!(
+            worst <= 15,
+            "len exceeded capacity by {worst} (len {}, capacity {}) with one thread writing",
+            map.len(),
+            map.capacity()
+        );
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+}
+
+/// With a resize in flight an iterator drops a key's second node (seen
+/// before and after its move) by comparing keys with `Eq`. When that `Eq`
+/// panicked and the caller caught it and went on with the same iterator,
+/// it yielded the half-deduplicated buffer and then collected the same
+/// range again: every key of the range twice (a44, from a third review
+/// round).
+#[test]
+fn a44_iterator_after_a_panicking_eq_yields_each_key_once() {
+    /// A key with its hash given, whose `Eq` blocks (key 0 against key 0,
+    /// until released: holds a resize in flight) or panics once (armed).
+    #[derive(Clone)]
+    struct Hk {
+        id: u64,
+        hash: u64,
+    }
+    static BLOCKED: AtomicBool = AtomicBool::new(false);
+    static RELEASE: AtomicBool = AtomicBool::new(false);
+    static ARMED: AtomicBool = AtomicBool::new(false);
+    impl PartialEq for Hk {
+        fn eq(&self, o: &Self) -> bool {
+            if self.id != o.id && ARMED.swap(false, Ordering::SeqCst) {
+                panic!("armed Eq (test)");
+            }
+            if self.id == 0 && o.id == 0 && !RELEASE.load(Ordering::SeqCst) {
+                BLOCKED.store(true, Ordering::SeqCst);
+                while !RELEASE.load(Ordering::SeqCst) {
+                    thread::sleep(Duration::from_millis(1));
+                }
+            }
+            self.id == o.id
+        }
+    }
+    impl Eq for Hk {}
+    impl Hash for Hk {
+        fn hash<H: Hasher>(&self, h: &mut H) {
+            h.write_u64(self.hash);
+        }
+    }
+    watchdog(60, || {
+        let map: Arc<RcuHashMap<Hk, u64, Ident>> = Arc::new(RcuHashMap::with_hasher(Ident));
+        map.insert(
+            Hk {
+                id: 0,
+                hash: 3 << 62,
+            },
+            0,
+        );
+        // Holds bucket 3's lock, blocked in `Eq`.
+        let m = map.clone();
+        let blocker = thread::spawn(move || {
+            m.insert(
+                Hk {
+                    id: 0,
+                    hash: 3 << 62,
+                },
+                1,
+            );
+        });
+        while !BLOCKED.load(Ordering::SeqCst) {
+            thread::sleep(Duration::from_millis(1));
+        }
+        // Grows the table: its resize moves buckets 0-2, then waits for 3.
+        let m = map.clone();
+        let grower = thread::spawn(move || {
+            for i in 0..40u64 {
+                m.insert(
+                    Hk {
+                        id: 100 + i,
+                        hash: (i % 3) << 62 | (i + 1),
+                    },
+                    i,
+                );
+            }
+        });
+        // Two keys with one hash in bucket 1: the de-duplication compares
+        // them with `Eq` (the armed one panics) once the walk crosses into
+        // the future table.
+        map.insert(
+            Hk {
+                id: 1,
+                hash: 1 << 62 | 999,
+            },
+            1,
+        );
+        map.insert(
+            Hk {
+                id: 2,
+                hash: 1 << 62 | 999,
+            },
+            2,
+        );
+        // Iterate until a walk crossed the resize and its `Eq` panicked;
+        // then go on with that iterator to its end.
+        let seen = loop {
+            let g = rcu_core::read_lock();
+            let mut it = map.iter(&g);
+            let mut seen: HashMap<u64, u32> = HashMap::new();
+            ARMED.store(true, Ordering::SeqCst);
+            let mut panicked = false;
+            loop {
+                match catch_unwind(AssertUnwindSafe(|| it.next())) {
+                    Ok(Some((k, _))) => *seen.entry(k.id).or_default() += 1,
+                    Ok(None) => break,
+                    Err(_) => panicked = true,
+                }
+            }
+            if panicked {
+                break seen;
+            }
+            ARMED.store(false, Ordering::SeqCst);
+            drop(it);
+            drop(g);
+            thread::sleep(Duration::from_millis(5));
+        };
+        ARMED.store(false, Ordering::SeqCst);
+        RELEASE.store(true, Ordering::SeqCst);
+        blocker.join().unwrap();
+        grower.join().unwrap();
+        let twice: Vec<_> = seen.iter().filter(|&(_, &c)| c > 1).collect();
+        assert!(
+            twice.is_empty(),
+            "yielded twice after the caught panic: {twice:?}"
+        );
+        // Everything present for the whole walk was yielded: keys 0, 1, 2
+        // (the grower's keys may or may not have been in yet).
+        for id in [0, 1, 2] {
+            assert_eq!(seen.get(&id), Some(&1), "key {id} (seen {seen:?})");
+        }
+    });
 }

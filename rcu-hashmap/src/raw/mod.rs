@@ -157,6 +157,20 @@ fn stripe_and_tick() -> (usize, bool) {
         .unwrap_or((0, true))
 }
 
+/// Makes this thread's next write a checking one: a write whose check had
+/// to be skipped (made from inside a key's `Eq`, where no resize may start)
+/// hands it on rather than lose it, or the one-in-16 pacing would leave the
+/// next check 16 writes later.
+#[cold]
+fn owe_check() {
+    #[cfg(not(rcu_loom))]
+    let _ = LOCAL.try_with(|l| {
+        let (stripe, tick) = l.get();
+        // The next `stripe_and_tick` sees `tick % 16 == 15`.
+        l.set((stripe, tick | 15));
+    });
+}
+
 impl<K, V> RawMap<K, V> {
     /// An empty map with room for `capacity` entries before it grows,
     /// that never shrinks below room for `keep` entries.
@@ -648,9 +662,14 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
                 // SAFETY: the caller's promise; `f` is alive as in `find`.
                 unsafe { self.help(t, &*f, false) };
             }
-        } else if check && !in_user_eq() {
-            // SAFETY: the caller's promise.
-            unsafe { self.maybe_resize(t) };
+        } else if check {
+            if in_user_eq() {
+                // Not here (see above), so on this thread's next write.
+                owe_check();
+            } else {
+                // SAFETY: the caller's promise.
+                unsafe { self.maybe_resize(t) };
+            }
         }
     }
 
@@ -993,6 +1012,11 @@ impl<'g, K: Eq, V> RawIter<'g, K, V> {
     /// # Safety
     /// The critical section `RawMap::iter` asked for is held.
     unsafe fn fill(&mut self) {
+        // Filled out of place: should a key's `Eq` panic below (caught by
+        // the caller, who may go on iterating), the iterator holds an empty
+        // buffer and the same range still to collect, not a half-deduplicated
+        // buffer that the next call would yield and then collect again.
+        let mut buf = std::mem::take(&mut self.buf);
         // SAFETY: the caller's promise.
         let first = unsafe { self.map.current() };
         let lo = self.next_lo;
@@ -1009,7 +1033,7 @@ impl<'g, K: Eq, V> RawIter<'g, K, V> {
                     // node stays alive that long.
                     let n: &'g Node<K, V> = unsafe { &*p };
                     if (lo..=hi).contains(&n.hash) {
-                        self.buf.push(n);
+                        buf.push(n);
                     }
                     // Acquire: as in `find`.
                     p = n.next.load(Ordering::Acquire);
@@ -1028,18 +1052,19 @@ impl<'g, K: Eq, V> RawIter<'g, K, V> {
             // A resize was in flight: a key may have been seen in two
             // chains (before and after its move). Keep its first node.
             let mut keep = 0;
-            for i in 0..self.buf.len() {
-                let n = self.buf[i];
-                let dup = self.buf[..keep]
+            for i in 0..buf.len() {
+                let n = buf[i];
+                let dup = buf[..keep]
                     .iter()
                     .any(|m| m.hash == n.hash && m.key == n.key);
                 if !dup {
-                    self.buf[keep] = self.buf[i];
+                    buf[keep] = buf[i];
                     keep += 1;
                 }
             }
-            self.buf.truncate(keep);
+            buf.truncate(keep);
         }
+        self.buf = buf;
         if hi == u64::MAX {
             self.finished = true;
         } else {
