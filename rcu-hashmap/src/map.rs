@@ -213,7 +213,11 @@ impl<K, V, S> RcuHashMap<K, V, S> {
     /// walked a chain of two or more entries (an insertion whose filter bit
     /// is clear in its bucket skips the walk). So `len` may pass `capacity` by the
     /// writes made between checks: with one thread writing only to this map,
-    /// `len <= capacity + 15` after every write. Cost: a guard and one load.
+    /// `len <= capacity + 15` after every write. A write made from inside a
+    /// key's `Eq` (to another bucket, or another map) starts no resize: the
+    /// check it would make falls to the map's next write from outside an
+    /// `Eq`, so a map written only from inside other maps' `Eq`s grows at
+    /// its first write from outside one. Cost: a guard and one load.
     ///
     /// ```
     /// let map = rcu_hashmap::RcuHashMap::with_capacity(100);
@@ -341,7 +345,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> RcuHashMap<K, V, S> {
     {
         let hash = self.hash(key);
         // SAFETY: the caller's promise.
-        unsafe { self.raw.find(hash, |k| k.borrow() == key) }
+        unsafe { self.raw.find(hash, |n| n.key.borrow() == key) }
     }
 
     /// The value of `key`. Lock-free: one hash, one table load, a walk of
@@ -569,7 +573,7 @@ where
     unsafe fn get_or_insert_with_unchecked(&self, key: K, f: impl FnOnce() -> V) -> &V {
         let hash = self.hash(&key);
         // SAFETY: the caller's promise.
-        if let Some(n) = unsafe { self.raw.find(hash, |k| *k == key) } {
+        if let Some(n) = unsafe { self.raw.find(hash, |n| n.key == key) } {
             return &n.value;
         }
         let node = Node::new(hash, key, f());
@@ -637,7 +641,7 @@ where
             // held across the loop; `n` is a node of this map and the new
             // node has its hash.
             unsafe {
-                let n = self.raw.find(hash, |k| k.borrow() == key)?;
+                let n = self.raw.find(hash, |n| n.key.borrow() == key)?;
                 let run = UpdateRun {
                     map: self.identity(),
                     node: ptr::from_ref(n).cast(),
@@ -665,7 +669,9 @@ where
     /// that of [`iter`](Self::iter). `f` sees each entry as it is when `f`
     /// is called: an entry replaced after the walk reached it (by an earlier
     /// call of `f`, or by another thread) is judged by its new value, and
-    /// one removed meanwhile is skipped (one lookup per entry). An entry
+    /// one removed meanwhile is skipped (one walk of its bucket's chain per
+    /// entry, comparing addresses: the key's `Eq` runs only for an entry
+    /// that is no longer linked, to find what replaced it). An entry
     /// replaced between `f`'s call and its removal is kept. The removed
     /// entries are retired once the walk is over (it keeps a handle of two
     /// words for each meanwhile).
@@ -693,9 +699,18 @@ where
             // The walk collects a range's entries before `f` sees them: one
             // replaced or removed since (by an earlier call of `f`, or by
             // another thread) is judged by its current value, or skipped.
+            // Still linked (found by identity, with no `Eq`: `clear` runs
+            // none, and a key unequal to itself goes too), it is current.
             // SAFETY: as above.
-            let Some(n) = (unsafe { self.raw.find(n.hash, |k| *k == n.key) }) else {
-                continue;
+            let linked = unsafe { self.raw.find(n.hash, |m| ptr::eq(m, n)) }.is_some();
+            let n = if linked {
+                n
+            } else {
+                // SAFETY: as above.
+                match unsafe { self.raw.find(n.hash, |m| m.key == n.key) } {
+                    Some(now) => now,
+                    None => continue,
+                }
             };
             if !f(&n.key, &n.value) {
                 // SAFETY: as above.

@@ -1,5 +1,5 @@
 //! Adversarial tests for `RcuHashMap` (written by a reviewer to break it):
-//! each asserts a documented guarantee with concrete values. Twelve of them
+//! each asserts a documented guarantee with concrete values. Fifteen of them
 //! failed before their fixes: `retain`/`clear` on a private domain over its
 //! memory limit stalled 1 ms per removed entry (a30), and still did while a
 //! reader elsewhere held grace periods up (a35); an `update` closure that
@@ -13,7 +13,10 @@
 //! at once (a41); `retain` judged an entry its own predicate had replaced
 //! by the old value and kept the new one (a42); writes from `Eq` lost their
 //! load-factor checks and the table never grew (a43); an iterator went on
-//! after a caught panic in `Eq` yielded a range twice (a44).
+//! after a caught panic in `Eq` yielded a range twice (a44); a42's fix ran
+//! `Eq` in `clear` (a45); a43's fix lost the check of a map written only
+//! from another map's `Eq` (a46); `update` spent a check on a write that
+//! panicked taking its lock (a47).
 
 // Loom builds (`--cfg rcu_loom`) have no process-wide domain; the sizes and
 // watchdogs here are for native runs, not Miri's.
@@ -2465,4 +2468,187 @@ fn a44_iterator_after_a_panicking_eq_yields_each_key_once() {
             assert_eq!(seen.get(&id), Some(&1), "key {id} (seen {seen:?})");
         }
     });
+}
+
+/// a42's fix first looked every entry up by key before `retain`'s
+/// predicate saw it: `clear` then ran the key's `Eq` once per entry (a
+/// panicking `Eq` made it panic), left keys unequal to themselves in the
+/// map, and a key whose `Eq` matched another's was judged twice and the
+/// other never. An entry still linked is now found by its address (a45,
+/// from a review of a42-a44).
+#[test]
+fn a45_retain_and_clear_find_linked_entries_without_eq() {
+    static EQ_PANICS: AtomicBool = AtomicBool::new(false);
+    static ALL_EQUAL: AtomicBool = AtomicBool::new(false);
+    /// `id` is the hash; `Eq` compares `tag`, or panics, or says yes to all.
+    #[derive(Clone, Debug)]
+    struct Odd {
+        id: u64,
+        tag: u64,
+    }
+    impl PartialEq for Odd {
+        fn eq(&self, o: &Self) -> bool {
+            assert!(!EQ_PANICS.load(Ordering::SeqCst), "Eq called (test)");
+            // A tag of 0 is unequal to everything, itself included.
+            ALL_EQUAL.load(Ordering::SeqCst) || (self.tag == o.tag && self.tag != 0)
+        }
+    }
+    impl Eq for Odd {}
+    impl Hash for Odd {
+        fn hash<H: Hasher>(&self, h: &mut H) {
+            h.write_u64(self.id);
+        }
+    }
+    let map: RcuHashMap<Odd, u64, Ident> = RcuHashMap::with_hasher(Ident);
+    // Two keys with one hash, and two unequal to themselves.
+    map.insert(Odd { id: 5, tag: 1 }, 1);
+    map.insert(Odd { id: 5, tag: 2 }, 2);
+    map.insert(
+        Odd {
+            id: 1 << 62,
+            tag: 0,
+        },
+        3,
+    );
+    map.insert(
+        Odd {
+            id: 2 << 62,
+            tag: 0,
+        },
+        4,
+    );
+    assert_eq!(map.len(), 4);
+    // With every key equal to every other, each entry is judged once.
+    ALL_EQUAL.store(true, Ordering::SeqCst);
+    let mut judged = Vec::new();
+    map.retain(|_, &v| {
+        judged.push(v);
+        true
+    });
+    ALL_EQUAL.store(false, Ordering::SeqCst);
+    judged.sort_unstable();
+    assert_eq!(judged, [1, 2, 3, 4]);
+    // `clear` runs no `Eq` and removes every entry, the keys unequal to
+    // themselves too.
+    EQ_PANICS.store(true, Ordering::SeqCst);
+    let r = catch_unwind(AssertUnwindSafe(|| map.clear()));
+    EQ_PANICS.store(false, Ordering::SeqCst);
+    assert!(r.is_ok(), "clear ran a key's Eq");
+    assert_eq!(map.len(), 0);
+    let g = rcu_core::read_lock();
+    assert_eq!(map.iter(&g).count(), 0);
+}
+
+/// Map A's `Eq` inserts into map B (say, an interning cache), so every
+/// write to B runs inside an `Eq`, where no resize may start. a43's fix
+/// first handed the skipped check to the thread's next write, which was
+/// A's: B stayed at 4 buckets with 2000 entries (one chain) even after a
+/// write from outside. The check is now owed by the map: B's first write
+/// from outside an `Eq` grows it (a46, from a review of a42-a44).
+#[test]
+fn a46_a_map_written_from_another_maps_eq_grows_at_its_next_write() {
+    #[derive(Clone)]
+    struct WritingEq(u64);
+    static B: std::sync::OnceLock<RcuHashMap<u64, u64>> = std::sync::OnceLock::new();
+    thread_local! {
+        /// The key that the next `Eq` inserts into B (0: none).
+        static ARM: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+    impl PartialEq for WritingEq {
+        fn eq(&self, o: &Self) -> bool {
+            let fresh = ARM.with(|a| a.replace(0));
+            if fresh != 0 {
+                B.get().unwrap().insert(fresh, 0);
+            }
+            self.0 == o.0
+        }
+    }
+    impl Eq for WritingEq {}
+    impl Hash for WritingEq {
+        fn hash<H: Hasher>(&self, h: &mut H) {
+            h.write_u64(self.0);
+        }
+    }
+    thread::spawn(|| {
+        let b = B.get_or_init(RcuHashMap::new);
+        let a: RcuHashMap<WritingEq, u64, Ident> = RcuHashMap::with_hasher(Ident);
+        a.insert(WritingEq(0), 0);
+        for i in 1..=2000u64 {
+            ARM.with(|c| c.set(i));
+            // Replaces A's key 0; its `Eq` inserts key `i` into B first.
+            a.insert(WritingEq(0), i);
+        }
+        assert_eq!(b.len(), 2000);
+        // B's first write from outside an `Eq`: the removal of an absent
+        // key (no insertion that walks a chain, which checks anyway).
+        assert!(b.remove(&0).is_none());
+        assert_eq!(b.len(), 2000);
+        assert!(
+            b.len() <= b.capacity(),
+            "B did not grow at its first write from outside an Eq (len {}, capacity {})",
+            b.len(),
+            b.capacity()
+        );
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+}
+
+/// `update` drew its write tick before locking its key's bucket, and the
+/// lock panics when the thread holds that bucket already (an `update` from
+/// a key's `Eq` of a key in the same bucket): the tick was spent and no
+/// check made. With such writes alternating with plain inserts, every
+/// check was lost: `len` passed `capacity` by 23 (a47, from a review of
+/// a42-a44; the cause of a37, in `update`).
+#[test]
+fn a47_an_update_that_panics_in_its_lock_spends_no_check() {
+    #[derive(Clone)]
+    struct K(u64);
+    static M: std::sync::OnceLock<RcuHashMap<K, u64, Ident>> = std::sync::OnceLock::new();
+    static ARM: AtomicBool = AtomicBool::new(false);
+    impl PartialEq for K {
+        fn eq(&self, o: &Self) -> bool {
+            if ARM.swap(false, Ordering::SeqCst) {
+                // Key 1 is in bucket 0, which the write running this `Eq`
+                // holds: the update panics.
+                M.get().unwrap().update(&K(1), |v| v + 1);
+            }
+            self.0 == o.0
+        }
+    }
+    impl Eq for K {}
+    impl Hash for K {
+        fn hash<H: Hasher>(&self, h: &mut H) {
+            h.write_u64(self.0);
+        }
+    }
+    // A fresh thread: its tick starts at 0.
+    thread::spawn(|| {
+        let m = M.get_or_init(|| RcuHashMap::with_hasher(Ident));
+        // Bucket 0 of any table, filter bits 0 and 1.
+        m.insert(K(0), 0);
+        m.insert(K(1), 0);
+        let mut worst = 0isize;
+        for j in 0..24u64 {
+            // Fresh keys in buckets 1-3 of a 4-bucket table, each with a
+            // filter bit of its own there: no insertion walks a chain (no
+            // extra checks).
+            let bucket = 1 + j / 8;
+            m.insert(K(bucket << 62 | (j << 3) | (j % 8)), j);
+            // Replaces key 0; its `Eq` runs the panicking update.
+            ARM.store(true, Ordering::SeqCst);
+            let r = catch_unwind(AssertUnwindSafe(|| m.insert(K(0), 1)));
+            assert!(r.is_err(), "the update from Eq did not panic");
+            worst = worst.max(m.len() as isize - m.capacity() as isize);
+        }
+        assert_eq!(m.len(), 26);
+        assert!(
+            worst <= 15,
+            "len exceeded capacity by {worst} (len {}, capacity {}) with one thread writing",
+            m.len(),
+            m.capacity()
+        );
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e));
 }

@@ -77,7 +77,7 @@ fn migrate(map: &RawMap<u64, u64>) {
 
 fn find(map: &RawMap<u64, u64>, key: u64) -> Option<u64> {
     // SAFETY: (test) as in `migrate`.
-    unsafe { map.find(HASHES[key as usize], |k| *k == key) }.map(|n| n.value)
+    unsafe { map.find(HASHES[key as usize], |n| n.key == key) }.map(|n| n.value)
 }
 
 #[test]
@@ -148,7 +148,7 @@ fn filters_never_hide_a_linked_key() {
         }
         let find = |map: &RawMap<u64, u64>, key: u64| {
             // SAFETY: (test) nothing is freed while the model runs.
-            unsafe { map.find(H[key as usize], |k| *k == key) }.map(|n| n.value)
+            unsafe { map.find(H[key as usize], |n| n.key == key) }.map(|n| n.value)
         };
         let m2 = map.clone();
         let writer = thread::spawn(move || {

@@ -101,6 +101,13 @@ pub(crate) enum Insert<'g, K: Send + 'static, V: Send + 'static> {
 /// The map's core: the current table, the entry count, the domain.
 pub(crate) struct RawMap<K, V> {
     table: AtomicPtr<Table>,
+    /// A write that should have checked the load factor could not (it ran
+    /// inside a key's `Eq`, where no resize may start): the next write to
+    /// this map from outside one checks instead. Beside `table`, which
+    /// every write loads, so testing it costs no cache line of its own.
+    /// A hint outside loom's models (`std`'s atomic, not the facade's): no
+    /// data is ordered by it, and under loom no write draws a tick.
+    check_owed: std::sync::atomic::AtomicBool,
     count: Box<[Padded<AtomicIsize>; STRIPES]>,
     /// Shrinking never goes below this many buckets (the capacity asked for
     /// at construction).
@@ -157,20 +164,6 @@ fn stripe_and_tick() -> (usize, bool) {
         .unwrap_or((0, true))
 }
 
-/// Makes this thread's next write a checking one: a write whose check had
-/// to be skipped (made from inside a key's `Eq`, where no resize may start)
-/// hands it on rather than lose it, or the one-in-16 pacing would leave the
-/// next check 16 writes later.
-#[cold]
-fn owe_check() {
-    #[cfg(not(rcu_loom))]
-    let _ = LOCAL.try_with(|l| {
-        let (stripe, tick) = l.get();
-        // The next `stripe_and_tick` sees `tick % 16 == 15`.
-        l.set((stripe, tick | 15));
-    });
-}
-
 impl<K, V> RawMap<K, V> {
     /// An empty map with room for `capacity` entries before it grows,
     /// that never shrinks below room for `keep` entries.
@@ -180,6 +173,7 @@ impl<K, V> RawMap<K, V> {
             table: AtomicPtr::new(Box::into_raw(Table::try_new(n).unwrap_or_else(|| {
                 panic!("rcu-hashmap: a table of {n} buckets for the capacity asked for cannot be allocated")
             }))),
+            check_owed: std::sync::atomic::AtomicBool::new(false),
             count: Box::new(std::array::from_fn(|_| Padded(AtomicIsize::new(0)))),
             min_buckets: buckets_for(keep),
             domain: domain.clone(),
@@ -237,7 +231,8 @@ impl<K, V> RawMap<K, V> {
         unsafe { self.current() }.len()
     }
 
-    /// Finds the node with `hash` whose key satisfies `eq`.
+    /// Finds a linked node with `hash` for which `pick` is true (usually:
+    /// whose key equals the one looked up).
     ///
     /// # Safety
     /// The caller holds a critical section of `self.domain` for `'g`.
@@ -245,7 +240,7 @@ impl<K, V> RawMap<K, V> {
     pub(crate) unsafe fn find(
         &self,
         hash: u64,
-        mut eq: impl FnMut(&K) -> bool,
+        mut pick: impl FnMut(&Node<K, V>) -> bool,
     ) -> Option<&Node<K, V>> {
         // SAFETY: the caller's promise is `current`'s.
         let mut t = unsafe { self.current() };
@@ -263,7 +258,7 @@ impl<K, V> RawMap<K, V> {
                 // critical section: nodes are freed only a grace period
                 // after being unlinked, so it is alive until `'g` ends.
                 let n = unsafe { &*p };
-                if n.hash == hash && eq(&n.key) {
+                if n.hash == hash && pick(n) {
                     return Some(n);
                 }
                 // Acquire: pairs with the Release stores of links in
@@ -605,9 +600,12 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
         new: Box<Node<K, V>>,
     ) -> Result<Retired<K, V>, Box<Node<K, V>>> {
         debug_assert_eq!(old.hash, new.hash);
-        let (_, tick) = stripe_and_tick();
         // SAFETY: the caller's promise is `lock_home`'s.
         let (_, mut lock) = unsafe { self.lock_home(old.hash) };
+        // Drawn once the lock is ours: `lock_home` panics when this thread
+        // holds the bucket already (a write from a key's `Eq`), and a write
+        // that unwinds must draw no tick, as in `insert`.
+        let (_, tick) = stripe_and_tick();
         let mut prev: *const Node<K, V> = ptr::null();
         let mut cur = lock.head().cast::<Node<K, V>>();
         while !cur.is_null() {
@@ -662,11 +660,21 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
                 // SAFETY: the caller's promise; `f` is alive as in `find`.
                 unsafe { self.help(t, &*f, false) };
             }
-        } else if check {
+        } else if check || self.check_owed.load(std::sync::atomic::Ordering::Relaxed) {
+            // Relaxed (both): a hint between writers, ordered with nothing;
+            // a check lost to a race is made up by the next one due.
             if in_user_eq() {
-                // Not here (see above), so on this thread's next write.
-                owe_check();
+                // Not here (see above): at the map's next write from
+                // outside an `Eq`, or the one-in-16 pacing would leave the
+                // next check 16 writes later (or, where every check falls
+                // on such a write, never).
+                self.check_owed
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
             } else {
+                if self.check_owed.load(std::sync::atomic::Ordering::Relaxed) {
+                    self.check_owed
+                        .store(false, std::sync::atomic::Ordering::Relaxed);
+                }
                 // SAFETY: the caller's promise.
                 unsafe { self.maybe_resize(t) };
             }
