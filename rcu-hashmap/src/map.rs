@@ -213,11 +213,12 @@ impl<K, V, S> RcuHashMap<K, V, S> {
     /// walked a chain of two or more entries (an insertion whose filter bit
     /// is clear in its bucket skips the walk). So `len` may pass `capacity` by the
     /// writes made between checks: with one thread writing only to this map,
-    /// `len <= capacity + 15` after every write. A write made from inside a
-    /// key's `Eq` (to another bucket, or another map) starts no resize: the
-    /// check it would make falls to the map's next write from outside an
-    /// `Eq`, so a map written only from inside other maps' `Eq`s grows at
-    /// its first write from outside one. Cost: a guard and one load.
+    /// `len <= capacity + 15` after every write made outside a key's `Eq`.
+    /// A write made from inside one (to another bucket, or another map)
+    /// starts no resize: the check it would make falls to the map's next
+    /// write from outside an `Eq` (by any thread), so a map written only
+    /// from inside other maps' `Eq`s grows at its first write from outside
+    /// one. Cost: a guard and one load.
     ///
     /// ```
     /// let map = rcu_hashmap::RcuHashMap::with_capacity(100);
@@ -670,8 +671,9 @@ where
     /// is called: an entry replaced after the walk reached it (by an earlier
     /// call of `f`, or by another thread) is judged by its new value, and
     /// one removed meanwhile is skipped (one walk of its bucket's chain per
-    /// entry, comparing addresses: the key's `Eq` runs only for an entry
-    /// that is no longer linked, to find what replaced it). An entry
+    /// entry, comparing addresses: the key's `Eq` runs only to find what
+    /// replaced an entry no longer linked, and in the walk's de-duplication
+    /// while a resize is in flight, as in [`iter`](Self::iter)). An entry
     /// replaced between `f`'s call and its removal is kept. The removed
     /// entries are retired once the walk is over (it keeps a handle of two
     /// words for each meanwhile).
@@ -699,8 +701,10 @@ where
             // The walk collects a range's entries before `f` sees them: one
             // replaced or removed since (by an earlier call of `f`, or by
             // another thread) is judged by its current value, or skipped.
-            // Still linked (found by identity, with no `Eq`: `clear` runs
-            // none, and a key unequal to itself goes too), it is current.
+            // Still linked (found by address, with no `Eq`: a key unequal to
+            // itself goes too, and a `clear` that no other thread races
+            // runs `Eq` only to de-duplicate across a resize in flight), it
+            // is current.
             // SAFETY: as above.
             let linked = unsafe { self.raw.find(n.hash, |m| ptr::eq(m, n)) }.is_some();
             let n = if linked {

@@ -2237,50 +2237,41 @@ impl BuildHasher for Ident {
 /// an entry its predicate rejects (a42, from a third review round).
 #[test]
 fn a42_retain_judges_an_entry_its_own_predicate_replaced() {
-    // Keys 1 and 2 hash to themselves: both in bucket 0 of every table,
-    // so in one range of the walk.
+    // Keys 1-4 hash to themselves: all in bucket 0 of every table, so in
+    // one range of the walk.
     let map: RcuHashMap<u64, u64, Ident> = RcuHashMap::with_hasher(Ident);
-    map.insert(1, 1);
-    map.insert(2, 1);
-    map.insert(3, 1);
+    for k in 1..=4 {
+        map.insert(k, 1);
+    }
     let mut calls = Vec::new();
     map.retain(|&k, &v| {
         calls.push((k, v));
-        // The first call replaces the other two keys' values (rejected
-        // ones) and removes nothing.
+        // The first call, on any key, changes the other three (in key
+        // order): removes the first, removes the second and inserts it
+        // back (a new entry), replaces the third. Both new values are
+        // rejected.
         if calls.len() == 1 {
-            for other in [1, 2, 3].into_iter().filter(|&o| o != k) {
-                if other == 3 {
-                    map.remove(&other);
-                } else {
-                    map.insert(other, 100);
-                }
-            }
+            let others: Vec<u64> = (1..=4).filter(|&o| o != k).collect();
+            map.remove(&others[0]);
+            map.remove(&others[1]);
+            map.insert(others[1], 100);
+            map.insert(others[2], 100);
         }
         v < 50
     });
-    let g = rcu_core::read_lock();
-    let left: HashMap<u64, u64> = map.iter(&g).map(|(k, v)| (*k, *v)).collect();
-    let first = calls[0].0;
+    let (first, _) = calls[0];
+    let others: Vec<u64> = (1..=4).filter(|&o| o != first).collect();
     // The order within a bucket is the chain's: sort the calls after the
     // first.
     calls[1..].sort_unstable();
-    // Every entry left passes the predicate, every call saw the entry's
-    // value of the moment, and the removed key was not judged.
-    assert!(
-        left.values().all(|&v| v < 50),
-        "kept {left:?} (calls {calls:?})"
-    );
-    let mut expected: Vec<(u64, u64)> = vec![(first, 1)];
-    expected.extend([1, 2].into_iter().filter(|&o| o != first).map(|o| (o, 100)));
-    if first == 3 {
-        // 3 judged first: 1 and 2 were replaced, nothing removed by it.
-        assert_eq!(calls, expected, "calls");
-        assert_eq!(left, HashMap::from([(3, 1)]));
-    } else {
-        assert_eq!(calls, expected, "calls (3 was removed: not judged)");
-        assert_eq!(left, HashMap::from([(first, 1)]));
-    }
+    // Every call saw the entry's value of the moment, the removed key was
+    // not judged, and what is left passes the predicate.
+    let mut expected = vec![(first, 1), (others[1], 100), (others[2], 100)];
+    expected[1..].sort_unstable();
+    assert_eq!(calls, expected, "calls");
+    let g = rcu_core::read_lock();
+    let left: HashMap<u64, u64> = map.iter(&g).map(|(k, v)| (*k, *v)).collect();
+    assert_eq!(left, HashMap::from([(first, 1)]));
 }
 
 /// A write from a key's `Eq` (to another bucket of the same map) may not
@@ -2528,8 +2519,8 @@ fn a45_retain_and_clear_find_linked_entries_without_eq() {
     ALL_EQUAL.store(false, Ordering::SeqCst);
     judged.sort_unstable();
     assert_eq!(judged, [1, 2, 3, 4]);
-    // `clear` runs no `Eq` and removes every entry, the keys unequal to
-    // themselves too.
+    // With no resize in flight and no other writer, `clear` runs no `Eq`,
+    // and removes every entry, the keys unequal to themselves too.
     EQ_PANICS.store(true, Ordering::SeqCst);
     let r = catch_unwind(AssertUnwindSafe(|| map.clear()));
     EQ_PANICS.store(false, Ordering::SeqCst);

@@ -50,9 +50,11 @@
 mod table;
 
 use crate::sync::{AtomicIsize, AtomicPtr, Ordering};
+// For `RawMap::check_owed`, outside loom's models (see there).
 use rcu_core::RcuDomain;
 use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
+use std::sync::atomic::Ordering as Hint;
 use table::{BucketLock, HeldMark, MOVED, Padded, Table, filter_bit, in_user_eq, untag};
 
 pub(crate) use table::MIN_BUCKETS;
@@ -99,14 +101,17 @@ pub(crate) enum Insert<'g, K: Send + 'static, V: Send + 'static> {
 }
 
 /// The map's core: the current table, the entry count, the domain.
+// `repr(C)`: `check_owed` shares `table`'s cache line.
+#[repr(C)]
 pub(crate) struct RawMap<K, V> {
     table: AtomicPtr<Table>,
     /// A write that should have checked the load factor could not (it ran
     /// inside a key's `Eq`, where no resize may start): the next write to
     /// this map from outside one checks instead. Beside `table`, which
     /// every write loads, so testing it costs no cache line of its own.
-    /// A hint outside loom's models (`std`'s atomic, not the facade's): no
-    /// data is ordered by it, and under loom no write draws a tick.
+    /// `std`'s atomic, not the facade's: under loom `in_user_eq` is always
+    /// false, so the flag is never set, and its loads need not be
+    /// scheduling points of the models.
     check_owed: std::sync::atomic::AtomicBool,
     count: Box<[Padded<AtomicIsize>; STRIPES]>,
     /// Shrinking never goes below this many buckets (the capacity asked for
@@ -660,20 +665,23 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
                 // SAFETY: the caller's promise; `f` is alive as in `find`.
                 unsafe { self.help(t, &*f, false) };
             }
-        } else if check || self.check_owed.load(std::sync::atomic::Ordering::Relaxed) {
-            // Relaxed (both): a hint between writers, ordered with nothing;
-            // a check lost to a race is made up by the next one due.
+        } else if check || self.check_owed.load(Hint::Relaxed) {
             if in_user_eq() {
                 // Not here (see above): at the map's next write from
                 // outside an `Eq`, or the one-in-16 pacing would leave the
                 // next check 16 writes later (or, where every check falls
-                // on such a write, never).
-                self.check_owed
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                // on such a write, never). Stored only if clear: the line
+                // is `table`'s, which every lookup reads. Release: pairs
+                // with the Acquire swap below, so the checker's `len` counts
+                // this thread's writes so far.
+                if !self.check_owed.load(Hint::Relaxed) {
+                    self.check_owed.store(true, Hint::Release);
+                }
             } else {
-                if self.check_owed.load(std::sync::atomic::Ordering::Relaxed) {
-                    self.check_owed
-                        .store(false, std::sync::atomic::Ordering::Relaxed);
+                // A swap, not a load and a store: a debt set meanwhile by
+                // another thread is not wiped out unpaid. Acquire: see above.
+                if self.check_owed.load(Hint::Relaxed) {
+                    self.check_owed.swap(false, Hint::Acquire);
                 }
                 // SAFETY: the caller's promise.
                 unsafe { self.maybe_resize(t) };
