@@ -173,6 +173,62 @@ impl BuildHasher for Few {
     }
 }
 
+/// A hasher whose hash of a `u64` key is the key: the test picks buckets
+/// (the top bits) and ranges itself.
+#[derive(Clone, Copy, Default)]
+struct Ident;
+#[derive(Default)]
+struct IdentH(u64);
+impl Hasher for IdentH {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("keys hash one u64")
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+impl BuildHasher for Ident {
+    type Hasher = IdentH;
+    fn build_hasher(&self) -> IdentH {
+        IdentH(0)
+    }
+}
+
+/// `Eq` (from the type's `PartialEq`) and a `Hash` that writes the key's
+/// `u64`, for a key newtype `$t(u64)`.
+macro_rules! hashed_as_u64 {
+    ($t:ident) => {
+        impl Eq for $t {}
+        impl Hash for $t {
+            fn hash<H: Hasher>(&self, h: &mut H) {
+                h.write_u64(self.0);
+            }
+        }
+    };
+}
+
+/// Runs `f` on a fresh thread (whose write tick, which paces load-factor
+/// checks, starts at 0) and passes its panic on.
+fn on_fresh_thread(f: impl FnOnce() + Send + 'static) {
+    thread::spawn(f)
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e));
+}
+
+/// `capacity`'s bound with one thread writing: `worst` is the most `len`
+/// passed `capacity` by after any of its writes.
+fn assert_capacity_bound<K, V, S>(worst: isize, map: &RcuHashMap<K, V, S>) {
+    assert!(
+        worst <= 15,
+        "len exceeded capacity by {worst} (len {}, capacity {}) with one thread writing",
+        map.len(),
+        map.capacity()
+    );
+}
+
 // ------------------------------------------------------------------ tests
 
 /// A reference from `get` keeps its value after the key is replaced or
@@ -1908,7 +1964,7 @@ fn a37_capacity_bound_survives_a_panicking_eq() {
         }
     }
     // A fresh thread: its write tick starts at 0 (checks on writes 16, 32..).
-    thread::spawn(|| {
+    on_fresh_thread(|| {
         let map: RcuHashMap<PanicEq, u64, Spread> =
             RcuHashMap::with_capacity_and_hasher(48, Spread);
         assert_eq!(map.capacity(), 48); // 64 buckets
@@ -1941,15 +1997,8 @@ fn a37_capacity_bound_survives_a_panicking_eq() {
             insert(&map);
         }
         assert_eq!(map.len(), 78);
-        assert!(
-            worst <= 15,
-            "len exceeded capacity by {worst} (len {}, capacity {}) with one thread writing",
-            map.len(),
-            map.capacity()
-        );
-    })
-    .join()
-    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+        assert_capacity_bound(worst, &map);
+    });
 }
 
 /// A key's `Eq` that writes to the same map runs under the lock of the
@@ -2138,7 +2187,7 @@ fn a40_a_write_from_eq_does_not_strand_a_resize() {
         }
     }
     static MAP: std::sync::OnceLock<RcuHashMap<K, u64, Top>> = std::sync::OnceLock::new();
-    thread::spawn(|| {
+    on_fresh_thread(|| {
         let map =
             MAP.get_or_init(|| RcuHashMap::with_capacity_and_hasher_in(12, Top, &RcuDomain::new()));
         assert_eq!(map.capacity(), 12);
@@ -2168,9 +2217,7 @@ fn a40_a_write_from_eq_does_not_strand_a_resize() {
             map.len(),
             map.capacity()
         );
-    })
-    .join()
-    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+    });
 }
 
 /// `clear` retires what it removed in callbacks of 256 entries: neither one
@@ -2204,30 +2251,6 @@ fn a41_clear_retires_in_bounded_batches() {
     domain.drain();
     assert_eq!(queued, 12, "callbacks queued by a clear of 3000 entries");
     assert_eq!(drops.load(Ordering::SeqCst), 3000);
-}
-
-/// A hasher whose hash of a `u64` key is the key: the test picks buckets
-/// (the top bits) and ranges itself.
-#[derive(Clone, Copy, Default)]
-struct Ident;
-#[derive(Default)]
-struct IdentH(u64);
-impl Hasher for IdentH {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, _: &[u8]) {
-        unreachable!("keys hash one u64")
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-}
-impl BuildHasher for Ident {
-    type Hasher = IdentH;
-    fn build_hasher(&self) -> IdentH {
-        IdentH(0)
-    }
 }
 
 /// `retain` collects a range's entries before its predicate sees them. A
@@ -2301,14 +2324,9 @@ fn a43_capacity_bound_survives_writes_from_eq() {
             self.0 == o.0
         }
     }
-    impl Eq for WritingEq {}
-    impl Hash for WritingEq {
-        fn hash<H: Hasher>(&self, h: &mut H) {
-            h.write_u64(self.0);
-        }
-    }
+    hashed_as_u64!(WritingEq);
     // A fresh thread: its tick starts at 0.
-    thread::spawn(|| {
+    on_fresh_thread(|| {
         let map = MAP.get_or_init(|| RcuHashMap::with_hasher(Ident));
         map.insert(WritingEq(0), 0);
         let mut worst = 0isize;
@@ -2319,15 +2337,8 @@ fn a43_capacity_bound_survives_writes_from_eq() {
             worst = worst.max(map.len() as isize - map.capacity() as isize);
         }
         assert_eq!(map.len(), 2001);
-        assert!(
-            worst <= 15,
-            "len exceeded capacity by {worst} (len {}, capacity {}) with one thread writing",
-            map.len(),
-            map.capacity()
-        );
-    })
-    .join()
-    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+        assert_capacity_bound(worst, map);
+    });
 }
 
 /// With a resize in flight an iterator drops a key's second node (seen
@@ -2554,13 +2565,8 @@ fn a46_a_map_written_from_another_maps_eq_grows_at_its_next_write() {
             self.0 == o.0
         }
     }
-    impl Eq for WritingEq {}
-    impl Hash for WritingEq {
-        fn hash<H: Hasher>(&self, h: &mut H) {
-            h.write_u64(self.0);
-        }
-    }
-    thread::spawn(|| {
+    hashed_as_u64!(WritingEq);
+    on_fresh_thread(|| {
         let b = B.get_or_init(RcuHashMap::new);
         let a: RcuHashMap<WritingEq, u64, Ident> = RcuHashMap::with_hasher(Ident);
         a.insert(WritingEq(0), 0);
@@ -2580,9 +2586,7 @@ fn a46_a_map_written_from_another_maps_eq_grows_at_its_next_write() {
             b.len(),
             b.capacity()
         );
-    })
-    .join()
-    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+    });
 }
 
 /// `update` drew its write tick before locking its key's bucket, and the
@@ -2607,14 +2611,9 @@ fn a47_an_update_that_panics_in_its_lock_spends_no_check() {
             self.0 == o.0
         }
     }
-    impl Eq for K {}
-    impl Hash for K {
-        fn hash<H: Hasher>(&self, h: &mut H) {
-            h.write_u64(self.0);
-        }
-    }
+    hashed_as_u64!(K);
     // A fresh thread: its tick starts at 0.
-    thread::spawn(|| {
+    on_fresh_thread(|| {
         let m = M.get_or_init(|| RcuHashMap::with_hasher(Ident));
         // Bucket 0 of any table, filter bits 0 and 1.
         m.insert(K(0), 0);
@@ -2633,13 +2632,6 @@ fn a47_an_update_that_panics_in_its_lock_spends_no_check() {
             worst = worst.max(m.len() as isize - m.capacity() as isize);
         }
         assert_eq!(m.len(), 26);
-        assert!(
-            worst <= 15,
-            "len exceeded capacity by {worst} (len {}, capacity {}) with one thread writing",
-            m.len(),
-            m.capacity()
-        );
-    })
-    .join()
-    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+        assert_capacity_bound(worst, m);
+    });
 }
