@@ -50,11 +50,10 @@
 mod table;
 
 use crate::sync::{AtomicIsize, AtomicPtr, Ordering};
-// For `RawMap::check_owed`, outside loom's models (see there).
 use rcu_core::RcuDomain;
 use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
-use std::sync::atomic::Ordering as Hint;
+use std::sync::atomic::Ordering as Hint; // `RawMap::check_owed`'s, outside loom's models
 use table::{BucketLock, HeldMark, MOVED, Padded, Table, filter_bit, in_user_eq, untag};
 
 pub(crate) use table::MIN_BUCKETS;
