@@ -665,6 +665,9 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
                 unsafe { self.help(t, &*f, false) };
             }
         } else if check || self.check_owed.load(Hint::Relaxed) {
+            // The flag's Relaxed loads only test it: what is ordered by it
+            // (a setter's writes before the checker's `len`) goes through the
+            // Release store and the Acquire swap below.
             if in_user_eq() {
                 // Not here (see above): at the map's next write from
                 // outside an `Eq`, or the one-in-16 pacing would leave the
