@@ -53,8 +53,10 @@ fn latest(root: &Path, pointer: &str) -> PathBuf {
     root.join(read(root.join(pointer)).trim())
 }
 
+/// One full run (about 20 s in a debug build) serves two checks: its own
+/// outputs, then a partial run beside it.
 #[test]
-fn a_full_run_has_every_group_a_chart_each_and_a_ratio_for_every_peer() {
+fn a_full_run_has_every_group_and_peer_and_a_later_partial_run_leaves_it_alone() {
     let out = Scratch::new("full");
     let stdout = ok(bench(
         &out.0,
@@ -101,6 +103,8 @@ fn a_full_run_has_every_group_a_chart_each_and_a_ratio_for_every_peer() {
         results
     );
     assert!(read(dir.join("results.md")).contains("| operation |"));
+
+    a_partial_run_never_touches_a_full_runs_files(&out.0);
 }
 
 #[test]
@@ -184,11 +188,10 @@ fn a_filter_that_matches_nothing_fails_with_a_message() {
     assert!(!out.0.exists(), "nothing is written");
 }
 
-#[test]
-fn a_partial_run_never_touches_a_full_runs_files() {
-    let out = Scratch::new("partial");
-    ok(bench(&out.0, &["--duration", "0.005", "--threads", "1"]));
-    let full = latest(&out.0, "latest-full.txt");
+/// A partial run into `out`, which holds a full run: its files stay as they
+/// were, and the partial run's folder has only the group that ran.
+fn a_partial_run_never_touches_a_full_runs_files(out: &Path) {
+    let full = latest(out, "latest-full.txt");
     let before: Vec<(PathBuf, String)> = std::fs::read_dir(&full)
         .unwrap()
         .map(|e| {
@@ -196,15 +199,12 @@ fn a_partial_run_never_touches_a_full_runs_files() {
             (p.clone(), read(p))
         })
         .collect();
-    let o = ok(bench(
-        &out.0,
-        &["--duration", "0.005", "--filter", "callback"],
-    ));
+    let o = ok(bench(out, &["--duration", "0.005", "--filter", "callback"]));
     assert!(String::from_utf8_lossy(&o.stderr).contains("partial run"));
-    let partial = latest(&out.0, "latest.txt");
+    let partial = latest(out, "latest.txt");
     assert_ne!(partial, full);
     assert!(partial.to_string_lossy().ends_with("-partial"));
-    assert_eq!(latest(&out.0, "latest-full.txt"), full);
+    assert_eq!(latest(out, "latest-full.txt"), full);
     for (p, text) in before {
         assert_eq!(read(p), text);
     }
