@@ -455,3 +455,139 @@ fn removed_value_outlives_reader() {
     drop(guard);
     assert_eq!(drained.join().unwrap(), 1);
 }
+
+/// Reads key `k`'s value by read path `way` (`0..WAYS`) under `guard`. A
+/// bottom node says where a slot's entry is in two places, the slot's word
+/// and the node's summary, and the read paths take it from one or the
+/// other: `get` and a scan from the summary (falling back to the word), the
+/// nearest-key searches (`prev_before` and its marked form) from the word,
+/// a scan's tight loop (`fold`) from the summary it read on entry.
+fn read_by(tree: &RcuRadixTree<u64>, way: usize, k: u64, guard: &impl rcu_core::Guard) -> u64 {
+    let (key, v) = match way {
+        0 => (k, tree.get(k, guard).expect("present")),
+        1 => tree.prev_before(k + 1, guard).expect("present"),
+        2 => tree.next_after(k - 1, guard).expect("present"),
+        3 => tree.range(k..=k, guard).next().expect("present"),
+        4 => tree
+            .range(k..=k, guard)
+            .fold(None, |_, e| Some(e))
+            .expect("present"),
+        5 => tree
+            .prev_marked_before(k + 1, Mark::M0, guard)
+            .expect("marked"),
+        6 => tree
+            .next_marked_after(k - 1, Mark::M0, guard)
+            .expect("marked"),
+        _ => unreachable!(),
+    };
+    assert_eq!(key, k, "read path {way}");
+    *v
+}
+
+/// How many read paths `read_by` has.
+const WAYS: usize = 7;
+
+/// Reads never go back: once any read path has returned a key's new value,
+/// every later read of the key, by any path, in the same critical section
+/// or a later one, returns that value or a newer one. A replacement
+/// published the slot's word before the summary, so `prev_before` (the
+/// word) could return the new value and a later `get` (the summary) the
+/// old one. Each key goes through every change of where its value lives:
+/// a leaf to cell 0, cell 0 to cell 1, and (both cells held by the
+/// replaced values' handles) an inline entry to a leaf.
+#[test]
+fn reads_never_go_back_to_an_older_value() {
+    let (blocks, rounds): (u64, usize) = if cfg!(miri) { (12, 1) } else { (2048, 24) };
+    const LAST: u64 = 4;
+    let mut read_pair = 0usize;
+    for _ in 0..rounds {
+        for leaf_first in [false, true] {
+            let tree: RcuRadixTree<u64> = RcuRadixTree::new();
+            // Key 64b + 1 starts at value 1: inline in cell 0 when it comes
+            // second in its bottom node (its own insertion made the node),
+            // a leaf when it comes first (the second key's insertion split
+            // it off as it was).
+            for b in 1..=blocks {
+                let (k, other) = (b * 64 + 1, b * 64);
+                for (key, v) in if leaf_first {
+                    [(k, 1), (other, 0)]
+                } else {
+                    [(other, 0), (k, 1)]
+                } {
+                    tree.insert(key, v);
+                }
+                assert!(tree.set_mark(k, Mark::M0));
+            }
+            // The block the reader is at: the writer changes a block's key
+            // while the reader reads it.
+            let at = AtomicUsize::new(0);
+            let pairs_done = std::thread::scope(|s| {
+                s.spawn(|| {
+                    let mut held = Vec::new();
+                    for b in 1..=blocks {
+                        while (at.load(Ordering::Acquire) as u64) < b {
+                            std::thread::yield_now();
+                        }
+                        for v in 2..=LAST {
+                            held.push(tree.insert(b * 64 + 1, v).expect("present"));
+                        }
+                    }
+                    drop(held);
+                });
+                let reader = s.spawn(|| {
+                    // Releases the writer if an assertion below fails.
+                    struct Gone<'a>(&'a AtomicUsize);
+                    impl Drop for Gone<'_> {
+                        fn drop(&mut self) {
+                            self.0.store(usize::MAX, Ordering::Release);
+                        }
+                    }
+                    let _gone = Gone(&at);
+                    let mut pair = read_pair;
+                    for b in 1..=blocks {
+                        let k = b * 64 + 1;
+                        at.store(b as usize, Ordering::Release);
+                        loop {
+                            let (first, then) = (pair % WAYS, pair / WAYS % WAYS);
+                            pair += 1;
+                            let g = rcu_core::read_lock();
+                            let seen = read_by(&tree, first, k, &g);
+                            let same = read_by(&tree, then, k, &g);
+                            assert!(
+                                same >= seen,
+                                "key {k}: read path {first} returned {seen}, then path {then} \
+                                 {same}, in the same critical section"
+                            );
+                            drop(g);
+                            let g = rcu_core::read_lock();
+                            let later = read_by(&tree, then, k, &g);
+                            assert!(
+                                later >= same,
+                                "key {k}: read path {then} returned {same}, then {later} in a \
+                                 later critical section"
+                            );
+                            if seen == LAST {
+                                break;
+                            }
+                            // Natively the reader spins: the writer runs on
+                            // another core, and each of its changes has a
+                            // window of a few instructions to be caught in.
+                            if cfg!(miri) {
+                                std::thread::yield_now();
+                            }
+                        }
+                    }
+                    pair
+                });
+                reader.join().unwrap()
+            });
+            read_pair = pairs_done;
+            let g = rcu_core::read_lock();
+            assert!((1..=blocks).all(|b| tree.get(b * 64 + 1, &g) == Some(&LAST)));
+        }
+    }
+    assert!(
+        read_pair >= WAYS * WAYS,
+        "every pair of read paths ran ({read_pair} reads)"
+    );
+}

@@ -37,6 +37,33 @@
 //!   entry cannot move to a leaf without a copy): it stays, with one entry,
 //!   until that entry is removed too, and is unlinked when it is empty.
 //!
+//! # Which location a reader believes
+//!
+//! Two locations say where slot `i`'s entry is: the slot's word, and the
+//! node's summary (`inline` bit `i`, and `cell1` bit `i` for the cell). The
+//! writer cannot change both at once, so every reader decides the same way,
+//! whatever it is doing (`get`, `last`, a scan, a marked search): it reads
+//! the summary (`inline`, then `cell1`, both `Acquire`) and, only where the
+//! `inline` bit is clear, then the word (`Acquire`). While the bit is set
+//! the summary decides; while it is clear, the word. The writer orders its
+//! `Release` stores so that the location that decides changes last:
+//!
+//! * a new inline entry where there was none (an empty slot, or a leaf):
+//!   the word, then `cell1`, then the `inline` bit ([`Bottom::set_inline`]);
+//! * an inline entry replaced by one in the other cell: `cell1`
+//!   ([`Bottom::move_cell`]), then the word;
+//! * an inline entry replaced by a leaf, or removed: the `inline` bit
+//!   cleared ([`Bottom::clear_inline`]), then the word (which still names
+//!   the old, live, entry until then).
+//!
+//! So a reader that has seen any of a change's stores (and a later critical
+//! section, or a later read in the same one, which sees everything it saw)
+//! decides on that change's value or a later one: reads never go back to
+//! an older value of a key, across lookups, nearest-key searches and scans
+//! alike (`tests/concurrent.rs`). Were the word stored first on a
+//! replacement, `last` (reading the word) could return the new value and a
+//! later `get` (reading the summary) the old one.
+//!
 //! Values go inline only when they are small ([`inline_values`]); a tree of
 //! large values keeps plain nodes and leaves throughout.
 
@@ -256,30 +283,59 @@ impl<V> Bottom<V> {
         self.busy[cell].fetch_or(1 << slot, Ordering::Relaxed);
     }
 
-    /// Records that `slot`'s word now names cell `cell` (after the word's
-    /// store): `cell1`, then `inline`, both `Release`, so a scan that sees
-    /// the `inline` bit (`Acquire`) then reads a `cell1` that names a cell
-    /// whose value it sees (see [`Summary`]).
+    /// Whether the summary says `slot` holds an inline entry. Writer only.
+    pub(crate) fn is_inline(&self, slot: usize) -> bool {
+        // Relaxed: only the writer stores it, under the lock.
+        self.summary.inline.load(Ordering::Relaxed) & (1 << slot) != 0
+    }
+
+    /// Stores bit `slot` of `cell1`: set for cell 1. Writer only.
+    fn store_cell1(&self, slot: usize, cell: usize) {
+        let bit = 1u64 << slot;
+        // Relaxed load: only the writer stores it.
+        let c1 = self.summary.cell1.load(Ordering::Relaxed);
+        let c1 = if cell == 1 { c1 | bit } else { c1 & !bit };
+        // Release: pairs with the readers' Acquire load of `cell1`
+        // (`Summary::of`): the value filled into the cell, and every store
+        // the writer made before, happen before a read that sees this.
+        self.summary.cell1.store(c1, Ordering::Release);
+    }
+
+    /// Records that `slot`'s word, which named no cell, now names cell
+    /// `cell` (after the word's store): `cell1`, then `inline`, both
+    /// `Release` (pairing with the `Acquire` loads of [`Summary::of`]), so
+    /// a reader that sees the `inline` bit then reads a `cell1` that names
+    /// this entry's cell or a later one's (see [`Summary`]), and the bit
+    /// decides only once the word says the same (see "Which location a
+    /// reader believes").
     ///
     /// Writer only.
     pub(crate) fn set_inline(&self, slot: usize, cell: usize) {
-        let bit = 1u64 << slot;
-        let s = &self.summary;
-        // Relaxed loads: only the writer stores these.
-        let c1 = s.cell1.load(Ordering::Relaxed);
-        let c1 = if cell == 1 { c1 | bit } else { c1 & !bit };
-        s.cell1.store(c1, Ordering::Release);
-        let inl = s.inline.load(Ordering::Relaxed);
-        s.inline.store(inl | bit, Ordering::Release);
+        self.store_cell1(slot, cell);
+        // Relaxed load: only the writer stores it.
+        let inl = self.summary.inline.load(Ordering::Relaxed);
+        // Release: pairs with the Acquire load in `Summary::of`.
+        self.summary
+            .inline
+            .store(inl | 1 << slot, Ordering::Release);
     }
 
-    /// Records that `slot`'s word no longer names a cell (it is being
-    /// cleared, or now points to a leaf). Writer only.
+    /// Moves `slot`'s inline entry to cell `cell`, already filled: the
+    /// summary first (while its `inline` bit is set, it decides), then the
+    /// caller stores the word. Writer only.
+    pub(crate) fn move_cell(&self, slot: usize, cell: usize) {
+        debug_assert!(self.is_inline(slot));
+        self.store_cell1(slot, cell);
+    }
+
+    /// Records that `slot`'s word will no longer name a cell: before the
+    /// store that clears it, or points it to a leaf (the word decides from
+    /// here on, and names the old entry until then). Writer only.
     pub(crate) fn clear_inline(&self, slot: usize) {
-        // Relaxed load: only the writer stores it. Release: as the stores of
-        // `set_inline` (nothing is published here); a reader that still sees
-        // the bit reads a retired cell, which stays valid until a grace
-        // period after this store.
+        // Relaxed load: only the writer stores it. Release: pairs with the
+        // Acquire load in `Summary::of`, as the stores of `set_inline`; a
+        // reader that still sees the bit reads a retired cell, which stays
+        // valid until a grace period after this store.
         let inl = self.summary.inline.load(Ordering::Relaxed);
         self.summary
             .inline
@@ -361,10 +417,14 @@ impl<V> Bottom<V> {
 /// saw set, the entry of that publication was live at the load, so its cell
 /// cannot be reused before the scan's critical section ends; the `cell1`
 /// bit it then sees is that publication's or a later one's (the writer
-/// stores `cell1` before `inline`), naming a cell whose value was written
-/// before the store it sees, and which is not reused before a grace period
-/// after its entry leaves, which waits for the scan. The value read may be
-/// one replaced or removed during the scan, which a scan may yield.
+/// stores `cell1` before it sets `inline`, and a move stores `cell1` only),
+/// naming a cell whose value was written before the store it sees, and
+/// which is not reused before a grace period after its entry leaves, which
+/// waits for the scan. The value read may be one replaced or removed during
+/// the scan, which a scan may yield.
+///
+/// A slot whose `inline` bit is clear is read from its word, after the
+/// summary: see "Which location a reader believes" in the module docs.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Summary {
     pub(crate) inline: u64,
@@ -374,6 +434,13 @@ pub(crate) struct Summary {
 }
 
 impl Summary {
+    /// The cell of slot `slot`'s value if the summary names one (the
+    /// `inline` bit is set), else `None`: then the slot's word decides.
+    #[inline(always)]
+    pub(crate) fn cell(&self, slot: usize) -> Option<usize> {
+        (self.inline & (1 << slot) != 0).then_some(((self.cell1 >> slot) & 1) as usize)
+    }
+
     /// The snapshot of the bottom node `this`.
     ///
     /// # Safety

@@ -310,9 +310,10 @@ impl<'g, V> Iterator for Cursor<'g, V> {
             // SAFETY: pushed by `visit` from a word read in the critical
             // section, which lasts 'g.
             let node: &'g Node = unsafe { &*n };
-            if self.summary.inline & (1 << i) != 0 {
+            if let Some(cell) = self.summary.cell(i) {
                 // An inline entry when the cursor entered this bottom node:
-                // read its cell, not its word (see `Summary`).
+                // read its cell, not its word (see `Summary`, and "Which
+                // location a reader believes" in `bottom`).
                 if let Some(m) = self.mark {
                     // Acquire: pairs with the writer's Release store of the
                     // mark (the entry's node bit).
@@ -322,7 +323,6 @@ impl<'g, V> Iterator for Cursor<'g, V> {
                 }
                 let key = self.summary.base | i as u64;
                 if self.take(key) {
-                    let cell = ((self.summary.cell1 >> i) & 1) as usize;
                     // SAFETY: the summary, read in the critical section that
                     // lasts 'g, names a cell that holds a value for all of
                     // it (see `Summary`).

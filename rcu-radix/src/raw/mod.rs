@@ -230,8 +230,7 @@ impl<V> RawTree<V> {
                             // A compressed path led elsewhere.
                             return None;
                         }
-                        if s.inline & (1 << i) != 0 {
-                            let cell = ((s.cell1 >> i) & 1) as usize;
+                        if let Some(cell) = s.cell(i) {
                             // SAFETY: the summary, read in the critical
                             // section, names a cell that holds a value for
                             // all of it (see `Summary`).
@@ -397,9 +396,29 @@ unsafe fn last_le<'g, V>(w: Word, key: u64, mark: Option<usize>) -> Option<(u64,
             // Acquire: pairs with the Release stores of the bitmaps; the slot
             // is re-read anyway.
             let mut bits = node.bitmap(mark, Ordering::Acquire) & (u64::MAX >> (63 - top));
+            // A bottom node's summary, before any of its words, as every
+            // reader reads them (see "Which location a reader believes" in
+            // `bottom`); none above the bottom.
+            let summary = Bottom::<V>::of(n, node.shift)
+                // SAFETY: alive as `node` is.
+                .map(|b| unsafe { Summary::of(b) })
+                .unwrap_or_default();
             while bits != 0 {
                 let i = 63 - bits.leading_zeros() as usize;
                 bits &= !(1 << i);
+                if let Some(cell) = summary.cell(i) {
+                    // Acquire: pairs with the writer's Release store of the
+                    // mark (the entry's node bit).
+                    if mark.is_some_and(|m| node.marks[m].load(Ordering::Acquire) & (1 << i) == 0) {
+                        continue;
+                    }
+                    // SAFETY: the summary, read in the critical section,
+                    // names a cell that holds a value for all of it (see
+                    // `Summary`).
+                    let v = unsafe { Bottom::<V>::value(n.cast(), i, cell) };
+                    // Slot `i <= top`, so its key is `<= key`.
+                    return Some((summary.base | i as u64, v));
+                }
                 // Acquire: as in `RawTree::find`.
                 let child = Word::load(&node.slots[i], Ordering::Acquire);
                 // SAFETY: loaded with Acquire from slot `i` of this node in
@@ -617,18 +636,33 @@ impl<V> Writer<'_, V> {
         let i = index(key, 0);
         // SAFETY: a bottom node on the walk's path, alive under the lock.
         let bottom = bottom.map(|b| unsafe { &*b });
+        // In a bottom node, the summary's store and the word's come in the
+        // order that keeps every reader's reads monotonic: see "Which
+        // location a reader believes" in `bottom`.
         match bottom.map(|b| (b, b.free_cell(i))) {
             Some((b, Some(c))) => {
                 // SAFETY: the writer (we hold the lock) fills a free cell.
                 unsafe { b.fill(i, c, value) };
-                Self::publish(slot, Word::inline(key & !63, c));
-                b.set_inline(i, c);
+                let word = Word::inline(key & !63, c);
+                if b.is_inline(i) {
+                    // A replaced inline entry: the summary decides.
+                    b.move_cell(i, c);
+                    Self::publish(slot, word);
+                } else {
+                    // A new inline entry: the word decides until the
+                    // summary's bit is set.
+                    Self::publish(slot, word);
+                    b.set_inline(i, c);
+                }
             }
             Some((b, None)) => {
                 // Both cells held (two replacements within a grace period):
-                // a leaf, as above the bottom.
+                // a leaf, as above the bottom. The word decides once the
+                // summary's bit is clear.
+                if b.is_inline(i) {
+                    b.clear_inline(i);
+                }
                 Self::publish(slot, Word::leaf(Leaf::boxed(key, marks, value)));
-                b.clear_inline(i);
             }
             None => Self::publish(slot, Word::leaf(Leaf::boxed(key, marks, value))),
         }
