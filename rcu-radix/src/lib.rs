@@ -8,10 +8,11 @@
 //!   `iter`, the marked searches) run under any [`rcu_core::Guard`] of the
 //!   tree's domain: no lock, no atomic read-modify-write, no fence; plain
 //!   `Acquire` loads down at most 11 nodes. References live as long as the
-//!   guard. Reads never go back: once a read has returned a key's value,
-//!   every read of that key that happens after it (later on the same
-//!   thread, or ordered after it through any synchronisation), by any of
-//!   these methods, returns that value or a newer one.
+//!   guard. Reads never go back: once a read has seen a state of a key
+//!   (its value, its absence, a mark set or clear), every read of that key
+//!   that happens after it (later on the same thread, or ordered after it
+//!   through any synchronisation), by any of these methods, sees that
+//!   state or a newer one.
 //! * **Writes** (`insert`, `remove`, `get_or_insert_with`, `retain`, `clear`,
 //!   marks) come from any thread and are serialised by one lock inside the
 //!   tree. They never wait for a grace period; what they unlink (values,

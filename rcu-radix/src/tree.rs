@@ -268,12 +268,14 @@ impl<V: Send + Sync + 'static> RcuRadixTree<V> {
         unsafe { self.raw.find(key) }.is_some_and(|hit| hit.marked(mark.bit()))
     }
 
-    /// Whether any entry carries `mark`: one load of the root's summary.
+    /// Whether any entry carries `mark`: a load of the root's summary when
+    /// none does, else a search down to the first that does (as
+    /// [`first_marked`](Self::first_marked), whose answer it always agrees
+    /// with: a summary bit alone could still be set for a mark just
+    /// cleared).
     #[track_caller]
     pub fn any_marked(&self, mark: Mark, guard: &impl Guard) -> bool {
-        self.check(guard);
-        // SAFETY: as in `get`.
-        unsafe { self.raw.any_marked(mark.bit()) }
+        self.first_marked(mark, guard).is_some()
     }
 
     /// The entry with the smallest key that carries `mark`. Subtrees with no

@@ -456,12 +456,69 @@ fn removed_value_outlives_reader() {
     assert_eq!(drained.join().unwrap(), 1);
 }
 
+/// Runs a writer and a reader in lock step, for the "never go back" tests:
+/// for each block `b` in `1..=blocks` and step `s` in `0..steps`, the
+/// reader announces `(b, s)`, the writer then runs `write(b, s)` (a change
+/// of block `b`'s key), and the reader runs `read(b, s)`, which reads the
+/// key and asserts, until it returns `true` (it has seen the change). So
+/// the reader is reading the key while each change is made: the window in
+/// which two read paths could disagree is a few instructions wide. A failed
+/// assertion in `read` releases the writer.
+fn lock_step(
+    blocks: u64,
+    steps: u64,
+    write: impl Fn(u64, u64) + Send,
+    mut read: impl FnMut(u64, u64) -> bool + Send,
+) {
+    // The step the reader is at, numbered from 1; `usize::MAX` once it is
+    // gone.
+    let at = AtomicUsize::new(0);
+    let step_no = |b: u64, s: u64| ((b - 1) * steps + s + 1) as usize;
+    let at = &at;
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            for b in 1..=blocks {
+                for s in 0..steps {
+                    while at.load(Ordering::Acquire) < step_no(b, s) {
+                        std::thread::yield_now();
+                    }
+                    write(b, s);
+                }
+            }
+        });
+        scope
+            .spawn(move || {
+                struct Gone<'a>(&'a AtomicUsize);
+                impl Drop for Gone<'_> {
+                    fn drop(&mut self) {
+                        self.0.store(usize::MAX, Ordering::Release);
+                    }
+                }
+                let _gone = Gone(at);
+                for b in 1..=blocks {
+                    for s in 0..steps {
+                        at.store(step_no(b, s), Ordering::Release);
+                        while !read(b, s) {
+                            // With a core to spare this returns at once (the
+                            // reader spins while the writer, on another
+                            // core, makes the change); without, it lets the
+                            // writer run.
+                            std::thread::yield_now();
+                        }
+                    }
+                }
+            })
+            .join()
+            .unwrap();
+    });
+}
+
 /// Reads key `k`'s value by read path `way` (`0..WAYS`) under `guard`. A
 /// bottom node says where a slot's entry is in two places, the slot's word
-/// and the node's summary, and the read paths take it from one or the
-/// other: `get` and a scan from the summary (falling back to the word), the
-/// nearest-key searches (`prev_before` and its marked form) from the word,
-/// a scan's tight loop (`fold`) from the summary it read on entry.
+/// and the node's summary, and each read path has its own code to choose:
+/// `get`, the nearest-key searches (`prev_before`, which read the word
+/// alone before the fix, and its marked form), a scan's step (a summary
+/// read on entry) and its tight loop (`fold`).
 fn read_by(tree: &RcuRadixTree<u64>, way: usize, k: u64, guard: &impl rcu_core::Guard) -> u64 {
     let (key, v) = match way {
         0 => (k, tree.get(k, guard).expect("present")),
@@ -487,6 +544,24 @@ fn read_by(tree: &RcuRadixTree<u64>, way: usize, k: u64, guard: &impl rcu_core::
 /// How many read paths `read_by` has.
 const WAYS: usize = 7;
 
+/// Read number `n` of a key reads it by every read path of `ways`, in turn
+/// from path `n % ways`, in one critical section, then again in a later
+/// one: the paths in order. Over `ways` reads every path comes before
+/// every other in one critical section.
+fn path_order(n: usize, ways: usize) -> impl Iterator<Item = usize> {
+    (0..ways).map(move |j| (n + j) % ways)
+}
+
+/// "in the same critical section" or "in a later critical section", for a
+/// read in `section` after one in `before`.
+fn where_read(before: usize, section: usize) -> &'static str {
+    if before == section {
+        "in the same critical section"
+    } else {
+        "in a later critical section"
+    }
+}
+
 /// Reads never go back: once any read path has returned a key's new value,
 /// every later read of the key, by any path, in the same critical section
 /// or a later one, returns that value or a newer one. A replacement
@@ -497,9 +572,9 @@ const WAYS: usize = 7;
 /// replaced values' handles) an inline entry to a leaf.
 #[test]
 fn reads_never_go_back_to_an_older_value() {
-    let (blocks, rounds): (u64, usize) = if cfg!(miri) { (12, 1) } else { (2048, 24) };
+    let (blocks, rounds): (u64, usize) = if cfg!(miri) { (12, 1) } else { (2048, 8) };
     const LAST: u64 = 4;
-    let mut read_pair = 0usize;
+    let mut reads = 0usize;
     for _ in 0..rounds {
         for leaf_first in [false, true] {
             let tree: RcuRadixTree<u64> = RcuRadixTree::new();
@@ -518,76 +593,203 @@ fn reads_never_go_back_to_an_older_value() {
                 }
                 assert!(tree.set_mark(k, Mark::M0));
             }
-            // The block the reader is at: the writer changes a block's key
-            // while the reader reads it.
-            let at = AtomicUsize::new(0);
-            let pairs_done = std::thread::scope(|s| {
-                s.spawn(|| {
-                    let mut held = Vec::new();
-                    for b in 1..=blocks {
-                        while (at.load(Ordering::Acquire) as u64) < b {
-                            std::thread::yield_now();
-                        }
-                        for v in 2..=LAST {
-                            held.push(tree.insert(b * 64 + 1, v).expect("present"));
-                        }
-                    }
-                    drop(held);
-                });
-                let reader = s.spawn(|| {
-                    // Releases the writer if an assertion below fails.
-                    struct Gone<'a>(&'a AtomicUsize);
-                    impl Drop for Gone<'_> {
-                        fn drop(&mut self) {
-                            self.0.store(usize::MAX, Ordering::Release);
-                        }
-                    }
-                    let _gone = Gone(&at);
-                    let mut pair = read_pair;
-                    for b in 1..=blocks {
-                        let k = b * 64 + 1;
-                        at.store(b as usize, Ordering::Release);
-                        loop {
-                            let (first, then) = (pair % WAYS, pair / WAYS % WAYS);
-                            pair += 1;
-                            let g = rcu_core::read_lock();
-                            let seen = read_by(&tree, first, k, &g);
-                            let same = read_by(&tree, then, k, &g);
+            // The replaced values' handles, which hold their cells.
+            let held = std::sync::Mutex::new(Vec::new());
+            // Step s writes value s + 2.
+            lock_step(
+                blocks,
+                LAST - 1,
+                |b, s| {
+                    let old = tree.insert(b * 64 + 1, s + 2).expect("present");
+                    held.lock().unwrap().push(old);
+                },
+                |b, s| {
+                    let k = b * 64 + 1;
+                    // The newest value seen: (value, path, section).
+                    let mut newest = (0, 0, 0);
+                    for section in 0..2 {
+                        let g = rcu_core::read_lock();
+                        for way in path_order(reads, WAYS) {
+                            let v = read_by(&tree, way, k, &g);
                             assert!(
-                                same >= seen,
-                                "key {k}: read path {first} returned {seen}, then path {then} \
-                                 {same}, in the same critical section"
+                                v >= newest.0,
+                                "key {k}: read path {} returned {}, then path {way} {v}, {}",
+                                newest.1,
+                                newest.0,
+                                where_read(newest.2, section)
                             );
-                            drop(g);
-                            let g = rcu_core::read_lock();
-                            let later = read_by(&tree, then, k, &g);
-                            assert!(
-                                later >= same,
-                                "key {k}: read path {then} returned {same}, then {later} in a \
-                                 later critical section"
-                            );
-                            if seen == LAST {
-                                break;
-                            }
-                            // Natively the reader spins: the writer runs on
-                            // another core, and each of its changes has a
-                            // window of a few instructions to be caught in.
-                            if cfg!(miri) {
-                                std::thread::yield_now();
-                            }
+                            newest = (v, way, section);
                         }
                     }
-                    pair
-                });
-                reader.join().unwrap()
-            });
-            read_pair = pairs_done;
+                    reads += 1;
+                    newest.0 == s + 2
+                },
+            );
             let g = rcu_core::read_lock();
             assert!((1..=blocks).all(|b| tree.get(b * 64 + 1, &g) == Some(&LAST)));
         }
     }
-    assert!(
-        read_pair >= WAYS * WAYS,
-        "every pair of read paths ran ({read_pair} reads)"
-    );
+    assert!(reads >= WAYS, "every path read first ({reads} reads)");
+}
+
+/// A yes/no fact about key `k` that a writer turns on and off (a mark, the
+/// key's presence), and the read paths that tell it.
+struct Flag {
+    name: &'static str,
+    /// How many read paths `read` has.
+    ways: usize,
+    /// Whether the fact holds, by read path `way`, under a guard.
+    read: fn(&RcuRadixTree<u64>, usize, u64, &rcu_core::ReadGuard) -> bool,
+    /// Turns it on (`true`) or off.
+    write: fn(&RcuRadixTree<u64>, u64, bool),
+    /// Fills block `b` for `layout` (`0..3`) and returns its key; the fact
+    /// is off for it.
+    setup: fn(&RcuRadixTree<u64>, usize, u64) -> u64,
+}
+
+/// A flag never goes back: once any read path has seen it turned on, every
+/// later read, by any path, sees it on until it is turned off, and once
+/// any has seen it off, none sees it on again. For each block, step 0 turns
+/// it on and step 1 off, while the reader reads it by every path in turn
+/// (see `lock_step` and `path_order`).
+fn flag_never_goes_back(flag: Flag) {
+    let (blocks, rounds): (u64, usize) = if cfg!(miri) { (6, 1) } else { (1024, 8) };
+    let mut reads = 0usize;
+    for _ in 0..rounds {
+        for layout in 0..3 {
+            let tree: RcuRadixTree<u64> = RcuRadixTree::new();
+            let keys: Vec<u64> = (1..=blocks)
+                .map(|b| (flag.setup)(&tree, layout, b))
+                .collect();
+            let key = |b: u64| keys[b as usize - 1];
+            lock_step(
+                blocks,
+                2,
+                |b, s| (flag.write)(&tree, key(b), s == 0),
+                |b, s| {
+                    let (k, on) = (key(b), s == 0);
+                    let (name, what) = (flag.name, if on { "on" } else { "off" });
+                    // The first read that saw the change: (path, section).
+                    let mut seen: Option<(usize, usize)> = None;
+                    for section in 0..2 {
+                        let g = rcu_core::read_lock();
+                        for way in path_order(reads, flag.ways) {
+                            let new = (flag.read)(&tree, way, k, &g) == on;
+                            if let Some((first, in_section)) = seen {
+                                assert!(
+                                    new,
+                                    "key {k}: read path {first} saw {name} {what}, then path \
+                                     {way} not, {}",
+                                    where_read(in_section, section)
+                                );
+                            } else if new {
+                                seen = Some((way, section));
+                            }
+                        }
+                    }
+                    reads += 1;
+                    seen.is_some()
+                },
+            );
+        }
+    }
+    assert!(reads >= flag.ways, "every path read first ({reads} reads)");
+}
+
+/// Marks never go back. A mark lives in the entry (a leaf's marks, or its
+/// bottom node's bit) and in summary bits up to the root, which a search
+/// follows and `any_marked` read alone: with the entry's mark set first,
+/// `is_marked` could say yes and a later `next_marked_after` (a summary not
+/// yet set) no. For a key inline in a bottom node, a leaf in one, and a
+/// leaf alone higher up.
+#[test]
+fn marks_never_go_back() {
+    flag_never_goes_back(Flag {
+        name: "the mark",
+        ways: 6,
+        // No other key is marked.
+        read: |tree, way, k, g| {
+            let found = match way {
+                0 => return tree.is_marked(k, Mark::M0, g),
+                1 => tree.next_marked_after(k - 1, Mark::M0, g),
+                2 => tree.prev_marked_before(k + 1, Mark::M0, g),
+                3 => tree.range_marked(k..=k, Mark::M0, g).next(),
+                4 => tree.first_marked(Mark::M0, g),
+                5 => return tree.any_marked(Mark::M0, g),
+                _ => unreachable!(),
+            };
+            if let Some((key, _)) = found {
+                assert_eq!(key, k, "mark read path {way}: only {k} is marked");
+            }
+            found.is_some()
+        },
+        write: |tree, k, on| {
+            let found = if on {
+                tree.set_mark(k, Mark::M0)
+            } else {
+                tree.clear_mark(k, Mark::M0)
+            };
+            assert!(found);
+        },
+        setup: |tree, layout, b| {
+            let k = if layout == 2 { b << 20 | 5 } else { b * 64 + 1 };
+            let entries = match layout {
+                // Inline in cell 0: its insertion made the bottom node.
+                0 => vec![(k - 1, 0), (k, 1)],
+                // A leaf in the bottom node the next insertion made.
+                1 => vec![(k, 1), (k - 1, 0)],
+                // A leaf alone in its block, in a node above the bottom.
+                _ => vec![(k, 1)],
+            };
+            for (key, v) in entries {
+                tree.insert(key, v);
+            }
+            k
+        },
+    });
+}
+
+/// Presence never goes back: once any read path has found an inserted key,
+/// every later read finds it until it is removed, and once any has missed
+/// a removed key, none finds it again. The `present` bit a search follows
+/// was set after the slot's store, so `get` could find a key and a later
+/// `next_after` (the bit not yet set) step over it. For a key inserted
+/// into an existing bottom node, into a block with one other key (a split
+/// makes the bottom node), and alone in its block.
+#[test]
+fn presence_never_goes_back() {
+    flag_never_goes_back(Flag {
+        name: "the key",
+        ways: 5,
+        // Keys k - 1 and k + 1 are present, or in layout 2 nothing near.
+        read: |tree, way, k, g| match way {
+            0 => tree.contains_key(k, g),
+            1 => tree.next_after(k - 1, g).is_some_and(|(key, _)| key == k),
+            2 => tree.prev_before(k + 1, g).is_some_and(|(key, _)| key == k),
+            3 => tree.range(k..=k, g).next().is_some(),
+            4 => tree.range(k..=k, g).fold(false, |_, _| true),
+            _ => unreachable!(),
+        },
+        write: |tree, k, on| {
+            let changed = if on {
+                tree.insert(k, k).is_none()
+            } else {
+                tree.remove(k).is_some()
+            };
+            assert!(changed);
+        },
+        setup: |tree, layout, b| {
+            let k = if layout == 2 { b << 20 | 5 } else { b * 64 + 1 };
+            match layout {
+                // A bottom node with k's neighbours inline.
+                0 => [k - 1, k + 1]
+                    .into_iter()
+                    .for_each(|j| drop(tree.insert(j, j))),
+                // One neighbour, a leaf: k's insertion splits its slot.
+                1 => drop(tree.insert(k - 1, k - 1)),
+                _ => {}
+            }
+            k
+        },
+    });
 }

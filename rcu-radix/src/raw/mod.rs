@@ -30,10 +30,13 @@
 //!   node, sees a well-formed (if stale) subtree whose keys lie in the range
 //!   the slot it came through promised, so ordered scans stay in order.
 //! * Bitmaps (`present`, `marks`) are hints for ordered searches: a reader
-//!   always re-reads the slot (and, for marks, the leaf) it is sent to. The
-//!   writer stores a slot before setting its bit and clears a leaf's mark
-//!   before its summaries, both `Release`, so a reader that sees a bit
-//!   (`Acquire`) sees what the bit was set for.
+//!   always re-reads the slot (and, for marks, the entry's own mark) it is
+//!   sent to, and only that decides. So that no read path goes back after
+//!   another has seen a newer state, a bit is set before the slot (or the
+//!   mark) it leads to and cleared after it: a reader that has seen an
+//!   entry, or a mark, finds the bits that lead to it (`Release` stores,
+//!   `Acquire` loads), and one that follows a stale bit finds the slot
+//!   empty, or the mark clear, and skips it. (Marks: `Writer::mark`.)
 
 mod bottom;
 mod cursor;
@@ -273,15 +276,6 @@ impl<V> RawTree<V> {
                 }
             }
         }
-    }
-
-    /// Whether any entry carries mark `m`: the root's summary.
-    ///
-    /// # Safety
-    /// As [`find`](Self::find).
-    pub(crate) unsafe fn any_marked(&self, m: usize) -> bool {
-        // Acquire: as in `find`.
-        Word::load(&self.root, Ordering::Acquire).summary(m, Ordering::Acquire)
     }
 
     /// A cursor over the keys in `low..=high`, ascending, of the entries
@@ -676,17 +670,21 @@ impl<V> Writer<'_, V> {
         let bottom = Self::bottom(&path);
         match w.kind() {
             Kind::Empty => {
-                // A new entry carries no mark (a bottom node's bits for an
-                // empty slot are clear), so no summary changes.
-                Self::publish_entry(slot, bottom, key, 0, value);
                 if let Some(&(n, i)) = path.steps[..path.len].last() {
                     // SAFETY: on the path, so alive.
                     let n = unsafe { &*n };
                     let bits = n.present.load(Ordering::Relaxed) | 1 << i;
-                    // Release: after the slot's store, so a reader that sees
-                    // the bit (Acquire) sees the entry.
+                    // Release: before the slot's store, so a reader that has
+                    // seen the entry (`get`, through the slot's Acquire
+                    // load) sees the bit, and a later search, which visits
+                    // only the slots whose bits it sees, finds the entry
+                    // too. A search that sees the bit first skips the slot
+                    // while it is still empty.
                     n.present.store(bits, Ordering::Release);
                 }
+                // A new entry carries no mark (a bottom node's bits for an
+                // empty slot are clear), so no summary changes.
+                Self::publish_entry(slot, bottom, key, 0, value);
             }
             Kind::Inline { cell, .. } => {
                 // The walk entered only nodes covering `key`: the entry is
@@ -823,46 +821,83 @@ impl<V> Writer<'_, V> {
     }
 
     /// Sets (`on`) or clears mark `m` of `key`'s entry; `false` if absent.
+    ///
+    /// A mark lives in two kinds of place: the entry's own (a leaf's marks,
+    /// or an inline entry's bit in its bottom node), which decides for every
+    /// reader (`is_marked`, and the searches, which re-read it), and the
+    /// summary bits of the nodes above it, which searches follow to it. So
+    /// a set stores the summaries first and the entry's mark last, and a
+    /// clear the entry's mark first and the summaries after: a reader that
+    /// has seen the mark set finds the summaries that lead to it set, and
+    /// one that has seen a summary cleared sees the mark cleared, so no
+    /// read path goes back to an older state of the mark after another has
+    /// seen a newer one.
     pub(crate) fn mark(&mut self, key: u64, m: usize, on: bool) -> bool {
         let (path, w) = self.walk(key);
-        let set = |bits: &std::sync::atomic::AtomicU8, bit: u8| {
-            let old = bits.load(Ordering::Relaxed);
-            let new = if on { old | bit } else { old & !bit };
-            // Release: before the summaries (`fix_marks`), so a reader that
-            // sees a summary bit (Acquire) then sees the entry's mark.
-            bits.store(new, Ordering::Release);
-            new != old
-        };
-        let changed = match w.kind() {
+        match w.kind() {
             Kind::Leaf(l) => {
                 // SAFETY: reachable, alive under the lock.
                 let head = unsafe { &*l };
                 if head.key != key {
                     return false;
                 }
-                set(&head.marks, 1 << m)
+                let old = head.marks.load(Ordering::Relaxed);
+                if (old & 1 << m != 0) != on {
+                    self.change_mark(&path, path.len, m, on, || {
+                        // Release: see `change_mark`.
+                        head.marks.store(old ^ 1 << m, Ordering::Release);
+                    });
+                }
             }
             Kind::Inline { .. } => {
-                // The entry's marks are its node's bits for its slot, which
-                // are also the node's summary: fix the levels above it.
+                // The entry's marks are its node's bits for its slot: the
+                // summaries above it are those of the steps before.
                 let (n, i) = path.steps[path.len - 1];
                 // SAFETY: on the path, so alive.
                 let bitmap = unsafe { &(*n).marks[m] };
                 let old = bitmap.load(Ordering::Relaxed);
-                let new = if on { old | 1 << i } else { old & !(1 << i) };
-                // Release: as for a leaf's marks.
-                bitmap.store(new, Ordering::Release);
-                if new != old {
-                    self.fix_marks(&path, path.len - 1);
+                if (old & 1 << i != 0) != on {
+                    self.change_mark(&path, path.len - 1, m, on, || {
+                        // Release: see `change_mark`.
+                        bitmap.store(old ^ 1 << i, Ordering::Release);
+                    });
                 }
-                return true;
             }
             Kind::Empty | Kind::Node(_) => return false,
-        };
-        if changed {
-            self.fix_marks(&path, path.len);
         }
         true
+    }
+
+    /// Flips mark `m` of an entry below the first `above` steps of `path`
+    /// to `on` by `store` (a `Release` store of the entry's mark), with the
+    /// summaries in the order [`mark`](Self::mark) gives: set, the
+    /// summaries before the mark (a reader that sees the mark, `Acquire`,
+    /// sees the way to it); clear, after (a reader that sees a summary
+    /// cleared sees the mark so).
+    fn change_mark(&self, path: &Path, above: usize, m: usize, on: bool, store: impl FnOnce()) {
+        if on {
+            self.set_summaries(path, above, m);
+        }
+        store();
+        if !on {
+            self.fix_marks(path, above);
+        }
+    }
+
+    /// Sets mark `m`'s summary bits on the first `depth` steps of `path`,
+    /// bottom up, for an entry below them about to be marked: up to the
+    /// first already set (a set bit's node has a set bit in its parent).
+    fn set_summaries(&self, path: &Path, depth: usize, m: usize) {
+        for &(n, i) in path.steps[..depth].iter().rev() {
+            // SAFETY: on the path, so alive.
+            let bitmap = unsafe { &(*n).marks[m] };
+            let old = bitmap.load(Ordering::Relaxed);
+            if old & 1 << i != 0 {
+                break;
+            }
+            // Release: before the entry's mark, as in `mark`.
+            bitmap.store(old | 1 << i, Ordering::Release);
+        }
     }
 
     /// Recomputes the mark summaries of the first `depth` steps of `path`,
