@@ -642,9 +642,10 @@ struct Flag {
     read: fn(&RcuRadixTree<u64>, usize, u64, &rcu_core::ReadGuard) -> bool,
     /// Turns it on (`true`) or off.
     write: fn(&RcuRadixTree<u64>, u64, bool),
-    /// Fills block `b` for `layout` (`0..3`) and returns its key; the fact
-    /// is off for it.
+    /// Fills block `b` for `layout` (`0..layouts`) and returns its key; the
+    /// fact is off for it.
     setup: fn(&RcuRadixTree<u64>, usize, u64) -> u64,
+    layouts: usize,
 }
 
 /// A flag never goes back: once any read path has seen it turned on, every
@@ -656,7 +657,7 @@ fn flag_never_goes_back(flag: Flag) {
     let (blocks, rounds): (u64, usize) = if cfg!(miri) { (6, 1) } else { (1024, 8) };
     let mut reads = 0usize;
     for _ in 0..rounds {
-        for layout in 0..3 {
+        for layout in 0..flag.layouts {
             let tree: RcuRadixTree<u64> = RcuRadixTree::new();
             let keys: Vec<u64> = (1..=blocks)
                 .map(|b| (flag.setup)(&tree, layout, b))
@@ -700,8 +701,8 @@ fn flag_never_goes_back(flag: Flag) {
 /// bottom node's bit) and in summary bits up to the root, which a search
 /// follows and `any_marked` read alone: with the entry's mark set first,
 /// `is_marked` could say yes and a later `next_marked_after` (a summary not
-/// yet set) no. For a key inline in a bottom node, a leaf in one, and a
-/// leaf alone higher up.
+/// yet set) no. For a key inline in a bottom node, a leaf in one, a leaf
+/// alone higher up, and a leaf in a slot that held an inline entry.
 #[test]
 fn marks_never_go_back() {
     flag_never_goes_back(Flag {
@@ -724,6 +725,12 @@ fn marks_never_go_back() {
             found.is_some()
         },
         write: |tree, k, on| {
+            if on && k % 64 == 2 {
+                // Layout 3: the inline entry turns into a leaf right before
+                // its mark is set, while the reader reads (see `setup`).
+                std::mem::forget(tree.insert(k, 2));
+                std::mem::forget(tree.insert(k, 3));
+            }
             let found = if on {
                 tree.set_mark(k, Mark::M0)
             } else {
@@ -732,20 +739,32 @@ fn marks_never_go_back() {
             assert!(found);
         },
         setup: |tree, layout, b| {
-            let k = if layout == 2 { b << 20 | 5 } else { b * 64 + 1 };
+            let k = match layout {
+                2 => b << 20 | 5,
+                3 => b * 64 + 2,
+                _ => b * 64 + 1,
+            };
             let entries = match layout {
                 // Inline in cell 0: its insertion made the bottom node.
                 0 => vec![(k - 1, 0), (k, 1)],
                 // A leaf in the bottom node the next insertion made.
                 1 => vec![(k, 1), (k - 1, 0)],
                 // A leaf alone in its block, in a node above the bottom.
-                _ => vec![(k, 1)],
+                2 => vec![(k, 1)],
+                // Inline, and turned into a leaf by the writer right before
+                // its mark is set (`write`): two replacements, whose
+                // handles hold both cells (leaked, so they stay held). A
+                // reader with a stale summary still takes the slot for an
+                // inline entry, whose mark would be the node's bit, which
+                // is the leaf's summary now.
+                _ => vec![(k - 2, 0), (k, 1)],
             };
             for (key, v) in entries {
                 tree.insert(key, v);
             }
             k
         },
+        layouts: 4,
     });
 }
 
@@ -791,5 +810,6 @@ fn presence_never_goes_back() {
             }
             k
         },
+        layouts: 3,
     });
 }

@@ -24,6 +24,7 @@
 //! (see the protocol in the parent module).
 
 use super::bottom::{Bottom, Summary};
+use super::inline_marked;
 use super::node::{Kind, Leaf, MAX_DEPTH, Node, Word, index};
 use std::marker::PhantomData;
 use std::mem::offset_of;
@@ -310,17 +311,19 @@ impl<'g, V> Iterator for Cursor<'g, V> {
             // SAFETY: pushed by `visit` from a word read in the critical
             // section, which lasts 'g.
             let node: &'g Node = unsafe { &*n };
-            if let Some(cell) = self.summary.cell(i) {
-                // An inline entry when the cursor entered this bottom node:
-                // read its cell, not its word (see `Summary`, and "Which
-                // location a reader believes" in `bottom`).
-                if let Some(m) = self.mark {
-                    // Acquire: pairs with the writer's Release store of the
-                    // mark (the entry's node bit).
-                    if node.marks[m].load(Ordering::Acquire) & (1 << i) == 0 {
-                        continue;
-                    }
-                }
+            // An inline entry when the cursor entered this bottom node: read
+            // its cell, not its word (see `Summary`, and "Which location a
+            // reader believes" in `bottom`); for a marked search, unless the
+            // slot holds a leaf by now (see `inline_marked`).
+            let inline = match (self.summary.cell(i), self.mark) {
+                (Some(cell), Some(m)) => match inline_marked(node, i, m) {
+                    Some(false) => continue,
+                    Some(true) => Some(cell),
+                    None => None,
+                },
+                (cell, _) => cell,
+            };
+            if let Some(cell) = inline {
                 let key = self.summary.base | i as u64;
                 if self.take(key) {
                     // SAFETY: the summary, read in the critical section that

@@ -128,12 +128,49 @@ impl<'g, V> Hit<'g, V> {
     pub(crate) fn marked(&self, m: usize) -> bool {
         match *self {
             Hit::Leaf(l) => l.head.marks.load(Ordering::Acquire) & (1 << m) != 0,
-            // An inline entry's marks are its node's bits for its slot.
-            Hit::Cell { node, slot, .. } => {
-                node.marks[m].load(Ordering::Acquire) & (1 << slot) != 0
-            }
+            Hit::Cell { node, slot, .. } => match inline_marked(node, slot, m) {
+                Some(marked) => marked,
+                // The slot holds a leaf now: its mark decides (see
+                // `inline_marked`). Acquire: as in `RawTree::find`.
+                None => match Word::load(&node.slots[slot], Ordering::Acquire).kind() {
+                    Kind::Leaf(l) => {
+                        // SAFETY: a leaf read in the critical section the hit
+                        // lives in (the writer retires only unlinked leaves).
+                        let marks = unsafe { (*l).marks.load(Ordering::Acquire) };
+                        marks & (1 << m) != 0
+                    }
+                    // An inline entry again: its node's bit.
+                    Kind::Inline { .. } => inline_marked(node, slot, m) == Some(true),
+                    Kind::Empty | Kind::Node(_) => false,
+                },
+            },
         }
     }
+}
+
+/// Whether the inline entry that a reader took from slot `i` of the bottom
+/// node `node` (by its summary) carries mark `m`, or `None` if the slot no
+/// longer holds an inline entry and the caller must go by its word.
+///
+/// An inline entry's marks are its node's bits for its slot, but only
+/// while the slot holds one: once it holds a leaf, the bit is that leaf's
+/// summary, which a mark's set stores before the leaf's own mark. A reader
+/// whose summary was stale (the entry it took has since been replaced by a
+/// leaf) could see that bit set and call the entry marked, and a later
+/// read ask the leaf and be told no. So a set bit is checked against the
+/// slot's word (`Acquire`), which, read after the bit, names the leaf (its
+/// store comes before the bit's).
+pub(crate) fn inline_marked(node: &Node, i: usize, m: usize) -> Option<bool> {
+    // Acquire: pairs with the writer's Release stores of the bit.
+    if node.marks[m].load(Ordering::Acquire) & (1 << i) == 0 {
+        return Some(false);
+    }
+    // Acquire: as in `RawTree::find`.
+    matches!(
+        Word::load(&node.slots[i], Ordering::Acquire).kind(),
+        Kind::Inline { .. }
+    )
+    .then_some(true)
 }
 
 /// Asks the cache for the line at `p`; reads nothing and never faults.
@@ -401,17 +438,19 @@ unsafe fn last_le<'g, V>(w: Word, key: u64, mark: Option<usize>) -> Option<(u64,
                 let i = 63 - bits.leading_zeros() as usize;
                 bits &= !(1 << i);
                 if let Some(cell) = summary.cell(i) {
-                    // Acquire: pairs with the writer's Release store of the
-                    // mark (the entry's node bit).
-                    if mark.is_some_and(|m| node.marks[m].load(Ordering::Acquire) & (1 << i) == 0) {
-                        continue;
+                    match mark.map(|m| inline_marked(node, i, m)) {
+                        Some(Some(false)) => continue,
+                        // A leaf now: the word path below decides.
+                        Some(None) => {}
+                        None | Some(Some(true)) => {
+                            // SAFETY: the summary, read in the critical
+                            // section, names a cell that holds a value for
+                            // all of it (see `Summary`).
+                            let v = unsafe { Bottom::<V>::value(n.cast(), i, cell) };
+                            // Slot `i <= top`, so its key is `<= key`.
+                            return Some((summary.base | i as u64, v));
+                        }
                     }
-                    // SAFETY: the summary, read in the critical section,
-                    // names a cell that holds a value for all of it (see
-                    // `Summary`).
-                    let v = unsafe { Bottom::<V>::value(n.cast(), i, cell) };
-                    // Slot `i <= top`, so its key is `<= key`.
-                    return Some((summary.base | i as u64, v));
                 }
                 // Acquire: as in `RawTree::find`.
                 let child = Word::load(&node.slots[i], Ordering::Acquire);
