@@ -768,6 +768,123 @@ fn marks_never_go_back() {
     });
 }
 
+/// Marks never go back for a search that entered a bottom node before the
+/// key's slot changed. A marked search reads its node's mark bitmap once,
+/// on entry; for key `k`, a leaf `L0` whose mark is still set in that
+/// bitmap, the search then reads the slot's word, and once took the node's
+/// bit, re-read after it, as the mark of the inline entry the word named.
+/// But the slot can change in between: `L0`'s mark cleared (so `is_marked`
+/// says no), `k` inserted back inline (`E`, never marked), then turned into
+/// a leaf `L` whose mark is being set, which sets the node's bit as `L`'s
+/// summary before `L`'s own mark. A search that read the word `E` and then
+/// that bit yielded `k`, and a later `is_marked`, asking `L`, said no: on,
+/// then off, while the writer was only turning the mark on. (A reviewer's
+/// case. Before the fix this test failed under Miri at each of seeds 0-7,
+/// whose weak-memory emulation may serve the word's load a stale store and
+/// the bit's the newest; it passed native runs, where the window is a few
+/// instructions wide.)
+///
+/// Per block: the reader's search yields `k - 1` (so it has entered the
+/// node, and `k`'s bit was set then) and pauses; the writer clears `k`'s
+/// mark and inserts `k` back inline, and the reader learns of it
+/// (`Acquire`); then the writer turns `E` into a leaf and sets its mark
+/// while the reader resumes the search, and, if it yields `k`, asks
+/// `is_marked`, which must say yes: the mark was set, and nothing clears it.
+#[test]
+fn marks_never_go_back_in_a_search_paused_in_its_node() {
+    let blocks: u64 = if cfg!(miri) { 48 } else { 2048 };
+    let key = |b: u64| b * 64 + 1;
+    let tree: RcuRadixTree<u64> = RcuRadixTree::new();
+    for b in 1..=blocks {
+        let k = key(b);
+        // `k` a leaf in the bottom node that `k - 1`'s insertion made.
+        tree.insert(k, 1);
+        tree.insert(k - 1, 0);
+        assert!(tree.set_mark(k - 1, Mark::M0) && tree.set_mark(k, Mark::M0));
+    }
+    // 2b - 1: the reader's search has entered block b's node; 2b: the
+    // writer has inserted `k` back inline; `usize::MAX`: the reader is gone.
+    let phase = AtomicUsize::new(0);
+    let wait = |at: usize| {
+        while phase.load(Ordering::Acquire) < at {
+            std::thread::yield_now();
+        }
+        phase.load(Ordering::Acquire) != usize::MAX
+    };
+    let (yielded, done) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for b in 1..=blocks {
+                let k = key(b);
+                if !wait(2 * b as usize - 1) {
+                    return;
+                }
+                assert!(tree.clear_mark(k, Mark::M0));
+                drop(tree.remove(k));
+                assert!(tree.insert(k, 1).is_none(), "k inserted back, inline");
+                phase.store(2 * b as usize, Ordering::Release);
+                // Two replacements whose handles hold both cells (leaked,
+                // so they stay held): a leaf again, then its mark.
+                std::mem::forget(tree.insert(k, 2));
+                std::mem::forget(tree.insert(k, 3));
+                assert!(tree.set_mark(k, Mark::M0));
+                // Relaxed: lets the reader resume after the writes without
+                // ordering them before its loads (see the reader).
+                done.store(b as usize, Ordering::Relaxed);
+            }
+        });
+        scope
+            .spawn(|| {
+                struct Gone<'a>(&'a AtomicUsize);
+                impl Drop for Gone<'_> {
+                    fn drop(&mut self) {
+                        self.0.store(usize::MAX, Ordering::Release);
+                    }
+                }
+                let _gone = Gone(&phase);
+                for b in 1..=blocks {
+                    let k = key(b);
+                    let g = rcu_core::read_lock();
+                    let mut search = tree.range_marked(k - 1..=k, Mark::M0, &g);
+                    assert_eq!(search.next().map(|(key, _)| key), Some(k - 1));
+                    phase.store(2 * b as usize - 1, Ordering::Release);
+                    assert!(wait(2 * b as usize));
+                    // In odd blocks the search resumes while the writer
+                    // works; in even ones once it is done, but without
+                    // `Acquire`, so that the search's loads may still be
+                    // served older stores (Miri: otherwise it resumes before
+                    // the writer, and finds nothing).
+                    while b % 2 == 0 && done.load(Ordering::Relaxed) < b as usize {
+                        std::thread::yield_now();
+                    }
+                    if let Some((found, &v)) = search.next() {
+                        assert_eq!(found, k);
+                        yielded.fetch_add(1, Ordering::Relaxed);
+                        assert!(
+                            tree.is_marked(k, Mark::M0, &g),
+                            "block {b}: the search yielded {k} (value {v}), then \
+                             is_marked said no, in the same critical section"
+                        );
+                        drop(g);
+                        let g = rcu_core::read_lock();
+                        assert!(
+                            tree.is_marked(k, Mark::M0, &g),
+                            "block {b}: the search yielded {k} (value {v}), then \
+                             is_marked said no, in a later critical section"
+                        );
+                    }
+                }
+            })
+            .join()
+            .unwrap();
+    });
+    // Every block ends marked, and the reader saw the mark set at times.
+    let g = rcu_core::read_lock();
+    assert_eq!(tree.iter_marked(Mark::M0, &g).count() as u64, 2 * blocks);
+    let yielded = yielded.into_inner() as u64;
+    assert!(yielded > 0, "no search yielded k: the race was never run");
+}
+
 /// Presence never goes back: once any read path has found an inserted key,
 /// every later read finds it until it is removed, and once any has missed
 /// a removed key, none finds it again. The `present` bit a search follows

@@ -315,11 +315,15 @@ impl<'g, V> Iterator for Cursor<'g, V> {
             // its cell, not its word (see `Summary`, and "Which location a
             // reader believes" in `bottom`); for a marked search, unless the
             // slot holds a leaf by now (see `inline_marked`).
+            let mut word = None;
             let inline = match (self.summary.cell(i), self.mark) {
                 (Some(cell), Some(m)) => match inline_marked(node, i, m) {
-                    Some(false) => continue,
-                    Some(true) => Some(cell),
-                    None => None,
+                    Ok(false) => continue,
+                    Ok(true) => Some(cell),
+                    Err(w) => {
+                        word = Some(w);
+                        None
+                    }
                 },
                 (cell, _) => cell,
             };
@@ -336,27 +340,34 @@ impl<'g, V> Iterator for Cursor<'g, V> {
             }
             // Acquire: pairs with the writer's Release publication of nodes,
             // leaves and inline entries.
-            let w = Word::load(&node.slots[i], Ordering::Acquire);
+            let w = word.unwrap_or_else(|| Word::load(&node.slots[i], Ordering::Acquire));
             // SAFETY: loaded with Acquire from slot `i` of this node in the
             // critical section that lasts 'g (see `RawTree::find`).
             if let Some((key, v)) = unsafe { Bottom::<V>::entry(n, i, w) } {
                 // An entry of a bottom node: its value is in the node, next
                 // to its neighbours' (the hardware's stream prefetch covers
                 // them).
-                if let Some(m) = self.mark {
-                    // Acquire: the entry's mark is its node's bit, re-read
-                    // after the word: the writer clears a removed entry's
-                    // bits before it publishes a new entry in the slot, so
-                    // the bit seen belongs to the entry the word names, or a
-                    // later state of it.
-                    if node.marks[m].load(Ordering::Acquire) & (1 << i) == 0 {
+                // The entry's mark is its node's bit, read after the word:
+                // the writer clears a removed entry's bits before it
+                // publishes a new entry in the slot, so the bit seen belongs
+                // to the entry the word names, or a later state of it; or,
+                // if the slot holds a leaf by now, to that leaf, which then
+                // decides (see `inline_marked`).
+                match self.mark.map(|m| inline_marked(node, i, m)) {
+                    Some(Ok(false)) => continue,
+                    None | Some(Ok(true)) => {
+                        if self.take(key) {
+                            return Some((key, v));
+                        }
+                        continue;
+                    }
+                    Some(Err(now)) => {
+                        if let Some(hit) = self.visit(now) {
+                            return Some(hit);
+                        }
                         continue;
                     }
                 }
-                if self.take(key) {
-                    return Some((key, v));
-                }
-                continue;
             }
             // The first present slot `AHEAD` slots on (in a dense node, the
             // leaf `AHEAD` steps ahead; the ones before it were asked for at

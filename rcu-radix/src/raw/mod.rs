@@ -129,19 +129,19 @@ impl<'g, V> Hit<'g, V> {
         match *self {
             Hit::Leaf(l) => l.head.marks.load(Ordering::Acquire) & (1 << m) != 0,
             Hit::Cell { node, slot, .. } => match inline_marked(node, slot, m) {
-                Some(marked) => marked,
+                Ok(marked) => marked,
                 // The slot holds a leaf now: its mark decides (see
-                // `inline_marked`). Acquire: as in `RawTree::find`.
-                None => match Word::load(&node.slots[slot], Ordering::Acquire).kind() {
+                // `inline_marked`).
+                Err(w) => match w.kind() {
                     Kind::Leaf(l) => {
                         // SAFETY: a leaf read in the critical section the hit
                         // lives in (the writer retires only unlinked leaves).
                         let marks = unsafe { (*l).marks.load(Ordering::Acquire) };
                         marks & (1 << m) != 0
                     }
-                    // An inline entry again: its node's bit.
-                    Kind::Inline { .. } => inline_marked(node, slot, m) == Some(true),
-                    Kind::Empty | Kind::Node(_) => false,
+                    // Removed (`inline_marked` passes on no inline word,
+                    // and a bottom node's slot holds no node).
+                    Kind::Empty | Kind::Inline { .. } | Kind::Node(_) => false,
                 },
             },
         }
@@ -149,28 +149,37 @@ impl<'g, V> Hit<'g, V> {
 }
 
 /// Whether the inline entry that a reader took from slot `i` of the bottom
-/// node `node` (by its summary) carries mark `m`, or `None` if the slot no
-/// longer holds an inline entry and the caller must go by its word.
+/// node `node` (by its summary, or by a word it loaded) carries mark `m`,
+/// or `Err(word)` if the slot no longer holds an inline entry: the caller
+/// must go by `word` (a leaf, or `Empty`), read after the bit.
 ///
 /// An inline entry's marks are its node's bits for its slot, but only
 /// while the slot holds one: once it holds a leaf, the bit is that leaf's
 /// summary, which a mark's set stores before the leaf's own mark. A reader
-/// whose summary was stale (the entry it took has since been replaced by a
-/// leaf) could see that bit set and call the entry marked, and a later
-/// read ask the leaf and be told no. So a set bit is checked against the
-/// slot's word (`Acquire`), which, read after the bit, names the leaf (its
-/// store comes before the bit's).
-pub(crate) fn inline_marked(node: &Node, i: usize, m: usize) -> Option<bool> {
+/// whose summary or word was stale (the entry it took has since been
+/// replaced by a leaf) could see that bit set and call the entry marked,
+/// and a later read ask the leaf and be told no. So a set bit is checked
+/// against the slot's word (`Acquire`), which, read after the bit, names
+/// the leaf (its store comes before the bit's).
+///
+/// Every reader of an inline entry's mark needs this check. `is_marked`
+/// reaches the slot without reading the bit. An ordered search reads the
+/// bit first, in its node's mark bitmap when it enters the node, but that
+/// bit may belong to an earlier entry of the slot (a leaf whose mark is
+/// being cleared): by the time the search reads the slot's word, the slot
+/// may have held an inline entry and become a new leaf, whose mark is being
+/// set (`concurrent.rs`, `marks_never_go_back_in_a_search_paused_in_its_node`).
+pub(crate) fn inline_marked(node: &Node, i: usize, m: usize) -> Result<bool, Word> {
     // Acquire: pairs with the writer's Release stores of the bit.
     if node.marks[m].load(Ordering::Acquire) & (1 << i) == 0 {
-        return Some(false);
+        return Ok(false);
     }
     // Acquire: as in `RawTree::find`.
-    matches!(
-        Word::load(&node.slots[i], Ordering::Acquire).kind(),
-        Kind::Inline { .. }
-    )
-    .then_some(true)
+    let w = Word::load(&node.slots[i], Ordering::Acquire);
+    match w.kind() {
+        Kind::Inline { .. } => Ok(true),
+        Kind::Empty | Kind::Leaf(_) | Kind::Node(_) => Err(w),
+    }
 }
 
 /// Asks the cache for the line at `p`; reads nothing and never faults.
@@ -437,12 +446,15 @@ unsafe fn last_le<'g, V>(w: Word, key: u64, mark: Option<usize>) -> Option<(u64,
             while bits != 0 {
                 let i = 63 - bits.leading_zeros() as usize;
                 bits &= !(1 << i);
+                // The slot's word, where the summary does not decide (a
+                // marked search may have read it already).
+                let mut child = None;
                 if let Some(cell) = summary.cell(i) {
                     match mark.map(|m| inline_marked(node, i, m)) {
-                        Some(Some(false)) => continue,
+                        Some(Ok(false)) => continue,
                         // A leaf now: the word path below decides.
-                        Some(None) => {}
-                        None | Some(Some(true)) => {
+                        Some(Err(w)) => child = Some(w),
+                        None | Some(Ok(true)) => {
                             // SAFETY: the summary, read in the critical
                             // section, names a cell that holds a value for
                             // all of it (see `Summary`).
@@ -453,17 +465,18 @@ unsafe fn last_le<'g, V>(w: Word, key: u64, mark: Option<usize>) -> Option<(u64,
                     }
                 }
                 // Acquire: as in `RawTree::find`.
-                let child = Word::load(&node.slots[i], Ordering::Acquire);
+                let mut child =
+                    child.unwrap_or_else(|| Word::load(&node.slots[i], Ordering::Acquire));
                 // SAFETY: loaded with Acquire from slot `i` of this node in
                 // the critical section, as in `RawTree::find`.
                 if let Some(hit) = unsafe { Bottom::<V>::entry(n, i, child) } {
-                    // Acquire: re-read after the word (the mark bit of the
-                    // entry the word names; see `Cursor::next`).
-                    if mark.is_some_and(|m| node.marks[m].load(Ordering::Acquire) & (1 << i) == 0) {
-                        continue;
+                    match mark.map(|m| inline_marked(node, i, m)) {
+                        Some(Ok(false)) => continue,
+                        // Slot `i <= top`, so its key is `<= key`.
+                        None | Some(Ok(true)) => return Some(hit),
+                        // A leaf by now (see `inline_marked`): it decides.
+                        Some(Err(w)) => child = w,
                     }
-                    // Slot `i <= top`, so its key is `<= key`.
-                    return Some(hit);
                 }
                 // SAFETY: forwarded.
                 if let Some(hit) = unsafe { last_le(child, key, mark) } {
