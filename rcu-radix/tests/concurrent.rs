@@ -777,19 +777,22 @@ fn marks_never_go_back() {
 /// says no), `k` inserted back inline (`E`, never marked), then turned into
 /// a leaf `L` whose mark is being set, which sets the node's bit as `L`'s
 /// summary before `L`'s own mark. A search that read the word `E` and then
-/// that bit yielded `k`, and a later `is_marked`, asking `L`, said no: on,
-/// then off, while the writer was only turning the mark on. (A reviewer's
-/// case. Before the fix this test failed under Miri at each of seeds 0-7,
-/// whose weak-memory emulation may serve the word's load a stale store and
-/// the bit's the newest; it passed native runs, where the window is a few
-/// instructions wide.)
+/// that bit yielded `k` after an `is_marked` had said no, and a later
+/// `is_marked`, asking `L`, said no: off, on, off, while the writer was
+/// only turning the mark on. (A reviewer's case. Before the fix this test
+/// failed under Miri at each of seeds 0-6 (7 passed), whose weak-memory
+/// emulation may serve the word's load a stale store and the bit's the
+/// newest; it passed native runs, where the window is a few instructions
+/// wide.)
 ///
 /// Per block: the reader's search yields `k - 1` (so it has entered the
 /// node, and `k`'s bit was set then) and pauses; the writer clears `k`'s
 /// mark and inserts `k` back inline, and the reader learns of it
-/// (`Acquire`); then the writer turns `E` into a leaf and sets its mark
-/// while the reader resumes the search, and, if it yields `k`, asks
-/// `is_marked`, which must say yes: the mark was set, and nothing clears it.
+/// (`Acquire`) and reads the mark (`is_marked`: the cleared state, or a
+/// newer one); then the writer turns `E` into a leaf and sets its mark
+/// while the reader resumes the search, and, if it yields `k` (which it may
+/// only for the new mark), asks `is_marked` again, which must say yes: the
+/// mark was set, and nothing clears it.
 #[test]
 fn marks_never_go_back_in_a_search_paused_in_its_node() {
     let blocks: u64 = if cfg!(miri) { 48 } else { 2048 };
@@ -849,6 +852,11 @@ fn marks_never_go_back_in_a_search_paused_in_its_node() {
                     assert_eq!(search.next().map(|(key, _)| key), Some(k - 1));
                     phase.store(2 * b as usize - 1, Ordering::Release);
                     assert!(wait(2 * b as usize));
+                    // A read of the mark after its clear (no, unless the
+                    // writer has set it again by now): the search's step
+                    // at `k` comes after this read, so it may say yes only
+                    // for the new leaf's mark.
+                    let before = tree.is_marked(k, Mark::M0, &g);
                     // In odd blocks the search resumes while the writer
                     // works; in even ones once it is done, but without
                     // `Acquire`, so that the search's loads may still be
@@ -862,15 +870,17 @@ fn marks_never_go_back_in_a_search_paused_in_its_node() {
                         yielded.fetch_add(1, Ordering::Relaxed);
                         assert!(
                             tree.is_marked(k, Mark::M0, &g),
-                            "block {b}: the search yielded {k} (value {v}), then \
-                             is_marked said no, in the same critical section"
+                            "block {b}: is_marked said {before}, the search yielded \
+                             {k} (value {v}), then is_marked said no, in the same \
+                             critical section"
                         );
                         drop(g);
                         let g = rcu_core::read_lock();
                         assert!(
                             tree.is_marked(k, Mark::M0, &g),
-                            "block {b}: the search yielded {k} (value {v}), then \
-                             is_marked said no, in a later critical section"
+                            "block {b}: is_marked said {before}, the search yielded \
+                             {k} (value {v}), then is_marked said no, in a later \
+                             critical section"
                         );
                     }
                 }
