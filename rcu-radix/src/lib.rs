@@ -12,7 +12,12 @@
 //!   (its value, its absence, a mark set or clear), every read of that key
 //!   that happens after it (later on the same thread, or ordered after it
 //!   through any synchronisation), by any of these methods, sees that
-//!   state or a newer one.
+//!   state or a newer one. A scan (`range`, `iter` and their marked forms)
+//!   reads a block of 64 keys (a bottom node) as it enters it, so its read
+//!   of a key happens somewhere between its entry into the key's block and
+//!   its step to the key: a scan paused inside a block may yield a value
+//!   replaced, or a key removed, since it entered, and miss a key inserted
+//!   or marked since.
 //! * **Writes** (`insert`, `remove`, `get_or_insert_with`, `retain`, `clear`,
 //!   marks) come from any thread and are serialised by one lock inside the
 //!   tree. They never wait for a grace period; what they unlink (values,

@@ -226,7 +226,9 @@ impl<V: Send + Sync + 'static> RcuRadixTree<V> {
     /// The entries whose keys lie in `range`, in key order. Under concurrent
     /// writes the keys are still strictly ascending, and every key present
     /// for the whole scan is yielded once; keys inserted or removed during
-    /// the scan may or may not appear.
+    /// the scan may or may not appear, and a key's value is the one it held
+    /// at some moment between the scan's entry into its block of 64 keys
+    /// and its step to the key (see the crate docs: reads never go back).
     ///
     /// Each step costs a `trailing_zeros` over the current node's bitmap of
     /// present slots and one load, plus one per level entered or left.
