@@ -774,28 +774,34 @@ fn marks_never_go_back() {
 /// search then reads the slot's word, and once took the node's bit, re-read
 /// after it, as the mark of the inline entry the word named. But the slot
 /// can change in between: `L0`'s mark cleared, `k` inserted back inline
-/// (`E`, never marked), then turned into a leaf `L` whose mark is being
-/// set, which sets the node's bit as `L`'s summary before `L`'s own mark. A
-/// search that read the word `E` and then that bit yielded `k` with `E`'s
-/// value, an entry never marked, and a later `is_marked`, asking `L`, could
-/// say no. (A reviewer's case. Before the fix this test failed under Miri
-/// at each of seeds 0-7, whose weak-memory emulation may serve the word's
-/// load a stale store and the bit's the newest; it passed native runs,
-/// where the window is a few instructions wide.)
+/// (`E`, never marked), then replaced by an inline entry in the other cell,
+/// or by a leaf `L`, whose mark is being set (for a leaf, the node's bit is
+/// its summary, set before its own mark). A search that read the word `E`
+/// and then that bit yielded `k` with `E`'s value, an entry never marked
+/// (and for a leaf, a later `is_marked`, asking `L`, could say no). (Two
+/// reviewers' cases. Before the fixes this test failed under Miri: with
+/// the leaf alone, at each of seeds 0-7 before 3df0078; with the inline
+/// replacement too, at each of seeds 0-11 before the fix that followed it.
+/// Miri's weak-memory emulation may serve the word's load a stale store
+/// and the bit's the newest; native runs passed, the window being a few
+/// instructions wide.)
 ///
 /// Per block: the reader's search yields `k - 1` (so it has entered the
 /// node, and `k`'s bit was set then) and pauses; the writer clears `k`'s
 /// mark and inserts `k` back inline with value 2, and the reader learns of
-/// it (`Acquire`); then the writer replaces that entry twice (values 3 and
-/// 4; the second makes a leaf) and sets the mark while the reader resumes
-/// the search. A scan reads a key between its entry into the key's block
-/// and its step to the key, so if the search yields `k`, the value must be
-/// one that was marked in that time: 1 (as it entered) or 4 (as it steps,
-/// and then `is_marked`, later, must say yes: nothing clears the mark).
+/// it (`Acquire`); then the writer replaces that entry once (value 3, in
+/// the other cell) or twice (4, a leaf) and sets the mark while the reader
+/// resumes the search. A scan reads a key between its entry into the key's
+/// block and its step to the key, so if the search yields `k`, the value
+/// must be one that was marked in that time: 1 (as it entered) or the last
+/// (as it steps, and then `is_marked`, later, must say yes: nothing clears
+/// the mark).
 #[test]
 fn marks_never_go_back_in_a_search_paused_in_its_node() {
     let blocks: u64 = if cfg!(miri) { 48 } else { 2048 };
     let key = |b: u64| b * 64 + 1;
+    // The value `k` is marked with at the end: 3 inline, 4 in a leaf.
+    let last = |b: u64| if b % 4 < 2 { 3 } else { 4 };
     let tree: RcuRadixTree<u64> = RcuRadixTree::new();
     for b in 1..=blocks {
         let k = key(b);
@@ -825,10 +831,12 @@ fn marks_never_go_back_in_a_search_paused_in_its_node() {
                 drop(tree.remove(k));
                 assert!(tree.insert(k, 2).is_none(), "k inserted back, inline");
                 phase.store(2 * b as usize, Ordering::Release);
-                // Two replacements whose handles hold both cells (leaked,
-                // so they stay held): a leaf again, then its mark.
-                std::mem::forget(tree.insert(k, 3));
-                std::mem::forget(tree.insert(k, 4));
+                // Replacements whose handles hold the cells (leaked, so they
+                // stay held): an inline entry in the other cell, or after a
+                // second a leaf; then its mark.
+                for v in 3..=last(b) {
+                    std::mem::forget(tree.insert(k, v));
+                }
                 assert!(tree.set_mark(k, Mark::M0));
                 // Relaxed: lets the reader resume after the writes without
                 // ordering them before its loads (see the reader).
@@ -864,11 +872,11 @@ fn marks_never_go_back_in_a_search_paused_in_its_node() {
                     };
                     assert_eq!(found, k);
                     assert!(
-                        v == 1 || v == 4,
+                        v == 1 || v == last(b),
                         "block {b}: the search yielded {k} with value {v}, an entry never marked"
                     );
                     yielded.fetch_add(1, Ordering::Relaxed);
-                    if v == 4 {
+                    if v == last(b) {
                         assert!(
                             tree.is_marked(k, Mark::M0, &g),
                             "block {b}: the search yielded {k} marked, then is_marked said \

@@ -24,8 +24,8 @@
 //! (see the protocol in the parent module).
 
 use super::bottom::{Bottom, Summary};
-use super::inline_marked;
 use super::node::{Kind, Leaf, MAX_DEPTH, Node, Word, index};
+use super::{InlineMark, inline_marked};
 use std::marker::PhantomData;
 use std::mem::offset_of;
 use std::sync::atomic::{AtomicPtr, Ordering};
@@ -313,60 +313,50 @@ impl<'g, V> Iterator for Cursor<'g, V> {
             let node: &'g Node = unsafe { &*n };
             // An inline entry when the cursor entered this bottom node: read
             // its cell, not its word (see `Summary`, and "Which location a
-            // reader believes" in `bottom`); for a marked search, unless the
-            // slot holds a leaf by now (see `inline_marked`).
-            let mut word = None;
-            let inline = match (self.summary.cell(i), self.mark) {
-                (Some(cell), Some(m)) => match inline_marked(node, i, m) {
-                    Ok(false) => continue,
-                    Ok(true) => Some(cell),
-                    Err(w) => {
-                        word = Some(w);
+            // reader believes" in `bottom`); else the slot's word, an inline
+            // entry's (its value is in the node, next to its neighbours',
+            // which the hardware's stream prefetch covers) or the child to
+            // visit.
+            let mut w = Word::EMPTY;
+            let cell = self.summary.cell(i).or_else(|| {
+                // Acquire: pairs with the writer's Release publication of
+                // nodes, leaves and inline entries.
+                w = Word::load(&node.slots[i], Ordering::Acquire);
+                match w.kind() {
+                    Kind::Inline { cell, .. } => Some(cell),
+                    _ => None,
+                }
+            });
+            if let Some(cell) = cell {
+                // For a marked search, the entry's mark: its node's bit, if
+                // the slot still holds that entry (see `inline_marked`).
+                let cell = match self.mark.map(|m| {
+                    // SAFETY: `n`, pushed by `visit` from a word read in the
+                    // critical section that lasts 'g, is a bottom node of
+                    // inline values (it holds one).
+                    unsafe { inline_marked::<V>(n, i, m, cell) }
+                }) {
+                    None => Some(cell),
+                    Some(InlineMark::Clear) => continue,
+                    // The entry taken, or a later one of the key.
+                    Some(InlineMark::Set { cell }) => Some(cell),
+                    // A leaf now: it decides.
+                    Some(InlineMark::Gone(now)) => {
+                        w = now;
                         None
                     }
-                },
-                (cell, _) => cell,
-            };
-            if let Some(cell) = inline {
-                let key = self.summary.base | i as u64;
-                if self.take(key) {
-                    // SAFETY: the summary, read in the critical section that
-                    // lasts 'g, names a cell that holds a value for all of
-                    // it (see `Summary`).
-                    let v = unsafe { Bottom::<V>::value(n.cast(), i, cell) };
-                    return Some((key, v));
-                }
-                continue;
-            }
-            // Acquire: pairs with the writer's Release publication of nodes,
-            // leaves and inline entries.
-            let w = word.unwrap_or_else(|| Word::load(&node.slots[i], Ordering::Acquire));
-            // SAFETY: loaded with Acquire from slot `i` of this node in the
-            // critical section that lasts 'g (see `RawTree::find`).
-            if let Some((key, v)) = unsafe { Bottom::<V>::entry(n, i, w) } {
-                // An entry of a bottom node: its value is in the node, next
-                // to its neighbours' (the hardware's stream prefetch covers
-                // them).
-                // The entry's mark is its node's bit, read after the word:
-                // the writer clears a removed entry's bits before it
-                // publishes a new entry in the slot, so the bit seen belongs
-                // to the entry the word names, or a later state of it; or,
-                // if the slot holds a leaf by now, to that leaf, which then
-                // decides (see `inline_marked`).
-                match self.mark.map(|m| inline_marked(node, i, m)) {
-                    Some(Ok(false)) => continue,
-                    None | Some(Ok(true)) => {
-                        if self.take(key) {
-                            return Some((key, v));
-                        }
-                        continue;
+                };
+                if let Some(cell) = cell {
+                    let key = self.summary.base | i as u64;
+                    if self.take(key) {
+                        // SAFETY: the summary or the slot's word, read in the
+                        // critical section that lasts 'g, names a cell that
+                        // holds a value for all of it (see `Summary`, and
+                        // `bottom`).
+                        let v = unsafe { Bottom::<V>::value(n.cast(), i, cell) };
+                        return Some((key, v));
                     }
-                    Some(Err(now)) => {
-                        if let Some(hit) = self.visit(now) {
-                            return Some(hit);
-                        }
-                        continue;
-                    }
+                    continue;
                 }
             }
             // The first present slot `AHEAD` slots on (in a dense node, the

@@ -108,8 +108,11 @@ pub(crate) struct Shape {
 pub(crate) enum Hit<'g, V> {
     Leaf(&'g Leaf<V>),
     Cell {
-        node: &'g Node,
+        /// The bottom node (a raw pointer: its provenance covers the whole
+        /// `Bottom`, summary and cells included), alive for `'g`.
+        node: *const Node,
         slot: usize,
+        cell: usize,
         value: &'g V,
     },
 }
@@ -128,57 +131,116 @@ impl<'g, V> Hit<'g, V> {
     pub(crate) fn marked(&self, m: usize) -> bool {
         match *self {
             Hit::Leaf(l) => l.head.marks.load(Ordering::Acquire) & (1 << m) != 0,
-            Hit::Cell { node, slot, .. } => match inline_marked(node, slot, m) {
-                Ok(marked) => marked,
-                // The slot holds a leaf now: its mark decides (see
-                // `inline_marked`).
-                Err(w) => match w.kind() {
-                    Kind::Leaf(l) => {
-                        // SAFETY: a leaf read in the critical section the hit
-                        // lives in (the writer retires only unlinked leaves).
-                        let marks = unsafe { (*l).marks.load(Ordering::Acquire) };
-                        marks & (1 << m) != 0
-                    }
-                    // Removed (`inline_marked` passes on no inline word,
-                    // and a bottom node's slot holds no node).
-                    Kind::Empty | Kind::Inline { .. } | Kind::Node(_) => false,
-                },
-            },
+            Hit::Cell {
+                node, slot, cell, ..
+            } => {
+                // SAFETY: the bottom node a reader found the entry in, read
+                // from a word in the critical section the hit lives in.
+                let mark = unsafe { inline_marked::<V>(node, slot, m, cell) };
+                match mark {
+                    InlineMark::Clear => false,
+                    InlineMark::Set { .. } => true,
+                    // The slot holds a leaf now: its mark decides (see
+                    // `inline_marked`).
+                    InlineMark::Gone(w) => match w.kind() {
+                        Kind::Leaf(l) => {
+                            // SAFETY: a leaf read in the critical section the hit
+                            // lives in (the writer retires only unlinked leaves).
+                            let marks = unsafe { (*l).marks.load(Ordering::Acquire) };
+                            marks & (1 << m) != 0
+                        }
+                        // Removed (`inline_marked` passes on no inline word,
+                        // and a bottom node's slot holds no node).
+                        Kind::Empty | Kind::Inline { .. } | Kind::Node(_) => false,
+                    },
+                }
+            }
         }
     }
 }
 
+/// What [`inline_marked`] found.
+pub(crate) enum InlineMark {
+    /// The slot's inline entry carries no mark `m`.
+    Clear,
+    /// The inline entry in `cell` carries it: the one the caller took, or a
+    /// later one of the key, in the other cell.
+    Set { cell: usize },
+    /// The slot holds this word now, a leaf or `Empty` (read after the bit):
+    /// it decides.
+    Gone(Word),
+}
+
 /// Whether the inline entry that a reader took from slot `i` of the bottom
-/// node `node` (by its summary, or by a word it loaded) carries mark `m`,
-/// or `Err(word)` if the slot no longer holds an inline entry: the caller
-/// must go by `word` (a leaf, or `Empty`), read after the bit.
+/// node `node`, in cell `cell` (by its summary, or by a word it loaded),
+/// carries mark `m`, and where the value to return with that answer is.
 ///
 /// An inline entry's marks are its node's bits for its slot, but only
-/// while the slot holds one: once it holds a leaf, the bit is that leaf's
-/// summary, which a mark's set stores before the leaf's own mark. A reader
-/// whose summary or word was stale (the entry it took has since been
-/// replaced by a leaf) could see that bit set and call the entry marked,
-/// and a later read ask the leaf and be told no. So a set bit is checked
-/// against the slot's word (`Acquire`), which, read after the bit, names
-/// the leaf (its store comes before the bit's).
+/// while the slot holds that entry: once its key is removed and inserted
+/// again, the bit is the new entry's mark, and once the slot holds a leaf,
+/// the bit is the leaf's summary, which a mark's set stores before the
+/// leaf's own mark. A reader whose summary or word was stale (the entry it
+/// took has since been replaced) could see the bit set and call its entry
+/// marked, an entry that never was (and, for a leaf, a later read ask the
+/// leaf and be told no).
+///
+/// So after a set bit the slot is read again, as every reader reads it
+/// (see "Which location a reader believes" in `bottom`): the summary, then,
+/// unless it names a cell, the word. If that names the cell the caller
+/// took, the bit is that entry's mark: the entry was published (`Acquire`)
+/// after any earlier entry's bit was cleared, and a set for a later entry
+/// or leaf stores the bit after publishing it, which the re-read (after
+/// the bit, `Acquire`) would then name instead (a cell holds one entry for
+/// the reader's whole critical section: it is reused only a grace period
+/// after its entry leaves it). If it names the other cell, a later entry
+/// of the key is there, and is asked in turn: at most once more, since
+/// within one critical section a slot cannot publish a third inline entry,
+/// both cells being held. If it names a leaf or nothing, the caller goes by
+/// that word ([`InlineMark::Gone`]).
 ///
 /// Every reader of an inline entry's mark needs this check. `is_marked`
 /// reaches the slot without reading the bit. An ordered search reads the
 /// bit first, in its node's mark bitmap when it enters the node, but that
-/// bit may belong to an earlier entry of the slot (a leaf whose mark is
-/// being cleared): by the time the search reads the slot's word, the slot
-/// may have held an inline entry and become a new leaf, whose mark is being
-/// set (`concurrent.rs`, `marks_never_go_back_in_a_search_paused_in_its_node`).
-pub(crate) fn inline_marked(node: &Node, i: usize, m: usize) -> Result<bool, Word> {
-    // Acquire: pairs with the writer's Release stores of the bit.
-    if node.marks[m].load(Ordering::Acquire) & (1 << i) == 0 {
-        return Ok(false);
-    }
-    // Acquire: as in `RawTree::find`.
-    let w = Word::load(&node.slots[i], Ordering::Acquire);
-    match w.kind() {
-        Kind::Inline { .. } => Ok(true),
-        Kind::Empty | Kind::Leaf(_) | Kind::Node(_) => Err(w),
+/// bit may belong to an earlier entry of the slot (one whose mark is being
+/// cleared): by the time the search reads the slot's word, the slot may
+/// hold another entry, or a leaf, whose mark is being set (`concurrent.rs`,
+/// `marks_never_go_back_in_a_search_paused_in_its_node`).
+///
+/// # Safety
+/// `n` is a bottom node of inline values (`Bottom<V>`), read in a critical
+/// section that is still held (so it is alive), with the provenance of the
+/// word it was loaded from.
+pub(crate) unsafe fn inline_marked<V>(
+    n: *const Node,
+    i: usize,
+    m: usize,
+    mut cell: usize,
+) -> InlineMark {
+    // SAFETY: the caller's contract.
+    let node = unsafe { &*n };
+    loop {
+        // Acquire: pairs with the writer's Release stores of the bit.
+        if node.marks[m].load(Ordering::Acquire) & (1 << i) == 0 {
+            return InlineMark::Clear;
+        }
+        // SAFETY: the caller's contract.
+        let summary = unsafe { Summary::of(n.cast::<Bottom<V>>()) };
+        let now = match summary.cell(i) {
+            Some(now) => now,
+            None => {
+                // Acquire: as in `RawTree::find`.
+                let w = Word::load(&node.slots[i], Ordering::Acquire);
+                match w.kind() {
+                    Kind::Inline { cell, .. } => cell,
+                    Kind::Empty | Kind::Leaf(_) | Kind::Node(_) => return InlineMark::Gone(w),
+                }
+            }
+        };
+        if now == cell {
+            return InlineMark::Set { cell };
+        }
+        // A later entry of the key, in the other cell: ask about it.
+        cell = now;
     }
 }
 
@@ -284,11 +346,10 @@ impl<V> RawTree<V> {
                             // section, names a cell that holds a value for
                             // all of it (see `Summary`).
                             let value = unsafe { Bottom::value(b, i, cell) };
-                            // SAFETY: alive as `n` is.
-                            let node = unsafe { &*n };
                             return Some(Hit::Cell {
-                                node,
+                                node: n,
                                 slot: i,
+                                cell,
                                 value,
                             });
                         }
@@ -316,9 +377,12 @@ impl<V> RawTree<V> {
                     // the word's Release store, and stays until a grace
                     // period after the word is replaced (see `bottom`).
                     let value = unsafe { Bottom::value(b, slot, cell) };
-                    // SAFETY: alive as the value is.
-                    let node = unsafe { &*node };
-                    return Some(Hit::Cell { node, slot, value });
+                    return Some(Hit::Cell {
+                        node,
+                        slot,
+                        cell,
+                        value,
+                    });
                 }
             }
         }
@@ -446,36 +510,41 @@ unsafe fn last_le<'g, V>(w: Word, key: u64, mark: Option<usize>) -> Option<(u64,
             while bits != 0 {
                 let i = 63 - bits.leading_zeros() as usize;
                 bits &= !(1 << i);
-                // The slot's word, where the summary does not decide (a
-                // marked search may have read it already).
-                let mut child = None;
-                if let Some(cell) = summary.cell(i) {
-                    match mark.map(|m| inline_marked(node, i, m)) {
-                        Some(Ok(false)) => continue,
-                        // A leaf now: the word path below decides.
-                        Some(Err(w)) => child = Some(w),
-                        None | Some(Ok(true)) => {
-                            // SAFETY: the summary, read in the critical
-                            // section, names a cell that holds a value for
-                            // all of it (see `Summary`).
-                            let v = unsafe { Bottom::<V>::value(n.cast(), i, cell) };
-                            // Slot `i <= top`, so its key is `<= key`.
-                            return Some((summary.base | i as u64, v));
-                        }
+                // An inline entry's cell: by the summary, or else by the
+                // slot's word; any other word is the child to search.
+                let mut child = Word::EMPTY;
+                let cell = summary.cell(i).or_else(|| {
+                    // Acquire: as in `RawTree::find`.
+                    child = Word::load(&node.slots[i], Ordering::Acquire);
+                    match child.kind() {
+                        Kind::Inline { cell, .. } => Some(cell),
+                        _ => None,
                     }
-                }
-                // Acquire: as in `RawTree::find`.
-                let mut child =
-                    child.unwrap_or_else(|| Word::load(&node.slots[i], Ordering::Acquire));
-                // SAFETY: loaded with Acquire from slot `i` of this node in
-                // the critical section, as in `RawTree::find`.
-                if let Some(hit) = unsafe { Bottom::<V>::entry(n, i, child) } {
-                    match mark.map(|m| inline_marked(node, i, m)) {
-                        Some(Ok(false)) => continue,
+                });
+                if let Some(cell) = cell {
+                    let cell = match mark.map(|m| {
+                        // SAFETY: `n`, read in the critical section (the
+                        // contract), is a bottom node of inline values (it
+                        // holds one).
+                        unsafe { inline_marked::<V>(n, i, m, cell) }
+                    }) {
+                        None => Some(cell),
+                        Some(InlineMark::Clear) => continue,
+                        // The entry taken, or a later one of the key.
+                        Some(InlineMark::Set { cell }) => Some(cell),
+                        // A leaf now (see `inline_marked`): it decides.
+                        Some(InlineMark::Gone(w)) => {
+                            child = w;
+                            None
+                        }
+                    };
+                    if let Some(cell) = cell {
+                        // SAFETY: the summary or the slot's word, read in the
+                        // critical section, names a cell that holds a value
+                        // for all of it (see `Summary`, and `bottom`).
+                        let v = unsafe { Bottom::<V>::value(n.cast(), i, cell) };
                         // Slot `i <= top`, so its key is `<= key`.
-                        None | Some(Ok(true)) => return Some(hit),
-                        // A leaf by now (see `inline_marked`): it decides.
-                        Some(Err(w)) => child = w,
+                        return Some((summary.base | i as u64, v));
                     }
                 }
                 // SAFETY: forwarded.
