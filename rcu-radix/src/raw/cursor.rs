@@ -25,7 +25,7 @@
 
 use super::bottom::{Bottom, Summary};
 use super::node::{Kind, Leaf, MAX_DEPTH, Node, Word, index};
-use super::{InlineMark, inline_marked};
+use super::{SlotEntry, slot_entry};
 use std::marker::PhantomData;
 use std::mem::offset_of;
 use std::sync::atomic::{AtomicPtr, Ordering};
@@ -317,36 +317,12 @@ impl<'g, V> Iterator for Cursor<'g, V> {
             // entry's (its value is in the node, next to its neighbours',
             // which the hardware's stream prefetch covers) or the child to
             // visit.
-            let mut w = Word::EMPTY;
-            let cell = self.summary.cell(i).or_else(|| {
-                // Acquire: pairs with the writer's Release publication of
-                // nodes, leaves and inline entries.
-                w = Word::load(&node.slots[i], Ordering::Acquire);
-                match w.kind() {
-                    Kind::Inline { cell, .. } => Some(cell),
-                    _ => None,
-                }
-            });
-            if let Some(cell) = cell {
-                // For a marked search, the entry's mark: its node's bit, if
-                // the slot still holds that entry (see `inline_marked`).
-                let cell = match self.mark.map(|m| {
-                    // SAFETY: `n`, pushed by `visit` from a word read in the
-                    // critical section that lasts 'g, is a bottom node of
-                    // inline values (it holds one).
-                    unsafe { inline_marked::<V>(n, i, m, cell) }
-                }) {
-                    None => Some(cell),
-                    Some(InlineMark::Clear) => continue,
-                    // The entry taken, or a later one of the key.
-                    Some(InlineMark::Set { cell }) => Some(cell),
-                    // A leaf now: it decides.
-                    Some(InlineMark::Gone(now)) => {
-                        w = now;
-                        None
-                    }
-                };
-                if let Some(cell) = cell {
+            // SAFETY: `n`, pushed by `visit` from a word read in the critical
+            // section that lasts 'g, with `self.summary` its own if it is a
+            // bottom node (`visit` and the pop above keep them together).
+            let w = match unsafe { slot_entry::<V>(n, self.summary, i, self.mark) } {
+                SlotEntry::Skip => continue,
+                SlotEntry::Cell(cell) => {
                     let key = self.summary.base | i as u64;
                     if self.take(key) {
                         // SAFETY: the summary or the slot's word, read in the
@@ -358,7 +334,8 @@ impl<'g, V> Iterator for Cursor<'g, V> {
                     }
                     continue;
                 }
-            }
+                SlotEntry::Word(w) => w,
+            };
             // The first present slot `AHEAD` slots on (in a dense node, the
             // leaf `AHEAD` steps ahead; the ones before it were asked for at
             // earlier steps, or when the cursor entered the node), or

@@ -135,10 +135,14 @@ impl<'g, V> Hit<'g, V> {
                 node, slot, cell, ..
             } => {
                 // SAFETY: the bottom node a reader found the entry in, read
-                // from a word in the critical section the hit lives in.
+                // from a word in the critical section the hit lives in, with
+                // that word's provenance (kept as a raw pointer to the whole
+                // `Bottom`, summary and cells included).
                 let mark = unsafe { inline_marked::<V>(node, slot, m, cell) };
                 match mark {
                     InlineMark::Clear => false,
+                    // The hit's entry, or a later one of the key (same
+                    // marks): either way marked; the hit keeps its value.
                     InlineMark::Set { .. } => true,
                     // The slot holds a leaf now: its mark decides (see
                     // `inline_marked`).
@@ -187,16 +191,27 @@ pub(crate) enum InlineMark {
 /// So after a set bit the slot is read again, as every reader reads it
 /// (see "Which location a reader believes" in `bottom`): the summary, then,
 /// unless it names a cell, the word. If that names the cell the caller
-/// took, the bit is that entry's mark: the entry was published (`Acquire`)
-/// after any earlier entry's bit was cleared, and a set for a later entry
-/// or leaf stores the bit after publishing it, which the re-read (after
-/// the bit, `Acquire`) would then name instead (a cell holds one entry for
-/// the reader's whole critical section: it is reused only a grace period
-/// after its entry leaves it). If it names the other cell, a later entry
-/// of the key is there, and is asked in turn: at most once more, since
-/// within one critical section a slot cannot publish a third inline entry,
-/// both cells being held. If it names a leaf or nothing, the caller goes by
-/// that word ([`InlineMark::Gone`]).
+/// took, the bit is that entry's mark. The bit is stored only by the
+/// writer, under its lock (`Release`), and the value loaded (`Acquire`,
+/// perhaps a store for another slot of the node) shows every store of
+/// the writer before it. The slot's bit is, in the writer's order:
+/// cleared when a key's entry is removed, before its next entry is
+/// published; carried over unchanged when a key's entry is replaced (the
+/// new entry takes the old one's marks); and set or cleared by `mark` for
+/// the entry then in the slot. So a set bit the reader loaded belongs to
+/// the entry it took (or to one it replaced, with the same marks), unless
+/// a later entry or leaf was published before the store: then the re-read,
+/// after the bit, names that later one instead. (A cell holds one entry
+/// for the reader's whole critical section: it is reused only a grace
+/// period after its entry leaves it, so a cell named twice is one entry.)
+///
+/// If the re-read names the other cell, a later entry of the key (a
+/// replacement, with the same marks) is there, and is asked in turn. A
+/// reader sees at most two inline entries of a slot in one critical
+/// section (a third would need a cell back, a grace period after its
+/// entry left it), and its re-reads are never older than its reads
+/// before them, so the second asking is the last. If it names a leaf or
+/// nothing, the caller goes by that word ([`InlineMark::Gone`]).
 ///
 /// Every reader of an inline entry's mark needs this check. `is_marked`
 /// reaches the slot without reading the bit. An ordered search reads the
@@ -218,8 +233,11 @@ pub(crate) unsafe fn inline_marked<V>(
 ) -> InlineMark {
     // SAFETY: the caller's contract.
     let node = unsafe { &*n };
+    let mut passes = 0;
     loop {
-        // Acquire: pairs with the writer's Release stores of the bit.
+        passes += 1;
+        debug_assert!(passes <= 2, "a third inline entry of one slot in one critical section");
+        // Acquire: pairs with the writer's Release stores of the bitmap.
         if node.marks[m].load(Ordering::Acquire) & (1 << i) == 0 {
             return InlineMark::Clear;
         }
@@ -241,6 +259,67 @@ pub(crate) unsafe fn inline_marked<V>(
         }
         // A later entry of the key, in the other cell: ask about it.
         cell = now;
+    }
+}
+
+/// What an ordered search takes from one slot of a node it entered.
+pub(crate) enum SlotEntry {
+    /// An inline entry without the mark searched for: go on to the next slot.
+    Skip,
+    /// The inline entry in this cell (of the node's bottom): the one to yield.
+    Cell(usize),
+    /// The slot's word, a child node, a leaf or `Empty`: the one to visit.
+    Word(Word),
+}
+
+/// Reads slot `i` of node `n` as every reader does (see "Which location a
+/// reader believes" in `bottom`): its cell if `summary`, taken when the
+/// search entered `n`, names one, else its word (`Acquire`); and for a
+/// search of mark `m`, whether an inline entry carries it (see
+/// [`inline_marked`]), which may hand back a later entry of the key or the
+/// leaf that now holds it.
+///
+/// Costs one load for an unmarked search (none for an inline entry the
+/// summary names); a marked one adds a load of the bit, and after a set
+/// bit, the summary and word again.
+///
+/// # Safety
+/// `n` was read in a critical section that is still held, with the
+/// provenance of the word it was loaded from; `summary` is its summary if
+/// it is a bottom node, else the empty one.
+#[inline(always)]
+pub(crate) unsafe fn slot_entry<V>(
+    n: *const Node,
+    summary: Summary,
+    i: usize,
+    mark: Option<usize>,
+) -> SlotEntry {
+    let cell = match summary.cell(i) {
+        Some(cell) => cell,
+        None => {
+            // SAFETY: the caller's contract.
+            let node = unsafe { &*n };
+            // Acquire: pairs with the writer's Release publication of nodes,
+            // leaves and inline entries.
+            let w = Word::load(&node.slots[i], Ordering::Acquire);
+            match w.kind() {
+                Kind::Inline { cell, .. } => cell,
+                Kind::Empty | Kind::Leaf(_) | Kind::Node(_) => return SlotEntry::Word(w),
+            }
+        }
+    };
+    let Some(m) = mark else {
+        return SlotEntry::Cell(cell);
+    };
+    // SAFETY: `n` holds (or held, in this critical section) an inline
+    // entry, so it is a bottom node of inline values; alive and with its
+    // provenance by the contract.
+    match unsafe { inline_marked::<V>(n, i, m, cell) } {
+        InlineMark::Clear => SlotEntry::Skip,
+        // The entry taken, or a later one of the key.
+        InlineMark::Set { cell } => SlotEntry::Cell(cell),
+        // A leaf now, or nothing: it decides.
+        InlineMark::Gone(w) => SlotEntry::Word(w),
     }
 }
 
@@ -510,35 +589,11 @@ unsafe fn last_le<'g, V>(w: Word, key: u64, mark: Option<usize>) -> Option<(u64,
             while bits != 0 {
                 let i = 63 - bits.leading_zeros() as usize;
                 bits &= !(1 << i);
-                // An inline entry's cell: by the summary, or else by the
-                // slot's word; any other word is the child to search.
-                let mut child = Word::EMPTY;
-                let cell = summary.cell(i).or_else(|| {
-                    // Acquire: as in `RawTree::find`.
-                    child = Word::load(&node.slots[i], Ordering::Acquire);
-                    match child.kind() {
-                        Kind::Inline { cell, .. } => Some(cell),
-                        _ => None,
-                    }
-                });
-                if let Some(cell) = cell {
-                    let cell = match mark.map(|m| {
-                        // SAFETY: `n`, read in the critical section (the
-                        // contract), is a bottom node of inline values (it
-                        // holds one).
-                        unsafe { inline_marked::<V>(n, i, m, cell) }
-                    }) {
-                        None => Some(cell),
-                        Some(InlineMark::Clear) => continue,
-                        // The entry taken, or a later one of the key.
-                        Some(InlineMark::Set { cell }) => Some(cell),
-                        // A leaf now (see `inline_marked`): it decides.
-                        Some(InlineMark::Gone(w)) => {
-                            child = w;
-                            None
-                        }
-                    };
-                    if let Some(cell) = cell {
+                // SAFETY: `n`, read in the critical section (the contract),
+                // with `summary` its own if it is a bottom node.
+                let child = match unsafe { slot_entry::<V>(n, summary, i, mark) } {
+                    SlotEntry::Skip => continue,
+                    SlotEntry::Cell(cell) => {
                         // SAFETY: the summary or the slot's word, read in the
                         // critical section, names a cell that holds a value
                         // for all of it (see `Summary`, and `bottom`).
@@ -546,7 +601,8 @@ unsafe fn last_le<'g, V>(w: Word, key: u64, mark: Option<usize>) -> Option<(u64,
                         // Slot `i <= top`, so its key is `<= key`.
                         return Some((summary.base | i as u64, v));
                     }
-                }
+                    SlotEntry::Word(child) => child,
+                };
                 // SAFETY: forwarded.
                 if let Some(hit) = unsafe { last_le(child, key, mark) } {
                     return Some(hit);
