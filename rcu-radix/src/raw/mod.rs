@@ -141,8 +141,9 @@ impl<'g, V> Hit<'g, V> {
                 let mark = unsafe { inline_marked::<V>(node, slot, m, cell) };
                 match mark {
                     InlineMark::Clear => false,
-                    // The hit's entry, or a later one of the key (same
-                    // marks): either way marked; the hit keeps its value.
+                    // The hit's entry, or a later one of the key (whose bit
+                    // is that entry's mark): the key's entry is marked; the
+                    // hit keeps its value.
                     InlineMark::Set { .. } => true,
                     // The slot holds a leaf now: its mark decides (see
                     // `inline_marked`).
@@ -196,7 +197,9 @@ pub(crate) enum InlineMark {
 /// perhaps a store for another slot of the node) shows every store of
 /// the writer before it. The slot's bit is, in the writer's order:
 /// cleared when a key's entry is removed, before its next entry is
-/// published; carried over unchanged when a key's entry is replaced (the
+/// published (or left as it is when the removal unlinks the node, which
+/// then never takes another entry, and whose slot a re-read finds empty);
+/// carried over unchanged when a key's entry is replaced (the
 /// new entry takes the old one's marks); and set or cleared by `mark` for
 /// the entry then in the slot. So a set bit the reader loaded belongs to
 /// the entry it took (or to one it replaced, with the same marks), unless
@@ -205,8 +208,9 @@ pub(crate) enum InlineMark {
 /// for the reader's whole critical section: it is reused only a grace
 /// period after its entry leaves it, so a cell named twice is one entry.)
 ///
-/// If the re-read names the other cell, a later entry of the key (a
-/// replacement, with the same marks) is there, and is asked in turn. A
+/// If the re-read names the other cell, a later entry of the key is there
+/// (a replacement, with the same marks, or an insertion after a removal,
+/// whose bit, cleared by the removal, is its own), and is asked in turn. A
 /// reader sees at most two inline entries of a slot in one critical
 /// section (a third would need a cell back, a grace period after its
 /// entry left it), and its re-reads are never older than its reads
@@ -236,7 +240,10 @@ pub(crate) unsafe fn inline_marked<V>(
     let mut passes = 0;
     loop {
         passes += 1;
-        debug_assert!(passes <= 2, "a third inline entry of one slot in one critical section");
+        debug_assert!(
+            passes <= 2,
+            "a third inline entry of one slot in one critical section"
+        );
         // Acquire: pairs with the writer's Release stores of the bitmap.
         if node.marks[m].load(Ordering::Acquire) & (1 << i) == 0 {
             return InlineMark::Clear;
@@ -286,7 +293,8 @@ pub(crate) enum SlotEntry {
 /// # Safety
 /// `n` was read in a critical section that is still held, with the
 /// provenance of the word it was loaded from; `summary` is its summary if
-/// it is a bottom node, else the empty one.
+/// it is a bottom node (read in that same critical section), else the
+/// empty one.
 #[inline(always)]
 pub(crate) unsafe fn slot_entry<V>(
     n: *const Node,
