@@ -417,16 +417,19 @@ impl<'g, V> Iterator for Cursor<'g, V> {
                     debug_assert!(self.low <= base | u64::from(taken.trailing_zeros()));
                     debug_assert!(end <= self.high);
                     last = Some(end);
-                    if taken & cell1 == 0 {
-                        // Every value in cell 0 (all of a node filled once):
-                        // a slice per run of adjacent slots (one, unless
-                        // keys are missing).
-                        let mut rest = taken;
-                        while rest != 0 {
-                            let i = rest.trailing_zeros();
-                            let side = (!(rest >> i)).trailing_zeros();
-                            rest &= !(u64::MAX >> (64 - side) << i);
-                            let (first, end) = (i as usize, (i + side - 1) as usize);
+                    // A run of adjacent slots at a time (one, unless keys
+                    // are missing).
+                    let mut rest = taken;
+                    while rest != 0 {
+                        let i = rest.trailing_zeros();
+                        let side = (!(rest >> i)).trailing_zeros();
+                        let slots = u64::MAX >> (64 - side) << i;
+                        rest &= !slots;
+                        let first = i as usize;
+                        if cell1 & slots == 0 {
+                            // Every value in cell 0 (all of a node filled
+                            // once): a slice.
+                            let end = (i + side - 1) as usize;
                             // SAFETY: as in `next`: the summary names cell 0
                             // of each of these slots as holding a value for
                             // the whole critical section.
@@ -434,30 +437,24 @@ impl<'g, V> Iterator for Cursor<'g, V> {
                             for (j, v) in values.iter().enumerate() {
                                 acc = f(acc, (base | (first + j) as u64, v));
                             }
-                        }
-                    } else {
-                        // Values in both cells (keys written again within a
-                        // grace period): per run of adjacent slots, as above,
-                        // each slot's value from the row of the cell its
-                        // `cell1` bit names, a select the compiler makes
-                        // arithmetic, not a branch, which would miss about as
-                        // often as the cells alternate. (Slot by slot, with a
-                        // `trailing_zeros` per slot, a 100-key scan of a
-                        // churned tree cost 3132 instructions; by runs 2910.)
-                        let mut rest = taken;
-                        while rest != 0 {
-                            let i = rest.trailing_zeros();
-                            let side = (!(rest >> i)).trailing_zeros();
-                            rest &= !(u64::MAX >> (64 - side) << i);
-                            let first = i as usize;
+                        } else {
+                            // Values in both cells (keys written again within
+                            // a grace period): each from the row of the cell
+                            // its `cell1` bit names, a select the compiler
+                            // makes arithmetic, not a branch, which would
+                            // miss about as often as the cells alternate.
+                            // (Slot by slot, with a `trailing_zeros` per slot,
+                            // a 100-key scan of a churned tree cost 3132
+                            // instructions; by runs 2910.)
                             let row0 = Bottom::<V>::cell_ptr(n.cast(), first, 0).cast_const();
                             let row1 = Bottom::<V>::cell_ptr(n.cast(), first, 1).cast_const();
                             let mut m = cell1 >> i;
                             for j in 0..side as usize {
                                 let row = if m & 1 != 0 { row1 } else { row0 };
                                 m >>= 1;
-                                // SAFETY: as above, for the cell the summary
-                                // names (slot `first + j` of that cell's row).
+                                // SAFETY: as for the slice, for the cell the
+                                // summary names (slot `first + j` of that
+                                // cell's row).
                                 let v = unsafe { &*row.add(j) };
                                 acc = f(acc, (base | (first + j) as u64, v));
                             }
