@@ -13,15 +13,9 @@
 //! (`--toggle-collect='*map_mix*run*'`; add `--cache-sim=yes` for the
 //! misses, e.g. `--LL=524288,8,64` for a 512 KiB second level).
 
+use rcu_bench::scramble as key;
 use std::hint::black_box;
 use std::time::Instant;
-
-fn key(i: u64) -> u64 {
-    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
 
 /// The runner's key space for ReadHeavy.
 const KEYS: u64 = 1 << 17;

@@ -14,17 +14,11 @@
 //! cargo run --release -p rcu-bench --example pacing -- 0 100 1000
 //! ```
 
+use rcu_bench::scramble as key;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 type S = foldhash::fast::RandomState;
-
-fn key(i: u64) -> u64 {
-    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
 
 const KEYS: u64 = 1 << 17;
 const OPS: u64 = 1_000_000;

@@ -21,6 +21,7 @@
 //! cargo run --release -p rcu-bench --example radix_random
 //! ```
 
+use rcu_bench::scramble;
 use rcu_radix::RcuRadixTree;
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -29,14 +30,6 @@ use std::time::Instant;
 
 const N: u64 = 1 << 20;
 const OPS: u32 = 1 << 18;
-
-/// The radix group's random key of index `i` (a bijection of `u64`).
-fn scramble(i: u64) -> u64 {
-    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
 
 /// Mean ns per call of `f(i)` over [`OPS`] pseudo-random indices below `N`.
 fn sample(mut f: impl FnMut(u64) -> u64) -> f64 {

@@ -22,6 +22,17 @@ use rcu_core::{Config, RcuDomain};
 use std::hint::black_box;
 use std::sync::{Arc, RwLock};
 
+/// The key of index `i` in the map and radix groups and the examples:
+/// splitmix64's finaliser, a bijection of `u64` (each step is invertible),
+/// so distinct indices give distinct keys, spread as real ones are.
+#[inline]
+pub fn scramble(i: u64) -> u64 {
+    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// `n` lock/unlock pairs of the process-wide domain.
 #[inline(never)]
 pub fn rcu_pairs(n: u64) {

@@ -16,6 +16,7 @@
 
 use super::{Chart, GroupDef, Sampler, Settings, Task};
 use crate::harness::ns_per_op_threads;
+use crate::scramble as key;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::hint::black_box;
@@ -158,16 +159,6 @@ impl<S: BuildHasher + Send + Sync + 'static> Subject for RwLock<HashMap<u64, u64
     fn update(&self, k: u64) -> bool {
         self.write().unwrap().get_mut(&k).map(|v| *v += 1).is_some()
     }
-}
-
-/// The `i`-th key: a bijective mix of `i`, so keys are spread like real
-/// ones and the same for every subject.
-#[inline]
-fn key(i: u64) -> u64 {
-    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// A per-thread xorshift.

@@ -16,6 +16,7 @@
 
 use super::{Chart, GroupDef, Settings, Task};
 use crate::harness::ns_per_op_threads;
+use crate::scramble;
 use rcu_radix::RcuRadixTree;
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -196,15 +197,6 @@ fn next(x: &mut u64) -> u64 {
     *x ^= *x << 25;
     *x ^= *x >> 27;
     x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-}
-
-/// The random key of index `i`: splitmix64's finaliser, a bijection of
-/// `u64` (each step is invertible), so distinct indices give distinct keys.
-fn scramble(i: u64) -> u64 {
-    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// The key of index `i` of a key set.
