@@ -13,11 +13,13 @@
 //!   bucket when a bucket is full; the node still holds key and value;
 //! - `std`'s `HashMap` and `RcuHashMap` (one `pin` per sample).
 //!
-//! Any table that must hand out a reference to a value that stays valid
-//! after the key is replaced (`RcuHashMap::get`'s contract, and papaya's)
-//! keeps its entries out of line, so a hit reads a bucket and then a node:
-//! `std/...` ratios below 1 for `chained` and `grouped` are what that costs
-//! on the machine that runs this, with no synchronisation at all.
+//! A table that hands out references valid after the key is replaced
+//! (`RcuHashMap::get`'s contract, and papaya's) cannot overwrite an entry
+//! in place: it keeps its entries out of line (this crate, papaya), so a
+//! hit reads a bucket and then a node, or keeps a spare cell per slot in
+//! the table (as `rcu-radix`'s bottom nodes do). The `std/...` ratios of
+//! `chained` and `grouped` are what the first costs on the machine that
+//! runs this, with no synchronisation at all.
 //!
 //! ```text
 //! cargo run --release -p rcu-bench --example map_floor [KEYS]

@@ -144,7 +144,10 @@
 //! 0.52-0.55x for `RcuHashMap` (two more dependent loads before the
 //! bucket: the map's table pointer, then the table's header). The 1.5x bar
 //! (0.67x) is above all of them: it needs entries in the table itself,
-//! which a `get` whose reference outlives a replacement rules out.
+//! and since a reference from `get` outlives a replacement, an entry could
+//! not be overwritten in place: the table would need a spare cell per slot
+//! for replacements (as `rcu-radix`'s bottom nodes have), doubling its
+//! memory.
 //!
 //! Writes cost more than papaya's: a replacing `insert` took 80–82 ns
 //! against papaya's 58 ns (foldhash, 4 K keys, fastest of 20 samples, two
