@@ -137,17 +137,32 @@
 //! Nor would another layout of out-of-line entries meet it there.
 //! `cargo run --release -p rcu-bench --example map_floor` times, against
 //! `std`'s `HashMap` on the same 64 K keys (foldhash), toy tables with no
-//! synchronisation at all: chains of boxed nodes, the same with the filter
-//! byte, and `qht`'s cache-line buckets of four (32-bit hash, pointer)
-//! pairs compared without branches. Three runs on 2026-12-05 (AMD VM) gave
-//! `std`'s time over theirs as 0.56-0.61x, 0.58-0.65x and 0.63-0.65x, and
-//! 0.52-0.55x for `RcuHashMap` (two more dependent loads before the
-//! bucket: the map's table pointer, then the table's header). The 1.5x bar
-//! (0.67x) is above all of them: it needs entries in the table itself,
-//! and since a reference from `get` outlives a replacement, an entry could
-//! not be overwritten in place: the table would need a spare cell per slot
-//! for replacements (as `rcu-radix`'s bottom nodes have), doubling its
-//! memory.
+//! synchronisation at all, each timed after an untimed pass over its keys.
+//! Ten runs on 2026-12-05 (AMD VM) gave `std`'s time over theirs (about
+//! 6.9 ns) as:
+//!
+//! | toy table | `std`/toy |
+//! |---|---|
+//! | chains of boxed nodes | 0.48-0.53x |
+//! | the same with the filter byte | 0.50-0.52x |
+//! | `qht`'s cache-line buckets of four (32-bit hash, pointer) pairs | 0.58-0.63x |
+//! | two cells per slot in the table, behind a tag word, linear probing | 0.48-0.50x |
+//! | two cells per slot in `std`'s layout (control bytes, 32-byte entries), SSE2 probing | 0.66-0.70x |
+//! | one cell per slot, the same way (`std`'s layout) | 0.78-0.83x |
+//! | `RcuHashMap` | 0.49-0.51x |
+//!
+//! Since a reference from `get` outlives a replacement, an entry cannot be
+//! overwritten in place: it lives out of line (as here and in papaya), or
+//! the table keeps a spare cell per slot for replacements (as
+//! `rcu-radix`'s bottom nodes do). Every out-of-line layout misses the 1.5x
+//! bar (0.67x), and `RcuHashMap` is at the floor of its design (within
+//! noise of the bare chains). Two cells per slot, probed as `std` probes,
+//! reach the bar with no synchronisation and no room to spare. One cell
+//! per slot leaves room: a table that keeps each entry in its slot until
+//! the key is first replaced, and sends replacements out of line (the slot
+//! freed a grace period later), would read never-replaced entries at that
+//! speed. That is a different map (a new core, resize included, and its
+//! own loom model), not a change to this one.
 //!
 //! Writes cost more than papaya's: a replacing `insert` took 80–82 ns
 //! against papaya's 58 ns (foldhash, 4 K keys, fastest of 20 samples, two
