@@ -161,8 +161,14 @@
 //! per slot leaves room: a table that keeps each entry in its slot until
 //! the key is first replaced, and sends replacements out of line (the slot
 //! freed a grace period later), would read never-replaced entries at that
-//! speed. That is a different map (a new core, resize included, and its
-//! own loom model), not a change to this one.
+//! speed. That is a different map, not a change to this one: a new core,
+//! resize included, and its own loom model. And a resize copies entries
+//! that live in the table, which a reference from `get` must not see: a
+//! bitwise copy of a value with interior mutability (a `Mutex`, an atomic)
+//! would let writes through an old reference miss the new copy
+//! (`rcu-radix` never moves a value that readers may see, for that
+//! reason). A `Copy` type holds no `UnsafeCell`, so such a table would
+//! keep `Copy` keys and values in its slots and box the rest.
 //!
 //! Writes cost more than papaya's: a replacing `insert` took 80–82 ns
 //! against papaya's 58 ns (foldhash, 4 K keys, fastest of 20 samples, two
