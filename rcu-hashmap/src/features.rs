@@ -48,6 +48,13 @@ mod serde_impl {
                     mut access: A,
                 ) -> Result<Self::Value, A::Error> {
                     let map = RcuHashMap::with_hasher(S::default());
+                    // The format's entry count, if it gives one, capped as
+                    // serde caps `std`'s preallocation (1 MiB of pairs; 1 KiB
+                    // under Miri, where big tables are slow): a count in
+                    // untrusted input must not size the table.
+                    let bytes = if cfg!(miri) { 1 << 10 } else { 1 << 20 };
+                    let cap = bytes / size_of::<(K, V)>().max(1);
+                    let _bulk = map.grow_for_hint(access.size_hint().unwrap_or(0).min(cap));
                     while let Some((k, v)) = access.next_entry()? {
                         map.insert(k, v);
                     }
@@ -102,9 +109,13 @@ mod rayon_impl {
     {
         fn par_extend<I: IntoParallelIterator<Item = (K, V)>>(&mut self, par_iter: I) {
             let map: &RcuHashMap<K, V, S> = self;
-            par_iter
-                .into_par_iter()
-                .for_each(|(k, v)| drop(map.insert(k, v)));
+            let par_iter = par_iter.into_par_iter();
+            // An indexed iterator's length grows the table first, as
+            // `extend`'s size hint does.
+            // (The guard marks this thread only: each worker marks its
+            // own, for as long as it runs a piece of the iterator.)
+            let _bulk = map.grow_for_hint(par_iter.opt_len().unwrap_or(0));
+            par_iter.for_each_init(|| map.bulk_load(), |_, (k, v)| drop(map.insert(k, v)));
         }
     }
 

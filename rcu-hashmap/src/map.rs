@@ -2,7 +2,7 @@
 //! [`Removed`] handle and the iterators. No `unsafe` here except the calls
 //! into the raw core, each made under a guard of the map's domain.
 
-use crate::raw::{Insert, Node, RawIter, RawMap, Retired};
+use crate::raw::{BulkLoad, Insert, Node, RawIter, RawMap, Retired};
 use rcu_core::{Guard, LocalReadGuard, OwnedReadGuard, RcuDomain, ReadGuard};
 use std::borrow::Borrow;
 use std::cell::Cell;
@@ -506,7 +506,12 @@ where
     /// write needs the bucket that `Eq` runs under.
     #[track_caller]
     pub fn insert(&self, key: K, value: V) -> Option<Removed<K, V>> {
-        let hash = self.hash(&key);
+        self.insert_hashed(self.hash(&key), key, value)
+    }
+
+    /// [`insert`](Self::insert) of a key whose hash is `hash`.
+    #[track_caller]
+    fn insert_hashed(&self, hash: u64, key: K, value: V) -> Option<Removed<K, V>> {
         self.check_not_updating(hash, |k| *k == key);
         let node = Node::new(hash, key, value);
         let _guard = LocalGuard::new(self.raw.domain());
@@ -731,6 +736,98 @@ where
     pub fn clear(&self) {
         self.retain(|_, _| false);
     }
+
+    /// Makes room for at least `additional` entries more than
+    /// [`len`](Self::len), so that inserting them starts no resize, and
+    /// keeps it: the table no longer shrinks below that room (as it does not
+    /// below [`with_capacity`](Self::with_capacity)'s) until
+    /// [`shrink_to_fit`](Self::shrink_to_fit). Afterwards
+    /// [`capacity`](Self::capacity) is at least `len + additional` (the
+    /// `len` of the call), unless another thread's
+    /// [`shrink_to_fit`](Self::shrink_to_fit) ran meanwhile.
+    ///
+    /// A bigger table is built here, on the calling thread (writers that
+    /// arrive meanwhile help move the entries, readers never wait): one
+    /// allocation of 9 bytes a bucket, and every entry relinked, none
+    /// copied. A resize already in flight is finished first. Called from
+    /// inside a key's `Eq` (where no resize may start), it keeps the room
+    /// and the table grows at the map's next write from outside an `Eq`.
+    ///
+    /// # Panics
+    /// If the table's size would overflow `usize` ("capacity overflow");
+    /// the map is then unchanged. A table that cannot be allocated aborts
+    /// the process, as `std`'s collections do.
+    ///
+    /// ```
+    /// let map = rcu_hashmap::RcuHashMap::new();
+    /// map.reserve(1000);
+    /// let room = map.capacity();
+    /// assert!(room >= 1000);
+    /// for i in 0..1000 {
+    ///     map.insert(i, i);
+    /// }
+    /// map.clear();
+    /// assert_eq!(map.capacity(), room); // no resize, and no shrink
+    /// ```
+    pub fn reserve(&self, additional: usize) {
+        let _guard = LocalGuard::new(self.raw.domain());
+        // SAFETY: `_guard` is a critical section of the map's domain.
+        unsafe { self.raw.reserve(additional) }
+    }
+
+    /// Marks this thread as filling the map in bulk until the guard drops
+    /// (see [`grow_for_hint`](Self::grow_for_hint)).
+    #[cfg(feature = "rayon")]
+    pub(crate) fn bulk_load(&self) -> BulkLoad {
+        self.raw.bulk_load()
+    }
+
+    /// Grows the table for `hint` more entries (a lower size hint), all of
+    /// it into an empty map, half of it otherwise (some keys may be
+    /// present), without keeping the room as [`reserve`](Self::reserve)
+    /// does: the extending traits call it before inserting, and keep the
+    /// returned guard while they insert (the checks of this thread's
+    /// writes do not shrink the table meanwhile).
+    pub(crate) fn grow_for_hint(&self, hint: usize) -> BulkLoad {
+        let bulk = self.raw.bulk_load();
+        let hint = if self.is_empty() {
+            hint
+        } else {
+            hint.div_ceil(2)
+        };
+        if hint > 0 {
+            let _guard = LocalGuard::new(self.raw.domain());
+            // SAFETY: `_guard` is a critical section of the map's domain.
+            unsafe { self.raw.grow_for(hint) };
+        }
+        bulk
+    }
+
+    /// Shrinks the table to the smallest that holds [`len`](Self::len)
+    /// entries below its growth threshold, but not below the capacity the
+    /// map was built with, and forgets the room kept by
+    /// [`reserve`](Self::reserve). The table's own checks shrink it only
+    /// when it is less than 1/8 full (to half full), so a map that grew
+    /// and then lost most of its entries may hold up to four times the
+    /// buckets this leaves. Runs as [`reserve`](Self::reserve) does (on
+    /// the calling thread; from inside a key's `Eq`, at the next write).
+    ///
+    /// ```
+    /// let map = rcu_hashmap::RcuHashMap::new();
+    /// for i in 0..1000 {
+    ///     map.insert(i, i);
+    /// }
+    /// let guard = rcu_core::read_lock();
+    /// map.retain(|k, _| *k < 200);
+    /// map.shrink_to_fit();
+    /// assert!(map.capacity() >= 200 && map.capacity() < 1000);
+    /// assert_eq!(map.get(&199, &guard), Some(&199));
+    /// ```
+    pub fn shrink_to_fit(&self) {
+        let _guard = LocalGuard::new(self.raw.domain());
+        // SAFETY: `_guard` is a critical section of the map's domain.
+        unsafe { self.raw.shrink_to_fit() }
+    }
 }
 
 impl<K, V, S> fmt::Debug for RcuHashMap<K, V, S>
@@ -769,15 +866,58 @@ where
     }
 }
 
+/// Pairs that `extend` hashes and prefetches before inserting them.
+const EXTEND_BATCH: usize = 16;
+
 impl<K, V, S> Extend<(K, V)> for &RcuHashMap<K, V, S>
 where
     K: Hash + Eq + Send + 'static,
     V: Send + 'static,
     S: BuildHasher,
 {
+    /// Inserts every pair, as [`RcuHashMap::insert`] does, in the
+    /// iterator's order. The iterator's lower size hint grows the table
+    /// first, as `std`'s `extend` reserves (all of it into an empty map,
+    /// half of it otherwise, as some keys may be present), without keeping
+    /// that room as [`RcuHashMap::reserve`] does; the load-factor checks of
+    /// these insertions do not shrink it meanwhile.
+    ///
+    /// Pairs are taken 16 at a time, hashed, and their buckets asked of
+    /// the cache before the first of them is inserted. An insertion's lock
+    /// (an atomic read-modify-write) waits for every load before it, so
+    /// insertions one by one each wait for their own cache miss; batched,
+    /// the misses overlap. Loading 1 M `u64` keys into an empty map took
+    /// 44-45 ns a key this way, against 114-145 ns for `insert`s after a
+    /// `reserve` and 182-187 ns for `insert`s that grow the table (five
+    /// runs of `cargo run --release -p rcu-bench --example map_fill`;
+    /// `std`'s `HashMap`: 40-47 ns). So if the iterator, a key's `Hash` or its
+    /// `Eq` panics, up to 15 pairs taken before it are dropped without
+    /// being inserted.
     fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
-        for (k, v) in iter {
-            self.insert(k, v);
+        let map: &RcuHashMap<K, V, S> = self;
+        let mut iter = iter.into_iter();
+        let _bulk = map.grow_for_hint(iter.size_hint().0);
+        let mut batch = Vec::with_capacity(EXTEND_BATCH.min(iter.size_hint().0.max(1)));
+        loop {
+            batch.extend(
+                iter.by_ref()
+                    .take(EXTEND_BATCH)
+                    .map(|(k, v)| (map.hash(&k), k, v)),
+            );
+            if batch.is_empty() {
+                return;
+            }
+            if batch.len() > 1 {
+                let _guard = LocalGuard::new(map.raw.domain());
+                for (hash, _, _) in &batch {
+                    // SAFETY: `_guard` is a critical section of the map's
+                    // domain.
+                    unsafe { map.raw.prefetch(*hash) };
+                }
+            }
+            for (hash, k, v) in batch.drain(..) {
+                map.insert_hashed(hash, k, v);
+            }
         }
     }
 }

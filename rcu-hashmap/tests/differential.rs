@@ -118,6 +118,16 @@ fn random_ops_match_std() {
                     assert_eq!(got.v, want);
                     assert_eq!(called, want == v && called);
                 }
+                86 if i % 16 == 0 => {
+                    // Resizes at moments the load factor would not pick;
+                    // the contents must not change.
+                    if rng.below(2) == 0 {
+                        map.reserve(rng.below(2 * key_space) as usize);
+                    } else {
+                        map.shrink_to_fit();
+                    }
+                    assert_eq!(map.len(), model.len());
+                }
                 85 if i % 64 == 0 => {
                     let m = rng.below(4) + 2;
                     let before = map.len();

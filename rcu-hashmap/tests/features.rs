@@ -20,6 +20,47 @@ fn serde_round_trip() {
     assert_eq!(std_map.len(), 50);
 }
 
+/// A format's entry count grows the table before the entries arrive, but
+/// capped (as serde caps `std`'s preallocation): a count in untrusted
+/// input that claims 2^40 entries must not size the table (it would abort
+/// on the allocation).
+#[cfg(feature = "serde")]
+#[test]
+fn serde_caps_the_entry_count_it_trusts() {
+    use rcu_hashmap::RcuHashMap;
+    use serde::Deserialize;
+    use serde::de::value::{Error, MapDeserializer};
+    /// Two pairs that claim to be 2^40.
+    struct Lying(std::vec::IntoIter<(u64, u64)>);
+    impl Iterator for Lying {
+        type Item = (u64, u64);
+        fn next(&mut self) -> Option<(u64, u64)> {
+            self.0.next()
+        }
+        fn size_hint(&self) -> (usize, Option<usize>) {
+            (1 << 40, Some(1 << 40))
+        }
+    }
+    let input = MapDeserializer::<_, Error>::new(Lying(vec![(1, 10), (2, 20)].into_iter()));
+    let map = RcuHashMap::<u64, u64>::deserialize(input).unwrap();
+    assert_eq!(map.len(), 2);
+    assert_eq!(map.get_cloned(&2), Some(20));
+    assert!(map.capacity() <= 1 << 17, "capacity {}", map.capacity());
+    // An honest count (below the cap, also Miri's): the table ends as
+    // `with_capacity` sizes it (the checks of the first insertions, finding
+    // it nearly empty, do not shrink it; 50 keys grown one by one end in
+    // half the buckets).
+    let n = 50;
+    let pairs: Vec<(u64, u64)> = (0..n).map(|i| (i, i)).collect();
+    let input = MapDeserializer::<_, Error>::new(pairs.into_iter());
+    let map = RcuHashMap::<u64, u64>::deserialize(input).unwrap();
+    assert_eq!(map.len(), n as usize);
+    assert_eq!(
+        map.capacity(),
+        RcuHashMap::<u64, u64>::with_capacity(n as usize).capacity()
+    );
+}
+
 #[cfg(feature = "rayon")]
 #[test]
 #[cfg_attr(

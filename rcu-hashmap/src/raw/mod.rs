@@ -49,7 +49,7 @@
 
 mod table;
 
-use crate::sync::{AtomicIsize, AtomicPtr, Ordering};
+use crate::sync::{AtomicIsize, AtomicPtr, Backoff, Ordering};
 use rcu_core::RcuDomain;
 use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
@@ -113,9 +113,14 @@ pub(crate) struct RawMap<K, V> {
     /// scheduling points of the models.
     check_owed: std::sync::atomic::AtomicBool,
     count: Box<[Padded<AtomicIsize>; STRIPES]>,
-    /// Shrinking never goes below this many buckets (the capacity asked for
-    /// at construction).
-    min_buckets: usize,
+    /// Shrinking never goes below this many buckets: the capacity asked for
+    /// at construction, raised by [`reserve`](Self::reserve), lowered back
+    /// by [`shrink_to_fit`](Self::shrink_to_fit). `std`'s atomic, not the
+    /// facade's: a bound that resizes read, not a link readers follow
+    /// (the models need no scheduling point at its loads).
+    min_buckets: std::sync::atomic::AtomicUsize,
+    /// `min_buckets` as construction set it.
+    keep_buckets: usize,
     domain: RcuDomain,
     _owns: PhantomData<Box<Node<K, V>>>,
 }
@@ -134,6 +139,31 @@ pub(crate) fn buckets_for(capacity: usize) -> usize {
     let want = capacity.saturating_add(capacity / 3).max(MIN_BUCKETS);
     want.checked_next_power_of_two()
         .expect("rcu-hashmap: capacity overflow")
+}
+
+#[cfg(not(rcu_loom))]
+thread_local! {
+    /// The map (its `RawMap`'s address) that a bulk insertion on this
+    /// thread is filling, or null ([`BulkLoad`]).
+    static BULK: std::cell::Cell<*const ()> = const { std::cell::Cell::new(ptr::null()) };
+}
+
+/// While alive, the load-factor checks of this thread's writes to one map
+/// grow it but do not shrink it ([`RawMap::bulk_load`]). Restores the
+/// previous bulk insertion's map (an `extend` whose iterator extends
+/// another map) when dropped, also by unwinding.
+pub(crate) struct BulkLoad {
+    #[cfg(not(rcu_loom))]
+    prev: *const (),
+}
+
+impl Drop for BulkLoad {
+    fn drop(&mut self) {
+        // The thread's locals may be gone during its teardown: nothing to
+        // restore then.
+        #[cfg(not(rcu_loom))]
+        let _ = BULK.try_with(|b| b.set(self.prev));
+    }
 }
 
 #[cfg(not(rcu_loom))]
@@ -179,10 +209,43 @@ impl<K, V> RawMap<K, V> {
             }))),
             check_owed: std::sync::atomic::AtomicBool::new(false),
             count: Box::new(std::array::from_fn(|_| Padded(AtomicIsize::new(0)))),
-            min_buckets: buckets_for(keep),
+            min_buckets: std::sync::atomic::AtomicUsize::new(buckets_for(keep)),
+            keep_buckets: buckets_for(keep),
             domain: domain.clone(),
             _owns: PhantomData,
         }
+    }
+
+    /// Marks this thread as filling the map in bulk until the returned
+    /// guard drops: its writes' load-factor checks do not shrink the table.
+    /// `extend` grows the table for its size hint and then inserts; the
+    /// checks of its first insertions would find the table nearly empty
+    /// and shrink it back (its floor is the capacity asked for at
+    /// construction, not the hint). Other threads' checks still may.
+    pub(crate) fn bulk_load(&self) -> BulkLoad {
+        #[cfg(not(rcu_loom))]
+        return BulkLoad {
+            prev: BULK
+                .try_with(|b| b.replace(self.identity()))
+                .unwrap_or(ptr::null()),
+        };
+        #[cfg(rcu_loom)]
+        BulkLoad {}
+    }
+
+    /// Whether this thread is filling this map in bulk ([`bulk_load`](Self::bulk_load)).
+    fn bulk_loading(&self) -> bool {
+        #[cfg(not(rcu_loom))]
+        return BULK
+            .try_with(|b| ptr::eq(b.get(), self.identity()))
+            .unwrap_or(false);
+        #[cfg(rcu_loom)]
+        false
+    }
+
+    /// The map's address, as [`BULK`] holds it.
+    fn identity(&self) -> *const () {
+        ptr::from_ref(self).cast()
     }
 
     /// The domain the map is bound to.
@@ -672,13 +735,8 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
                 // Not here (see above): at the map's next write from
                 // outside an `Eq`, or the one-in-16 pacing would leave the
                 // next check 16 writes later (or, where every check falls
-                // on such a write, never). Stored only if clear: the line
-                // is `table`'s, which every lookup reads. Release: pairs
-                // with the Acquire swap below, so the checker's `len` counts
-                // this thread's writes so far.
-                if !self.check_owed.load(Hint::Relaxed) {
-                    self.check_owed.store(true, Hint::Release);
-                }
+                // on such a write, never).
+                self.owe_check();
             } else {
                 // A swap, not a load and a store: a debt set meanwhile by
                 // another thread is not wiped out unpaid. Acquire: see above.
@@ -687,6 +745,136 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
                 }
                 // SAFETY: the caller's promise.
                 unsafe { self.maybe_resize(t) };
+            }
+        }
+    }
+
+    /// Asks the cache for the lines that inserting `hash` locks and reads
+    /// first (its bucket word and filter byte in the current table).
+    /// Each insertion's lock is an atomic read-modify-write, which waits
+    /// for every load before it: insertions one after another each wait
+    /// for their own miss, one at a time. `extend` prefetches a batch of
+    /// keys before inserting them, so their misses overlap.
+    ///
+    /// # Safety
+    /// The caller holds a critical section of `self.domain`.
+    #[inline]
+    pub(crate) unsafe fn prefetch(&self, hash: u64) {
+        // SAFETY: the caller's promise.
+        unsafe { self.current() }.prefetch(hash);
+    }
+
+    /// Passes a load-factor check that cannot run here (inside a key's
+    /// `Eq`) to the map's next write from outside one.
+    fn owe_check(&self) {
+        // Stored only if clear: the line is `table`'s, which every lookup
+        // reads. Release: pairs with the Acquire swap in `after_write`, so
+        // the checker's `len` (and `min_buckets`) counts this thread's
+        // writes so far.
+        if !self.check_owed.load(Hint::Relaxed) {
+            self.check_owed.store(true, Hint::Release);
+        }
+    }
+
+    /// Makes room for `additional` entries more than [`len`](Self::len),
+    /// and keeps it: shrinking stops there until
+    /// [`shrink_to_fit`](Self::shrink_to_fit). Grows the table now, if it is
+    /// smaller (helping a resize in flight first); from inside a key's
+    /// `Eq` (where no resize may start) at the map's next write instead.
+    ///
+    /// # Panics
+    /// If the table's size would overflow `usize`; then nothing changed.
+    ///
+    /// # Safety
+    /// The caller holds a critical section of `self.domain`.
+    pub(crate) unsafe fn reserve(&self, additional: usize) {
+        let n = buckets_for(self.len().saturating_add(additional));
+        // Relaxed: a bound, not data. The checks of writes that happen
+        // after this call read it (a check owed from inside `Eq` through
+        // `owe_check`'s Release store); a check racing with it may read the
+        // old floor and shrink once, and a later check, seeing the table
+        // below the floor, grows it back (`maybe_resize`).
+        self.min_buckets.fetch_max(n, Hint::Relaxed);
+        // SAFETY: the caller's promise.
+        unsafe { self.grow_to(n) }
+    }
+
+    /// Grows the table now to room for `additional` entries more than
+    /// [`len`](Self::len), without keeping that room (`extend`'s hint: the
+    /// table may shrink again as usual).
+    ///
+    /// # Panics
+    /// As [`reserve`](Self::reserve).
+    ///
+    /// # Safety
+    /// As [`reserve`](Self::reserve).
+    pub(crate) unsafe fn grow_for(&self, additional: usize) {
+        let n = buckets_for(self.len().saturating_add(additional));
+        // SAFETY: the caller's promise.
+        unsafe { self.grow_to(n) }
+    }
+
+    /// Grows the table to `n` buckets if it has fewer.
+    ///
+    /// # Safety
+    /// As [`reserve`](Self::reserve).
+    unsafe fn grow_to(&self, n: usize) {
+        // SAFETY: the caller's promise.
+        unsafe { self.resize_while(|t| (t.len() < n).then_some(n)) }
+    }
+
+    /// Forgets the room [`reserve`](Self::reserve) kept, and shrinks the
+    /// table to the smallest that holds [`len`](Self::len) entries below
+    /// its growth threshold, but not below the capacity asked for at
+    /// construction. From inside a key's `Eq`, at the map's next write
+    /// instead (and only as far as its usual check shrinks).
+    ///
+    /// # Safety
+    /// The caller holds a critical section of `self.domain`.
+    pub(crate) unsafe fn shrink_to_fit(&self) {
+        // Relaxed: as in `reserve`.
+        self.min_buckets.store(self.keep_buckets, Hint::Relaxed);
+        // SAFETY: the caller's promise.
+        unsafe {
+            self.resize_while(|t| {
+                let n = buckets_for(self.len()).max(self.keep_buckets);
+                (n < t.len()).then_some(n)
+            })
+        }
+    }
+
+    /// Resizes the current table to `target(current)` buckets until that is
+    /// `None`, finishing (helping) any resize in flight first. Waits (spins,
+    /// then yields) only for threads that migrate a chunk they claimed, a
+    /// few microseconds of moves, never for a grace period. Inside a key's
+    /// `Eq` it starts and helps nothing and leaves a check owed instead.
+    ///
+    /// # Safety
+    /// The caller holds a critical section of `self.domain`.
+    unsafe fn resize_while(&self, target: impl Fn(&Table) -> Option<usize>) {
+        if in_user_eq() {
+            self.owe_check();
+            return;
+        }
+        let mut backoff = Backoff::new();
+        loop {
+            // SAFETY: the caller's promise.
+            let t = unsafe { self.current() };
+            // Acquire: as in `find`.
+            let f = t.future.load(Ordering::Acquire);
+            if !f.is_null() {
+                // SAFETY: the caller's promise; `f` is alive as in `find`.
+                unsafe { self.help(t, &*f, true) };
+                if ptr::eq(self.table.load(Ordering::Acquire), t) {
+                    // Every chunk is claimed; others are still moving theirs.
+                    backoff.snooze();
+                }
+                continue;
+            }
+            match target(t) {
+                // SAFETY: the caller's promise; `t` is current.
+                Some(n) => unsafe { self.start_resize(t, n) },
+                None => return,
             }
         }
     }
@@ -708,10 +896,15 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
             .checked_next_power_of_two()
             .unwrap_or(n)
             .max(MIN_BUCKETS);
+        // Relaxed: see `min_buckets`.
+        let floor = self.min_buckets.load(Hint::Relaxed);
         let target = if len > n - n / 4 {
-            half_full
-        } else if len < n / 8 && n > self.min_buckets {
-            half_full.max(self.min_buckets)
+            half_full.max(floor)
+        } else if n < floor {
+            // A `reserve` from inside a key's `Eq` raised the floor.
+            floor
+        } else if len < n / 8 && n > floor && !self.bulk_loading() {
+            half_full.max(floor)
         } else {
             return;
         };
