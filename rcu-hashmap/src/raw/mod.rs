@@ -60,6 +60,9 @@ pub(crate) use table::MIN_BUCKETS;
 
 /// Buckets a migrating thread claims at a time.
 const CHUNK: usize = if cfg!(miri) { 2 } else { 64 };
+/// How many buckets ahead of the one it moves a resize asks the cache for
+/// a chain's first node.
+const MIGRATE_AHEAD: usize = 4;
 /// Nodes per callback when `retain`/`clear` retire many at once
 /// ([`Retired::retire_all`]): as many as the engine runs callbacks per
 /// chunk, so that a helper's chunk stays a few milliseconds of drops.
@@ -964,6 +967,12 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
             }
             let end = (start + CHUNK).min(n);
             for b in start..end {
+                // Each move locks buckets with atomic read-modify-writes,
+                // which wait for the loads before them: without this, the
+                // first node of every chain is a miss of its own.
+                if b + MIGRATE_AHEAD < end {
+                    t.prefetch_chain(b + MIGRATE_AHEAD);
+                }
                 // SAFETY: the caller's promises; bucket `b` is ours alone.
                 unsafe { self.migrate_bucket(t, b, f) };
             }

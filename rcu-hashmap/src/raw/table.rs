@@ -164,6 +164,14 @@ impl Table {
         prefetch(self.filters[i..].as_ptr());
     }
 
+    /// Asks the cache for the first node of bucket `index`'s chain (a
+    /// resize, some buckets ahead of the one it moves).
+    #[inline]
+    pub(super) fn prefetch_chain(&self, index: usize) {
+        // Relaxed: the address only feeds a hint, which never faults.
+        prefetch(untag(self.buckets[index].load(Ordering::Relaxed)));
+    }
+
     /// Whether the chain of `hash`'s bucket may hold a node with `hash`:
     /// false only if no node with `hash`'s filter bit, linked there by a
     /// write that happens before this load, is still linked there (see the
