@@ -743,8 +743,10 @@ where
     /// below [`with_capacity`](Self::with_capacity)'s) until
     /// [`shrink_to_fit`](Self::shrink_to_fit). Afterwards
     /// [`capacity`](Self::capacity) is at least `len + additional` (the
-    /// `len` of the call), unless another thread's
-    /// [`shrink_to_fit`](Self::shrink_to_fit) ran meanwhile.
+    /// `len` of the call), unless another thread shrank the table
+    /// meanwhile: its [`shrink_to_fit`](Self::shrink_to_fit), or the check
+    /// of a write racing with this call, which may not see the new floor
+    /// yet (the next check that does grows the table back).
     ///
     /// A bigger table is built here, on the calling thread (writers that
     /// arrive meanwhile help move the entries, readers never wait): one
