@@ -49,11 +49,15 @@ mod serde_impl {
                 ) -> Result<Self::Value, A::Error> {
                     let map = RcuHashMap::with_hasher(S::default());
                     // The format's entry count, if it gives one, capped as
-                    // serde caps `std`'s preallocation (1 MiB of pairs; 1 KiB
-                    // under Miri, where big tables are slow): a count in
-                    // untrusted input must not size the table.
-                    let bytes = if cfg!(miri) { 1 << 10 } else { 1 << 20 };
-                    let cap = bytes / size_of::<(K, V)>().max(1);
+                    // serde caps `std`'s preallocation: 1 MiB of what the
+                    // entries take (a node's pair and its hash and link, a
+                    // bucket word and filter byte at 3/4 load, rounded up
+                    // to 32 bytes besides the pair; 4 KiB under Miri, where
+                    // big tables are slow), none for zero-sized pairs. A
+                    // count in untrusted input must not size the table.
+                    let bytes: usize = if cfg!(miri) { 4 << 10 } else { 1 << 20 };
+                    let pair = size_of::<(K, V)>();
+                    let cap = if pair == 0 { 0 } else { bytes / (pair + 32) };
                     let _bulk = map.grow_for_hint(access.size_hint().unwrap_or(0).min(cap));
                     while let Some((k, v)) = access.next_entry()? {
                         map.insert(k, v);

@@ -756,9 +756,9 @@ where
     /// and the table grows at the map's next write from outside an `Eq`.
     ///
     /// # Panics
-    /// If the table's size would overflow `usize` ("capacity overflow");
-    /// the map is then unchanged. A table that cannot be allocated aborts
-    /// the process, as `std`'s collections do.
+    /// If the table would not fit in the address space ("capacity
+    /// overflow"); the map is then unchanged. A table that cannot be
+    /// allocated aborts the process, as `std`'s collections do.
     ///
     /// ```
     /// let map = rcu_hashmap::RcuHashMap::new();
@@ -892,9 +892,15 @@ where
     /// 44-45 ns a key this way, against 114-145 ns for `insert`s after a
     /// `reserve` and 182-187 ns for `insert`s that grow the table (five
     /// runs of `cargo run --release -p rcu-bench --example map_fill`;
-    /// `std`'s `HashMap`: 40-47 ns). So if the iterator, a key's `Hash` or its
-    /// `Eq` panics, up to 15 pairs taken before it are dropped without
-    /// being inserted.
+    /// `std`'s `HashMap`: 40-47 ns). So an iterator that reads the map
+    /// does not see the pairs it yielded last (up to 15 are taken and
+    /// hashed before any is inserted), and if the iterator, a key's `Hash`
+    /// or its `Eq` panics, up to 15 pairs taken before it are dropped
+    /// without being inserted.
+    ///
+    /// A size hint whose table cannot be allocated, or would not fit in
+    /// the address space, grows nothing (`std`'s `extend` panics or aborts
+    /// there): the insertions grow the table as they need.
     fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
         let map: &RcuHashMap<K, V, S> = self;
         let mut iter = iter.into_iter();

@@ -79,3 +79,31 @@ fn rayon_extend_and_iterate() {
     let sum: u64 = map.par_iter(&guard).map(|(_, v)| *v).sum();
     assert_eq!(sum, (0..2 * n).map(|i| i * 2).sum::<u64>());
 }
+
+/// `par_extend` grows the table for an indexed iterator's length first,
+/// and no worker's checks shrink it back while the load runs.
+#[cfg(feature = "rayon")]
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "rayon's crossbeam-epoch 0.9.21 fails Stacked Borrows (internal.rs:567)"
+)]
+fn par_extend_sizes_the_table_and_keeps_it_while_loading() {
+    use rayon::prelude::*;
+    use rcu_hashmap::RcuHashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let n = 20_000usize;
+    let map: RcuHashMap<u64, u64> = RcuHashMap::new();
+    let least = AtomicUsize::new(usize::MAX);
+    let mut target = &map;
+    target.par_extend((0..n as u64).into_par_iter().map(|i| {
+        least.fetch_min(map.capacity(), Ordering::Relaxed);
+        (i, i)
+    }));
+    assert_eq!(map.len(), n);
+    assert!(
+        least.load(Ordering::Relaxed) >= n,
+        "capacity down to {} while loading {n}",
+        least.load(Ordering::Relaxed)
+    );
+}

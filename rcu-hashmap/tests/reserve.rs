@@ -134,15 +134,21 @@ fn a_reserve_that_overflows_panics_and_changes_nothing() {
     let map = RcuHashMap::new();
     map.insert(1u64, 1u64);
     let room = map.capacity();
-    let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| map.reserve(usize::MAX)))
-        .unwrap_err();
-    let message = err
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| err.downcast_ref::<String>().cloned())
-        .unwrap_or_default();
-    assert!(message.contains("capacity overflow"), "panic: {message}");
-    assert_eq!(map.capacity(), room);
+    // The power of two overflows `usize`; a table of 2^60 bucket words
+    // overflows the address space (its floor was once raised before the
+    // table was found too big: every later check panicked).
+    for additional in [usize::MAX, 1 << 59] {
+        let err =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| map.reserve(additional)))
+                .unwrap_err();
+        let message = err
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| err.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        assert!(message.contains("capacity overflow"), "panic: {message}");
+        assert_eq!(map.capacity(), room);
+    }
     // No floor was raised: the checks of later writes (one in 16) leave
     // the table as it is.
     for _ in 0..50 {
@@ -310,4 +316,65 @@ fn extend_grows_for_the_size_hint_and_keeps_no_room() {
         "capacity {} stayed at {room}",
         map.capacity()
     );
+}
+
+/// An iterator whose lower size hint is `hint`, whatever it yields.
+struct Hinted<I> {
+    inner: I,
+    hint: usize,
+}
+
+impl<I: Iterator> Iterator for Hinted<I> {
+    type Item = I::Item;
+    fn next(&mut self) -> Option<I::Item> {
+        self.inner.next()
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.hint, None)
+    }
+}
+
+/// A lower size hint no table can hold, or whose table cannot be
+/// allocated, grows nothing: `extend` inserts what the iterator yields
+/// (`std`'s `extend` panics on 2^58, aborts on 2^40).
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "Miri stops at an allocation this large instead of failing it"
+)]
+fn extend_survives_a_size_hint_no_table_can_meet() {
+    let map = RcuHashMap::new();
+    for (round, hint) in [1usize << 40, 1 << 58, usize::MAX].into_iter().enumerate() {
+        let base = round as u64 * 10;
+        (&map).extend(Hinted {
+            inner: (base..base + 3).map(|i| (i, i)),
+            hint,
+        });
+    }
+    assert_holds(&map, (0..3).chain(10..13).chain(20..23));
+    assert!(map.capacity() < 1 << 20, "capacity {}", map.capacity());
+}
+
+/// An `extend` whose iterator extends another map: the inner one's end
+/// restores the outer one's mark, so the outer map's checks still do not
+/// shrink it while it loads.
+#[test]
+fn nested_extends_keep_the_outer_maps_mark() {
+    let n = if cfg!(miri) { 200 } else { 4_000 };
+    let (a, b) = (RcuHashMap::new(), RcuHashMap::new());
+    let least = std::cell::Cell::new(usize::MAX);
+    (&a).extend((0..n).map(|i| {
+        if i == 0 {
+            (&b).extend((0..10u64).map(|j| (j, j)));
+        }
+        least.set(least.get().min(a.capacity()));
+        (i, i)
+    }));
+    assert!(
+        least.get() >= n as usize,
+        "capacity down to {} while extending by {n}",
+        least.get()
+    );
+    assert_holds(&a, 0..n);
+    assert_holds(&b, 0..10);
 }

@@ -138,10 +138,21 @@ unsafe impl<K: Send + Sync, V: Send + Sync> Sync for RawMap<K, V> {}
 
 /// The number of buckets for `capacity` entries below the growth threshold
 /// (a load factor of 3/4).
+///
+/// # Panics
+/// If that table's bucket array would not fit in the address space
+/// ("capacity overflow"), as [`try_buckets_for`] returns `None`.
 pub(crate) fn buckets_for(capacity: usize) -> usize {
+    try_buckets_for(capacity).expect("rcu-hashmap: capacity overflow")
+}
+
+/// [`buckets_for`], or `None` where it panics: the power of two overflows
+/// `usize`, or an array of that many bucket words overflows `isize` bytes
+/// (no allocation could hold it).
+pub(crate) fn try_buckets_for(capacity: usize) -> Option<usize> {
     let want = capacity.saturating_add(capacity / 3).max(MIN_BUCKETS);
-    want.checked_next_power_of_two()
-        .expect("rcu-hashmap: capacity overflow")
+    let n = want.checked_next_power_of_two()?;
+    std::alloc::Layout::array::<usize>(n).ok().map(|_| n)
 }
 
 #[cfg(not(rcu_loom))]
@@ -786,7 +797,9 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
     /// `Eq` (where no resize may start) at the map's next write instead.
     ///
     /// # Panics
-    /// If the table's size would overflow `usize`; then nothing changed.
+    /// If the table would not fit in the address space ([`buckets_for`]);
+    /// then nothing changed (the floor is raised only to a size that
+    /// passed that check).
     ///
     /// # Safety
     /// The caller holds a critical section of `self.domain`.
@@ -799,31 +812,34 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
         // below the floor, grows it back (`maybe_resize`).
         self.min_buckets.fetch_max(n, Hint::Relaxed);
         // SAFETY: the caller's promise.
-        unsafe { self.grow_to(n) }
+        unsafe { self.grow_to(n, false) }
     }
 
     /// Grows the table now to room for `additional` entries more than
     /// [`len`](Self::len), without keeping that room (`extend`'s hint: the
-    /// table may shrink again as usual).
-    ///
-    /// # Panics
-    /// As [`reserve`](Self::reserve).
+    /// table may shrink again as usual). A hint no table could hold (see
+    /// [`try_buckets_for`]), or one whose table cannot be allocated, is
+    /// ignored: the insertions that follow grow the table as they need.
+    /// (`std`'s `extend` panics or aborts on such a hint.)
     ///
     /// # Safety
     /// As [`reserve`](Self::reserve).
     pub(crate) unsafe fn grow_for(&self, additional: usize) {
-        let n = buckets_for(self.len().saturating_add(additional));
+        let Some(n) = try_buckets_for(self.len().saturating_add(additional)) else {
+            return;
+        };
         // SAFETY: the caller's promise.
-        unsafe { self.grow_to(n) }
+        unsafe { self.grow_to(n, true) }
     }
 
-    /// Grows the table to `n` buckets if it has fewer.
+    /// Grows the table to `n` buckets if it has fewer (see
+    /// [`resize_while`](Self::resize_while) for `fallible`).
     ///
     /// # Safety
     /// As [`reserve`](Self::reserve).
-    unsafe fn grow_to(&self, n: usize) {
+    unsafe fn grow_to(&self, n: usize, fallible: bool) {
         // SAFETY: the caller's promise.
-        unsafe { self.resize_while(|t| (t.len() < n).then_some(n)) }
+        unsafe { self.resize_while(fallible, |t| (t.len() < n).then_some(n)) }
     }
 
     /// Forgets the room [`reserve`](Self::reserve) kept, and shrinks the
@@ -839,7 +855,7 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
         self.min_buckets.store(self.keep_buckets, Hint::Relaxed);
         // SAFETY: the caller's promise.
         unsafe {
-            self.resize_while(|t| {
+            self.resize_while(false, |t| {
                 let n = buckets_for(self.len()).max(self.keep_buckets);
                 (n < t.len()).then_some(n)
             })
@@ -851,10 +867,12 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
     /// then yields) only for threads that migrate a chunk they claimed, a
     /// few microseconds of moves, never for a grace period. Inside a key's
     /// `Eq` it starts and helps nothing and leaves a check owed instead.
+    /// With `fallible`, a table that cannot be allocated ends it instead of
+    /// aborting the process.
     ///
     /// # Safety
     /// The caller holds a critical section of `self.domain`.
-    unsafe fn resize_while(&self, target: impl Fn(&Table) -> Option<usize>) {
+    unsafe fn resize_while(&self, fallible: bool, target: impl Fn(&Table) -> Option<usize>) {
         if in_user_eq() {
             self.owe_check();
             return;
@@ -875,8 +893,12 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
                 continue;
             }
             match target(t) {
-                // SAFETY: the caller's promise; `t` is current.
-                Some(n) => unsafe { self.start_resize(t, n) },
+                Some(n) => {
+                    // SAFETY: the caller's promise; `t` is current.
+                    if !unsafe { self.start_resize(t, n, fallible) } {
+                        return;
+                    }
+                }
                 None => return,
             }
         }
@@ -915,18 +937,29 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
             return;
         }
         // SAFETY: the caller's promise.
-        unsafe { self.start_resize(t, target) }
+        unsafe { self.start_resize(t, target, false) };
     }
 
-    /// Publishes a future table of `n` buckets for `t` and migrates.
+    /// Publishes a future table of `n` buckets for `t` and migrates. A
+    /// table that cannot be allocated aborts the process, as `std`'s
+    /// collections do, unless `fallible`: then this returns false, having
+    /// changed nothing.
     ///
     /// # Safety
     /// As [`maybe_resize`](Self::maybe_resize).
-    unsafe fn start_resize(&self, t: &Table, n: usize) {
+    unsafe fn start_resize(&self, t: &Table, n: usize, fallible: bool) -> bool {
         if !ptr::eq(self.table.load(Ordering::Relaxed), t) {
-            return; // `t` has been resized meanwhile
+            return true; // `t` has been resized meanwhile
         }
-        let new = Box::into_raw(Table::new(n));
+        let table = if fallible {
+            match Table::try_new(n) {
+                Some(table) => table,
+                None => return false,
+            }
+        } else {
+            Table::new(n)
+        };
+        let new = Box::into_raw(table);
         // Release: pairs with the Acquire loads of `future` in `find`,
         // `lock_home` and `after_write`: they see the new table's empty
         // buckets. Acquire on failure: we then use the winner's table.
@@ -944,6 +977,7 @@ impl<K: Eq + Send + 'static, V: Send + 'static> RawMap<K, V> {
                 drop(unsafe { Box::from_raw(new) });
             }
         }
+        true
     }
 
     /// Migrates chunks of `t` into its future table `f`: one chunk, or
