@@ -575,6 +575,13 @@ impl RcuDomain {
     /// inside one of its callbacks, notifiers or stall hooks, or inside
     /// [`no_grace_period_waits`](Self::no_grace_period_waits) of this domain
     /// (as in an [`RcuCell::update`](crate::RcuCell::update) closure).
+    ///
+    /// # Deadlock
+    /// Never call it while this task holds an
+    /// [`OwnedReadGuard`](crate::OwnedReadGuard) of this domain: that guard
+    /// is not tied to the thread, so the call cannot tell, and waits for it
+    /// forever. The same holds for every wait for a grace period (`drain`,
+    /// the `into_inner` of a retiring handle).
     #[track_caller]
     pub fn synchronize(&self) {
         self.inner.synchronize(false);

@@ -191,6 +191,13 @@ static HANDLE: Handle = Handle::Static(&GLOBAL);
 /// [`RcuDomain::no_grace_period_waits`](crate::RcuDomain::no_grace_period_waits)
 /// of the process-wide domain (as in an `RcuCell::update` closure).
 ///
+/// # Deadlock
+/// Never call it while this task holds an
+/// [`OwnedReadGuard`](crate::OwnedReadGuard) of the process-wide domain:
+/// that guard is not tied to the thread, so the call cannot tell, and waits
+/// for it forever. The same holds for every wait for a grace period
+/// ([`drain`], the `into_inner` of a retiring handle).
+///
 /// ```
 /// rcu_core::synchronize();
 /// ```

@@ -372,7 +372,10 @@ impl<T: Send + Sync + 'static> Unlinked<T> {
     /// # Panics
     /// Inside a read-side critical section, a reclaim callback or a scope
     /// that refuses waits (an `RcuCell::update` closure), as
-    /// [`RcuDomain::synchronize`].
+    /// [`RcuDomain::synchronize`]. Never call it while this task holds an
+    /// [`OwnedReadGuard`](crate::OwnedReadGuard) of the domain: that guard
+    /// is not tied to the thread, so the call cannot tell, and the grace
+    /// period would wait for it forever.
     pub fn into_inner(self) -> T {
         self.domain.synchronize();
         *self.into_box_unsynchronized()

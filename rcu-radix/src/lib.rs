@@ -24,7 +24,9 @@
 //!   nodes) is retired through `rcu-core` after the lock is released and
 //!   dropped on the reclaim thread after a grace period (over a domain's
 //!   memory limit, a retiring writer may help run ready callbacks on its
-//!   own thread, for up to about a millisecond: rcu-core's `call_rcu`).
+//!   own thread, for up to about a millisecond per object it retires, so
+//!   about two for a `remove` that also unlinks a node: rcu-core's
+//!   `call_rcu`).
 //! * **Ordered**: iteration and ranges (any `RangeBounds<u64>`) yield keys in
 //!   ascending order; nearest-key searches are strict and exact at the
 //!   edges (`next_after(u64::MAX)` is `None`, never a wrap).

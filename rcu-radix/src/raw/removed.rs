@@ -62,7 +62,10 @@ impl<V: Send + Sync + 'static> Removed<V> {
     /// # Panics
     /// Inside a read-side critical section of the tree's domain on this
     /// thread, or inside a reclaim callback (as
-    /// [`RcuDomain::synchronize`]).
+    /// [`RcuDomain::synchronize`]). Never call it while this task holds an
+    /// [`OwnedReadGuard`](rcu_core::OwnedReadGuard) of the tree's domain:
+    /// that guard is not tied to the thread, so the call cannot tell, and
+    /// the grace period would wait for it forever.
     pub fn into_inner(mut self) -> V {
         // If this panics, `self` still holds the entry and retires it as
         // usual when dropped.
