@@ -1,22 +1,32 @@
-//! What a random-key lookup of `RcuRadixTree` could gain from small nodes:
-//! single-thread `get` hits of the radix group's 1M random keys, fastest
-//! of 30 interleaved samples of 2^18 lookups each, for three toy trees with
-//! no synchronisation at all (built once, then only read), against the
-//! real tree and `BTreeMap`:
+//! Where a random-key lookup's time goes, and what small nodes could gain
+//! it: single-thread `get` hits of the radix group's 1M random keys
+//! (splitmix64's finaliser of `0..1M`), fastest of 30 interleaved samples
+//! of 2^18 lookups each, of the real tree (one `read_lock` per lookup) and
+//! `BTreeMap` (unlocked, and under `RwLock::read` as in the runner),
+//! against:
 //!
-//! - `toy, 64-slot nodes`: the real tree's read path without its guard:
-//!   path-compressed 64-slot nodes (512 bytes of slots and a 64-byte
-//!   header line, 576 bytes as the real tree's), the node's shift in the
-//!   word that points to it, one boxed leaf (key, value) per entry;
-//! - `toy, small nodes`: the same, but a node of at most 15 children is
-//!   a small one (an ART's `Node16`): its digits packed in two words, which
-//!   a lookup matches eight at a time (SWAR), then 15 slots and the header
-//!   line, 256 bytes;
-//! - `toy, small, inline`: small nodes that hold their entries' keys and
-//!   values in (key, value) cells of their own, 384 bytes, so a lookup
-//!   that ends in a small node loads no leaf. (A tree that replaces values
-//!   under readers would need a second cell per entry, as the real tree's
-//!   bottom nodes have; the toy has one.)
+//! - `one load`: a load from a random index of a `Vec<(u64, u64)>` of the
+//!   1M entries (16 MiB), the index known beforehand: the memory any
+//!   structure holding these entries must read, with no search. Lookups of
+//!   independent keys overlap in the out-of-order core, so it costs a
+//!   fraction of a memory latency; a lookup that is a chain of dependent
+//!   loads (the tree's root, inner levels, fringe node and leaf; the
+//!   B-tree's levels) overlaps far less;
+//! - three toy trees with no synchronisation at all (built once, then only
+//!   read):
+//!   - `toy, 64-slot nodes`: the real tree's read path without its guard:
+//!     path-compressed 64-slot nodes (512 bytes of slots and a 64-byte
+//!     header line, 576 bytes as the real tree's), the node's shift in the
+//!     word that points to it, one boxed leaf (key, value) per entry;
+//!   - `toy, small nodes`: the same, but a node of at most 15 children is
+//!     a small one (an ART's `Node16`): its digits packed in two words, which
+//!     a lookup matches eight at a time (SWAR), then 15 slots and the header
+//!     line, 256 bytes;
+//!   - `toy, small, inline`: small nodes that hold their entries' keys and
+//!     values in (key, value) cells of their own, 384 bytes, so a lookup
+//!     that ends in a small node loads no leaf. (A tree that replaces values
+//!     under readers would need a second cell per entry, as the real tree's
+//!     bottom nodes have; the toy has one.)
 //!
 //! The toys bound what such nodes could buy before the real tree's
 //! writer, marks, ordered searches and reclamation learn a second node
@@ -26,12 +36,11 @@
 //! cargo run --release -p rcu-bench --example radix_floor
 //! ```
 
-use rcu_bench::scramble;
+use rcu_bench::{mean_ns_at_random, scramble};
 use rcu_radix::RcuRadixTree;
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::sync::RwLock;
-use std::time::Instant;
 
 const N: u64 = 1 << 20;
 const OPS: u32 = 1 << 18;
@@ -231,21 +240,6 @@ impl Toy {
     }
 }
 
-/// Mean ns per call of `f(i)` over [`OPS`] pseudo-random indices below `N`.
-fn sample(mut f: impl FnMut(u64) -> u64) -> f64 {
-    let mut x = 0x5ca1_ab1e_u64;
-    let mut acc = 0u64;
-    let t = Instant::now();
-    for _ in 0..OPS {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        acc = acc.wrapping_add(f(x.wrapping_mul(0x2545_F491_4F6C_DD1D) % N));
-    }
-    black_box(acc);
-    t.elapsed().as_nanos() as f64 / f64::from(OPS)
-}
-
 fn main() {
     let keys: Vec<u64> = (0..N).map(scramble).collect();
     let btree: BTreeMap<u64, u64> = keys.iter().map(|&k| (k, k ^ 1)).collect();
@@ -273,27 +267,29 @@ fn main() {
             assert_eq!(toy.get(k ^ 1 << 40), None);
         }
     }
-    let mut best = [f64::MAX; 6];
+    let flat: Vec<(u64, u64)> = keys.iter().map(|&k| (k, k ^ 1)).collect();
+    let mut best = [f64::MAX; 7];
     for _ in 0..SAMPLES {
         let times = [
-            sample(|i| btree.get(&scramble(i)).copied().unwrap_or(0)),
-            sample(|i| {
+            mean_ns_at_random(N, OPS, |i| black_box(&flat)[i as usize].1),
+            mean_ns_at_random(N, OPS, |i| btree.get(&scramble(i)).copied().unwrap_or(0)),
+            mean_ns_at_random(N, OPS, |i| {
                 let map = locked.read().unwrap();
                 map.get(&scramble(i)).copied().unwrap_or(0)
             }),
-            sample(|i| {
+            mean_ns_at_random(N, OPS, |i| {
                 let guard = rcu_core::read_lock();
                 tree.get(scramble(i), &guard).copied().unwrap_or(0)
             }),
-            sample(|i| toys[0].get(scramble(i)).unwrap_or(0)),
-            sample(|i| toys[1].get(scramble(i)).unwrap_or(0)),
-            sample(|i| toys[2].get(scramble(i)).unwrap_or(0)),
+            mean_ns_at_random(N, OPS, |i| toys[0].get(scramble(i)).unwrap_or(0)),
+            mean_ns_at_random(N, OPS, |i| toys[1].get(scramble(i)).unwrap_or(0)),
+            mean_ns_at_random(N, OPS, |i| toys[2].get(scramble(i)).unwrap_or(0)),
         ];
         for (b, t) in best.iter_mut().zip(times) {
             *b = b.min(t);
         }
     }
-    let [plain, rw, ours, full, small, inline] = best;
+    let [one, plain, rw, ours, full, small, inline] = best;
     let shape = |toy: &Toy| {
         let mib = |bytes: usize| bytes as f64 / 1048576.0;
         format!(
@@ -306,6 +302,7 @@ fn main() {
     };
     println!("1M random keys, ns per get hit (fastest of {SAMPLES} samples of {OPS}):");
     for (name, t, shape) in [
+        ("one load", one, String::new()),
         ("BTreeMap", plain, String::new()),
         ("RwLock<BTreeMap>", rw, String::new()),
         ("RcuRadixTree", ours, String::new()),

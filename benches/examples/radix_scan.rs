@@ -21,34 +21,13 @@
 //! CHURN=1000000 cargo run --release -p rcu-bench --example radix_scan
 //! ```
 
+use rcu_bench::{mean_ns_at_random, xorshift64star};
 use rcu_radix::RcuRadixTree;
 use std::collections::BTreeMap;
-use std::hint::black_box;
-use std::time::Instant;
 
 const N: u64 = 1 << 20;
 const SCAN: u64 = 100;
 const SCANS: u32 = 200_000;
-
-/// xorshift64*.
-fn next(x: &mut u64) -> u64 {
-    *x ^= *x >> 12;
-    *x ^= *x << 25;
-    *x ^= *x >> 27;
-    x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-}
-
-/// Mean ns per call of `scan(start)` over `SCANS` random starts.
-fn per_scan(mut scan: impl FnMut(u64) -> u64) -> f64 {
-    let mut x = 0x5ca1_ab1e;
-    let t = Instant::now();
-    let mut acc = 0u64;
-    for _ in 0..SCANS {
-        acc = acc.wrapping_add(scan(next(&mut x) % (N - SCAN)));
-    }
-    black_box(acc);
-    t.elapsed().as_nanos() as f64 / f64::from(SCANS)
-}
 
 fn tree_scan(tree: &RcuRadixTree<u64>) -> impl FnMut(u64) -> u64 + '_ {
     move |s| {
@@ -73,7 +52,7 @@ fn main() {
     let churned: RcuRadixTree<u64> = (0..N).map(|k| (k, k)).collect();
     let mut x = 1u64;
     for _ in 0..churn {
-        let k = next(&mut x) % N;
+        let k = xorshift64star(&mut x) % N;
         drop(churned.remove(k));
         drop(churned.insert(k, k));
     }
@@ -85,8 +64,8 @@ fn main() {
         ("churned", &churned),
     ] {
         for _ in 0..3 {
-            let ours = per_scan(tree_scan(tree));
-            let peer = per_scan(btree_scan);
+            let ours = mean_ns_at_random(N - SCAN, SCANS, tree_scan(tree));
+            let peer = mean_ns_at_random(N - SCAN, SCANS, btree_scan);
             println!(
                 "{state:>9}: RcuRadixTree {ours:6.1} ns, BTreeMap {peer:6.1} ns, ratio {:.2}x",
                 peer / ours

@@ -33,6 +33,31 @@ pub fn scramble(i: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// xorshift64*: the examples' reproducible pseudo-random sequence
+/// (advances `x`, which must not be 0, and returns the next number).
+#[inline]
+pub fn xorshift64star(x: &mut u64) -> u64 {
+    *x ^= *x >> 12;
+    *x ^= *x << 25;
+    *x ^= *x >> 27;
+    x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+}
+
+/// Mean nanoseconds per call of `f(i)` over `calls` indices `i` below `n`
+/// (> 0), drawn by [`xorshift64star`] from a fixed seed, so every subject
+/// timed with it sees the same sequence. The results are summed into a
+/// black box, so the calls cannot be optimised away.
+pub fn mean_ns_at_random(n: u64, calls: u32, mut f: impl FnMut(u64) -> u64) -> f64 {
+    let mut x = 0x5ca1_ab1e_u64;
+    let mut acc = 0u64;
+    let t = std::time::Instant::now();
+    for _ in 0..calls {
+        acc = acc.wrapping_add(f(xorshift64star(&mut x) % n));
+    }
+    black_box(acc);
+    t.elapsed().as_nanos() as f64 / f64::from(calls)
+}
+
 /// `n` lock/unlock pairs of the process-wide domain.
 #[inline(never)]
 pub fn rcu_pairs(n: u64) {

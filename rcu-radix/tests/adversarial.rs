@@ -104,31 +104,6 @@ fn bounds_of(k: u64) -> [Bound<u64>; 3] {
     [Included(k), Excluded(k), Unbounded]
 }
 
-const BOUNDARY_KEYS: [u64; 22] = [
-    0,
-    1,
-    2,
-    62,
-    63,
-    64,
-    65,
-    127,
-    128,
-    4095,
-    4096,
-    1 << 32,
-    (1 << 32) + 1,
-    1 << 62,
-    (1 << 63) - 1,
-    1 << 63,
-    (1 << 63) + 1,
-    (1 << 63) | (1 << 62),
-    u64::MAX - 64,
-    u64::MAX - 63,
-    u64::MAX - 1,
-    u64::MAX,
-];
-
 fn probes_for(keys: &[u64]) -> Vec<u64> {
     let mut p: BTreeSet<u64> = [0, 1, u64::MAX, u64::MAX - 1, 1 << 63].into();
     for &k in keys {
@@ -254,8 +229,8 @@ fn check_reads(
 #[test]
 fn boundary_keys_every_read_matches_btreemap() {
     let domain = RcuDomain::new();
-    let mut sets: Vec<Vec<u64>> = vec![BOUNDARY_KEYS.to_vec(), vec![]];
-    for &k in &BOUNDARY_KEYS {
+    let mut sets: Vec<Vec<u64>> = vec![common::EDGE_KEYS.to_vec(), vec![]];
+    for &k in &common::EDGE_KEYS {
         sets.push(vec![k]);
     }
     for pair in [

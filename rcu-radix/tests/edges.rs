@@ -19,33 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 const MARKS: [Mark; 3] = [Mark::M0, Mark::M1, Mark::M2];
 
 fn edge_keys() -> Vec<u64> {
-    let mut v = vec![
-        0,
-        1,
-        2,
-        62,
-        63,
-        64,
-        65,
-        127,
-        128,
-        4095,
-        4096,
-        4097,
-        1 << 32,
-        (1 << 32) - 1,
-        (1 << 60) - 1,
-        1 << 60,
-        (1 << 60) + 1,
-        (1 << 63) - 1,
-        1 << 63,
-        (1 << 63) + 1,
-        u64::MAX - 64,
-        u64::MAX - 63,
-        u64::MAX - 2,
-        u64::MAX - 1,
-        u64::MAX,
-    ];
+    let mut v = common::EDGE_KEYS.to_vec();
     for b in 0..64 {
         v.push(1u64 << b);
         v.push((1u64 << b).wrapping_sub(1));

@@ -1,4 +1,5 @@
-//! Shared test helpers: a seeded generator, a value that counts its drops.
+//! Shared test helpers: a seeded generator, a value that counts its drops,
+//! keys at the edges of the key space.
 #![allow(dead_code)] // each test file uses a part
 
 /// xorshift64*: tiny, seeded, reproducible.
@@ -41,3 +42,37 @@ impl Drop for Counted {
         self.drops.fetch_add(1, Ordering::Relaxed);
     }
 }
+
+/// Keys at the edges: 0, `u64::MAX`, either side of the six-bit digits'
+/// boundaries (63/64, 4095/4096, 2^60), of 2^32 and of 2^63, and keys that
+/// differ from their neighbours only in the top or lowest bits. Sorted.
+pub const EDGE_KEYS: [u64; 28] = [
+    0,
+    1,
+    2,
+    62,
+    63,
+    64,
+    65,
+    127,
+    128,
+    4095,
+    4096,
+    4097,
+    (1 << 32) - 1,
+    1 << 32,
+    (1 << 32) + 1,
+    (1 << 60) - 1,
+    1 << 60,
+    (1 << 60) + 1,
+    1 << 62,
+    (1 << 63) - 1,
+    1 << 63,
+    (1 << 63) + 1,
+    (1 << 63) | (1 << 62),
+    u64::MAX - 64,
+    u64::MAX - 63,
+    u64::MAX - 2,
+    u64::MAX - 1,
+    u64::MAX,
+];
