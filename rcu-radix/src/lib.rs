@@ -88,7 +88,13 @@
 //!   period.
 //! * Inner nodes have a fixed 64 slots (576 bytes with the header). Dense
 //!   key sets fill them; sparse ones leave slots empty but, thanks to path
-//!   compression, never build chains of one-child nodes.
+//!   compression, never build chains of one-child nodes. Small nodes, as
+//!   an ART's `Node4`/`Node16`, would halve the nodes of 1M random keys
+//!   (97.8 to 50.5 MiB) but take at most 8% off a random-key lookup, 20%
+//!   if they also held their entries inline: unsynchronised toy trees in
+//!   `benches/examples/radix_floor.rs`, on the development VM. A try of
+//!   five-child nodes in this tree ran the runner's radix group 5-20%
+//!   slower (`benches/MEASUREMENTS.md`), so it has one node kind.
 //! * A large tree spreads its nodes over many pages, so its lookups pay
 //!   for address translation more than a B-tree's: on the development VM,
 //!   glibc's malloc on transparent huge pages
