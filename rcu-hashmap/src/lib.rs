@@ -180,7 +180,13 @@
 //! `Config::offload_callbacks`): freed on the reclaim thread, as they were
 //! before, a replacing insert at 64 K keys cost 272–318 ns, glibc's arena
 //! lock passing between the writer's allocations and the reclaim thread's
-//! frees (187–203 ns at 4 K keys). The head-to-head workloads against
+//! frees (187–203 ns at 4 K keys). Nor is a node's size what a lookup
+//! pays for at the runner's ReadHeavy size (96 K entries): with `()`
+//! values a node is 24 bytes, in glibc's 32-byte chunks as papaya's
+//! entries are, instead of 32 in 48-byte ones, and lookups alone ran
+//! 1.25–1.46x faster than papaya's, as with `u64` values (1.25–1.39x;
+//! `cargo run --release -p rcu-bench --example map_mix -- unit`, ten runs
+//! of each in turn, 2026-12-06). The head-to-head workloads against
 //! papaya, dashmap, scc and `RwLock<HashMap>` are the `map` group of
 //! `rcu-bench`.
 //!
