@@ -264,8 +264,11 @@ impl<T: Send + Sync + 'static> Default for RcuPtr<T> {
 }
 
 impl<T: Send + Sync + fmt::Debug + 'static> fmt::Debug for RcuPtr<T> {
+    /// Formats the current value under a guard tied to this thread, so a
+    /// `T::fmt` that waits for a grace period of the pointer's domain panics
+    /// rather than waiting for itself.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let guard = self.domain.read_lock_owned();
+        let guard = self.domain.read_lock_local();
         f.debug_tuple("RcuPtr").field(&self.load(&guard)).finish()
     }
 }
@@ -545,7 +548,13 @@ impl<T: Send + Sync + 'static> RcuCell<T> {
         unsafe { &*p }
     }
 
-    /// A clone of the current value.
+    /// A clone of the current value, made inside a read-side critical
+    /// section of the cell's domain tied to this thread.
+    ///
+    /// # Panics
+    /// If `T::clone` waits for a grace period of the cell's domain
+    /// (`synchronize`, `drain`): inside the critical section that wait
+    /// would never end.
     pub fn get(&self) -> T
     where
         T: Clone,
@@ -553,7 +562,10 @@ impl<T: Send + Sync + 'static> RcuCell<T> {
         if self.domain().is_global() {
             self.read(&crate::read_lock()).clone()
         } else {
-            self.read(&self.domain().read_lock_owned()).clone()
+            // Thread-tied, as `read_lock`'s: a `T::clone` that waits for a
+            // grace period of this domain panics rather than waiting for
+            // itself (under an owned guard it could not tell).
+            self.read(&self.domain().read_lock_local()).clone()
         }
     }
 
@@ -712,8 +724,9 @@ impl<T: Send + Sync + Default + 'static> Default for RcuCell<T> {
 }
 
 impl<T: Send + Sync + fmt::Debug + 'static> fmt::Debug for RcuCell<T> {
+    /// As `RcuPtr`'s: under a guard tied to this thread.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let guard = self.domain().read_lock_owned();
+        let guard = self.domain().read_lock_local();
         f.debug_tuple("RcuCell").field(self.read(&guard)).finish()
     }
 }

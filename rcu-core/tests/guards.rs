@@ -516,3 +516,82 @@ fn first_owned_guards_taken_at_once_never_deadlock() {
         "threads taking owned guards at once deadlocked"
     );
 }
+
+/// A value whose `Debug` and `Clone` wait for a grace period of its domain
+/// (`None`: the process-wide one), as a value that retires something and
+/// waits for it might.
+struct Waits(Option<RcuDomain>);
+
+impl Waits {
+    fn wait(&self) {
+        match &self.0 {
+            Some(domain) => domain.synchronize(),
+            None => rcu_core::synchronize(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Waits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.wait();
+        f.write_str("Waits")
+    }
+}
+
+impl Clone for Waits {
+    fn clone(&self) -> Self {
+        self.wait();
+        Waits(self.0.clone())
+    }
+}
+
+/// Runs `op` on a helper thread and returns its panic message, or `None`
+/// if it returned; fails if it is still running after `STALL_BOUND`.
+fn panic_of(what: &str, op: impl FnOnce() + Send + 'static) -> Option<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let r = catch_unwind(AssertUnwindSafe(op));
+        let _ = tx.send(r.err().map(|e| panic_message::<()>(Err(e))));
+    });
+    rx.recv_timeout(common::STALL_BOUND)
+        .unwrap_or_else(|_| panic!("{what} still waits: it waits for its own guard"))
+}
+
+/// The library's own reads that run user code (`Debug` of `RcuPtr` and
+/// `RcuCell`, `RcuCell::get`'s clone) hold a guard tied to the thread, so a
+/// wait for a grace period in that code panics as inside any thread-tied
+/// guard. Under an owned guard, which the wait cannot see, they waited for
+/// themselves forever.
+#[test]
+fn user_code_run_inside_the_librarys_reads_cannot_wait_for_its_own_grace_period() {
+    for domain in [Some(RcuDomain::new()), None] {
+        let (cell, ptr) = match &domain {
+            Some(d) => (
+                RcuCell::new_in(Waits(domain.clone()), d),
+                RcuPtr::new_in(Waits(domain.clone()), d),
+            ),
+            None => (RcuCell::new(Waits(None)), RcuPtr::new(Waits(None))),
+        };
+        let (cell, ptr) = (Arc::new(cell), Arc::new(ptr));
+        let c = Arc::clone(&cell);
+        let cell_debug = panic_of("RcuCell's Debug", move || drop(format!("{c:?}")));
+        let c = Arc::clone(&cell);
+        let cell_get = panic_of("RcuCell::get", move || drop(c.get()));
+        let p = Arc::clone(&ptr);
+        let ptr_debug = panic_of("RcuPtr's Debug", move || drop(format!("{p:?}")));
+        for (what, msg) in [
+            ("RcuCell's Debug", cell_debug),
+            ("RcuCell::get", cell_get),
+            ("RcuPtr's Debug", ptr_debug),
+        ] {
+            let msg = msg.unwrap_or_else(|| panic!("{what} ({domain:?}): the wait returned"));
+            assert!(
+                msg.contains("critical section"),
+                "{what} ({domain:?}) panicked otherwise: {msg}"
+            );
+        }
+        // Outside the library's reads the same waits return.
+        assert_eq!(format!("{:?}", Waits(domain.clone())), "Waits");
+        drop(Waits(domain).clone());
+    }
+}

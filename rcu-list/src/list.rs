@@ -347,9 +347,11 @@ where
     A::Pointer: Send + 'static,
     A::Value: Sync + fmt::Debug,
 {
-    /// The elements, read under an owned guard of the list's domain.
+    /// The elements, read under a guard of the list's domain tied to this
+    /// thread, so an element's `fmt` that waits for a grace period of that
+    /// domain panics rather than waiting for itself.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let guard = self.domain().read_lock_owned();
+        let guard = self.domain().read_lock_local();
         f.debug_list().entries(self.iter(&guard)).finish()
     }
 }

@@ -405,3 +405,82 @@ fn a_panicking_retain_leaves_the_list_consistent_and_retires_what_it_removed() {
     domain.drain();
     assert_eq!(drops.load(Ordering::Relaxed), 3);
 }
+
+/// An element whose `Debug` waits for a grace period of its list's domain.
+struct Waits {
+    domain: RcuDomain,
+    link: ListLink,
+    slink: SListLink,
+}
+
+impl std::fmt::Debug for Waits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.domain.synchronize();
+        f.write_str("Waits")
+    }
+}
+
+intrusive_adapter!(WaitsList = Box<Waits>: Waits { link => ListLink });
+intrusive_adapter!(WaitsSList = Box<Waits>: Waits { slink => SListLink });
+
+/// `{:?}` of a list reads it under a guard tied to the thread, so an
+/// element's `Debug` that waits for a grace period of the list's domain
+/// panics, as inside any thread-tied guard (under an owned guard, which
+/// the wait cannot see, it waited for itself forever).
+#[test]
+fn an_elements_debug_that_waits_for_a_grace_period_panics() {
+    let domain = RcuDomain::new();
+    let waits = || {
+        Box::new(Waits {
+            domain: domain.clone(),
+            link: ListLink::default(),
+            slink: SListLink::default(),
+        })
+    };
+    let list = Arc::new(RcuList::<WaitsList>::new_in(&domain));
+    list.push_back(waits());
+    let slist = Arc::new(RcuSList::<WaitsSList>::new_in(&domain));
+    slist.push_front(waits());
+    let (tx, rx) = std::sync::mpsc::channel();
+    for (what, fmt) in [
+        (
+            "RcuList",
+            Box::new({
+                let list = Arc::clone(&list);
+                move || drop(format!("{list:?}"))
+            }) as Box<dyn FnOnce() + Send>,
+        ),
+        (
+            "RcuSList",
+            Box::new({
+                let slist = Arc::clone(&slist);
+                move || drop(format!("{slist:?}"))
+            }),
+        ),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(fmt));
+            let msg = r.err().map(|e| {
+                e.downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default()
+            });
+            let _ = tx.send((what, msg));
+        });
+    }
+    for _ in 0..2 {
+        let (what, msg) = rx
+            .recv_timeout(std::time::Duration::from_secs(if cfg!(miri) {
+                600
+            } else {
+                30
+            }))
+            .expect("a list's Debug still waits: it waits for its own guard");
+        let msg = msg.unwrap_or_else(|| panic!("{what}'s Debug: the wait returned"));
+        assert!(msg.contains("critical section"), "{what}: {msg}");
+    }
+    // Outside the lists' reads the same wait returns.
+    assert_eq!(format!("{:?}", waits()), "Waits");
+}

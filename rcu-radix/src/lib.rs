@@ -156,8 +156,9 @@
 //!   store that child into the node's parent slot (a *collapse*; at the root,
 //!   the height shrinks). The node is retired with its slots untouched, so
 //!   a reader standing on it still reaches the child. A bottom node left
-//!   with one inline entry stays; left with none, it is unlinked from its
-//!   parent (which may then collapse).
+//!   with one inline entry stays (as does one that a replacement into a
+//!   leaf left with one child: replacements never collapse); left with
+//!   none, it is unlinked from its parent (which may then collapse).
 //!
 //! A node's `shift` and `prefix` never change, and nothing reachable from a
 //! node a reader can stand on is freed before that reader's critical section

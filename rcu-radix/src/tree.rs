@@ -541,8 +541,11 @@ impl<V: Send + Sync + 'static> Default for RcuRadixTree<V> {
 }
 
 impl<V: Send + Sync + fmt::Debug + 'static> fmt::Debug for RcuRadixTree<V> {
+    /// The entries in key order, read under a guard of the tree's domain
+    /// tied to this thread, so a `V::fmt` that waits for a grace period of
+    /// that domain panics rather than waiting for itself.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let guard = self.domain.read_lock_owned();
+        let guard = self.domain.read_lock_local();
         f.debug_map().entries(self.iter(&guard)).finish()
     }
 }

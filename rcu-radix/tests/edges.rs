@@ -1114,3 +1114,43 @@ fn refused_into_inner_inside_closure_still_drops_once() {
     d.drain();
     assert_eq!(live.load(Ordering::SeqCst), 0);
 }
+
+/// A value whose `Debug` waits for a grace period of its tree's domain.
+struct Waits(RcuDomain);
+
+impl std::fmt::Debug for Waits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.synchronize();
+        f.write_str("Waits")
+    }
+}
+
+/// `{:?}` of the tree reads it under a guard tied to the thread, so a
+/// value's `Debug` that waits for a grace period of the tree's domain
+/// panics, as inside any thread-tied guard (under an owned guard, which the
+/// wait cannot see, it waited for itself forever).
+#[test]
+fn a_values_debug_that_waits_for_a_grace_period_panics() {
+    let domain = RcuDomain::new();
+    let tree = Arc::new(RcuRadixTree::new_in(&domain));
+    tree.insert(1, Waits(domain.clone()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = Arc::clone(&tree);
+    std::thread::spawn(move || {
+        let r = catch_unwind(AssertUnwindSafe(|| drop(format!("{t:?}"))));
+        let msg = r.err().map(|e| {
+            e.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default()
+        });
+        let _ = tx.send(msg);
+    });
+    let msg = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the tree's Debug still waits: it waits for its own guard")
+        .expect("the wait returned");
+    assert!(msg.contains("critical section"), "{msg}");
+    // Outside the tree's reads the same wait returns.
+    assert_eq!(format!("{:?}", Waits(domain.clone())), "Waits");
+}

@@ -373,3 +373,82 @@ fn large_values_stay_in_leaves() {
     drop(tree.remove(9));
     assert_eq!(tree.get(9, &g), None);
 }
+
+/// A bottom node whose only child is a leaf: its last inline entry
+/// replaced twice while both cells are held (the second replacement goes
+/// into a leaf of its own). Every read still finds the key, a neighbour
+/// inserted and removed again leaves it so, and removing the leaf empties
+/// the node, which is unlinked (its parent collapses); drop counts exact.
+#[test]
+fn bottom_node_with_a_single_leaf() {
+    let domain = RcuDomain::new();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let mut made = 0usize;
+    let tree = RcuRadixTree::new_in(&domain);
+    let far = 1u64 << 20;
+    tree.insert(far, counted(far, &drops));
+    tree.insert(64, counted(64, &drops));
+    tree.insert(65, counted(65, &drops)); // bottom node: leaf 64, inline 65
+    made += 3;
+    drop(tree.remove(64)); // only inline 65 left
+    tree.set_mark(65, Mark::M1);
+    // Two replacements while both handles are held: 65 becomes a leaf, the
+    // node's only child.
+    let h1 = tree.insert(65, counted(65, &drops)).unwrap();
+    let h2 = tree.insert(65, counted(65, &drops)).unwrap();
+    made += 2;
+    // The root node and the bottom node, which stays for its one leaf.
+    assert_eq!((tree.stats().entries, tree.stats().nodes), (2, 2));
+    {
+        let r = domain.register();
+        let g = r.read_lock();
+        assert_eq!(tree.get(65, &g).unwrap().key, 65);
+        assert!(tree.is_marked(65, Mark::M1, &g));
+        let keys: Vec<u64> = tree.iter(&g).map(|(k, _)| k).collect();
+        assert_eq!(keys, [65, far]);
+        let s: u64 = tree.iter(&g).map(|(k, _)| k).sum();
+        assert_eq!(s, 65 + far);
+        assert_eq!(tree.first_marked(Mark::M1, &g).map(|(k, _)| k), Some(65));
+        assert_eq!(tree.prev_before(far, &g).map(|(k, _)| k), Some(65));
+        assert_eq!(
+            tree.prev_marked_before(u64::MAX, Mark::M1, &g)
+                .map(|(k, _)| k),
+            Some(65)
+        );
+    }
+    assert!(tree.clear_mark(65, Mark::M1));
+    // Insert a neighbour inline, then remove it: the node collapses around
+    // the leaf.
+    tree.insert(66, counted(66, &drops));
+    made += 1;
+    drop(tree.remove(66));
+    assert_eq!((tree.stats().entries, tree.stats().nodes), (2, 1));
+    {
+        let r = domain.register();
+        let g = r.read_lock();
+        let keys: Vec<u64> = tree.iter(&g).map(|(k, _)| k).collect();
+        assert_eq!(keys, [65, far]);
+    }
+    // Back into a bottom node, single leaf again, then remove it (node
+    // empties; parent collapses).
+    tree.insert(67, counted(67, &drops));
+    made += 1;
+    let h3 = tree.insert(67, counted(67, &drops)).unwrap();
+    let h4 = tree.insert(67, counted(67, &drops)).unwrap();
+    made += 2;
+    drop(tree.remove(65));
+    drop(tree.remove(67));
+    {
+        let r = domain.register();
+        let g = r.read_lock();
+        let keys: Vec<u64> = tree.iter(&g).map(|(k, _)| k).collect();
+        assert_eq!(keys, [far]);
+        assert!(tree.first_marked(Mark::M1, &g).is_none());
+    }
+    drop((h1, h2, h3, h4));
+    domain.drain();
+    domain.drain();
+    assert_eq!(drops.load(Ordering::Relaxed), made - 1);
+    drop(tree);
+    assert_eq!(drops.load(Ordering::Relaxed), made);
+}

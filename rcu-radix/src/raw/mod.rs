@@ -22,6 +22,9 @@
 //!     slots untouched, so a reader standing on it still reaches the child;
 //!     a bottom node left with one inline entry stays, and is unlinked from
 //!     its parent when it is left with none (its parent may then collapse).
+//!     (A replacement never collapses: one into a leaf, both of the slot's
+//!     cells being held, may leave a bottom node whose only child is that
+//!     leaf, until its removal empties the node.)
 //! * **Bottom nodes** (shift 0, small values) keep values inline, in two
 //!   cells per slot; see [`bottom`]. An inline word carries its key's
 //!   prefix, so a lookup checks the key without reading the node's header.
@@ -976,9 +979,11 @@ impl<V> Writer<'_, V> {
             parent.present.store(present, Ordering::Release);
             match present.count_ones() {
                 0 => {
-                    // Only a bottom node empties (others collapse at one
-                    // child, and a bottom node with an inline entry does
-                    // not).
+                    // Only a bottom node empties: a removal that leaves
+                    // any other node one child collapses it, but a bottom
+                    // node keeps a last inline entry, or a last leaf that
+                    // a replacement left it (replacements never collapse),
+                    // until that entry's removal brings us here.
                     garbage.push(p);
                     d -= 1;
                 }
