@@ -16,7 +16,7 @@ pub const QUICK_SECS: f64 = 0.35;
 /// Every measurement runs for a fixed time; a run takes about (number of
 /// measurements) × (seconds per measurement), which the runner prints before
 /// it starts (`--list` prints it without measuring). On a 2-CPU machine a
-/// full run is 187 measurements: about 8 minutes with the structures'
+/// full run is about 190 measurements: about 8 minutes with the structures'
 /// set-up, or 1 to 2 minutes with `--quick`.
 /// The read-side scaling group has one row per thread count, so more CPUs
 /// mean more measurements.
