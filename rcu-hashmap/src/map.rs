@@ -856,11 +856,12 @@ where
     V: Send + 'static,
     S: BuildHasher + Default,
 {
+    /// An empty map, [extended](Extend::extend) by `iter`: the table is
+    /// sized for the iterator's lower size hint, as `extend` sizes it (a
+    /// hint no table can meet sizes nothing), and stays free to shrink.
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        let iter = iter.into_iter();
-        // Room for the hinted entries, but free to shrink later.
         let map = RcuHashMap {
-            raw: RawMap::new_in(iter.size_hint().0, 0, &RcuDomain::global()),
+            raw: RawMap::new_in(0, 0, &RcuDomain::global()),
             hasher: S::default(),
         };
         (&map).extend(iter);

@@ -355,6 +355,32 @@ fn extend_survives_a_size_hint_no_table_can_meet() {
     assert!(map.capacity() < 1 << 20, "capacity {}", map.capacity());
 }
 
+/// `collect` sizes its table as `extend` does: a hint no table can meet
+/// sizes nothing, and the pairs go in (it panicked with "capacity
+/// overflow", or "cannot be allocated", as `std`'s `from_iter` does).
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "Miri stops at an allocation this large instead of failing it"
+)]
+fn collect_survives_a_size_hint_no_table_can_meet() {
+    for hint in [1usize << 40, 1 << 58, usize::MAX] {
+        let map: RcuHashMap<u64, u64> = Hinted {
+            inner: (0..3).map(|i| (i, i)),
+            hint,
+        }
+        .collect();
+        assert_holds(&map, 0..3);
+        assert!(map.capacity() < 1 << 20, "capacity {}", map.capacity());
+    }
+    // An honest hint still sizes the table at once.
+    let map: RcuHashMap<u64, u64> = (0..1000u64).map(|i| (i, i)).collect();
+    assert_eq!(
+        map.capacity(),
+        RcuHashMap::<u64, u64>::with_capacity(1000).capacity()
+    );
+}
+
 /// An `extend` whose iterator extends another map: the inner one's end
 /// restores the outer one's mark, so the outer map's checks still do not
 /// shrink it while it loads.
