@@ -860,10 +860,7 @@ where
     /// sized for the iterator's lower size hint, as `extend` sizes it (a
     /// hint no table can meet sizes nothing), and stays free to shrink.
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        let map = RcuHashMap {
-            raw: RawMap::new_in(0, 0, &RcuDomain::global()),
-            hasher: S::default(),
-        };
+        let map = Self::with_hasher(S::default());
         (&map).extend(iter);
         map
     }
