@@ -393,11 +393,7 @@ fn removed_element_moves_between_lists_only_after_grace_period() {
     let r = a.remove(&x).unwrap();
     // still claimed: B refuses it with a clear message, B is intact
     let err = catch_unwind(AssertUnwindSafe(|| b.push_back(x.clone()))).unwrap_err();
-    let msg = err
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| err.downcast_ref::<String>().cloned())
-        .unwrap_or_default();
+    let msg = panic_msg(&*err);
     assert!(
         msg.contains("already in a list"),
         "unclear message: {msg:?}"
@@ -651,11 +647,7 @@ fn child_list_retain_writes_same_list() {
     let g = reader.read_lock();
     // A clear panic (before: a deadlock), and the list as it was.
     let e = r.expect_err("the write from the retain closure was accepted");
-    let msg = e
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| e.downcast_ref::<String>().cloned())
-        .unwrap_or_default();
+    let msg = panic_msg(&*e);
     assert!(
         msg.contains("from inside its own `retain` closure"),
         "{msg}"
@@ -687,11 +679,7 @@ fn child_slist_retain_writes_same_list() {
     let g = reader.read_lock();
     // A clear panic (before: a deadlock), and the list as it was.
     let e = r.expect_err("the write from the retain closure was accepted");
-    let msg = e
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| e.downcast_ref::<String>().cloned())
-        .unwrap_or_default();
+    let msg = panic_msg(&*e);
     assert!(
         msg.contains("from inside its own `retain` closure"),
         "{msg}"

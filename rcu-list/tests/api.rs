@@ -461,12 +461,7 @@ fn an_elements_debug_that_waits_for_a_grace_period_panics() {
         let tx = tx.clone();
         std::thread::spawn(move || {
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(fmt));
-            let msg = r.err().map(|e| {
-                e.downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default()
-            });
+            let msg = r.err().map(|e| common::panic_message(&*e));
             let _ = tx.send((what, msg));
         });
     }

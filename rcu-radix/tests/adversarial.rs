@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::Rng;
+use common::{Rng, panic_message};
 use rcu_core::{Config, RcuDomain};
 use rcu_radix::{Mark, RcuRadixTree};
 use std::collections::{BTreeMap, BTreeSet};
@@ -910,14 +910,6 @@ fn stats_inside_writer_closures_does_not_deadlock() {
 /// The panic message of a write from inside a write.
 const NESTED_WRITE: &str = "from inside one of its own writes";
 
-/// The message of a caught panic payload.
-fn message(e: &(dyn std::any::Any + Send)) -> String {
-    e.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| e.downcast_ref::<String>().cloned())
-        .unwrap_or_default()
-}
-
 /// A `get_or_insert_with` closure that writes the same tree panics with a
 /// clear message (it deadlocked before: the writer lock is not
 /// re-entrant); the tree is unchanged by the failed call and stays usable.
@@ -941,7 +933,11 @@ fn get_or_insert_with_closure_writing_tree_panics_clearly() {
     match r {
         None => panic!("get_or_insert_with closure writing the tree deadlocked"),
         Some(Ok(v)) => panic!("the nested write was accepted (returned {v})"),
-        Some(Err(e)) => assert!(message(&*e).contains(NESTED_WRITE), "{}", message(&*e)),
+        Some(Err(e)) => assert!(
+            panic_message(&*e).contains(NESTED_WRITE),
+            "{}",
+            panic_message(&*e)
+        ),
     }
     let g = domain.read_lock_owned();
     assert_eq!(
@@ -978,7 +974,11 @@ fn retain_closure_writing_tree_panics_clearly() {
         match r {
             None => panic!("retain predicate writing the tree deadlocked ({write})"),
             Some(Ok(())) => panic!("the nested write was accepted ({write})"),
-            Some(Err(e)) => assert!(message(&*e).contains(NESTED_WRITE), "{}", message(&*e)),
+            Some(Err(e)) => assert!(
+                panic_message(&*e).contains(NESTED_WRITE),
+                "{}",
+                panic_message(&*e)
+            ),
         }
         let g = domain.read_lock_owned();
         assert_eq!(

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::Rng;
+use common::{Rng, panic_message};
 use rcu_core::RcuDomain;
 use rcu_radix::{Mark, RcuRadixTree};
 use std::collections::BTreeMap;
@@ -729,11 +729,7 @@ fn writes_inside_closures_panic_and_tree_stays_usable() {
             );
         }));
         let msg = r.expect_err(name);
-        let s = msg
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| msg.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default();
+        let s = panic_message(&*msg);
         assert!(s.contains("inside one of its own writes"), "{name}: {s}");
         let r = catch_unwind(AssertUnwindSafe(|| {
             tree.retain(|k, _| {
@@ -1138,12 +1134,7 @@ fn a_values_debug_that_waits_for_a_grace_period_panics() {
     let t = Arc::clone(&tree);
     std::thread::spawn(move || {
         let r = catch_unwind(AssertUnwindSafe(|| drop(format!("{t:?}"))));
-        let msg = r.err().map(|e| {
-            e.downcast_ref::<String>()
-                .cloned()
-                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default()
-        });
+        let msg = r.err().map(|e| panic_message(&*e));
         let _ = tx.send(msg);
     });
     let msg = rx

@@ -77,3 +77,12 @@ intrusive_adapter!(pub ArcSList = Arc<Node>: Node { slink => SListLink });
 pub fn size(normal: usize, miri: usize) -> usize {
     if cfg!(miri) { miri } else { normal }
 }
+
+/// The message of a caught panic's payload (a `&str` or a `String`; empty
+/// otherwise).
+pub fn panic_message(e: &(dyn std::any::Any + Send)) -> String {
+    e.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| e.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}

@@ -76,3 +76,12 @@ pub const EDGE_KEYS: [u64; 28] = [
     u64::MAX - 1,
     u64::MAX,
 ];
+
+/// The message of a caught panic's payload (a `&str` or a `String`; empty
+/// otherwise).
+pub fn panic_message(e: &(dyn std::any::Any + Send)) -> String {
+    e.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| e.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
